@@ -1,0 +1,3 @@
+"""Shipyard: a production-ready backend for MVP apps."""
+
+__version__ = "0.1.0"

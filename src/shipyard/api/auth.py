@@ -1,0 +1,36 @@
+"""Auth endpoints of auth collections (superusers for now): password login and refresh."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from shipyard.api.http import JSON, parse_body, resolve_auth, services
+from shipyard.core.errors import ApiError
+
+
+async def auth_with_password(request: Request) -> Response:
+    svc = services(request)
+    c = svc.store.require(request.path_params["collection"])
+    body = await parse_body(request)
+    token, record = await svc.auth_with_password(
+        c, body.get("identity"), body.get("password"), body.get("identityField")
+    )
+    return JSON({"token": token, "record": record})
+
+
+async def auth_refresh(request: Request) -> Response:
+    svc = services(request)
+    c = svc.store.require(request.path_params["collection"])
+    auth = await resolve_auth(request)
+    if auth.collection is None or auth.collection.id != c.id:
+        raise ApiError(401, "The request requires valid record authorization token.")
+    token, record = await svc.refresh(auth)
+    return JSON({"token": token, "record": record})
+
+
+routes = [
+    Route("/api/collections/{collection}/auth-with-password", auth_with_password, methods=["POST"]),
+    Route("/api/collections/{collection}/auth-refresh", auth_refresh, methods=["POST"]),
+]

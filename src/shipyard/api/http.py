@@ -1,0 +1,124 @@
+"""Request and response plumbing shared by the API modules: JSON via orjson, errors in
+PocketBase's shape, bounded body reading, and who is asking."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import Response
+
+from shipyard.core.auth import ANONYMOUS, Auth
+from shipyard.core.errors import ApiError, bad_request, too_large
+from shipyard.core.services import Services
+
+log = logging.getLogger("shipyard.api")
+
+
+class JSON(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def error_response(err: ApiError) -> Response:
+    return JSON(err.to_dict(), status_code=err.status)
+
+
+def services(request: Request) -> Services:
+    svc: Services = request.app.state.services
+    return svc
+
+
+def query_params(request: Request) -> dict[str, str]:
+    return dict(request.query_params)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise too_large(limit)
+        except ValueError:
+            raise bad_request("Invalid Content-Length header.") from None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large(limit)
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    request._body = body  # lets request.form() parse what was already read
+    return body
+
+
+async def parse_body(request: Request) -> dict[str, Any]:
+    """A JSON object, or multipart / urlencoded fields (repeated keys become lists,
+    `@jsonPayload` is merged), as PocketBase accepts them."""
+    svc = services(request)
+    body = await read_body(request, svc.settings.max_body_size)
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        return await _parse_form(request)
+    if not body.strip():
+        return {}
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise bad_request(f"Failed to read the request body: invalid JSON ({exc.msg} at position {exc.pos}).") from None
+    if not isinstance(data, dict):
+        raise bad_request("Failed to read the request body: expected a JSON object.")
+    return data
+
+
+async def _parse_form(request: Request) -> dict[str, Any]:
+    try:
+        form = await request.form(max_files=100, max_fields=2000)
+    except Exception as exc:  # malformed multipart of any kind is the client's error
+        raise bad_request(f"Failed to read the multipart body: {exc}") from None
+    out: dict[str, Any] = {}
+    try:
+        for key, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                raise bad_request(
+                    f"File uploads are not supported yet (field {key!r}); send file names as text."
+                )
+            if key == "@jsonPayload":
+                try:
+                    payload = orjson.loads(value)
+                except orjson.JSONDecodeError:
+                    raise bad_request("Invalid @jsonPayload: not valid JSON.") from None
+                if not isinstance(payload, dict):
+                    raise bad_request("Invalid @jsonPayload: expected a JSON object.")
+                out.update(payload)
+                continue
+            if key in out:
+                prev = out[key]
+                out[key] = [*prev, value] if isinstance(prev, list) else [prev, value]
+            else:
+                out[key] = value
+    finally:
+        await form.close()
+    return out
+
+
+def bearer(request: Request) -> str:
+    raw = request.headers.get("authorization", "").strip()
+    if raw[:7].lower() == "bearer ":
+        raw = raw[7:].strip()
+    return raw
+
+
+async def resolve_auth(request: Request) -> Auth:
+    """The auth record of a valid token; anonymous for none or an invalid one (like PocketBase)."""
+    token = bearer(request)
+    if not token:
+        return ANONYMOUS
+    svc = services(request)
+    return await svc.authenticate(token)

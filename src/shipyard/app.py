@@ -1,0 +1,88 @@
+"""Wires settings to implementations and routes; the only place that knows both."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from shipyard.api import auth, collections, health, records
+from shipyard.api.http import JSON, error_response
+from shipyard.core.errors import ApiError
+from shipyard.core.services import Services
+from shipyard.settings import Settings, load_settings
+
+log = logging.getLogger("shipyard")
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    messages = {404: "The requested resource wasn't found.", 405: "Method not allowed."}
+    msg = messages.get(exc.status_code, str(exc.detail))
+    return JSON({"status": exc.status_code, "message": msg, "data": {}}, status_code=exc.status_code)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return JSON(
+        {"status": 500, "message": "Something went wrong while processing your request.", "data": {}},
+        status_code=500,
+    )
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or load_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        svc = await Services.open(settings)
+        await startup(svc)
+        app.state.services = svc
+        try:
+            yield
+        finally:
+            await svc.close()
+
+    routes = [*health.routes, *auth.routes, *collections.routes, *records.routes]
+    with contextlib.suppress(ImportError):
+        from shipyard.api import openapi
+
+        routes += openapi.routes
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={
+            ApiError: _api_error,
+            HTTPException: _http_error,
+            Exception: _server_error,
+        },
+    )
+    app.state.settings = settings
+    return app
+
+
+async def startup(svc: Services) -> None:
+    """Apply the declarative schema file and the demo data set when settings ask for them."""
+    from shipyard.core import declarative
+
+    if svc.settings.schema_file:
+        await declarative.apply_file(svc, svc.settings.schema_file)
+    if svc.settings.demo:
+        from shipyard.core import demo
+
+        await demo.load(svc)
+
+
+def app_factory() -> Starlette:
+    """Entry point for server processes (`granian --factory shipyard.app:app_factory`)."""
+    return create_app()

@@ -1,0 +1,175 @@
+"""The `shipyard` command: serve, migrate, superuser, demo."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import click
+
+from shipyard.settings import Settings, SettingsError, load_settings
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except SettingsError as exc:
+        click.echo(f"shipyard: bad setting: {exc}", err=True)
+        sys.exit(2)
+
+
+def _run(settings: Settings, fn: Callable[[Any], Awaitable[Any]]) -> Any:
+    from shipyard.core.errors import ApiError
+    from shipyard.core.services import Services
+
+    async def main() -> Any:
+        svc = await Services.open(settings)
+        try:
+            return await fn(svc)
+        finally:
+            await svc.close()
+
+    try:
+        return asyncio.run(main())
+    except ApiError as exc:
+        detail = f" {exc.data}" if exc.data else ""
+        click.echo(f"shipyard: {exc.message}{detail}", err=True)
+        sys.exit(1)
+
+
+@click.group()
+@click.version_option(package_name="shipyard")
+def main() -> None:
+    """Shipyard: a production-ready backend for MVP apps."""
+
+
+@main.command()
+@click.option("--host", default=None, help="Interface to bind (SHIPYARD_HOST, default 127.0.0.1).")
+@click.option("--port", default=None, type=int, help="Port (SHIPYARD_PORT, default 8090).")
+@click.option("--workers", default=None, type=int, help="Server processes (SHIPYARD_WORKERS).")
+@click.option("--data-dir", default=None, help="Data directory (SHIPYARD_DATA_DIR).")
+@click.option("--schema-file", default=None, help="Declarative collections file to apply.")
+@click.option("--demo", is_flag=True, default=None, help="Load the demo data set first.")
+def serve(**flags: Any) -> None:
+    """Run the API server."""
+    settings = _settings(**flags)
+    from shipyard.core import declarative
+    from shipyard.core.declarative import SchemaFileError
+
+    async def prepare(svc: Any) -> None:
+        if settings.schema_file:
+            await declarative.apply_file(svc, settings.schema_file)
+        if settings.demo:
+            from shipyard.core import demo
+
+            await demo.load(svc, announce=click.echo)
+
+    try:
+        _run(settings, prepare)
+    except SchemaFileError as exc:
+        click.echo(f"shipyard: {exc}", err=True)
+        sys.exit(2)
+    # worker processes read settings from the environment; preparation is done once, here
+    for key, value in flags.items():
+        if value is not None and key not in ("demo", "schema_file"):
+            os.environ["SHIPYARD_" + key.upper()] = str(value)
+    os.environ["SHIPYARD_DEMO"] = "0"
+    os.environ["SHIPYARD_SCHEMA_FILE"] = ""
+    click.echo(f"Shipyard listening on http://{settings.host}:{settings.port}  (API under /api/)")
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    Granian(
+        "shipyard.app:app_factory",
+        factory=True,
+        interface=Interfaces.ASGI,
+        address=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level.lower(),  # type: ignore[arg-type]
+        respawn_failed_workers=True,
+    ).serve()
+
+
+@main.command()
+@click.option("--schema-file", default=None, help="Collections file (SHIPYARD_SCHEMA_FILE).")
+@click.option("--confirm-data-loss", is_flag=True, help="Allow changes that drop or convert data.")
+@click.option("--delete-missing", is_flag=True, help="Delete collections that the file omits.")
+def migrate(schema_file: str | None, confirm_data_loss: bool, delete_missing: bool) -> None:
+    """Create system tables and apply the declarative collections file."""
+    settings = _settings(schema_file=schema_file)
+    from shipyard.core import declarative
+    from shipyard.core.declarative import SchemaFileError
+
+    async def apply(svc: Any) -> int:
+        if not settings.schema_file:
+            return 0
+        return await declarative.apply_file(
+            svc, settings.schema_file, confirm_data_loss=confirm_data_loss, delete_missing=delete_missing
+        )
+
+    try:
+        n = _run(settings, apply)
+    except SchemaFileError as exc:
+        click.echo(f"shipyard: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"migrated: system tables ready, {n} collection(s) applied")
+
+
+@main.group()
+def superuser() -> None:
+    """Manage superuser accounts."""
+
+
+@superuser.command("create")
+@click.argument("email")
+@click.argument("password")
+def superuser_create(email: str, password: str) -> None:
+    from shipyard.core import superusers
+
+    _run(_settings(), lambda svc: superusers.create(svc, email, password))
+    click.echo(f"superuser {email} created")
+
+
+@superuser.command("update")
+@click.argument("email")
+@click.argument("password")
+def superuser_update(email: str, password: str) -> None:
+    from shipyard.core import superusers
+
+    _run(_settings(), lambda svc: superusers.update(svc, email, password))
+    click.echo(f"superuser {email} updated")
+
+
+@superuser.command("upsert")
+@click.argument("email")
+@click.argument("password")
+def superuser_upsert(email: str, password: str) -> None:
+    from shipyard.core import superusers
+
+    _run(_settings(), lambda svc: superusers.upsert(svc, email, password))
+    click.echo(f"superuser {email} saved")
+
+
+@superuser.command("delete")
+@click.argument("email")
+def superuser_delete(email: str) -> None:
+    from shipyard.core import superusers
+
+    _run(_settings(), lambda svc: superusers.delete(svc, email))
+    click.echo(f"superuser {email} deleted")
+
+
+@main.command()
+def demo() -> None:
+    """Load the demo data set (idempotent) without serving."""
+    from shipyard.core import demo as demo_mod
+
+    _run(_settings(), lambda svc: demo_mod.load(svc, announce=click.echo))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,347 @@
+"""Collections: the model, its PocketBase JSON shape, and validation of a definition."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from shipyard.core.errors import bad_request
+from shipyard.core.fields import (
+    NAME_RE,
+    AutodateField,
+    Field,
+    FileField,
+    RelationField,
+    field_from_dict,
+    id_field,
+    now_str,
+)
+from shipyard.tools.ids import random_string
+
+RULES = ("listRule", "viewRule", "createRule", "updateRule", "deleteRule")
+COLLECTION_TYPES = ("base", "auth")
+RESERVED_NAMES = {"expand", "collectionId", "collectionName"}
+SUPERUSERS_ID = "pbc_3142635823"  # the id the JS SDK's authStore.isSuperuser falls back to
+SUPERUSERS = "_superusers"
+
+_INDEX_RE = re.compile(
+    r"""^\s*CREATE\s+(?P<unique>UNIQUE\s+)?INDEX\s+(?:IF\s+NOT\s+EXISTS\s+)?
+        [`"\[]?(?P<name>[A-Za-z_][A-Za-z0-9_]*)[`"\]]?\s+ON\s+
+        [`"\[]?(?P<table>[A-Za-z_][A-Za-z0-9_]*)[`"\]]?\s*
+        \((?P<cols>[^()]*)\)\s*;?\s*$""",
+    re.IGNORECASE | re.VERBOSE,
+)
+_INDEX_COL_RE = re.compile(
+    r"""^\s*[`"\[]?(?P<col>[A-Za-z_][A-Za-z0-9_]*)[`"\]]?
+        (?:\s+COLLATE\s+(?P<collate>NOCASE|BINARY))?
+        (?:\s+(?P<dir>ASC|DESC))?\s*$""",
+    re.IGNORECASE | re.VERBOSE,
+)
+
+
+@dataclass
+class IndexDef:
+    """A parsed index; regenerated per engine so no raw SQL from users is executed."""
+
+    name: str
+    unique: bool
+    columns: list[tuple[str, bool, bool]]  # (column, descending, nocase)
+
+    def sql(self, table: str, dialect: str) -> str:
+        cols = []
+        for col, desc, nocase in self.columns:
+            expr = f'"{col}"'
+            if nocase:
+                expr = f'LOWER("{col}")' if dialect == "postgres" else f'"{col}" COLLATE NOCASE'
+            cols.append(expr + (" DESC" if desc else ""))
+        unique = "UNIQUE " if self.unique else ""
+        return f'CREATE {unique}INDEX IF NOT EXISTS "{self.name}" ON "{table}" ({", ".join(cols)})'
+
+
+def parse_index(text: str) -> IndexDef:
+    m = _INDEX_RE.match(text or "")
+    if not m:
+        raise ValueError(
+            "Invalid index: expected CREATE [UNIQUE] INDEX name ON table (column [ASC|DESC], …)."
+        )
+    cols = []
+    for part in m.group("cols").split(","):
+        cm = _INDEX_COL_RE.match(part)
+        if not cm:
+            raise ValueError(f"Invalid index column {part.strip()!r}.")
+        cols.append(
+            (
+                cm.group("col"),
+                (cm.group("dir") or "").upper() == "DESC",
+                (cm.group("collate") or "").upper() == "NOCASE",
+            )
+        )
+    return IndexDef(name=m.group("name"), unique=bool(m.group("unique")), columns=cols)
+
+
+def new_collection_id() -> str:
+    return "pbc_" + random_string(10, "0123456789")
+
+
+@dataclass
+class Collection:
+    id: str
+    name: str
+    type: str = "base"
+    system: bool = False
+    fields: list[Field] = field(default_factory=list)
+    indexes: list[str] = field(default_factory=list)
+    listRule: str | None = None
+    viewRule: str | None = None
+    createRule: str | None = None
+    updateRule: str | None = None
+    deleteRule: str | None = None
+    created: str = ""
+    updated: str = ""
+    options: dict[str, Any] = field(default_factory=dict)  # auth options (secrets kept here)
+
+    def __post_init__(self) -> None:
+        self._by_name = {f.name: f for f in self.fields}
+
+    @property
+    def table(self) -> str:
+        return self.name
+
+    def field(self, name: str) -> Field | None:
+        return self._by_name.get(name)
+
+    @property
+    def data_fields(self) -> list[Field]:
+        """Every field but `id`: the columns written on create."""
+        return [f for f in self.fields if f.name != "id"]
+
+    def relation_fields(self) -> list[RelationField]:
+        return [f for f in self.fields if isinstance(f, RelationField)]
+
+    def index_defs(self) -> list[IndexDef]:
+        return [parse_index(i) for i in self.indexes]
+
+    def rule(self, action: str) -> str | None:
+        value: str | None = getattr(self, action + "Rule")
+        return value
+
+    def to_dict(self, include_secrets: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "name": self.name,
+            "type": self.type,
+            "system": self.system,
+            "listRule": self.listRule,
+            "viewRule": self.viewRule,
+            "createRule": self.createRule,
+            "updateRule": self.updateRule,
+            "deleteRule": self.deleteRule,
+            "fields": [f.to_dict() for f in self.fields],
+            "indexes": list(self.indexes),
+            "created": self.created,
+            "updated": self.updated,
+        }
+        if self.type == "auth":
+            opts = {k: v for k, v in self.options.items() if include_secrets or k != "secrets"}
+            out.update(opts)
+        return out
+
+
+def _rule_value(data: dict[str, Any], key: str, errors: dict[str, Any]) -> str | None:
+    value = data.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    errors[key] = {"code": "validation_invalid_rule", "message": "Must be a string or null."}
+    return None
+
+
+def collection_from_dict(
+    data: Any, existing: Collection | None = None, *, trusted: bool = False
+) -> Collection:
+    """Validate a PocketBase-shaped definition into a Collection (400 with per-key errors).
+
+    `existing` supplies what a partial update leaves unchanged; system fields and ids are
+    kept stable so that renames are detected by field id.
+    """
+    if not isinstance(data, dict):
+        raise bad_request("Failed to load the collection data.", {})
+    errors: dict[str, Any] = {}
+    base = existing.to_dict(include_secrets=True) if existing else {}
+    merged = {**base, **data}
+
+    name = merged.get("name")
+    if not isinstance(name, str) or not NAME_RE.match(name) or len(name) > 55:
+        errors["name"] = {
+            "code": "validation_invalid_name",
+            "message": "Must be 1-55 characters of letters, digits and _ and not start with a digit.",
+        }
+        name = "invalid"
+    elif name.startswith("_") and not trusted and (existing is None or not existing.system):
+        errors["name"] = {
+            "code": "validation_invalid_name",
+            "message": "Names starting with _ are reserved for system collections.",
+        }
+
+    ctype = merged.get("type") or "base"
+    if existing and ctype != existing.type:
+        errors["type"] = {"code": "validation_readonly", "message": "The type cannot be changed."}
+    elif ctype not in COLLECTION_TYPES or (ctype == "auth" and not trusted and existing is None):
+        errors["type"] = {
+            "code": "validation_invalid_type",
+            "message": "Must be base" + (" or auth." if trusted else "."),
+        }
+
+    fields: list[Field] = []
+    raw_fields = merged.get("fields")
+    if raw_fields is None:
+        raw_fields = merged.get("schema", [])  # PocketBase < 0.23
+    if not isinstance(raw_fields, list):
+        errors["fields"] = {"code": "validation_invalid_fields", "message": "Must be a list."}
+        raw_fields = []
+    old_by_id = {f.id: f for f in existing.fields} if existing else {}
+    seen: set[str] = set()
+    field_errors: dict[str, Any] = {}
+    for i, raw in enumerate(raw_fields):
+        try:
+            fld = field_from_dict(raw)
+        except ValueError as exc:
+            field_errors[str(i)] = {"code": "validation_invalid_field", "message": str(exc)}
+            continue
+        old = old_by_id.get(fld.id)
+        if old is not None and old.system and not trusted:
+            fld.system = True
+        if fld.name.lower() in seen:
+            field_errors[str(i)] = {
+                "code": "validation_duplicated_field_name",
+                "message": f"Duplicated field name {fld.name!r}.",
+            }
+            continue
+        if fld.name in RESERVED_NAMES:
+            field_errors[str(i)] = {
+                "code": "validation_reserved_field_name",
+                "message": f"The field name {fld.name!r} is reserved.",
+            }
+            continue
+        opt_errors = fld.validate_options()
+        if opt_errors:
+            field_errors[str(i)] = {
+                "code": "validation_invalid_field_options",
+                "message": "; ".join(f"{k}: {v}" for k, v in opt_errors.items()),
+            }
+            continue
+        if isinstance(fld, FileField) and fld.options.get("maxSelect", 1) < 1:
+            fld.options["maxSelect"] = 1
+        seen.add(fld.name.lower())
+        fields.append(fld)
+    if field_errors:
+        errors["fields"] = field_errors
+
+    # system fields every collection has
+    if not any(f.name == "id" for f in fields):
+        fields.insert(0, id_field())
+    else:
+        idx = next(i for i, f in enumerate(fields) if f.name == "id")
+        given = fields.pop(idx)
+        stable = id_field()
+        stable.hidden = False
+        if given.type != "text":
+            errors["fields"] = {"id": {"code": "validation_invalid_id", "message": "id is text."}}
+        fields.insert(0, stable)
+    if existing is None and "fields" not in data and "schema" not in data:
+        pass
+    if existing is None:
+        names = {f.name for f in fields}
+        if "created" not in names:
+            fields.append(
+                AutodateField(name="created", options={"onCreate": True, "onUpdate": False})
+            )
+        if "updated" not in names:
+            fields.append(
+                AutodateField(name="updated", options={"onCreate": True, "onUpdate": True})
+            )
+
+    rules = {key: _rule_value(merged, key, errors) for key in RULES}
+
+    indexes = merged.get("indexes") or []
+    if not isinstance(indexes, list) or not all(isinstance(i, str) for i in indexes):
+        errors["indexes"] = {"code": "validation_invalid_indexes", "message": "Must be strings."}
+        indexes = []
+    names_now = {f.name for f in fields}
+    index_errors: dict[str, Any] = {}
+    for i, text in enumerate(indexes):
+        try:
+            idef = parse_index(text)
+        except ValueError as exc:
+            index_errors[str(i)] = {"code": "validation_invalid_index_expression", "message": str(exc)}
+            continue
+        missing = [c for c, _, _ in idef.columns if c not in names_now]
+        if missing:
+            index_errors[str(i)] = {
+                "code": "validation_invalid_index_expression",
+                "message": f"Unknown column(s): {', '.join(missing)}.",
+            }
+    if index_errors:
+        errors["indexes"] = index_errors
+
+    if errors:
+        raise bad_request("Failed to validate the collection.", errors)
+
+    now = now_str()
+    cid = existing.id if existing else (merged.get("id") or new_collection_id())
+    if not isinstance(cid, str) or not re.match(r"^[A-Za-z0-9_]{3,50}$", cid):
+        raise bad_request(
+            "Failed to validate the collection.",
+            {"id": {"code": "validation_invalid_id", "message": "Invalid collection id."}},
+        )
+    options = dict(existing.options) if existing else {}
+    return Collection(
+        id=cid,
+        name=name,
+        type=ctype,
+        system=existing.system if existing else bool(trusted and merged.get("system")),
+        fields=fields,
+        indexes=[_normalize_index(i, name) for i in indexes],
+        created=existing.created if existing else now,
+        updated=now,
+        options=options,
+        **rules,
+    )
+
+
+def _normalize_index(text: str, table: str) -> str:
+    """Store indexes in PocketBase's textual form, pointing at the (possibly renamed) table."""
+    idef = parse_index(text)
+    cols = ", ".join(
+        f"`{c}`" + (" COLLATE NOCASE" if nocase else "") + (" DESC" if desc else "")
+        for c, desc, nocase in idef.columns
+    )
+    unique = "UNIQUE " if idef.unique else ""
+    return f"CREATE {unique}INDEX `{idef.name}` ON `{table}` ({cols})"
+
+
+def collection_from_stored(data: dict[str, Any]) -> Collection:
+    """Rebuild a collection from its stored JSON (already validated when written)."""
+    fields = [field_from_dict(f) for f in data.get("fields", [])]
+    return Collection(
+        id=data["id"],
+        name=data["name"],
+        type=data.get("type", "base"),
+        system=bool(data.get("system")),
+        fields=fields,
+        indexes=list(data.get("indexes", [])),
+        listRule=data.get("listRule"),
+        viewRule=data.get("viewRule"),
+        createRule=data.get("createRule"),
+        updateRule=data.get("updateRule"),
+        deleteRule=data.get("deleteRule"),
+        created=data.get("created", ""),
+        updated=data.get("updated", ""),
+        options=data.get("options", {}),
+    )
+
+
+def stored_dict(c: Collection) -> dict[str, Any]:
+    out = c.to_dict(include_secrets=True)
+    out["options"] = c.options
+    return out

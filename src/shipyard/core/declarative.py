@@ -1,0 +1,48 @@
+"""The declarative collections file: PocketBase's export format (a JSON list of collections,
+or `{"collections": [...]}`), applied by `shipyard migrate` and at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from shipyard.core.errors import ApiError
+
+if TYPE_CHECKING:
+    from shipyard.core.services import Services
+
+
+class SchemaFileError(ValueError):
+    pass
+
+
+def read_file(path: str | Path) -> list[dict[str, Any]]:
+    p = Path(path)
+    if not p.exists():
+        raise SchemaFileError(f"{p}: the schema file does not exist")
+    try:
+        data = orjson.loads(p.read_bytes())
+    except orjson.JSONDecodeError as exc:
+        raise SchemaFileError(f"{p}: not valid JSON ({exc})") from None
+    if isinstance(data, dict):
+        data = data.get("collections")
+    if not isinstance(data, list):
+        raise SchemaFileError(f"{p}: expected a list of collections or {{\"collections\": [...]}}")
+    return data
+
+
+async def apply_file(
+    svc: Services, path: str | Path, *, confirm_data_loss: bool = False, delete_missing: bool = False
+) -> int:
+    """Apply the file; a change that would lose data refuses unless confirmed."""
+    items = read_file(path)
+    try:
+        applied = await svc.store.import_collections(
+            items, delete_missing=delete_missing, confirm_data_loss=confirm_data_loss
+        )
+    except ApiError as exc:
+        detail = orjson.dumps(exc.data).decode() if exc.data else ""
+        raise SchemaFileError(f"{path}: {exc.message} {detail}".strip()) from None
+    return len(applied)

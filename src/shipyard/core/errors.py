@@ -1,0 +1,52 @@
+"""API errors in PocketBase's shape `{"status", "message", "data"}`; raised by core, rendered by api."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, data: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.data = data or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "message": self.message, "data": self.data}
+
+
+def bad_request(message: str = "", data: dict[str, Any] | None = None) -> ApiError:
+    return ApiError(400, message or "Something went wrong while processing your request.", data)
+
+
+def not_found(message: str = "") -> ApiError:
+    return ApiError(404, message or "The requested resource wasn't found.")
+
+
+def forbidden(message: str = "") -> ApiError:
+    return ApiError(403, message or "You are not allowed to perform this request.")
+
+
+def unauthorized(message: str = "") -> ApiError:
+    return ApiError(401, message or "The request requires valid record authorization token.")
+
+
+def too_large(limit: int) -> ApiError:
+    return ApiError(413, f"Request entity too large (the limit is {limit} bytes).")
+
+
+class FieldError(Exception):
+    """One field's validation failure, with PocketBase's error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+def validation_failed(message: str, errors: dict[str, FieldError]) -> ApiError:
+    return bad_request(message, {name: err.to_dict() for name, err in errors.items()})

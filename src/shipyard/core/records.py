@@ -1,0 +1,767 @@
+"""Records: list, view, create, update and delete with PocketBase's semantics.
+
+Reads decode rows straight into response dicts (JSON columns pass through as
+`orjson.Fragment`, never parsed); writes validate every field, then run in one
+transaction so a failed rule check or constraint leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+try:
+    from shipyard.core import query
+except ImportError:  # TEMP until the filter compiler lands
+    query = None  # type: ignore[assignment]
+from shipyard.core.auth import Auth, hash_password
+from shipyard.core.collections import Collection
+from shipyard.core.errors import ApiError, FieldError, bad_request, forbidden, not_found, validation_failed
+from shipyard.core.fields import (
+    AutodateField,
+    Field,
+    PasswordField,
+    RelationField,
+    TextField,
+    new_record_id,
+    now_str,
+)
+from shipyard.core.schema import SchemaStore
+from shipyard.settings import Settings
+from shipyard.tools.db import Executor, IntegrityError
+
+ID_RE = re.compile(r"^[a-z0-9]{15}$")
+CLIENT_ID_RE = re.compile(r"^[a-zA-Z0-9_]{1,100}$")
+_EXPAND_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_BACK_RELATION_EXPAND = 1000
+ONLY_SUPERUSERS = "Only superusers can perform this action."
+
+
+# ---------------------------------------------------------------------- storage codecs
+
+
+def encode_stored(f: Field, value: Any) -> Any:
+    if f.storage == "json":
+        return orjson.dumps(value).decode()
+    if f.storage == "bool":
+        return bool(value)
+    if f.storage == "number":
+        return float(value or 0)
+    return "" if value is None else str(value)
+
+
+def decode_stored(f: Field, raw: Any) -> Any:
+    if f.storage == "json":
+        try:
+            return orjson.loads(raw) if raw not in (None, "") else f.zero()
+        except orjson.JSONDecodeError:
+            return f.zero()
+    if f.storage == "bool":
+        return bool(raw)
+    if f.storage == "number":
+        return float(raw or 0)
+    return "" if raw is None else raw
+
+
+def _json_out(f: Field) -> Any:
+    if f.storage == "json":
+        zero = orjson.Fragment(orjson.dumps(f.zero()))
+
+        def out_json(raw: Any) -> Any:
+            return orjson.Fragment(raw) if raw else zero
+
+        return out_json
+    if f.storage == "bool":
+        return bool
+    if f.storage == "number":
+        return f.to_json
+    return None  # text: as stored
+
+
+@dataclass
+class Shape:
+    """How to select and decode one collection's rows for one audience; cached per schema."""
+
+    columns: str
+    names: list[str]
+    decoders: list[Any]
+    fields: list[Field]
+
+
+_shapes: dict[tuple[int, str, bool], Shape] = {}
+
+
+def shape(store: SchemaStore, c: Collection, superuser: bool) -> Shape:
+    key = (store.version, c.id, superuser)
+    got = _shapes.get(key)
+    if got is None:
+        visible = [
+            f for f in c.fields if not isinstance(f, PasswordField) and (superuser or not f.hidden)
+        ]
+        got = Shape(
+            columns=", ".join(f'"_r"."{f.name}"' for f in visible),
+            names=[f.name for f in visible],
+            decoders=[_json_out(f) for f in visible],
+            fields=visible,
+        )
+        if len(_shapes) > 2048:
+            _shapes.clear()
+        _shapes[key] = got
+    return got
+
+
+def decode_row(c: Collection, sh: Shape, row: tuple[Any, ...]) -> dict[str, Any]:
+    rec: dict[str, Any] = {"collectionId": c.id, "collectionName": c.name}
+    for name, dec, raw in zip(sh.names, sh.decoders, row, strict=False):
+        rec[name] = raw if dec is None else dec(raw)
+    return rec
+
+
+# ---------------------------------------------------------------------- request parameters
+
+
+def _int_param(params: dict[str, str], name: str, default: int) -> int:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise bad_request(f"Invalid {name!r} parameter: expected an integer, got {raw[:40]!r}.") from None
+
+
+def _truthy(raw: str | None) -> bool:
+    return (raw or "").lower() in ("1", "true", "t", "yes")
+
+
+def parse_expand(text: str, max_depth: int) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for path in text.split(","):
+        path = path.strip()
+        if not path:
+            continue
+        parts = path.split(".")
+        if len(parts) > max_depth:
+            raise bad_request(
+                f"Invalid expand {path!r}: at most {max_depth} levels of relations can be expanded."
+            )
+        node = tree
+        for part in parts:
+            if not _EXPAND_PART.match(part):
+                raise bad_request(f"Invalid expand {path!r}: {part!r} is not a field name.")
+            node = node.setdefault(part, {})
+    return tree
+
+
+class Records:
+    def __init__(self, store: SchemaStore, db: Executor, settings: Settings) -> None:
+        self.store = store
+        self.db = db
+        self.settings = settings
+
+    # ------------------------------------------------------------------ access rules
+
+    def _limits(self) -> query.FilterLimits:
+        s = self.settings
+        return query.FilterLimits(
+            max_length=s.max_filter_length,
+            max_expressions=s.max_filter_expressions,
+            max_relation_depth=s.max_expand_depth,
+        )
+
+    def _request_info(self, auth: Auth, params: dict[str, str] | None = None) -> dict[str, Any]:
+        return {
+            "auth": ({**auth.record, "collectionId": auth.collection.id, "collectionName": auth.collection.name} if auth.collection else {}),
+            "query": params or {},
+            "headers": {},
+            "body": {},
+            "method": "GET",
+        }
+
+    def _rule_sql(
+        self, c: Collection, action: str, auth: Auth, params: dict[str, str] | None = None
+    ) -> tuple[str, list[Any]] | None:
+        """The SQL condition a rule adds; None when no condition applies (superuser or "")."""
+        if auth.is_superuser:
+            return None
+        rule = c.rule(action)
+        if rule is None:
+            raise forbidden(ONLY_SUPERUSERS)
+        if rule.strip() == "":
+            return None
+        return query.compile_filter(
+            rule,
+            c,
+            self.store,
+            self.store.dialect,
+            request=self._request_info(auth, params),
+            limits=None,
+            allow_hidden=True,
+        )
+
+    # ------------------------------------------------------------------ reading
+
+    async def list(self, c: Collection, params: dict[str, str], auth: Auth) -> dict[str, Any]:
+        s = self.settings
+        page = max(_int_param(params, "page", 1), 1)
+        per_page = _int_param(params, "perPage", s.default_per_page)
+        if per_page <= 0:
+            per_page = s.default_per_page
+        per_page = min(per_page, s.max_per_page)
+        skip_total = _truthy(params.get("skipTotal"))
+
+        where: list[str] = []
+        args: list[Any] = []
+        rule = self._rule_sql(c, "list", auth, params)
+        if rule is not None:
+            where.append(f"({rule[0]})")
+            args += rule[1]
+        filt = params.get("filter", "")
+        if filt.strip():
+            sql, fargs = query.compile_filter(
+                filt,
+                c,
+                self.store,
+                self.store.dialect,
+                request=self._request_info(auth, params),
+                limits=self._limits(),
+                allow_hidden=auth.is_superuser,
+            )
+            where.append(f"({sql})")
+            args += fargs
+        where_sql = (" WHERE " + " AND ".join(where)) if where else ""
+
+        order = ""
+        sort = params.get("sort", "")
+        if sort.strip():
+            order = query.compile_sort(
+                sort, c, self.store, self.store.dialect, allow_hidden=auth.is_superuser
+            )
+        rowid = '"_r"."_rowid"' if self.store.dialect == "postgres" else '"_r".rowid'
+        order_sql = f" ORDER BY {order + ', ' if order else ''}{rowid}"
+        if "RANDOM()" in order:
+            order_sql = f" ORDER BY {order}"
+
+        sh = shape(self.store, c, auth.is_superuser)
+        offset = (page - 1) * per_page
+        fetch = per_page + 1 if skip_total else per_page
+        rows = await self.db.fetchall(
+            f'SELECT {sh.columns} FROM "{c.table}" AS "_r"{where_sql}{order_sql} LIMIT ? OFFSET ?',
+            (*args, fetch, offset),
+        )
+        if skip_total:
+            total, pages = -1, -1
+            rows = rows[:per_page]
+        elif page == 1 and len(rows) < per_page:
+            total = len(rows)
+            pages = 1 if total else 0
+        else:
+            row = await self.db.fetchone(f'SELECT COUNT(*) FROM "{c.table}" AS "_r"{where_sql}', args)
+            total = int(row[0]) if row else 0
+            pages = math.ceil(total / per_page) if per_page else 0
+        items = [decode_row(c, sh, r) for r in rows]
+        await self._expand_and_project(c, items, params, auth)
+        return {
+            "items": items,
+            "page": page,
+            "perPage": per_page,
+            "totalItems": total,
+            "totalPages": pages,
+        }
+
+    async def view(self, c: Collection, rid: str, params: dict[str, str], auth: Auth) -> dict[str, Any]:
+        rule = self._rule_sql(c, "view", auth, params)
+        rec = await self._fetch_one(c, rid, auth, rule)
+        if rec is None:
+            raise not_found()
+        items = [rec]
+        await self._expand_and_project(c, items, params, auth)
+        return items[0]
+
+    async def _fetch_one(
+        self,
+        c: Collection,
+        rid: str,
+        auth: Auth,
+        rule: tuple[str, list[Any]] | None,
+        db: Executor | None = None,
+        superuser_shape: bool | None = None,
+    ) -> dict[str, Any] | None:
+        sh = shape(self.store, c, auth.is_superuser if superuser_shape is None else superuser_shape)
+        sql = f'SELECT {sh.columns} FROM "{c.table}" AS "_r" WHERE "_r"."id" = ?'
+        args: list[Any] = [rid]
+        if rule is not None:
+            sql += f" AND ({rule[0]})"
+            args += rule[1]
+        row = await (db or self.db).fetchone(sql, args)
+        return decode_row(c, sh, row) if row else None
+
+    async def _expand_and_project(
+        self, c: Collection, items: list[dict[str, Any]], params: dict[str, str], auth: Auth
+    ) -> None:
+        expand = params.get("expand", "")
+        if expand.strip() and items:
+            tree = parse_expand(expand, self.settings.max_expand_depth)
+            await self._expand(c, items, tree, auth, params)
+        fields = params.get("fields", "")
+        if fields.strip():
+            from shipyard.core.projection import project
+
+            spec = fields
+            for i, item in enumerate(items):
+                items[i] = project(item, spec)
+
+    async def _expand(
+        self,
+        c: Collection,
+        items: list[dict[str, Any]],
+        tree: dict[str, Any],
+        auth: Auth,
+        params: dict[str, str],
+    ) -> None:
+        for key, subtree in tree.items():
+            f = c.field(key)
+            if isinstance(f, RelationField):
+                await self._expand_forward(f, items, key, subtree, auth, params)
+            elif "_via_" in key:
+                await self._expand_back(c, items, key, subtree, auth, params)
+            else:
+                raise bad_request(f"Invalid expand: {key!r} is not a relation field of {c.name!r}.")
+
+    def _expand_rule(self, target: Collection, auth: Auth, params: dict[str, str]) -> tuple[str, list[Any]] | None | bool:
+        """The view rule for expanded records; False when they may not be seen at all."""
+        try:
+            return self._rule_sql(target, "view", auth, params)
+        except ApiError:
+            return False
+
+    async def _expand_forward(
+        self,
+        f: RelationField,
+        items: list[dict[str, Any]],
+        key: str,
+        subtree: dict[str, Any],
+        auth: Auth,
+        params: dict[str, str],
+    ) -> None:
+        target = self.store.get(str(f.options.get("collectionId")))
+        if target is None:
+            return
+        ids: list[str] = []
+        per_item: list[list[str]] = []
+        for item in items:
+            raw = item.get(key)
+            if isinstance(raw, orjson.Fragment):
+                raw = orjson.loads(raw.contents)
+                item[key] = raw
+            got = raw if isinstance(raw, list) else ([raw] if raw else [])
+            per_item.append(got)
+            ids += got
+        rule = self._expand_rule(target, auth, params)
+        if rule is False or not ids:
+            return
+        found = await self._fetch_many(target, list(dict.fromkeys(ids)), auth, rule or None)
+        if subtree and found:
+            await self._expand(target, list(found.values()), subtree, auth, params)
+        for item, got in zip(items, per_item, strict=True):
+            recs = [found[i] for i in got if i in found]
+            if not recs:
+                continue
+            exp = item.setdefault("expand", {})
+            exp[key] = recs if f.is_multi else recs[0]
+
+    async def _fetch_many(
+        self,
+        c: Collection,
+        ids: list[str],
+        auth: Auth,
+        rule: tuple[str, list[Any]] | None,
+    ) -> dict[str, dict[str, Any]]:
+        sh = shape(self.store, c, auth.is_superuser)
+        out: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            sql = f'SELECT {sh.columns} FROM "{c.table}" AS "_r" WHERE "_r"."id" IN ({marks})'
+            args: list[Any] = list(chunk)
+            if rule is not None:
+                sql += f" AND ({rule[0]})"
+                args += rule[1]
+            for row in await self.db.fetchall(sql, args):
+                rec = decode_row(c, sh, row)
+                out[rec["id"]] = rec
+        return out
+
+    async def _expand_back(
+        self,
+        c: Collection,
+        items: list[dict[str, Any]],
+        key: str,
+        subtree: dict[str, Any],
+        auth: Auth,
+        params: dict[str, str],
+    ) -> None:
+        coll_name, _, field_name = key.partition("_via_")
+        target = self.store.get(coll_name)
+        rel = target.field(field_name) if target else None
+        if target is None or not isinstance(rel, RelationField) or rel.options.get("collectionId") != c.id:
+            raise bad_request(f"Invalid expand: {key!r} is not a back-relation of {c.name!r}.")
+        rule = self._expand_rule(target, auth, params)
+        if rule is False:
+            return
+        ids = [item["id"] for item in items]
+        marks = ", ".join("?" for _ in ids)
+        col = f'"_r"."{rel.name}"'
+        if rel.is_multi:
+            each = (
+                f"jsonb_array_elements_text({col}::jsonb)"
+                if self.store.dialect == "postgres"
+                else f"json_each({col})"
+            )
+            val = "je" if self.store.dialect == "postgres" else "je.value"
+            cond = f"EXISTS (SELECT 1 FROM {each} AS je WHERE {val} IN ({marks}))"
+        else:
+            cond = f"{col} IN ({marks})"
+        sh = shape(self.store, target, auth.is_superuser)
+        sql = f'SELECT {sh.columns} FROM "{target.table}" AS "_r" WHERE {cond}'
+        args: list[Any] = list(ids)
+        if rule:
+            sql += f" AND ({rule[0]})"
+            args += rule[1]
+        rowid = '"_r"."_rowid"' if self.store.dialect == "postgres" else '"_r".rowid'
+        sql += f" ORDER BY {rowid} LIMIT {MAX_BACK_RELATION_EXPAND}"
+        found = [decode_row(target, sh, r) for r in await self.db.fetchall(sql, args)]
+        if subtree and found:
+            await self._expand(target, found, subtree, auth, params)
+        for item in items:
+            matches = []
+            for rec in found:
+                raw = rec.get(rel.name)
+                vals = orjson.loads(raw.contents) if isinstance(raw, orjson.Fragment) else raw
+                if (isinstance(vals, list) and item["id"] in vals) or vals == item["id"]:
+                    matches.append(rec)
+            if matches:
+                item.setdefault("expand", {})[key] = matches
+
+    # ------------------------------------------------------------------ writing
+
+    def _prepare(
+        self, c: Collection, body: dict[str, Any], old: dict[str, Any] | None, auth: Auth
+    ) -> dict[str, Any]:
+        """Validated stored values for every field the write sets (all of them on create)."""
+        creating = old is None
+        values: dict[str, Any] = {}
+        errors: dict[str, FieldError] = {}
+        now = now_str()
+        body = _apply_modifiers(c, body, old)
+        for f in c.data_fields:
+            if isinstance(f, AutodateField):
+                if (creating and f.options.get("onCreate")) or f.options.get("onUpdate"):
+                    values[f.name] = now
+                elif creating:
+                    values[f.name] = ""
+                continue
+            if isinstance(f, PasswordField):
+                self._prepare_password(f, body, creating, values, errors)
+                continue
+            if f.system and f.hidden and f.name == "tokenKey":
+                if creating or "password" in values:
+                    values[f.name] = secrets.token_urlsafe(38)[:50]
+                continue
+            if f.name in body:
+                try:
+                    value = f.normalize(_coerce_multipart(f, body[f.name]))
+                    f.validate(value)
+                except FieldError as err:
+                    errors[f.name] = err
+                    continue
+                values[f.name] = value
+            elif creating:
+                value = _autogenerate(f) if isinstance(f, TextField) else f.zero()
+                try:
+                    f.validate(value)
+                except FieldError as err:
+                    errors[f.name] = err
+                    continue
+                values[f.name] = value
+        if creating:
+            rid = body.get("id")
+            if rid not in (None, ""):
+                if not isinstance(rid, str) or not CLIENT_ID_RE.match(rid):
+                    errors["id"] = FieldError(
+                        "validation_invalid_format",
+                        "Must be 1-100 characters of letters, digits and _.",
+                    )
+                else:
+                    values["id"] = rid
+            else:
+                values["id"] = new_record_id()
+        elif "id" in body and body["id"] != old["id"]:  # type: ignore[index]
+            errors["id"] = FieldError("validation_pk_change", "The record primary key cannot be changed.")
+        if errors:
+            action = "create" if creating else "update"
+            raise validation_failed(f"Failed to {action} record.", errors)
+        return values
+
+    def _prepare_password(
+        self,
+        f: PasswordField,
+        body: dict[str, Any],
+        creating: bool,
+        values: dict[str, Any],
+        errors: dict[str, FieldError],
+    ) -> None:
+        pw = body.get(f.name)
+        if pw in (None, "") and not creating:
+            return
+        if not isinstance(pw, str) or pw == "":
+            errors[f.name] = FieldError("validation_required", "Cannot be blank.")
+            return
+        lo, hi = int(f.options.get("min") or 8), int(f.options.get("max") or 71)
+        if len(pw) < lo:
+            errors[f.name] = FieldError("validation_min_text_constraint", f"Must be at least {lo} character(s).")
+            return
+        if len(pw.encode()) > hi:
+            errors[f.name] = FieldError("validation_max_text_constraint", f"Must be no more than {hi} character(s).")
+            return
+        if "passwordConfirm" in body and body["passwordConfirm"] != pw:
+            errors["passwordConfirm"] = FieldError("validation_values_mismatch", "Values don't match.")
+            return
+        values[f.name] = hash_password(pw)
+
+    async def _check_relations(self, c: Collection, values: dict[str, Any], db: Executor) -> None:
+        errors: dict[str, FieldError] = {}
+        for f in c.relation_fields():
+            if f.name not in values:
+                continue
+            ids = values[f.name] if isinstance(values[f.name], list) else [values[f.name]]
+            ids = [i for i in ids if i]
+            if not ids:
+                continue
+            target = self.store.get(str(f.options.get("collectionId")))
+            if target is None:
+                errors[f.name] = FieldError(
+                    "validation_missing_rel_collection",
+                    "Relation connection is missing or cannot be accessed",
+                )
+                continue
+            marks = ", ".join("?" for _ in ids)
+            row = await db.fetchone(
+                f'SELECT COUNT(*) FROM "{target.table}" WHERE "id" IN ({marks})', ids
+            )
+            if not row or int(row[0]) != len(ids):
+                errors[f.name] = FieldError(
+                    "validation_missing_rel_records",
+                    "Failed to find all relation records with the provided ids",
+                )
+        if errors:
+            raise validation_failed("Failed to save record.", errors)
+
+    def _unique_error(self, c: Collection, exc: IntegrityError, action: str) -> ApiError:
+        text = str(exc)
+        fields: list[str] = []
+        for idef in c.index_defs():
+            if idef.unique and (idef.name in text or all(f"{c.table}.{col}" in text for col, _, _ in idef.columns)):
+                fields = [col for col, _, _ in idef.columns]
+                break
+        if not fields and ("PRIMARY KEY" in text.upper() or f"{c.table}.id" in text or "_pkey" in text):
+            fields = ["id"]
+        if not fields:
+            return bad_request(f"Failed to {action} record: a constraint rejected the values.")
+        err = FieldError("validation_not_unique", "Value must be unique.")
+        return validation_failed(f"Failed to {action} record.", {f: err for f in fields})
+
+    async def create(self, c: Collection, body: dict[str, Any], auth: Auth, params: dict[str, str]) -> dict[str, Any]:
+        if not auth.is_superuser and c.createRule is None:
+            raise forbidden(ONLY_SUPERUSERS)
+        values = self._prepare(c, body, None, auth)
+        cols = list(values)
+        fields = {f.name: f for f in c.fields}
+        row = [encode_stored(fields[k], values[k]) if k != "id" else values[k] for k in cols]
+        async with self.store.db.transaction() as tx:
+            await self._check_relations(c, values, tx)
+            try:
+                await tx.execute(
+                    f'INSERT INTO "{c.table}" ({", ".join(f"{chr(34)}{k}{chr(34)}" for k in cols)}) '
+                    f'VALUES ({", ".join("?" for _ in cols)})',
+                    row,
+                )
+            except IntegrityError as exc:
+                raise self._unique_error(c, exc, "create") from exc
+            if not auth.is_superuser and (c.createRule or "").strip():
+                rule = self._rule_sql(c, "create", auth, params)
+                ok = await self._fetch_one(c, values["id"], auth, rule, db=tx)
+                if ok is None:
+                    raise bad_request("Failed to create record.")
+            rec = await self._fetch_one(c, values["id"], auth, None, db=tx)
+        assert rec is not None
+        items = [rec]
+        await self._expand_and_project(c, items, params, auth)
+        return items[0]
+
+    async def update(
+        self, c: Collection, rid: str, body: dict[str, Any], auth: Auth, params: dict[str, str]
+    ) -> dict[str, Any]:
+        rule = self._rule_sql(c, "update", auth, params)
+        async with self.store.db.transaction() as tx:
+            old = await self._fetch_one(c, rid, auth, rule, db=tx, superuser_shape=True)
+            if old is None:
+                raise not_found()
+            decoded = {f.name: decode_stored(f, _fragment_text(old.get(f.name))) for f in c.fields if f.name in old}
+            values = self._prepare(c, body, decoded, auth)
+            fields = {f.name: f for f in c.fields}
+            if values:
+                sets = ", ".join(f'"{k}" = ?' for k in values)
+                args = [encode_stored(fields[k], v) for k, v in values.items()]
+                await self._check_relations(c, values, tx)
+                try:
+                    await tx.execute(f'UPDATE "{c.table}" SET {sets} WHERE "id" = ?', (*args, rid))
+                except IntegrityError as exc:
+                    raise self._unique_error(c, exc, "update") from exc
+            rec = await self._fetch_one(c, rid, auth, None, db=tx)
+        assert rec is not None
+        items = [rec]
+        await self._expand_and_project(c, items, params, auth)
+        return items[0]
+
+    async def delete(self, c: Collection, rid: str, auth: Auth, params: dict[str, str]) -> None:
+        rule = self._rule_sql(c, "delete", auth, params)
+        async with self.store.db.transaction() as tx:
+            found = await self._fetch_one(c, rid, auth, rule, db=tx)
+            if found is None:
+                raise not_found()
+            await self._delete_cascade(tx, c, [rid], depth=0)
+
+    async def truncate(self, c: Collection) -> None:
+        async with self.store.db.transaction() as tx:
+            ids = [r[0] for r in await tx.fetchall(f'SELECT "id" FROM "{c.table}"')]
+            for start in range(0, len(ids), 500):
+                await self._delete_cascade(tx, c, ids[start : start + 500], depth=0)
+
+    async def _delete_cascade(self, tx: Executor, c: Collection, ids: list[str], depth: int) -> None:
+        """Delete records and fix up every relation pointing at them, as PocketBase does."""
+        if depth > 32:
+            raise bad_request("Cascade delete is nested too deeply.")
+        for ref_c, f in self.store.references_to(c):
+            marks = ", ".join("?" for _ in ids)
+            col = f'"{f.name}"'
+            if f.is_multi:
+                rows = await tx.fetchall(f'SELECT "id", {col} FROM "{ref_c.table}" WHERE {col} <> ? ', ("[]",))
+                for ref_id, raw in rows:
+                    vals = orjson.loads(raw) if raw else []
+                    kept = [v for v in vals if v not in ids]
+                    if len(kept) == len(vals):
+                        continue
+                    if not kept and (f.required or f.options.get("cascadeDelete")) and f.required:
+                        if f.options.get("cascadeDelete"):
+                            await self._delete_cascade(tx, ref_c, [ref_id], depth + 1)
+                            continue
+                        raise bad_request(
+                            "The record cannot be deleted because it is part of a required reference in another record."
+                        )
+                    await tx.execute(
+                        f'UPDATE "{ref_c.table}" SET {col} = ? WHERE "id" = ?',
+                        (orjson.dumps(kept).decode(), ref_id),
+                    )
+            else:
+                rows = await tx.fetchall(
+                    f'SELECT "id" FROM "{ref_c.table}" WHERE {col} IN ({marks})', ids
+                )
+                ref_ids = [r[0] for r in rows if not (ref_c.id == c.id and r[0] in ids)]
+                if not ref_ids:
+                    continue
+                if f.options.get("cascadeDelete"):
+                    await self._delete_cascade(tx, ref_c, ref_ids, depth + 1)
+                elif f.required:
+                    raise bad_request(
+                        "The record cannot be deleted because it is part of a required reference in another record."
+                    )
+                else:
+                    rmarks = ", ".join("?" for _ in ref_ids)
+                    await tx.execute(
+                        f'UPDATE "{ref_c.table}" SET {col} = ? WHERE "id" IN ({rmarks})', ("", *ref_ids)
+                    )
+        marks = ", ".join("?" for _ in ids)
+        await tx.execute(f'DELETE FROM "{c.table}" WHERE "id" IN ({marks})', ids)
+
+
+def _fragment_text(value: Any) -> Any:
+    return value.contents if isinstance(value, orjson.Fragment) else value
+
+
+def _coerce_multipart(f: Field, value: Any) -> Any:
+    """Multipart values arrive as strings; JSON fields get their JSON parsed when it is JSON."""
+    if f.type == "json" and isinstance(value, str):
+        try:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return value
+    if isinstance(value, list) and not f.is_multi and f.type != "json" and len(value) == 1:
+        return value[0]
+    return value
+
+
+def _apply_modifiers(c: Collection, body: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+    """PocketBase's `field+` / `+field` (append, prepend) and `field-` (remove) for multi-valued
+    fields, and `number+`/`number-` (increment) for numbers."""
+    if not any(k.endswith(("+", "-")) or k.startswith("+") for k in body):
+        return body
+    out = {k: v for k, v in body.items() if not (k.endswith(("+", "-")) or k.startswith("+"))}
+    for key, value in body.items():
+        if key.startswith("+"):
+            name, op = key[1:], "prepend"
+        elif key.endswith("+"):
+            name, op = key[:-1], "append"
+        elif key.endswith("-"):
+            name, op = key[:-1], "remove"
+        else:
+            continue
+        f = c.field(name)
+        if f is None:
+            continue
+        current = out.get(name, (old or {}).get(name, f.zero()))
+        if f.type == "number":
+            try:
+                delta = float(value)
+            except (TypeError, ValueError):
+                raise validation_failed(
+                    "Failed to save record.",
+                    {name: FieldError("validation_not_a_number", "The submitted number is not properly formatted")},
+                ) from None
+            out[name] = float(current or 0) + (-delta if op == "remove" else delta)
+            continue
+        cur = current if isinstance(current, list) else ([current] if current else [])
+        items = value if isinstance(value, list) else [value]
+        if op == "append":
+            out[name] = cur + [i for i in items if i not in cur]
+        elif op == "prepend":
+            out[name] = [i for i in items if i not in cur] + cur
+        else:
+            out[name] = [i for i in cur if i not in items]
+    return out
+
+
+_CLASS_RE = re.compile(r"^\[([^\]]+)\]\{(\d+)\}$")
+
+
+def _autogenerate(f: TextField) -> str:
+    pattern = f.options.get("autogeneratePattern") or ""
+    m = _CLASS_RE.match(pattern)
+    if not m:
+        return ""
+    chars = ""
+    spec = m.group(1)
+    i = 0
+    while i < len(spec):
+        if i + 2 < len(spec) and spec[i + 1] == "-":
+            chars += "".join(chr(x) for x in range(ord(spec[i]), ord(spec[i + 2]) + 1))
+            i += 3
+        else:
+            chars += spec[i]
+            i += 1
+    return "".join(secrets.choice(chars) for _ in range(int(m.group(2))))

@@ -1,0 +1,124 @@
+"""The wired-up domain: what the API and CLI call. Built by `app.py` from settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from shipyard.core.auth import (
+    ANONYMOUS,
+    Auth,
+    issue_token,
+    unverified_claims,
+    verify_password,
+    verify_token,
+)
+from shipyard.core.collections import Collection
+from shipyard.core.errors import ApiError, bad_request
+from shipyard.core.records import Records, decode_row, shape
+from shipyard.core.schema import SchemaStore
+from shipyard.settings import Settings
+from shipyard.tools.db import Database
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    store: SchemaStore
+    records: Records
+
+    @classmethod
+    async def open(cls, settings: Settings) -> Services:
+        from shipyard.tools.db import connect
+
+        db = await connect(
+            settings.database_url,
+            settings.sqlite_path,
+            min_size=settings.db_pool_min,
+            max_size=settings.db_pool_max,
+            timeout=settings.db_pool_timeout,
+            busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        )
+        store = SchemaStore(db)
+        await store.init()
+        return cls(settings=settings, db=db, store=store, records=Records(store, db, settings))
+
+    async def close(self) -> None:
+        await self.store.close()
+        await self.db.close()
+
+    # ------------------------------------------------------------------ auth
+
+    async def _auth_row(self, coll: Collection, where: str, args: list[Any]) -> dict[str, Any] | None:
+        sh = shape(self.store, coll, True)
+        row = await self.db.fetchone(
+            f'SELECT {sh.columns}, "_r"."password" FROM "{coll.table}" AS "_r" WHERE {where}', args
+        )
+        if row is None:
+            return None
+        rec = decode_row(coll, sh, row[:-1])
+        rec["password"] = row[-1]
+        return rec
+
+    async def authenticate(self, token: str) -> Auth:
+        """The auth record of a valid token; anonymous for an invalid one (as PocketBase)."""
+        claims = unverified_claims(token)
+        if claims is None:
+            return ANONYMOUS
+        coll = self.store.get(claims["collectionId"])
+        if coll is None or coll.type != "auth":
+            return ANONYMOUS
+        rec = await self._auth_row(coll, '"_r"."id" = ?', [claims["id"]])
+        if rec is None or not verify_token(self.settings.secret_key, token, coll, rec.get("tokenKey", "")):
+            return ANONYMOUS
+        return Auth(collection=coll, record=public_auth_record(rec))
+
+    def token_for(self, coll: Collection, rec: dict[str, Any]) -> str:
+        duration = int(coll.options.get("authToken", {}).get("duration") or 0)
+        if coll.name == "_superusers":
+            duration = self.settings.superuser_token_duration
+        return issue_token(
+            self.settings.secret_key, coll, rec["id"], rec.get("tokenKey", ""), duration or 604800
+        )
+
+    async def auth_with_password(self, coll: Collection, identity: Any, password: Any, identity_field: Any = None) -> tuple[str, dict[str, Any]]:
+        if coll.type != "auth":
+            raise bad_request("The collection is not an auth collection.")
+        errors = {}
+        if not isinstance(identity, str) or not identity:
+            errors["identity"] = {"code": "validation_required", "message": "Cannot be blank."}
+        if not isinstance(password, str) or not password:
+            errors["password"] = {"code": "validation_required", "message": "Cannot be blank."}
+        if errors:
+            raise bad_request("An error occurred while validating the submitted data.", errors)
+        fields = coll.options.get("passwordAuth", {}).get("identityFields") or ["email"]
+        if identity_field:
+            if identity_field not in fields:
+                raise bad_request("Invalid identity field.")
+            fields = [identity_field]
+        rec = None
+        for name in fields:
+            rec = await self._auth_row(coll, f'"_r"."{name}" = ?', [identity])
+            if rec is not None:
+                break
+        ok = verify_password(rec["password"] if rec else "", password)
+        if rec is None or not ok:
+            raise ApiError(400, "Failed to authenticate.")
+        return self.token_for(coll, rec), public_auth_record(rec)
+
+    async def refresh(self, auth: Auth) -> tuple[str, dict[str, Any]]:
+        if auth.collection is None:
+            raise ApiError(401, "The request requires valid record authorization token.")
+        rec = await self._auth_row(auth.collection, '"_r"."id" = ?', [auth.id])
+        if rec is None:
+            raise ApiError(401, "The request requires valid record authorization token.")
+        return self.token_for(auth.collection, rec), public_auth_record(rec)
+
+
+def public_auth_record(rec: dict[str, Any]) -> dict[str, Any]:
+    """An auth record as it may leave the server: no password hash, no tokenKey."""
+    return {k: v for k, v in rec.items() if k not in ("password", "tokenKey")}
+
+
+__all__ = ["ANONYMOUS", "Services"]

@@ -1,0 +1,160 @@
+"""Settings from one place: `SHIPYARD_*` environment variables over an optional `shipyard.toml`.
+
+Every limit lives here with a safe default, so the embedded server needs no configuration.
+A bad value stops start-up with a `SettingsError` that names the setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """A setting has a value Shipyard cannot use; the message names the setting."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("shipyard_data")
+    database_url: str = ""  # empty: SQLite in data_dir; postgresql://… for PostgreSQL
+    host: str = "127.0.0.1"
+    port: int = 8090
+    workers: int = 1
+    schema_file: str = ""  # declarative collections file applied at start-up and by `migrate`
+    max_body_size: int = 32 * 1024 * 1024
+    max_per_page: int = 1000
+    default_per_page: int = 30
+    max_filter_length: int = 3500
+    max_filter_expressions: int = 200
+    max_expand_depth: int = 6
+    max_sort_fields: int = 8
+    db_pool_min: int = 1
+    db_pool_max: int = 10
+    db_pool_timeout: float = 10.0
+    sqlite_busy_timeout_ms: int = 5000
+    superuser_token_duration: int = 86400  # seconds
+    log_level: str = "info"
+    demo: bool = False
+    # secrets: never logged, never serialized into responses
+    secret_key: str = field(default="", repr=False)
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "data.db"
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.database_url.startswith(("postgres://", "postgresql://"))
+
+
+_POSITIVE_INTS = {
+    "port",
+    "workers",
+    "max_body_size",
+    "max_per_page",
+    "default_per_page",
+    "max_filter_length",
+    "max_filter_expressions",
+    "max_expand_depth",
+    "max_sort_fields",
+    "db_pool_max",
+    "superuser_token_duration",
+}
+
+
+def _env_name(name: str) -> str:
+    return "SHIPYARD_" + name.upper()
+
+
+def _convert(name: str, raw: Any, target: Any, source: str) -> Any:
+    label = f"{source} {name!r}" if source == "shipyard.toml" else _env_name(name)
+    try:
+        if target is bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+        if target is int:
+            if isinstance(raw, bool):
+                raise ValueError(raw)
+            return int(str(raw).strip())
+        if target is float:
+            return float(str(raw).strip())
+        if target is Path:
+            return Path(str(raw)).expanduser()
+        return str(raw)
+    except ValueError:
+        kind = {bool: "a boolean", int: "an integer", float: "a number"}.get(target, "a value")
+        raise SettingsError(f"{label}: expected {kind}, got {raw!r}") from None
+
+
+_TYPES = {"Path": Path, "str": str, "int": int, "float": float, "bool": bool}
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None,
+    toml_path: Path | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build settings: defaults < shipyard.toml < SHIPYARD_* env < explicit overrides (CLI flags)."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    fields = {f.name: _TYPES[str(f.type)] for f in dataclasses.fields(Settings)}
+
+    path = toml_path or Path(env.get("SHIPYARD_CONFIG", "shipyard.toml"))
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"{path}: not valid TOML ({exc})") from None
+        for key, raw in data.items():
+            if key not in fields:
+                raise SettingsError(f"shipyard.toml {key!r}: unknown setting")
+            values[key] = _convert(key, raw, fields[key], "shipyard.toml")
+    elif toml_path is not None:
+        raise SettingsError(f"SHIPYARD_CONFIG: file {path} does not exist")
+
+    for name, target in fields.items():
+        raw = env.get(_env_name(name))
+        if raw is not None:
+            values[name] = _convert(name, raw, target, "env")
+
+    for name, raw in overrides.items():
+        if raw is None:
+            continue
+        if name not in fields:
+            raise SettingsError(f"{name}: unknown setting")
+        values[name] = _convert(name, raw, fields[name], "env")
+
+    settings = Settings(**values)
+    _validate(settings)
+    return settings
+
+
+def _validate(s: Settings) -> None:
+    for name in _POSITIVE_INTS:
+        if getattr(s, name) <= 0:
+            raise SettingsError(f"{_env_name(name)}: must be greater than 0")
+    if s.port > 65535:
+        raise SettingsError("SHIPYARD_PORT: must be at most 65535")
+    if s.default_per_page > s.max_per_page:
+        raise SettingsError("SHIPYARD_DEFAULT_PER_PAGE: must not exceed SHIPYARD_MAX_PER_PAGE")
+    if s.db_pool_min < 0 or s.db_pool_min > s.db_pool_max:
+        raise SettingsError("SHIPYARD_DB_POOL_MIN: must be between 0 and SHIPYARD_DB_POOL_MAX")
+    if s.database_url and not (s.is_postgres or s.database_url.startswith("sqlite:")):
+        raise SettingsError(
+            "SHIPYARD_DATABASE_URL: must start with postgresql:// (or sqlite:///path), "
+            "got a URL with another scheme"
+        )
+    if s.log_level.lower() not in ("debug", "info", "warning", "error"):
+        raise SettingsError("SHIPYARD_LOG_LEVEL: must be one of debug, info, warning, error")
