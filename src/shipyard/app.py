@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from shipyard.api import auth, collections, health, records
+from shipyard.api.gateway import Gateway
 from shipyard.api.http import JSON, error_response
 from shipyard.core.errors import ApiError
 from shipyard.core.services import Services
@@ -40,7 +41,7 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     )
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(settings: Settings | None = None) -> Gateway:
     settings = settings or load_settings()
 
     @contextlib.asynccontextmanager
@@ -68,7 +69,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         },
     )
     app.state.settings = settings
-    return app
+    return Gateway(app)
 
 
 async def startup(svc: Services) -> None:
@@ -83,6 +84,6 @@ async def startup(svc: Services) -> None:
         await demo.load(svc)
 
 
-def app_factory() -> Starlette:
+def app_factory() -> Gateway:
     """Entry point for server processes (`granian --factory shipyard.app:app_factory`)."""
     return create_app()

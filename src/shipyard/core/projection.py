@@ -7,8 +7,6 @@ import re
 from functools import lru_cache
 from typing import Any
 
-import orjson
-
 from shipyard.core.errors import bad_request
 
 _EXCERPT = re.compile(r"^(?P<name>[^:]+):excerpt\(\s*(?P<n>\d+)\s*(?:,\s*(?P<e>true|false|1|0)\s*)?\)$")
@@ -73,8 +71,6 @@ def _apply(value: Any, spec: Spec) -> Any:
     sub = {k: v for k, v in spec.items() if k != "__excerpt__"}
     if not sub:
         return value
-    if isinstance(value, orjson.Fragment):
-        value = orjson.loads(value.contents)
     if isinstance(value, list):
         return [_apply(v, spec) for v in value]
     if isinstance(value, dict):

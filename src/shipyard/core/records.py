@@ -70,10 +70,10 @@ def decode_stored(f: Field, raw: Any) -> Any:
 
 def _json_out(f: Field) -> Any:
     if f.storage == "json":
-        zero = orjson.Fragment(orjson.dumps(f.zero()))
+        zero = f.zero()
 
         def out_json(raw: Any) -> Any:
-            return orjson.Fragment(raw) if raw else zero
+            return orjson.loads(raw) if raw else zero
 
         return out_json
     if f.storage == "bool":
@@ -93,15 +93,21 @@ class Shape:
     fields: list[Field]
 
 
-_shapes: dict[tuple[int, str, bool], Shape] = {}
+_shapes: dict[tuple[int, str, bool | str], Shape] = {}
 
 
-def shape(store: SchemaStore, c: Collection, superuser: bool) -> Shape:
+def shape(store: SchemaStore, c: Collection, superuser: bool | str) -> Shape:
+    """Columns for an audience: False (public), True (superusers) or "internal" (auth checks,
+    which also need the tokenKey that no response ever carries)."""
     key = (store.version, c.id, superuser)
     got = _shapes.get(key)
     if got is None:
         visible = [
-            f for f in c.fields if not isinstance(f, PasswordField) and (superuser or not f.hidden)
+            f
+            for f in c.fields
+            if not isinstance(f, PasswordField)
+            and (superuser or not f.hidden)
+            and (superuser == "internal" or not (c.type == "auth" and f.name == "tokenKey"))
         ]
         got = Shape(
             columns=", ".join(f'"_r"."{f.name}"' for f in visible),
@@ -290,7 +296,7 @@ class Records:
         auth: Auth,
         rule: tuple[str, list[Any]] | None,
         db: Executor | None = None,
-        superuser_shape: bool | None = None,
+        superuser_shape: bool | str | None = None,
     ) -> dict[str, Any] | None:
         sh = shape(self.store, c, auth.is_superuser if superuser_shape is None else superuser_shape)
         sql = f'SELECT {sh.columns} FROM "{c.table}" AS "_r" WHERE "_r"."id" = ?'
@@ -356,9 +362,6 @@ class Records:
         per_item: list[list[str]] = []
         for item in items:
             raw = item.get(key)
-            if isinstance(raw, orjson.Fragment):
-                raw = orjson.loads(raw.contents)
-                item[key] = raw
             got = raw if isinstance(raw, list) else ([raw] if raw else [])
             per_item.append(got)
             ids += got
@@ -442,7 +445,7 @@ class Records:
             matches = []
             for rec in found:
                 raw = rec.get(rel.name)
-                vals = orjson.loads(raw.contents) if isinstance(raw, orjson.Fragment) else raw
+                vals = raw
                 if (isinstance(vals, list) and item["id"] in vals) or vals == item["id"]:
                     matches.append(rec)
             if matches:
@@ -609,10 +612,10 @@ class Records:
     ) -> dict[str, Any]:
         rule = self._rule_sql(c, "update", auth, params)
         async with self.store.db.transaction() as tx:
-            old = await self._fetch_one(c, rid, auth, rule, db=tx, superuser_shape=True)
+            old = await self._fetch_one(c, rid, auth, rule, db=tx, superuser_shape="internal")
             if old is None:
                 raise not_found()
-            decoded = {f.name: decode_stored(f, _fragment_text(old.get(f.name))) for f in c.fields if f.name in old}
+            decoded = {f.name: old.get(f.name) for f in c.fields if f.name in old}
             values = self._prepare(c, body, decoded, auth)
             fields = {f.name: f for f in c.fields}
             if values:
@@ -690,10 +693,6 @@ class Records:
         await tx.execute(f'DELETE FROM "{c.table}" WHERE "id" IN ({marks})', ids)
 
 
-def _fragment_text(value: Any) -> Any:
-    return value.contents if isinstance(value, orjson.Fragment) else value
-
-
 def _coerce_multipart(f: Field, value: Any) -> Any:
     """Multipart values arrive as strings; JSON fields get their JSON parsed when it is JSON."""
     if f.type == "json" and isinstance(value, str):
@@ -701,8 +700,6 @@ def _coerce_multipart(f: Field, value: Any) -> Any:
             return orjson.loads(value)
         except orjson.JSONDecodeError:
             return value
-    if isinstance(value, list) and not f.is_multi and f.type != "json" and len(value) == 1:
-        return value[0]
     return value
 
 

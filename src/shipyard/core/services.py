@@ -51,7 +51,7 @@ class Services:
     # ------------------------------------------------------------------ auth
 
     async def _auth_row(self, coll: Collection, where: str, args: list[Any]) -> dict[str, Any] | None:
-        sh = shape(self.store, coll, True)
+        sh = shape(self.store, coll, "internal")
         row = await self.db.fetchone(
             f'SELECT {sh.columns}, "_r"."password" FROM "{coll.table}" AS "_r" WHERE {where}', args
         )
