@@ -132,8 +132,12 @@ def start_server(data_dir: Path, database_url: str, extra: dict[str, Any] | None
         **{k: str(v) for k, v in (extra or {}).items()},
     }
     cli = [sys.executable, "-m", "shipyard.cli"]
-    subprocess.run([*cli, "superuser", "upsert", *SUPERUSER], env=env, check=True, capture_output=True)
-    proc = subprocess.Popen([*cli, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    subprocess.run(
+        [*cli, "superuser", "upsert", *SUPERUSER], env=env, check=True, capture_output=True
+    )
+    proc = subprocess.Popen(
+        [*cli, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -16,7 +16,7 @@ def test_defaults_need_nothing(tmp_path: Path) -> None:
 
 def test_env_overrides_toml(tmp_path: Path) -> None:
     toml = tmp_path / "shipyard.toml"
-    toml.write_text('port = 9000\nmax_per_page = 50\ndefault_per_page = 10\n')
+    toml.write_text("port = 9000\nmax_per_page = 50\ndefault_per_page = 10\n")
     s = load_settings(env={"SHIPYARD_PORT": "9100"}, toml_path=toml)
     assert s.port == 9100 and s.max_per_page == 50 and s.default_per_page == 10
 

@@ -30,13 +30,19 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     messages = {404: "The requested resource wasn't found.", 405: "Method not allowed."}
     msg = messages.get(exc.status_code, str(exc.detail))
-    return JSON({"status": exc.status_code, "message": msg, "data": {}}, status_code=exc.status_code)
+    return JSON(
+        {"status": exc.status_code, "message": msg, "data": {}}, status_code=exc.status_code
+    )
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return JSON(
-        {"status": 500, "message": "Something went wrong while processing your request.", "data": {}},
+        {
+            "status": 500,
+            "message": "Something went wrong while processing your request.",
+            "data": {},
+        },
         status_code=500,
     )
 

@@ -108,7 +108,10 @@ def migrate(schema_file: str | None, confirm_data_loss: bool, delete_missing: bo
         if not settings.schema_file:
             return 0
         return await declarative.apply_file(
-            svc, settings.schema_file, confirm_data_loss=confirm_data_loss, delete_missing=delete_missing
+            svc,
+            settings.schema_file,
+            confirm_data_loss=confirm_data_loss,
+            delete_missing=delete_missing,
         )
 
     try:

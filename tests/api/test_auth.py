@@ -18,7 +18,9 @@ def _claims(token: str) -> dict:
 
 
 def test_auth_with_password_returns_pocketbase_shaped_token(client: TestClient) -> None:
-    r = client.post(f"{URL}/auth-with-password", json={"identity": SUPERUSER[0], "password": SUPERUSER[1]})
+    r = client.post(
+        f"{URL}/auth-with-password", json={"identity": SUPERUSER[0], "password": SUPERUSER[1]}
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     claims = _claims(body["token"])
@@ -30,9 +32,13 @@ def test_auth_with_password_returns_pocketbase_shaped_token(client: TestClient) 
 
 
 def test_wrong_password_and_missing_fields(client: TestClient) -> None:
-    r = client.post(f"{URL}/auth-with-password", json={"identity": SUPERUSER[0], "password": "nope-nope"})
+    r = client.post(
+        f"{URL}/auth-with-password", json={"identity": SUPERUSER[0], "password": "nope-nope"}
+    )
     assert r.status_code == 400 and r.json()["message"] == "Failed to authenticate."
-    r = client.post(f"{URL}/auth-with-password", json={"identity": "x@example.com", "password": "whatever1"})
+    r = client.post(
+        f"{URL}/auth-with-password", json={"identity": "x@example.com", "password": "whatever1"}
+    )
     assert r.status_code == 400
     r = client.post(f"{URL}/auth-with-password", json={})
     assert r.status_code == 400 and set(r.json()["data"]) == {"identity", "password"}
@@ -43,10 +49,16 @@ def test_refresh_and_password_change_invalidates(client: TestClient, su: dict[st
     assert r.status_code == 200 and r.json()["token"]
     assert client.post(f"{URL}/auth-refresh").status_code == 401
     me = r.json()["record"]["id"]
-    r = client.patch(f"{URL}/records/{me}", json={"password": "newpassword99", "passwordConfirm": "newpassword99"}, headers=su)
+    r = client.patch(
+        f"{URL}/records/{me}",
+        json={"password": "newpassword99", "passwordConfirm": "newpassword99"},
+        headers=su,
+    )
     assert r.status_code == 200, r.text
     assert client.post(f"{URL}/auth-refresh", headers=su).status_code == 401
-    r = client.post(f"{URL}/auth-with-password", json={"identity": SUPERUSER[0], "password": "newpassword99"})
+    r = client.post(
+        f"{URL}/auth-with-password", json={"identity": SUPERUSER[0], "password": "newpassword99"}
+    )
     assert r.status_code == 200
 
 

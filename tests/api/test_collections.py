@@ -14,7 +14,9 @@ def test_requires_superuser(client: TestClient) -> None:
 
 
 def test_create_shape_and_defaults(client: TestClient, su: H) -> None:
-    r = client.post(URL, json={"name": "posts", "fields": [{"name": "title", "type": "text"}]}, headers=su)
+    r = client.post(
+        URL, json={"name": "posts", "fields": [{"name": "title", "type": "text"}]}, headers=su
+    )
     assert r.status_code == 200, r.text
     c = r.json()
     assert c["id"].startswith("pbc_") and c["type"] == "base" and c["system"] is False
@@ -50,26 +52,50 @@ def test_invalid_definitions(client: TestClient, su: H) -> None:
 
 
 def test_unique_index_enforced(client: TestClient, su: H) -> None:
-    r = client.post(URL, json={"name": "users2", "fields": [{"name": "handle", "type": "text"}],
-                                "indexes": ["CREATE UNIQUE INDEX idx_handle ON users2 (handle)"]}, headers=su)
+    r = client.post(
+        URL,
+        json={
+            "name": "users2",
+            "fields": [{"name": "handle", "type": "text"}],
+            "indexes": ["CREATE UNIQUE INDEX idx_handle ON users2 (handle)"],
+        },
+        headers=su,
+    )
     assert r.status_code == 200, r.text
     rec = "/api/collections/users2/records"
     assert client.post(rec, json={"handle": "ann"}, headers=su).status_code == 200
     dup = client.post(rec, json={"handle": "ann"}, headers=su)
-    assert dup.status_code == 400 and dup.json()["data"]["handle"]["code"] == "validation_not_unique"
+    assert (
+        dup.status_code == 400 and dup.json()["data"]["handle"]["code"] == "validation_not_unique"
+    )
 
 
 def test_schema_changes_migrate_data(client: TestClient, su: H) -> None:
-    c = client.post(URL, json={"name": "items", "listRule": "", "fields": [
-        {"name": "title", "type": "text"}, {"name": "qty", "type": "text"}, {"name": "note", "type": "text"}]},
-        headers=su).json()
-    rec = client.post("/api/collections/items/records", json={"title": "a", "qty": "12", "note": "n"}, headers=su).json()
+    c = client.post(
+        URL,
+        json={
+            "name": "items",
+            "listRule": "",
+            "fields": [
+                {"name": "title", "type": "text"},
+                {"name": "qty", "type": "text"},
+                {"name": "note", "type": "text"},
+            ],
+        },
+        headers=su,
+    ).json()
+    rec = client.post(
+        "/api/collections/items/records", json={"title": "a", "qty": "12", "note": "n"}, headers=su
+    ).json()
     fields = c["fields"]
     by = {f["name"]: f for f in fields}
     # rename a field (same id), convert text "12" to number losslessly, add a field
     by["title"]["name"] = "label"
     by["qty"]["type"] = "number"
-    new_fields = [f for f in fields if f["name"] != "qty"] + [{**by["qty"]}, {"name": "extra", "type": "bool"}]
+    new_fields = [f for f in fields if f["name"] != "qty"] + [
+        {**by["qty"]},
+        {"name": "extra", "type": "bool"},
+    ]
     r = client.patch(f"{URL}/items", json={"name": "things", "fields": new_fields}, headers=su)
     assert r.status_code == 200, r.text
     got = client.get(f"/api/collections/things/records/{rec['id']}", headers=su).json()
@@ -79,10 +105,14 @@ def test_schema_changes_migrate_data(client: TestClient, su: H) -> None:
     fields2 = [f for f in r.json()["fields"] if f["name"] != "note"]
     refused = client.patch(f"{URL}/things", json={"fields": fields2}, headers=su)
     assert refused.status_code == 400 and "confirmDataLoss" in refused.json()["message"]
-    assert client.get(f"/api/collections/things/records/{rec['id']}", headers=su).json()["note"] == "n"
+    assert (
+        client.get(f"/api/collections/things/records/{rec['id']}", headers=su).json()["note"] == "n"
+    )
     ok = client.patch(f"{URL}/things?confirmDataLoss=true", json={"fields": fields2}, headers=su)
     assert ok.status_code == 200
-    assert "note" not in client.get(f"/api/collections/things/records/{rec['id']}", headers=su).json()
+    assert (
+        "note" not in client.get(f"/api/collections/things/records/{rec['id']}", headers=su).json()
+    )
     # a lossy conversion (text that is no number) also refuses
     fields3 = ok.json()["fields"]
     for f in fields3:
@@ -93,7 +123,11 @@ def test_schema_changes_migrate_data(client: TestClient, su: H) -> None:
 
 def test_delete_and_references(client: TestClient, su: H) -> None:
     a = client.post(URL, json={"name": "a"}, headers=su).json()
-    client.post(URL, json={"name": "b", "fields": [{"name": "r", "type": "relation", "collectionId": a["id"]}]}, headers=su)
+    client.post(
+        URL,
+        json={"name": "b", "fields": [{"name": "r", "type": "relation", "collectionId": a["id"]}]},
+        headers=su,
+    )
     assert client.delete(f"{URL}/a", headers=su).status_code == 400
     assert client.delete(f"{URL}/b", headers=su).status_code == 204
     assert client.delete(f"{URL}/a", headers=su).status_code == 204
@@ -102,10 +136,15 @@ def test_delete_and_references(client: TestClient, su: H) -> None:
 
 
 def test_import_is_idempotent(client: TestClient, su: H) -> None:
-    body = {"collections": [
-        {"name": "tags", "fields": [{"name": "label", "type": "text"}]},
-        {"name": "notes", "fields": [{"name": "tag", "type": "relation", "collectionId": "tags"}]},
-    ]}
+    body = {
+        "collections": [
+            {"name": "tags", "fields": [{"name": "label", "type": "text"}]},
+            {
+                "name": "notes",
+                "fields": [{"name": "tag", "type": "relation", "collectionId": "tags"}],
+            },
+        ]
+    }
     assert client.put(f"{URL}/import", json=body, headers=su).status_code == 204
     first = client.get(f"{URL}/notes", headers=su).json()
     assert client.put(f"{URL}/import", json=body, headers=su).status_code == 204

@@ -46,7 +46,12 @@ def library(client: TestClient, su: H) -> dict[str, Any]:
                 {"name": "released", "type": "date"},
                 {"name": "contact", "type": "email"},
                 {"name": "site", "type": "url"},
-                {"name": "author", "type": "relation", "collectionId": authors["id"], "maxSelect": 1},
+                {
+                    "name": "author",
+                    "type": "relation",
+                    "collectionId": authors["id"],
+                    "maxSelect": 1,
+                },
                 {"name": "blurb", "type": "editor"},
                 {"name": "secret", "type": "text", "hidden": True},
             ],
@@ -60,7 +65,13 @@ def library(client: TestClient, su: H) -> dict[str, Any]:
             "listRule": "",
             "viewRule": "",
             "fields": [
-                {"name": "book", "type": "relation", "collectionId": "books", "cascadeDelete": True, "required": True},
+                {
+                    "name": "book",
+                    "type": "relation",
+                    "collectionId": "books",
+                    "cascadeDelete": True,
+                    "required": True,
+                },
                 {"name": "stars", "type": "number"},
             ],
         },
@@ -73,12 +84,23 @@ def library(client: TestClient, su: H) -> dict[str, Any]:
     return ids
 
 
-def test_create_returns_record_with_system_fields(client: TestClient, su: H, library: dict[str, str]) -> None:
+def test_create_returns_record_with_system_fields(
+    client: TestClient, su: H, library: dict[str, str]
+) -> None:
     r = client.post(
         "/api/collections/books/records",
-        json={"title": "Dune", "price": 9.5, "pages": 412, "available": True, "genre": "scifi",
-              "tags": ["a", "b"], "meta": {"isbn": "x"}, "released": "1965-08-01T00:00:00Z",
-              "author": library["Ann"], "secret": "s3"},
+        json={
+            "title": "Dune",
+            "price": 9.5,
+            "pages": 412,
+            "available": True,
+            "genre": "scifi",
+            "tags": ["a", "b"],
+            "meta": {"isbn": "x"},
+            "released": "1965-08-01T00:00:00Z",
+            "author": library["Ann"],
+            "secret": "s3",
+        },
         headers=su,
     )
     assert r.status_code == 200, r.text
@@ -96,13 +118,19 @@ def test_create_returns_record_with_system_fields(client: TestClient, su: H, lib
 
 
 def test_zero_values_and_client_id(client: TestClient, su: H, library: dict[str, str]) -> None:
-    r = client.post("/api/collections/books/records", json={"id": "customid1234567", "title": "T"}, headers=su)
+    r = client.post(
+        "/api/collections/books/records", json={"id": "customid1234567", "title": "T"}, headers=su
+    )
     assert r.status_code == 200, r.text
     rec = r.json()
     assert rec["id"] == "customid1234567"
-    assert rec["price"] == 0 and rec["available"] is False and rec["tags"] == [] and rec["genre"] == ""
+    assert (
+        rec["price"] == 0 and rec["available"] is False and rec["tags"] == [] and rec["genre"] == ""
+    )
     assert rec["meta"] is None and rec["author"] == "" and rec["released"] == ""
-    dup = client.post("/api/collections/books/records", json={"id": "customid1234567", "title": "T"}, headers=su)
+    dup = client.post(
+        "/api/collections/books/records", json={"id": "customid1234567", "title": "T"}, headers=su
+    )
     assert dup.status_code == 400
     assert dup.json()["data"]["id"]["code"] == "validation_not_unique"
 
@@ -137,7 +165,9 @@ def test_validation_errors_use_pocketbase_codes(
 
 
 def test_update_and_modifiers(client: TestClient, su: H, library: dict[str, str]) -> None:
-    rec = client.post("/api/collections/books/records", json={"title": "A", "tags": ["a"], "price": 1}, headers=su).json()
+    rec = client.post(
+        "/api/collections/books/records", json={"title": "A", "tags": ["a"], "price": 1}, headers=su
+    ).json()
     r = client.patch(
         f"/api/collections/books/records/{rec['id']}",
         json={"title": "B", "tags+": "b", "price+": 2},
@@ -147,18 +177,30 @@ def test_update_and_modifiers(client: TestClient, su: H, library: dict[str, str]
     out = r.json()
     assert out["title"] == "B" and out["tags"] == ["a", "b"] and out["price"] == 3
     assert out["updated"] >= rec["updated"] and out["created"] == rec["created"]
-    r = client.patch(f"/api/collections/books/records/{rec['id']}", json={"tags-": ["a"]}, headers=su)
+    r = client.patch(
+        f"/api/collections/books/records/{rec['id']}", json={"tags-": ["a"]}, headers=su
+    )
     assert r.json()["tags"] == ["b"]
-    r = client.patch(f"/api/collections/books/records/{rec['id']}", json={"id": "otherid00000000"}, headers=su)
+    r = client.patch(
+        f"/api/collections/books/records/{rec['id']}", json={"id": "otherid00000000"}, headers=su
+    )
     assert r.status_code == 400 and r.json()["data"]["id"]["code"] == "validation_pk_change"
-    assert client.patch("/api/collections/books/records/nope", json={}, headers=su).status_code == 404
+    assert (
+        client.patch("/api/collections/books/records/nope", json={}, headers=su).status_code == 404
+    )
 
 
 def test_multipart_and_json_payload(client: TestClient, su: H, library: dict[str, str]) -> None:
     r = client.post(
         "/api/collections/books/records",
-        data={"title": "Form", "price": "12.5", "available": "true", "tags": ["a", "c"], "meta": '{"k": [1]}',
-              "@jsonPayload": '{"genre": "crime"}'},
+        data={
+            "title": "Form",
+            "price": "12.5",
+            "available": "true",
+            "tags": ["a", "c"],
+            "meta": '{"k": [1]}',
+            "@jsonPayload": '{"genre": "crime"}',
+        },
         headers=su,
     )
     assert r.status_code == 200, r.text
@@ -180,7 +222,9 @@ def test_bad_bodies(client: TestClient, su: H, library: dict[str, str]) -> None:
 
 def test_list_pagination_and_totals(client: TestClient, su: H, library: dict[str, str]) -> None:
     for i in range(7):
-        client.post("/api/collections/books/records", json={"title": f"b{i}", "price": i}, headers=su)
+        client.post(
+            "/api/collections/books/records", json={"title": f"b{i}", "price": i}, headers=su
+        )
     url = "/api/collections/books/records"
     r = client.get(url, params={"perPage": 3, "page": 2, "sort": "price"}).json()
     assert (r["page"], r["perPage"], r["totalItems"], r["totalPages"]) == (2, 3, 7, 3)
@@ -193,14 +237,24 @@ def test_list_pagination_and_totals(client: TestClient, su: H, library: dict[str
     assert clamp["perPage"] == 1000
     assert client.get(url, params={"page": "x"}).status_code == 400
     default = client.get(url).json()
-    assert default["perPage"] == 30 and [i["title"] for i in default["items"]] == [f"b{i}" for i in range(7)]
+    assert default["perPage"] == 30 and [i["title"] for i in default["items"]] == [
+        f"b{i}" for i in range(7)
+    ]
     assert client.get(url, params={"unknown": "ignored"}).status_code == 200
 
 
 def test_sort_and_filter(client: TestClient, su: H, library: dict[str, str]) -> None:
     for i, g in enumerate(["scifi", "crime", "scifi", "poetry"]):
-        client.post("/api/collections/books/records", json={"title": f"t{i}", "price": i * 10, "genre": g,
-                                                              "author": library["Ann" if i % 2 else "Bob"]}, headers=su)
+        client.post(
+            "/api/collections/books/records",
+            json={
+                "title": f"t{i}",
+                "price": i * 10,
+                "genre": g,
+                "author": library["Ann" if i % 2 else "Bob"],
+            },
+            headers=su,
+        )
     url = "/api/collections/books/records"
     r = client.get(url, params={"filter": "genre = 'scifi' && price > 5", "sort": "-price"}).json()
     assert [i["title"] for i in r["items"]] == ["t2"]
@@ -217,54 +271,101 @@ def test_sort_and_filter(client: TestClient, su: H, library: dict[str, str]) -> 
     assert client.get(url, params={"filter": "secret = 's'"}).status_code == 400
 
 
-def test_expand_fields_and_back_relations(client: TestClient, su: H, library: dict[str, str]) -> None:
-    book = client.post("/api/collections/books/records", json={"title": "X", "author": library["Ann"],
-                                                               "blurb": "<p>Hello <b>big</b> world</p>"}, headers=su).json()
+def test_expand_fields_and_back_relations(
+    client: TestClient, su: H, library: dict[str, str]
+) -> None:
+    book = client.post(
+        "/api/collections/books/records",
+        json={"title": "X", "author": library["Ann"], "blurb": "<p>Hello <b>big</b> world</p>"},
+        headers=su,
+    ).json()
     for s in (3, 5):
-        client.post("/api/collections/reviews/records", json={"book": book["id"], "stars": s}, headers=su)
-    r = client.get(f"/api/collections/books/records/{book['id']}", params={"expand": "author,reviews_via_book"})
+        client.post(
+            "/api/collections/reviews/records", json={"book": book["id"], "stars": s}, headers=su
+        )
+    r = client.get(
+        f"/api/collections/books/records/{book['id']}", params={"expand": "author,reviews_via_book"}
+    )
     exp = r.json()["expand"]
     assert exp["author"]["name"] == "Ann"
     assert sorted(x["stars"] for x in exp["reviews_via_book"]) == [3, 5]
     nested = client.get("/api/collections/reviews/records", params={"expand": "book.author"}).json()
     assert all(i["expand"]["book"]["expand"]["author"]["name"] == "Ann" for i in nested["items"])
-    r = client.get(f"/api/collections/books/records/{book['id']}",
-                   params={"fields": "id,blurb:excerpt(9,true),expand.author.name", "expand": "author"})
-    assert r.json() == {"id": book["id"], "blurb": "Hello big...", "expand": {"author": {"name": "Ann"}}}
+    r = client.get(
+        f"/api/collections/books/records/{book['id']}",
+        params={"fields": "id,blurb:excerpt(9,true),expand.author.name", "expand": "author"},
+    )
+    assert r.json() == {
+        "id": book["id"],
+        "blurb": "Hello big...",
+        "expand": {"author": {"name": "Ann"}},
+    }
     too_deep = client.get("/api/collections/books/records", params={"expand": "a.b.c.d.e.f.g"})
     assert too_deep.status_code == 400
-    assert client.get("/api/collections/books/records", params={"expand": "title"}).status_code == 400
+    assert (
+        client.get("/api/collections/books/records", params={"expand": "title"}).status_code == 400
+    )
 
 
 def test_delete_cascades(client: TestClient, su: H, library: dict[str, str]) -> None:
     book = client.post("/api/collections/books/records", json={"title": "X"}, headers=su).json()
-    client.post("/api/collections/reviews/records", json={"book": book["id"], "stars": 1}, headers=su)
-    assert client.delete(f"/api/collections/books/records/{book['id']}", headers=su).status_code == 204
+    client.post(
+        "/api/collections/reviews/records", json={"book": book["id"], "stars": 1}, headers=su
+    )
+    assert (
+        client.delete(f"/api/collections/books/records/{book['id']}", headers=su).status_code == 204
+    )
     assert client.get("/api/collections/reviews/records").json()["totalItems"] == 0
     assert client.get(f"/api/collections/books/records/{book['id']}").status_code == 404
-    assert client.delete(f"/api/collections/books/records/{book['id']}", headers=su).status_code == 404
+    assert (
+        client.delete(f"/api/collections/books/records/{book['id']}", headers=su).status_code == 404
+    )
 
 
-def test_non_cascading_relation_is_cleared(client: TestClient, su: H, library: dict[str, str]) -> None:
-    book = client.post("/api/collections/books/records", json={"title": "X", "author": library["Bob"]}, headers=su).json()
-    assert client.delete(f"/api/collections/authors/records/{library['Bob']}", headers=su).status_code == 204
+def test_non_cascading_relation_is_cleared(
+    client: TestClient, su: H, library: dict[str, str]
+) -> None:
+    book = client.post(
+        "/api/collections/books/records", json={"title": "X", "author": library["Bob"]}, headers=su
+    ).json()
+    assert (
+        client.delete(f"/api/collections/authors/records/{library['Bob']}", headers=su).status_code
+        == 204
+    )
     assert client.get(f"/api/collections/books/records/{book['id']}").json()["author"] == ""
 
 
-def test_access_rules_before_auth_collections(client: TestClient, su: H, library: dict[str, str]) -> None:
+def test_access_rules_before_auth_collections(
+    client: TestClient, su: H, library: dict[str, str]
+) -> None:
     url = "/api/collections/books/records"
     # create/update/delete rules are null: superusers only, 403 like PocketBase
     r = client.post(url, json={"title": "x"})
-    assert r.status_code == 403 and r.json()["message"] == "Only superusers can perform this action."
+    assert (
+        r.status_code == 403 and r.json()["message"] == "Only superusers can perform this action."
+    )
     rec = client.post(url, json={"title": "x"}, headers=su).json()
     assert client.patch(f"{url}/{rec['id']}", json={"title": "y"}).status_code == 403
     assert client.delete(f"{url}/{rec['id']}").status_code == 403
     # an invalid token is treated as anonymous, a tampered one too
-    assert client.post(url, json={"title": "x"}, headers={"Authorization": "Bearer garbage"}).status_code == 403
+    assert (
+        client.post(
+            url, json={"title": "x"}, headers={"Authorization": "Bearer garbage"}
+        ).status_code
+        == 403
+    )
     token = su["Authorization"]
     tampered = token[:-2] + ("aa" if token[-2:] != "aa" else "bb")
-    assert client.post(url, json={"title": "x"}, headers={"Authorization": tampered}).status_code == 403
-    assert client.post(url, json={"title": "x"}, headers={"Authorization": "Bearer " + token}).status_code == 200
+    assert (
+        client.post(url, json={"title": "x"}, headers={"Authorization": tampered}).status_code
+        == 403
+    )
+    assert (
+        client.post(
+            url, json={"title": "x"}, headers={"Authorization": "Bearer " + token}
+        ).status_code
+        == 200
+    )
     # superuser-only collection (listRule null)
     make(client, su, {"name": "private", "fields": [{"name": "n", "type": "text"}]})
     assert client.get("/api/collections/private/records").status_code == 403
@@ -273,6 +374,10 @@ def test_access_rules_before_auth_collections(client: TestClient, su: H, library
 
 def test_unknown_collection_and_routes(client: TestClient) -> None:
     r = client.get("/api/collections/nope/records")
-    assert r.status_code == 404 and r.json() == {"status": 404, "message": "Missing collection context.", "data": {}}
+    assert r.status_code == 404 and r.json() == {
+        "status": 404,
+        "message": "Missing collection context.",
+        "data": {},
+    }
     assert client.get("/api/nothing-here").status_code == 404
     assert client.get("/api/collections/nope/records/abc").status_code == 404

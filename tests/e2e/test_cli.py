@@ -17,7 +17,9 @@ CLI = [sys.executable, "-m", "shipyard.cli"]
 
 
 def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [*CLI, *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_bad_setting_stops_startup(tmp_path: Path) -> None:
@@ -28,17 +30,34 @@ def test_bad_setting_stops_startup(tmp_path: Path) -> None:
 def test_migrate_and_superusers(tmp_path: Path, database_url: str) -> None:
     env = {"SHIPYARD_DATA_DIR": str(tmp_path / "d"), "SHIPYARD_DATABASE_URL": database_url}
     schema = tmp_path / "collections.json"
-    schema.write_bytes(orjson.dumps({"collections": [
-        {"name": "tasks", "listRule": "", "fields": [{"name": "title", "type": "text", "required": True},
-                                                     {"name": "done", "type": "bool"}]}]}))
+    schema.write_bytes(
+        orjson.dumps(
+            {
+                "collections": [
+                    {
+                        "name": "tasks",
+                        "listRule": "",
+                        "fields": [
+                            {"name": "title", "type": "text", "required": True},
+                            {"name": "done", "type": "bool"},
+                        ],
+                    }
+                ]
+            }
+        )
+    )
     r = run(["migrate", "--schema-file", str(schema)], env)
     assert r.returncode == 0, r.stderr
     assert "1 collection" in r.stdout
     # dropping a field from the file refuses without --confirm-data-loss
-    schema.write_bytes(orjson.dumps([{"name": "tasks", "fields": [{"name": "title", "type": "text"}]}]))
+    schema.write_bytes(
+        orjson.dumps([{"name": "tasks", "fields": [{"name": "title", "type": "text"}]}])
+    )
     r = run(["migrate", "--schema-file", str(schema)], env)
     assert r.returncode == 1 and "confirm" in r.stderr.lower()
-    assert run(["migrate", "--schema-file", str(schema), "--confirm-data-loss"], env).returncode == 0
+    assert (
+        run(["migrate", "--schema-file", str(schema), "--confirm-data-loss"], env).returncode == 0
+    )
     assert run(["superuser", "create", "a@example.com", "password123"], env).returncode == 0
     assert run(["superuser", "create", "a@example.com", "password123"], env).returncode == 1
     assert run(["superuser", "update", "a@example.com", "password456"], env).returncode == 0
@@ -53,8 +72,15 @@ def test_two_workers_share_schema_and_data(tmp_path: Path, database_url: str) ->
         tok = srv.superuser_token()
         h = {"Authorization": tok}
         with httpx.Client(base_url=srv.url, headers=h) as c:
-            r = c.post("/api/collections", json={"name": "shared", "listRule": "", "viewRule": "",
-                                                 "fields": [{"name": "n", "type": "number"}]})
+            r = c.post(
+                "/api/collections",
+                json={
+                    "name": "shared",
+                    "listRule": "",
+                    "viewRule": "",
+                    "fields": [{"name": "n", "type": "number"}],
+                },
+            )
             assert r.status_code == 200, r.text
             # every request may land on either process: each must see the new schema and data at once
             for i in range(40):

@@ -36,9 +36,15 @@ async def list_collections(request: Request) -> Response:
 
         m = re.fullmatch(r"""name\s*(=|~)\s*['"]([^'"]*)['"]""", name_filter)
         if not m:
-            raise bad_request("Invalid filter: collections can be filtered by name = or name ~ only.")
+            raise bad_request(
+                "Invalid filter: collections can be filtered by name = or name ~ only."
+            )
         op, value = m.groups()
-        items = [i for i in items if (i["name"] == value if op == "=" else value.lower() in i["name"].lower())]
+        items = [
+            i
+            for i in items
+            if (i["name"] == value if op == "=" else value.lower() in i["name"].lower())
+        ]
     try:
         page = max(int(params.get("page", "1") or 1), 1)
         per_page = min(max(int(params.get("perPage", "30") or 30), 1), 1000)

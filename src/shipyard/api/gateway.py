@@ -62,7 +62,7 @@ class Gateway:
                         auth = await svc.authenticate(token)
                     break
             if len(parts) == 2:
-                data = await svc.records.list(c, params, auth)
+                data = await svc.records.list_page(c, params, auth)
             else:
                 data = await svc.records.view(c, unquote(parts[2]), params, auth)
             body = orjson.dumps(data)
@@ -72,7 +72,11 @@ class Gateway:
             log.exception("unhandled error on GET %s", scope["path"])
             status = 500
             body = orjson.dumps(
-                {"status": 500, "message": "Something went wrong while processing your request.", "data": {}}
+                {
+                    "status": 500,
+                    "message": "Something went wrong while processing your request.",
+                    "data": {},
+                }
             )
         await send(
             {

@@ -71,7 +71,9 @@ async def parse_body(request: Request) -> dict[str, Any]:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise bad_request(f"Failed to read the request body: invalid JSON ({exc.msg} at position {exc.pos}).") from None
+        raise bad_request(
+            f"Failed to read the request body: invalid JSON ({exc.msg} at position {exc.pos})."
+        ) from None
     if not isinstance(data, dict):
         raise bad_request("Failed to read the request body: expected a JSON object.")
     return data

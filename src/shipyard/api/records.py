@@ -13,7 +13,7 @@ async def list_records(request: Request) -> Response:
     svc = services(request)
     c = svc.store.require(request.path_params["collection"])
     auth = await resolve_auth(request)
-    return JSON(await svc.records.list(c, query_params(request), auth))
+    return JSON(await svc.records.list_page(c, query_params(request), auth))
 
 
 async def view_record(request: Request) -> Response:

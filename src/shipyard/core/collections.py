@@ -273,7 +273,10 @@ def collection_from_dict(
         try:
             idef = parse_index(text)
         except ValueError as exc:
-            index_errors[str(i)] = {"code": "validation_invalid_index_expression", "message": str(exc)}
+            index_errors[str(i)] = {
+                "code": "validation_invalid_index_expression",
+                "message": str(exc),
+            }
             continue
         missing = [c for c, _, _ in idef.columns if c not in names_now]
         if missing:

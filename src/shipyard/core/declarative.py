@@ -29,12 +29,16 @@ def read_file(path: str | Path) -> list[dict[str, Any]]:
     if isinstance(data, dict):
         data = data.get("collections")
     if not isinstance(data, list):
-        raise SchemaFileError(f"{p}: expected a list of collections or {{\"collections\": [...]}}")
+        raise SchemaFileError(f'{p}: expected a list of collections or {{"collections": [...]}}')
     return data
 
 
 async def apply_file(
-    svc: Services, path: str | Path, *, confirm_data_loss: bool = False, delete_missing: bool = False
+    svc: Services,
+    path: str | Path,
+    *,
+    confirm_data_loss: bool = False,
+    delete_missing: bool = False,
 ) -> int:
     """Apply the file; a change that would lose data refuses unless confirmed."""
     items = read_file(path)

@@ -18,10 +18,34 @@ if TYPE_CHECKING:
 DEMO_SUPERUSER = ("admin@example.com", "shipyard-demo")
 AUTHORS, POSTS, COMMENTS = 50, 2000, 4000
 TAGS = ["python", "postgres", "sqlite", "api", "cache", "jobs", "auth", "design"]
-WORDS = (
-    "ship fast stay safe backend records cache queue index query relation expand filter "
-    "sort page token rule hook event webhook metric trace alert backup restore deploy"
-).split()
+WORDS = [
+    "ship",
+    "fast",
+    "stay",
+    "safe",
+    "backend",
+    "records",
+    "cache",
+    "queue",
+    "index",
+    "query",
+    "relation",
+    "expand",
+    "filter",
+    "sort",
+    "page",
+    "token",
+    "rule",
+    "hook",
+    "event",
+    "webhook",
+    "metric",
+    "trace",
+    "alert",
+    "backup",
+    "restore",
+    "deploy",
+]
 
 SCHEMA: list[dict[str, Any]] = [
     {
@@ -42,9 +66,20 @@ SCHEMA: list[dict[str, Any]] = [
         "fields": [
             {"name": "title", "type": "text", "required": True, "max": 200, "presentable": True},
             {"name": "body", "type": "editor"},
-            {"name": "status", "type": "select", "values": ["draft", "published", "archived"], "maxSelect": 1},
+            {
+                "name": "status",
+                "type": "select",
+                "values": ["draft", "published", "archived"],
+                "maxSelect": 1,
+            },
             {"name": "tags", "type": "select", "values": TAGS, "maxSelect": 8},
-            {"name": "author", "type": "relation", "collectionId": "authors", "maxSelect": 1, "cascadeDelete": False},
+            {
+                "name": "author",
+                "type": "relation",
+                "collectionId": "authors",
+                "maxSelect": 1,
+                "cascadeDelete": False,
+            },
             {"name": "views", "type": "number", "min": 0, "onlyInt": True},
             {"name": "featured", "type": "bool"},
             {"name": "published", "type": "date"},
@@ -60,7 +95,14 @@ SCHEMA: list[dict[str, Any]] = [
         "listRule": "",
         "viewRule": "",
         "fields": [
-            {"name": "post", "type": "relation", "collectionId": "posts", "maxSelect": 1, "cascadeDelete": True, "required": True},
+            {
+                "name": "post",
+                "type": "relation",
+                "collectionId": "posts",
+                "maxSelect": 1,
+                "cascadeDelete": True,
+                "required": True,
+            },
             {"name": "author", "type": "relation", "collectionId": "authors", "maxSelect": 1},
             {"name": "message", "type": "text", "required": True},
         ],
@@ -93,15 +135,30 @@ async def load(svc: Services, announce: Callable[[str], Any] = lambda _m: None) 
             values = {"created": now, "updated": now, **make(i)}
             rid = random_string(15)
             ids.append(rid)
-            batch.append((rid, *[encode_stored(fields[k], values.get(k, fields[k].zero())) for k in cols[coll]]))
+            batch.append(
+                (
+                    rid,
+                    *[
+                        encode_stored(fields[k], values.get(k, fields[k].zero()))
+                        for k in cols[coll]
+                    ],
+                )
+            )
         pending[coll] = batch
         return ids
 
-    cols = {n: [f.name for f in svc.store.require(n).data_fields] for n in ("authors", "posts", "comments")}
+    cols = {
+        n: [f.name for f in svc.store.require(n).data_fields]
+        for n in ("authors", "posts", "comments")
+    }
     pending: dict[str, list[tuple[Any, ...]]] = {}
     authors = rows(
         "authors",
-        lambda i: {"name": f"Author {i + 1}", "email": f"author{i + 1}@example.com", "bio": f"<p>{_sentence(rng, 12)}</p>"},
+        lambda i: {
+            "name": f"Author {i + 1}",
+            "email": f"author{i + 1}@example.com",
+            "bio": f"<p>{_sentence(rng, 12)}</p>",
+        },
         AUTHORS,
     )
     posts = rows(
@@ -121,7 +178,11 @@ async def load(svc: Services, announce: Callable[[str], Any] = lambda _m: None) 
     )
     rows(
         "comments",
-        lambda i: {"post": rng.choice(posts), "author": rng.choice(authors), "message": _sentence(rng, 10)},
+        lambda i: {
+            "post": rng.choice(posts),
+            "author": rng.choice(authors),
+            "message": _sentence(rng, 10),
+        },
         COMMENTS,
     )
     async with svc.db.transaction() as tx:

@@ -199,7 +199,8 @@ class EditorField(Field):
         limit = int(self.options["maxSize"] or 5 * 1024 * 1024)
         if len(value.encode()) > limit:
             raise FieldError(
-                "validation_content_size_limit", f"The maximum allowed content size is {limit} bytes"
+                "validation_content_size_limit",
+                f"The maximum allowed content size is {limit} bytes",
             )
 
 
@@ -219,7 +220,9 @@ class NumberField(Field):
         if value is None or value == "":
             return 0
         if isinstance(value, bool):
-            raise FieldError("validation_not_a_number", "The submitted number is not properly formatted")
+            raise FieldError(
+                "validation_not_a_number", "The submitted number is not properly formatted"
+            )
         if isinstance(value, str):
             try:
                 value = float(value.strip())
@@ -228,7 +231,9 @@ class NumberField(Field):
                     "validation_not_a_number", "The submitted number is not properly formatted"
                 ) from None
         if not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise FieldError("validation_not_a_number", "The submitted number is not properly formatted")
+            raise FieldError(
+                "validation_not_a_number", "The submitted number is not properly formatted"
+            )
         return float(value)
 
     def validate(self, value: float) -> None:
@@ -237,7 +242,9 @@ class NumberField(Field):
             raise FieldError("validation_only_int_constraint", "Decimal numbers are not allowed")
         lo, hi = self.options["min"], self.options["max"]
         if lo is not None and value < lo:
-            raise FieldError("validation_min_number_constraint", f"Must be greater or equal than {lo}")
+            raise FieldError(
+                "validation_min_number_constraint", f"Must be greater or equal than {lo}"
+            )
         if hi is not None and value > hi:
             raise FieldError("validation_max_number_constraint", f"Must be less or equal than {hi}")
 

@@ -9,7 +9,9 @@ from typing import Any
 
 from shipyard.core.errors import bad_request
 
-_EXCERPT = re.compile(r"^(?P<name>[^:]+):excerpt\(\s*(?P<n>\d+)\s*(?:,\s*(?P<e>true|false|1|0)\s*)?\)$")
+_EXCERPT = re.compile(
+    r"^(?P<name>[^:]+):excerpt\(\s*(?P<n>\d+)\s*(?:,\s*(?P<e>true|false|1|0)\s*)?\)$"
+)
 _TAGS = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
 

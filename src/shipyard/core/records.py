@@ -21,7 +21,14 @@ except ImportError:  # TEMP until the filter compiler lands
     query = None  # type: ignore[assignment]
 from shipyard.core.auth import Auth, hash_password
 from shipyard.core.collections import Collection
-from shipyard.core.errors import ApiError, FieldError, bad_request, forbidden, not_found, validation_failed
+from shipyard.core.errors import (
+    ApiError,
+    FieldError,
+    bad_request,
+    forbidden,
+    not_found,
+    validation_failed,
+)
 from shipyard.core.fields import (
     AutodateField,
     Field,
@@ -138,7 +145,9 @@ def _int_param(params: dict[str, str], name: str, default: int) -> int:
     try:
         return int(raw)
     except ValueError:
-        raise bad_request(f"Invalid {name!r} parameter: expected an integer, got {raw[:40]!r}.") from None
+        raise bad_request(
+            f"Invalid {name!r} parameter: expected an integer, got {raw[:40]!r}."
+        ) from None
 
 
 def _truthy(raw: str | None) -> bool:
@@ -182,7 +191,15 @@ class Records:
 
     def _request_info(self, auth: Auth, params: dict[str, str] | None = None) -> dict[str, Any]:
         return {
-            "auth": ({**auth.record, "collectionId": auth.collection.id, "collectionName": auth.collection.name} if auth.collection else {}),
+            "auth": (
+                {
+                    **auth.record,
+                    "collectionId": auth.collection.id,
+                    "collectionName": auth.collection.name,
+                }
+                if auth.collection
+                else {}
+            ),
             "query": params or {},
             "headers": {},
             "body": {},
@@ -212,7 +229,7 @@ class Records:
 
     # ------------------------------------------------------------------ reading
 
-    async def list(self, c: Collection, params: dict[str, str], auth: Auth) -> dict[str, Any]:
+    async def list_page(self, c: Collection, params: dict[str, str], auth: Auth) -> dict[str, Any]:
         s = self.settings
         page = max(_int_param(params, "page", 1), 1)
         per_page = _int_param(params, "perPage", s.default_per_page)
@@ -267,7 +284,9 @@ class Records:
             total = len(rows)
             pages = 1 if total else 0
         else:
-            row = await self.db.fetchone(f'SELECT COUNT(*) FROM "{c.table}" AS "_r"{where_sql}', args)
+            row = await self.db.fetchone(
+                f'SELECT COUNT(*) FROM "{c.table}" AS "_r"{where_sql}', args
+            )
             total = int(row[0]) if row else 0
             pages = math.ceil(total / per_page) if per_page else 0
         items = [decode_row(c, sh, r) for r in rows]
@@ -280,7 +299,9 @@ class Records:
             "totalPages": pages,
         }
 
-    async def view(self, c: Collection, rid: str, params: dict[str, str], auth: Auth) -> dict[str, Any]:
+    async def view(
+        self, c: Collection, rid: str, params: dict[str, str], auth: Auth
+    ) -> dict[str, Any]:
         rule = self._rule_sql(c, "view", auth, params)
         rec = await self._fetch_one(c, rid, auth, rule)
         if rec is None:
@@ -339,7 +360,9 @@ class Records:
             else:
                 raise bad_request(f"Invalid expand: {key!r} is not a relation field of {c.name!r}.")
 
-    def _expand_rule(self, target: Collection, auth: Auth, params: dict[str, str]) -> tuple[str, list[Any]] | None | bool:
+    def _expand_rule(
+        self, target: Collection, auth: Auth, params: dict[str, str]
+    ) -> tuple[str, list[Any]] | bool | None:
         """The view rule for expanded records; False when they may not be seen at all."""
         try:
             return self._rule_sql(target, "view", auth, params)
@@ -368,14 +391,16 @@ class Records:
         rule = self._expand_rule(target, auth, params)
         if rule is False or not ids:
             return
-        found = await self._fetch_many(target, list(dict.fromkeys(ids)), auth, rule or None)
+        found = await self._fetch_many(
+            target, list(dict.fromkeys(ids)), auth, rule if isinstance(rule, tuple) else None
+        )
         if subtree and found:
             await self._expand(target, list(found.values()), subtree, auth, params)
         for item, got in zip(items, per_item, strict=True):
             recs = [found[i] for i in got if i in found]
             if not recs:
                 continue
-            exp = item.setdefault("expand", {})
+            exp: dict[str, Any] = item.setdefault("expand", {})
             exp[key] = recs if f.is_multi else recs[0]
 
     async def _fetch_many(
@@ -412,7 +437,11 @@ class Records:
         coll_name, _, field_name = key.partition("_via_")
         target = self.store.get(coll_name)
         rel = target.field(field_name) if target else None
-        if target is None or not isinstance(rel, RelationField) or rel.options.get("collectionId") != c.id:
+        if (
+            target is None
+            or not isinstance(rel, RelationField)
+            or rel.options.get("collectionId") != c.id
+        ):
             raise bad_request(f"Invalid expand: {key!r} is not a back-relation of {c.name!r}.")
         rule = self._expand_rule(target, auth, params)
         if rule is False:
@@ -433,7 +462,7 @@ class Records:
         sh = shape(self.store, target, auth.is_superuser)
         sql = f'SELECT {sh.columns} FROM "{target.table}" AS "_r" WHERE {cond}'
         args: list[Any] = list(ids)
-        if rule:
+        if isinstance(rule, tuple):
             sql += f" AND ({rule[0]})"
             args += rule[1]
         rowid = '"_r"."_rowid"' if self.store.dialect == "postgres" else '"_r".rowid'
@@ -505,7 +534,9 @@ class Records:
             else:
                 values["id"] = new_record_id()
         elif "id" in body and body["id"] != old["id"]:  # type: ignore[index]
-            errors["id"] = FieldError("validation_pk_change", "The record primary key cannot be changed.")
+            errors["id"] = FieldError(
+                "validation_pk_change", "The record primary key cannot be changed."
+            )
         if errors:
             action = "create" if creating else "update"
             raise validation_failed(f"Failed to {action} record.", errors)
@@ -527,13 +558,19 @@ class Records:
             return
         lo, hi = int(f.options.get("min") or 8), int(f.options.get("max") or 71)
         if len(pw) < lo:
-            errors[f.name] = FieldError("validation_min_text_constraint", f"Must be at least {lo} character(s).")
+            errors[f.name] = FieldError(
+                "validation_min_text_constraint", f"Must be at least {lo} character(s)."
+            )
             return
         if len(pw.encode()) > hi:
-            errors[f.name] = FieldError("validation_max_text_constraint", f"Must be no more than {hi} character(s).")
+            errors[f.name] = FieldError(
+                "validation_max_text_constraint", f"Must be no more than {hi} character(s)."
+            )
             return
         if "passwordConfirm" in body and body["passwordConfirm"] != pw:
-            errors["passwordConfirm"] = FieldError("validation_values_mismatch", "Values don't match.")
+            errors["passwordConfirm"] = FieldError(
+                "validation_values_mismatch", "Values don't match."
+            )
             return
         values[f.name] = hash_password(pw)
 
@@ -569,17 +606,23 @@ class Records:
         text = str(exc)
         fields: list[str] = []
         for idef in c.index_defs():
-            if idef.unique and (idef.name in text or all(f"{c.table}.{col}" in text for col, _, _ in idef.columns)):
+            if idef.unique and (
+                idef.name in text or all(f"{c.table}.{col}" in text for col, _, _ in idef.columns)
+            ):
                 fields = [col for col, _, _ in idef.columns]
                 break
-        if not fields and ("PRIMARY KEY" in text.upper() or f"{c.table}.id" in text or "_pkey" in text):
+        if not fields and (
+            "PRIMARY KEY" in text.upper() or f"{c.table}.id" in text or "_pkey" in text
+        ):
             fields = ["id"]
         if not fields:
             return bad_request(f"Failed to {action} record: a constraint rejected the values.")
         err = FieldError("validation_not_unique", "Value must be unique.")
         return validation_failed(f"Failed to {action} record.", {f: err for f in fields})
 
-    async def create(self, c: Collection, body: dict[str, Any], auth: Auth, params: dict[str, str]) -> dict[str, Any]:
+    async def create(
+        self, c: Collection, body: dict[str, Any], auth: Auth, params: dict[str, str]
+    ) -> dict[str, Any]:
         if not auth.is_superuser and c.createRule is None:
             raise forbidden(ONLY_SUPERUSERS)
         values = self._prepare(c, body, None, auth)
@@ -591,7 +634,7 @@ class Records:
             try:
                 await tx.execute(
                     f'INSERT INTO "{c.table}" ({", ".join(f"{chr(34)}{k}{chr(34)}" for k in cols)}) '
-                    f'VALUES ({", ".join("?" for _ in cols)})',
+                    f"VALUES ({', '.join('?' for _ in cols)})",
                     row,
                 )
             except IntegrityError as exc:
@@ -646,7 +689,9 @@ class Records:
             for start in range(0, len(ids), 500):
                 await self._delete_cascade(tx, c, ids[start : start + 500], depth=0)
 
-    async def _delete_cascade(self, tx: Executor, c: Collection, ids: list[str], depth: int) -> None:
+    async def _delete_cascade(
+        self, tx: Executor, c: Collection, ids: list[str], depth: int
+    ) -> None:
         """Delete records and fix up every relation pointing at them, as PocketBase does."""
         if depth > 32:
             raise bad_request("Cascade delete is nested too deeply.")
@@ -654,7 +699,9 @@ class Records:
             marks = ", ".join("?" for _ in ids)
             col = f'"{f.name}"'
             if f.is_multi:
-                rows = await tx.fetchall(f'SELECT "id", {col} FROM "{ref_c.table}" WHERE {col} <> ? ', ("[]",))
+                rows = await tx.fetchall(
+                    f'SELECT "id", {col} FROM "{ref_c.table}" WHERE {col} <> ? ', ("[]",)
+                )
                 for ref_id, raw in rows:
                     vals = orjson.loads(raw) if raw else []
                     kept = [v for v in vals if v not in ids]
@@ -687,7 +734,8 @@ class Records:
                 else:
                     rmarks = ", ".join("?" for _ in ref_ids)
                     await tx.execute(
-                        f'UPDATE "{ref_c.table}" SET {col} = ? WHERE "id" IN ({rmarks})', ("", *ref_ids)
+                        f'UPDATE "{ref_c.table}" SET {col} = ? WHERE "id" IN ({rmarks})',
+                        ("", *ref_ids),
                     )
         marks = ", ".join("?" for _ in ids)
         await tx.execute(f'DELETE FROM "{c.table}" WHERE "id" IN ({marks})', ids)
@@ -703,7 +751,9 @@ def _coerce_multipart(f: Field, value: Any) -> Any:
     return value
 
 
-def _apply_modifiers(c: Collection, body: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+def _apply_modifiers(
+    c: Collection, body: dict[str, Any], old: dict[str, Any] | None
+) -> dict[str, Any]:
     """PocketBase's `field+` / `+field` (append, prepend) and `field-` (remove) for multi-valued
     fields, and `number+`/`number-` (increment) for numbers."""
     if not any(k.endswith(("+", "-")) or k.startswith("+") for k in body):
@@ -728,7 +778,12 @@ def _apply_modifiers(c: Collection, body: dict[str, Any], old: dict[str, Any] | 
             except (TypeError, ValueError):
                 raise validation_failed(
                     "Failed to save record.",
-                    {name: FieldError("validation_not_a_number", "The submitted number is not properly formatted")},
+                    {
+                        name: FieldError(
+                            "validation_not_a_number",
+                            "The submitted number is not properly formatted",
+                        )
+                    },
                 ) from None
             out[name] = float(current or 0) + (-delta if op == "remove" else delta)
             continue

@@ -54,7 +54,9 @@ SYSTEM_DDL = [
 def superusers_collection() -> Collection:
     fields: list[Field] = [
         id_field(),
-        PasswordField(name="password", id="password901924565", system=True, hidden=True, required=True),
+        PasswordField(
+            name="password", id="password901924565", system=True, hidden=True, required=True
+        ),
         TextField(
             name="tokenKey",
             id="text2504183744",
@@ -158,14 +160,18 @@ class SchemaStore:
             await self._reload_if_newer()
 
     async def _reload_if_newer(self) -> None:
-        row = await self.db.fetchone("""SELECT "value" FROM "_meta" WHERE "key" = 'schema_version'""")
+        row = await self.db.fetchone(
+            """SELECT "value" FROM "_meta" WHERE "key" = 'schema_version'"""
+        )
         version = int(row[0]) if row else 0
         if version != self.version:
             await self.load()
 
     async def load(self) -> None:
         rows = await self.db.fetchall('SELECT "data" FROM "_collections"')
-        row = await self.db.fetchone("""SELECT "value" FROM "_meta" WHERE "key" = 'schema_version'""")
+        row = await self.db.fetchone(
+            """SELECT "value" FROM "_meta" WHERE "key" = 'schema_version'"""
+        )
         by_id: dict[str, Collection] = {}
         for (data,) in rows:
             c = collection_from_stored(orjson.loads(data))
@@ -187,7 +193,9 @@ class SchemaStore:
                 """INSERT INTO "_meta" ("key", "value") VALUES ('schema_version', '0')
                    ON CONFLICT ("key") DO NOTHING"""
             )
-            exists = await tx.fetchone('SELECT 1 FROM "_collections" WHERE "id" = ?', (SUPERUSERS_ID,))
+            exists = await tx.fetchone(
+                'SELECT 1 FROM "_collections" WHERE "id" = ?', (SUPERUSERS_ID,)
+            )
             if not exists:
                 su = superusers_collection()
                 await self._write_new(tx, su)
@@ -243,7 +251,7 @@ class SchemaStore:
     def _check_relations(self, c: Collection, pending: dict[str, Collection] | None = None) -> None:
         errors: dict[str, Any] = {}
         for f in c.relation_fields():
-            target_id = f.options.get("collectionId")
+            target_id = str(f.options.get("collectionId") or "")
             known = (pending or {}).get(target_id) or self.get(target_id)
             if not target_id or (known is None and target_id != c.id):
                 errors[f.name] = {
@@ -261,7 +269,12 @@ class SchemaStore:
         if clash or (existing is None and c.id in self._by_id):
             raise bad_request(
                 "Failed to validate the collection.",
-                {"name": {"code": "validation_collection_name_exists", "message": "Collection name must be unique (case insensitive)."}},
+                {
+                    "name": {
+                        "code": "validation_collection_name_exists",
+                        "message": "Collection name must be unique (case insensitive).",
+                    }
+                },
             )
 
     async def create(self, data: Any, *, trusted: bool = False) -> Collection:
@@ -307,7 +320,12 @@ class SchemaStore:
                 raise bad_request(
                     "This change would drop or convert away existing data; repeat it with "
                     "confirmDataLoss=true to proceed.",
-                    {"fields": {"code": "validation_data_loss", "message": "Affected: " + ", ".join(what)}},
+                    {
+                        "fields": {
+                            "code": "validation_data_loss",
+                            "message": "Affected: " + ", ".join(what),
+                        }
+                    },
                 )
             await self._migrate(tx, old, new, change, dry_run=False)
             await tx.execute(
@@ -339,7 +357,9 @@ class SchemaStore:
         for f in change.removed:
             await tx.execute(f'ALTER TABLE "{table}" DROP COLUMN "{f.name}"')
         for f in change.added:
-            await tx.execute(f'ALTER TABLE "{table}" ADD COLUMN "{f.name}" {f.column_type(self.dialect)}')
+            await tx.execute(
+                f'ALTER TABLE "{table}" ADD COLUMN "{f.name}" {f.column_type(self.dialect)}'
+            )
         for of, nf in change.retyped:
             renamed = nf.name if of.name != nf.name else of.name
             moved = type(of)(**{**of.__dict__, "name": renamed})
@@ -354,7 +374,9 @@ class SchemaStore:
                 ) from exc
         return lossy
 
-    async def _convert_column(self, tx: Executor, table: str, of: Field, nf: Field, *, write: bool) -> bool:
+    async def _convert_column(
+        self, tx: Executor, table: str, of: Field, nf: Field, *, write: bool
+    ) -> bool:
         """Convert a column's values through the new field's normalizer; True if any is lost."""
         from shipyard.core.records import decode_stored, encode_stored  # cycle-free at call time
 
@@ -378,7 +400,8 @@ class SchemaStore:
         await tx.execute(f'ALTER TABLE "{table}" ADD COLUMN "{tmp}" {nf.column_type(self.dialect)}')
         if converted:
             await tx.executemany(
-                f'UPDATE "{table}" SET "{tmp}" = ? WHERE "id" = ?', [(v, rid) for rid, v in converted]
+                f'UPDATE "{table}" SET "{tmp}" = ? WHERE "id" = ?',
+                [(v, rid) for rid, v in converted],
             )
         await tx.execute(f'ALTER TABLE "{table}" DROP COLUMN "{of.name}"')
         await tx.execute(f'ALTER TABLE "{table}" RENAME COLUMN "{tmp}" TO "{nf.name}"')
@@ -418,7 +441,9 @@ class SchemaStore:
             if existing is None:
                 shell = {k: v for k, v in item.items() if k != "indexes"}
                 shell["fields"] = [
-                    f for f in item.get("fields", []) if isinstance(f, dict) and f.get("type") != "relation"
+                    f
+                    for f in item.get("fields", [])
+                    if isinstance(f, dict) and f.get("type") != "relation"
                 ]
                 await self.create(shell)
         for item in pending:

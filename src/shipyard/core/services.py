@@ -50,7 +50,9 @@ class Services:
 
     # ------------------------------------------------------------------ auth
 
-    async def _auth_row(self, coll: Collection, where: str, args: list[Any]) -> dict[str, Any] | None:
+    async def _auth_row(
+        self, coll: Collection, where: str, args: list[Any]
+    ) -> dict[str, Any] | None:
         sh = shape(self.store, coll, "internal")
         row = await self.db.fetchone(
             f'SELECT {sh.columns}, "_r"."password" FROM "{coll.table}" AS "_r" WHERE {where}', args
@@ -70,7 +72,9 @@ class Services:
         if coll is None or coll.type != "auth":
             return ANONYMOUS
         rec = await self._auth_row(coll, '"_r"."id" = ?', [claims["id"]])
-        if rec is None or not verify_token(self.settings.secret_key, token, coll, rec.get("tokenKey", "")):
+        if rec is None or not verify_token(
+            self.settings.secret_key, token, coll, rec.get("tokenKey", "")
+        ):
             return ANONYMOUS
         return Auth(collection=coll, record=public_auth_record(rec))
 
@@ -82,7 +86,9 @@ class Services:
             self.settings.secret_key, coll, rec["id"], rec.get("tokenKey", ""), duration or 604800
         )
 
-    async def auth_with_password(self, coll: Collection, identity: Any, password: Any, identity_field: Any = None) -> tuple[str, dict[str, Any]]:
+    async def auth_with_password(
+        self, coll: Collection, identity: Any, password: Any, identity_field: Any = None
+    ) -> tuple[str, dict[str, Any]]:
         if coll.type != "auth":
             raise bad_request("The collection is not an auth collection.")
         errors = {}

@@ -59,13 +59,13 @@ class _SQLiteTx:
         self._conn = conn
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
-        return _sqlite_call(self._conn, sql, params, "all")  # type: ignore[no-any-return]
+        return _sqlite_call(self._conn, sql, params, "all")
 
     async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
-        return _sqlite_call(self._conn, sql, params, "one")  # type: ignore[no-any-return]
+        return _sqlite_call(self._conn, sql, params, "one")
 
     async def execute(self, sql: str, params: Params = ()) -> int:
-        return _sqlite_call(self._conn, sql, params, "exec")  # type: ignore[no-any-return]
+        return _sqlite_call(self._conn, sql, params, "exec")
 
     async def executemany(self, sql: str, rows: Sequence[Params]) -> None:
         try:
@@ -113,18 +113,18 @@ class SQLiteDatabase(_SQLiteTx):
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         if self._lock.locked():
             async with self._lock:
-                return _sqlite_call(self._conn, sql, params, "all")  # type: ignore[no-any-return]
-        return _sqlite_call(self._conn, sql, params, "all")  # type: ignore[no-any-return]
+                return _sqlite_call(self._conn, sql, params, "all")
+        return _sqlite_call(self._conn, sql, params, "all")
 
     async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
         if self._lock.locked():
             async with self._lock:
-                return _sqlite_call(self._conn, sql, params, "one")  # type: ignore[no-any-return]
-        return _sqlite_call(self._conn, sql, params, "one")  # type: ignore[no-any-return]
+                return _sqlite_call(self._conn, sql, params, "one")
+        return _sqlite_call(self._conn, sql, params, "one")
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         async with self._lock:
-            return _sqlite_call(self._conn, sql, params, "exec")  # type: ignore[no-any-return]
+            return _sqlite_call(self._conn, sql, params, "exec")
 
     async def executemany(self, sql: str, rows: Sequence[Params]) -> None:
         async with self.transaction() as tx:
@@ -181,13 +181,13 @@ class _PgTx:
             raise DatabaseError(str(exc)) from exc
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
-        return await self._run(sql, params, "all")  # type: ignore[no-any-return]
+        return await self._run(sql, params, "all")
 
     async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
-        return await self._run(sql, params, "one")  # type: ignore[no-any-return]
+        return await self._run(sql, params, "one")
 
     async def execute(self, sql: str, params: Params = ()) -> int:
-        return await self._run(sql, params, "exec")  # type: ignore[no-any-return]
+        return await self._run(sql, params, "exec")
 
     async def executemany(self, sql: str, rows: Sequence[Params]) -> None:
         import psycopg
@@ -227,13 +227,13 @@ class PostgresDatabase:
             return await _PgTx(conn)._run(sql, params, mode)
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
-        return await self._one_shot(sql, params, "all")  # type: ignore[no-any-return]
+        return await self._one_shot(sql, params, "all")
 
     async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
-        return await self._one_shot(sql, params, "one")  # type: ignore[no-any-return]
+        return await self._one_shot(sql, params, "one")
 
     async def execute(self, sql: str, params: Params = ()) -> int:
-        return await self._one_shot(sql, params, "exec")  # type: ignore[no-any-return]
+        return await self._one_shot(sql, params, "exec")
 
     async def executemany(self, sql: str, rows: Sequence[Params]) -> None:
         async with self.transaction() as tx:
