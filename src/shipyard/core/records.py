@@ -15,10 +15,7 @@ from typing import Any
 
 import orjson
 
-try:
-    from shipyard.core import query
-except ImportError:  # TEMP until the filter compiler lands
-    query = None  # type: ignore[assignment]
+from shipyard.core import query
 from shipyard.core.auth import Auth, hash_password
 from shipyard.core.collections import Collection
 from shipyard.core.errors import (
@@ -484,8 +481,9 @@ class Records:
 
     def _prepare(
         self, c: Collection, body: dict[str, Any], old: dict[str, Any] | None, auth: Auth
-    ) -> dict[str, Any]:
-        """Validated stored values for every field the write sets (all of them on create)."""
+    ) -> tuple[dict[str, Any], dict[str, FieldError]]:
+        """Values for every field the write sets (all of them on create), and the errors of
+        those that failed, so that all of a body's problems are reported together."""
         creating = old is None
         values: dict[str, Any] = {}
         errors: dict[str, FieldError] = {}
@@ -537,10 +535,7 @@ class Records:
             errors["id"] = FieldError(
                 "validation_pk_change", "The record primary key cannot be changed."
             )
-        if errors:
-            action = "create" if creating else "update"
-            raise validation_failed(f"Failed to {action} record.", errors)
-        return values
+        return values, errors
 
     def _prepare_password(
         self,
@@ -574,10 +569,17 @@ class Records:
             return
         values[f.name] = hash_password(pw)
 
-    async def _check_relations(self, c: Collection, values: dict[str, Any], db: Executor) -> None:
-        errors: dict[str, FieldError] = {}
+    async def _check_relations(
+        self,
+        c: Collection,
+        values: dict[str, Any],
+        db: Executor,
+        errors: dict[str, FieldError],
+        action: str,
+    ) -> None:
+        """Add missing relation targets to `errors`, then raise if anything failed."""
         for f in c.relation_fields():
-            if f.name not in values:
+            if f.name not in values or f.name in errors:
                 continue
             ids = values[f.name] if isinstance(values[f.name], list) else [values[f.name]]
             ids = [i for i in ids if i]
@@ -600,7 +602,7 @@ class Records:
                     "Failed to find all relation records with the provided ids",
                 )
         if errors:
-            raise validation_failed("Failed to save record.", errors)
+            raise validation_failed(f"Failed to {action} record.", errors)
 
     def _unique_error(self, c: Collection, exc: IntegrityError, action: str) -> ApiError:
         text = str(exc)
@@ -625,12 +627,12 @@ class Records:
     ) -> dict[str, Any]:
         if not auth.is_superuser and c.createRule is None:
             raise forbidden(ONLY_SUPERUSERS)
-        values = self._prepare(c, body, None, auth)
+        values, errors = self._prepare(c, body, None, auth)
         cols = list(values)
         fields = {f.name: f for f in c.fields}
         row = [encode_stored(fields[k], values[k]) if k != "id" else values[k] for k in cols]
         async with self.store.db.transaction() as tx:
-            await self._check_relations(c, values, tx)
+            await self._check_relations(c, values, tx, errors, "create")
             try:
                 await tx.execute(
                     f'INSERT INTO "{c.table}" ({", ".join(f"{chr(34)}{k}{chr(34)}" for k in cols)}) '
@@ -659,12 +661,12 @@ class Records:
             if old is None:
                 raise not_found()
             decoded = {f.name: old.get(f.name) for f in c.fields if f.name in old}
-            values = self._prepare(c, body, decoded, auth)
+            values, errors = self._prepare(c, body, decoded, auth)
             fields = {f.name: f for f in c.fields}
+            await self._check_relations(c, values, tx, errors, "update")
             if values:
                 sets = ", ".join(f'"{k}" = ?' for k in values)
                 args = [encode_stored(fields[k], v) for k, v in values.items()]
-                await self._check_relations(c, values, tx)
                 try:
                     await tx.execute(f'UPDATE "{c.table}" SET {sets} WHERE "id" = ?', (*args, rid))
                 except IntegrityError as exc:
@@ -791,8 +793,8 @@ def _apply_modifiers(
         items = value if isinstance(value, list) else [value]
         if op == "append":
             out[name] = cur + [i for i in items if i not in cur]
-        elif op == "prepend":
-            out[name] = [i for i in items if i not in cur] + cur
+        elif op == "prepend":  # as PocketBase: the given values first, then the rest
+            out[name] = list(dict.fromkeys([*items, *cur]))
         else:
             out[name] = [i for i in cur if i not in items]
     return out
