@@ -1,27 +1,32 @@
 """PocketBase's filter and sort language compiled to parameterized SQL for SQLite and PostgreSQL.
 
 The output is one boolean SQL expression over the main row `"<alias>"` plus its parameters:
-every value is a parameter, identifiers are only ever schema names, so nothing a client types
-reaches the SQL text. Semantics follow PocketBase (see the report in `compile_filter`):
+every value is a parameter and identifiers are only ever schema names, so nothing a client
+types reaches the SQL text. Semantics follow PocketBase:
 
 * Paths through multi-valued relations, back-relations and `@collection` are row sets.
-  `?`-operators mean "some row matches" and, as in PocketBase's LEFT JOINs, every
+  `?`-operators mean "some row matches" and, as with PocketBase's LEFT JOINs, every
   `?`-comparison on the same path prefix in one filter refers to the *same* related row
   (`members.user ?= @request.auth.id && members.role ?= "admin"` needs one member row with
-  both). That scope is an `EXISTS` placed at the smallest sub-expression that needs it.
-* Plain operators on such paths, and on multi-valued fields themselves (items of a JSON
-  array), mean "every item matches": `NOT EXISTS (item that does not match)`. An empty set
-  behaves as a single NULL item.
-* `= null`, `= ""` compare with the field's zero value ('' / 0 / false; JSON null), which is
-  what PocketBase stores instead of NULL; a missing related row is NULL and counts as zero.
-* Types never clash on PostgreSQL: number columns against numeric text use numbers,
-  booleans against 'true'/'false'/1/0 use booleans, anything else compares as text.
+  both; `@collection.x:alias.f` gives an independent row). That scope becomes an `EXISTS`
+  placed at the smallest sub-expression that needs it, so plain conditions stay sargable.
+* Plain operators on such paths, and on multi-valued fields themselves (the items of their
+  JSON array), mean "every item matches": `NOT EXISTS (an item that does not match)`.
+  An empty set behaves as a single NULL item.
+* `= null` and `= ""` compare with the field's zero value ('' / 0 / false / JSON null),
+  which is what PocketBase stores instead of NULL; a missing related row counts as zero.
+* Types never clash on PostgreSQL: number columns against numeric text compare as numbers,
+  booleans against 'true'/'false'/1/0 as booleans, anything else as text; JSON values keep
+  their JSON type on both engines (the number 5 is not the text "5").
+
+Only the parse is cached: the SQL depends on `@request.*`, the date macros and the schema.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -37,7 +42,6 @@ from shipyard.core.fields import (
     JSONField,
     RelationField,
     SelectField,
-    format_date,
 )
 from shipyard.tools.filterexpr import (
     Bool,
@@ -82,6 +86,7 @@ _ALIAS_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PG_TYPES = {"text": "TEXT", "number": "DOUBLE PRECISION", "bool": "BOOLEAN"}
 _ZERO = {"text": "''", "number": "0", "bool": "FALSE"}
 _TRUE, _FALSE = "1=1", "1=0"
+_NO_ROOTS: frozenset[str] = frozenset()
 
 
 # ----------------------------------------------------------------------------- values
@@ -148,6 +153,7 @@ class _Ref:
     modifier: str = ""  # lower | length
     array: bool = False  # the column holds a JSON array (for :length)
     email_guard: bool = False  # hide emails their owners did not make visible
+    each: bool = False  # `:each` asked for item-wise comparison explicitly
 
     @property
     def multi_hops(self) -> bool:
@@ -306,38 +312,49 @@ def _common_kind(a: _Val, b: _Val) -> str:
     return _fallback_kind(ka, kb)
 
 
-def _macros(now: datetime) -> dict[str, _Const]:
-    """PocketBase's date macros in UTC: dates as stored text, the rest as numbers."""
-    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    end = timedelta(hours=23, minutes=59, seconds=59, microseconds=999000)
-    month = day.replace(day=1)
-    next_month = (month + timedelta(days=32)).replace(day=1)
-    dates = {
-        "@now": now,
-        "@yesterday": now - timedelta(days=1),
-        "@tomorrow": now + timedelta(days=1),
-        "@todayStart": day,
-        "@todayEnd": day + end,
-        "@monthStart": month,
-        "@monthEnd": next_month - timedelta(days=1) + end,
-        "@yearStart": day.replace(month=1, day=1),
-        "@yearEnd": day.replace(month=12, day=31) + end,
-    }
-    numbers = {
-        "@second": now.second,
-        "@minute": now.minute,
-        "@hour": now.hour,
-        "@weekday": (now.weekday() + 1) % 7,  # Sunday is 0, as Go's time.Weekday
-        "@day": now.day,
-        "@month": now.month,
-        "@year": now.year,
-    }
-    out = {k: _Const(format_date(v)) for k, v in dates.items()}
-    out.update({k: _Const(float(v), str(v)) for k, v in numbers.items()})
-    return out
+def _stamp(dt: datetime) -> _Const:
+    """A date in the stored format (`format_date`'s, without strftime: this is hot)."""
+    return _Const(
+        f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d} {dt.hour:02d}:{dt.minute:02d}:"
+        f"{dt.second:02d}.{dt.microsecond // 1000:03d}Z"
+    )
 
 
-MACRO_NAMES = frozenset(_macros(datetime(2000, 1, 1, tzinfo=UTC)))
+def _count(value: int) -> _Const:
+    return _Const(float(value), str(value))
+
+
+_DAY_END = timedelta(hours=23, minutes=59, seconds=59, microseconds=999000)
+
+
+def _day(now: datetime) -> datetime:
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _month_end(now: datetime) -> datetime:
+    first = _day(now).replace(day=1)
+    return (first + timedelta(days=32)).replace(day=1) - timedelta(days=1) + _DAY_END
+
+
+# PocketBase's date macros, in UTC: dates as stored text, the rest as numbers
+_MACROS: dict[str, Callable[[datetime], _Const]] = {
+    "@now": _stamp,
+    "@yesterday": lambda now: _stamp(now - timedelta(days=1)),
+    "@tomorrow": lambda now: _stamp(now + timedelta(days=1)),
+    "@todayStart": lambda now: _stamp(_day(now)),
+    "@todayEnd": lambda now: _stamp(_day(now) + _DAY_END),
+    "@monthStart": lambda now: _stamp(_day(now).replace(day=1)),
+    "@monthEnd": lambda now: _stamp(_month_end(now)),
+    "@yearStart": lambda now: _stamp(_day(now).replace(month=1, day=1)),
+    "@yearEnd": lambda now: _stamp(_day(now).replace(month=12, day=31) + _DAY_END),
+    "@second": lambda now: _count(now.second),
+    "@minute": lambda now: _count(now.minute),
+    "@hour": lambda now: _count(now.hour),
+    "@weekday": lambda now: _count((now.weekday() + 1) % 7),  # Sunday is 0, as in Go
+    "@day": lambda now: _count(now.day),
+    "@month": lambda now: _count(now.month),
+    "@year": lambda now: _count(now.year),
+}
 
 
 def _lookup(root: Any, keys: list[str]) -> tuple[bool, Any]:
@@ -425,7 +442,6 @@ class _Compiler:
         self.counter = 0
         self.scope: dict[str, _ScopeJoin] = {}
         self.comparisons = 0
-        self.macros: dict[str, _Const] | None = None
 
     # -------------------------------------------------------------- small utilities
 
@@ -449,15 +465,24 @@ class _Compiler:
     # -------------------------------------------------------------- tree
 
     def compile(self, node: Node) -> tuple[str, list[Any]]:
-        tree = self.compile_node(node)
-        frag = self.assemble(tree, frozenset())
+        if isinstance(node, Comparison):  # the common case needs no tree
+            cc = self.comparison(node)
+            if not cc.roots:
+                return cc.sql, cc.params
+            tree: _CC | _CLogical = cc
+        else:
+            tree = self.compile_node(node)
+        frag = self.assemble(tree, _NO_ROOTS)
         return frag.sql, frag.params
 
     def compile_node(self, node: Node) -> _CC | _CLogical:
         if isinstance(node, Comparison):
             return self.comparison(node)
         items = [self.compile_node(n) for n in node.items]
-        roots = frozenset().union(*(i.roots for i in items))
+        roots = _NO_ROOTS
+        for item in items:
+            if item.roots:
+                roots = roots | item.roots
         return _CLogical(node.op, items, roots)
 
     def assemble(self, node: _CC | _CLogical, bound: frozenset[str]) -> _Frag:
@@ -466,6 +491,8 @@ class _Compiler:
         Valid because every scope join is a LEFT JOIN (never empty): EXISTS distributes over
         OR, and over AND between parts that use disjoint scopes.
         """
+        if not node.roots:
+            return _plain(node)
         if isinstance(node, _CC):
             free = node.roots - bound
             if not free:
@@ -511,6 +538,8 @@ class _Compiler:
     def comparison(self, node: Comparison) -> _CC:
         left = self.resolve(node.left)
         right = self.resolve(node.right)
+        if not isinstance(left, _ConstList) and not isinstance(right, _ConstList):
+            return self.pair(node.op, left, right)
         lefts = _items(left)
         rights = _items(right)
         total = len(lefts) * len(rights)
@@ -533,6 +562,8 @@ class _Compiler:
 
     def pair(self, op: str, x: _Const | _Ref, y: _Const | _Ref) -> _CC:
         mode_any = op[0] == "?"
+        if not mode_any:
+            x, y = _raw_multi(x, y), _raw_multi(y, x)
         joins: list[_Frag] = []
         keys: list[str] = []
         a = self.operand(x, mode_any, joins, keys)
@@ -550,6 +581,8 @@ class _Compiler:
                     f"WHERE NOT COALESCE({cond.sql}, FALSE))"
                 )
             cond = _Frag(sql, params)
+        if not keys:
+            return _CC(cond.sql, cond.params, (), _NO_ROOTS)
         roots = frozenset(self.scope[k].root for k in keys)
         return _CC(cond.sql, cond.params, tuple(keys), roots)
 
@@ -620,9 +653,7 @@ class _Compiler:
             p = self.ph("text")
             y = _Frag(f"({p} || {inner.sql} || {p})", ["%", *inner.params, "%"])
         op = ("NOT " if negate else "") + ("ILIKE" if self.pg else "LIKE")
-        return _Frag(
-            f"{x.sql} {op} {y.sql} ESCAPE {self.ph('text')}", [*x.params, *y.params, "\\"]
-        )
+        return _Frag(f"{x.sql} {op} {y.sql} ESCAPE {self.ph('text')}", [*x.params, *y.params, "\\"])
 
     # -------------------------------------------------------------- rendering values
 
@@ -644,7 +675,10 @@ class _Compiler:
         scalar's text form."""
         if src == "json" and dst != "json":
             if not self.pg:
-                return term
+                if loose or dst == "bool":
+                    return term
+                types = "'integer', 'real'" if dst == "number" else "'text'"
+                return f"(CASE WHEN typeof({term}) IN ({types}) THEN {term} END)"
             if dst == "text":
                 if loose:
                     return f"({term} #>> '{{}}')"
@@ -665,7 +699,9 @@ class _Compiler:
             return f"CAST({term} AS INTEGER)"
         return term
 
-    def operand(self, x: _Const | _Ref, mode_any: bool, joins: list[_Frag], keys: list[str]) -> _Val:
+    def operand(
+        self, x: _Const | _Ref, mode_any: bool, joins: list[_Frag], keys: list[str]
+    ) -> _Val:
         """Render one side: rows it needs go to the shared scope (`?`, through multi-valued
         paths) or to this comparison's own subquery (`joins`)."""
         if isinstance(x, _Const):
@@ -824,10 +860,9 @@ class _Compiler:
     def identifier(self, ident: Identifier) -> Resolved:
         name = ident.name
         if name[0] == "@":
-            if name in MACRO_NAMES:
-                if self.macros is None:
-                    self.macros = _macros(self.current_time())
-                return self.macros[name]
+            macro = _MACROS.get(name)
+            if macro is not None:
+                return macro(self.current_time())
             head = name.split(".", 1)[0].split(":", 1)[0]
             if head == "@request":
                 return self.request_value(ident)
@@ -836,6 +871,8 @@ class _Compiler:
             raise self.err(f'unknown identifier "{name}"', ident.pos)
         if name[0] == "#":
             raise self.err(f'unknown identifier "{name}"', ident.pos)
+        if "." not in name and ":" not in name:  # the common case: a field of this collection
+            return self.path(self.base, [name], "", (), "", ident)
         parts, modifier = self.split(name, ident.pos)
         return self.path(self.base, parts, modifier, (), "", ident)
 
@@ -891,7 +928,7 @@ class _Compiler:
             key = f"{key}.{part}" if key else part
             f = coll.field(part)
             if f is None:
-                coll, hop = self.back_relation(coll, part, key, pos)
+                coll, hop = self.back_relation(coll, part, key, ident.name, pos)
                 hops.append(hop)
             else:
                 self.check_field(f, pos)
@@ -916,10 +953,13 @@ class _Compiler:
             return self.json_ref(hops, f, [], modifier, pos)
         return self.field_ref(hops, coll, f, modifier, pos)
 
-    def back_relation(self, coll: Collection, part: str, key: str, pos: int) -> tuple[Collection, _Hop]:
+    def back_relation(
+        self, coll: Collection, part: str, key: str, name: str, pos: int
+    ) -> tuple[Collection, _Hop]:
+        """`<collection>_via_<relation field>`: the rows of another collection pointing here."""
         m = _VIA_RE.fullmatch(part)
         if m is None:
-            raise self.err(f'unknown field "{part}"', pos)
+            raise self.err(f'unknown field "{part}" in "{name}"', pos)
         target = self.load(m.group(1))
         if target is None:
             raise self.err(f'unknown collection "{m.group(1)}" in back-relation "{part}"', pos)
@@ -943,7 +983,9 @@ class _Compiler:
     ) -> _Ref:
         multi_valuer = _multi_valued(f)
         if modifier in ("length", "each") and not multi_valuer:
-            raise self.err(f'":{modifier}" needs a select, relation or file field, not "{f.name}"', pos)
+            raise self.err(
+                f'":{modifier}" needs a select, relation or file field, not "{f.name}"', pos
+            )
         if modifier in ("isset", "changed"):
             raise self.err(f'":{modifier}" can only be used with @request.body fields', pos)
         items = (f.is_multi and modifier != "length") or modifier == "each"
@@ -955,6 +997,7 @@ class _Compiler:
             modifier=modifier if modifier in ("lower", "length") else "",
             array=f.is_multi,
             email_guard=f.name == "email" and coll.type == "auth" and not self.allow_hidden,
+            each=modifier == "each",
         )
 
     def json_ref(
@@ -1001,13 +1044,17 @@ class _Compiler:
             f = self.base.field(parts[2])
             found, value = _lookup(self.request, parts[1:3])
             if isinstance(f, RelationField) and len(parts) > 3:
-                return self.ids_path(f, value, parts[3:], modifier, "@request.body." + parts[2], ident)
+                return self.ids_path(
+                    f, value, parts[3:], modifier, "@request.body." + parts[2], ident
+                )
             if len(parts) == 3 and f is not None:
                 return self.static(found, value, modifier, ident, items=f.is_multi)
         found, value = _lookup(self.request, parts[1:])
         return self.static(found, value, modifier, ident, items=False)
 
-    def static(self, found: bool, value: Any, modifier: str, ident: Identifier, items: bool) -> Resolved:
+    def static(
+        self, found: bool, value: Any, modifier: str, ident: Identifier, items: bool
+    ) -> Resolved:
         """A request value; lists of multi-valued fields (and `:each`) compare item by item,
         other lists as their JSON text (as PocketBase)."""
         if modifier == "isset":
@@ -1037,23 +1084,26 @@ class _Compiler:
         row = None
         if coll is not None:
             row = _Hop("ids", coll.name, "", "@request.auth", False, ids=(str(auth["id"]),))
-        if len(rest) == 1:
-            if first in auth or modifier == "isset":
-                return self.static(first in auth, auth.get(first), modifier, ident, items=_is_multi(f))
-            if f is not None and coll is not None and row is not None:
-                return self.path(coll, rest, modifier, (row,), "@request.auth", ident)
-            return _NULL
-        if isinstance(f, RelationField):
-            if first in auth:
+        if len(rest) == 1 and (first in auth or modifier == "isset"):
+            return self.static(first in auth, auth.get(first), modifier, ident, items=_is_multi(f))
+        if first in auth and len(rest) > 1:
+            if isinstance(f, RelationField):
                 key = "@request.auth." + first
                 return self.ids_path(f, auth[first], rest[1:], modifier, key, ident)
-            if coll is not None and row is not None:
-                return self.path(coll, rest, modifier, (row,), "@request.auth", ident)
-        found, value = _lookup(auth, rest)
-        return self.static(found, value, modifier, ident, items=False)
+            found, value = _lookup(auth, rest)
+            return self.static(found, value, modifier, ident, items=False)
+        if f is not None and coll is not None and row is not None:
+            return self.path(coll, rest, modifier, (row,), "@request.auth", ident)
+        return _Const(False) if modifier == "isset" else _NULL
 
     def ids_path(
-        self, f: RelationField, value: Any, rest: list[str], modifier: str, key: str, ident: Identifier
+        self,
+        f: RelationField,
+        value: Any,
+        rest: list[str],
+        modifier: str,
+        key: str,
+        ident: Identifier,
     ) -> Resolved:
         """Follow a relation from ids known at compile time (@request.body/auth values)."""
         raw = value if isinstance(value, list) else [value]
@@ -1093,6 +1143,17 @@ class _Compiler:
         return frag.sql + direction + nulls
 
 
+def _raw_multi(ref: _Const | _Ref, other: _Const | _Ref) -> _Const | _Ref:
+    """PocketBase compares a bare multi-valued field with a plain operator as its stored JSON
+    text (`tags ~ "x"` finds "x" in any item); `?` operators and `:each` go item by item.
+    Comparing with null or "" keeps the item form so it still tests for emptiness."""
+    if not isinstance(ref, _Ref) or not ref.items or not ref.array or ref.each:
+        return ref
+    if isinstance(other, _Const) and other.empty:
+        return ref
+    return replace(ref, items=False)
+
+
 def _is_multi(f: Field | None) -> bool:
     return f is not None and f.is_multi
 
@@ -1101,6 +1162,14 @@ def _items(x: Resolved) -> tuple[_Const | _Ref, ...]:
     if isinstance(x, _ConstList):
         return x.items or (_NULL,)
     return (x,)
+
+
+def _plain(node: _CC | _CLogical) -> _Frag:
+    """A sub-tree without shared scopes: just SQL glued together."""
+    if isinstance(node, _CC):
+        return _Frag(node.sql, node.params)
+    glue = " OR " if node.op == "||" else " AND "
+    return _join_frags([_plain(child) for child in node.items], glue)
 
 
 def _join_frags(parts: list[_Frag], glue: str) -> _Frag:
@@ -1204,7 +1273,5 @@ def compile_sort(
         collection, registry, dialect, alias, None, None, allow_hidden, DEFAULT_LIMITS, "sort"
     )
     positions = _sort_positions(text)
-    parts = [
-        compiler.sort_expr(name, desc, positions[i]) for i, (name, desc) in enumerate(entries)
-    ]
+    parts = [compiler.sort_expr(name, desc, positions[i]) for i, (name, desc) in enumerate(entries)]
     return ", ".join(parts)

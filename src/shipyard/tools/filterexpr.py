@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -136,15 +137,14 @@ def _check_characters(text: str) -> None:
 def _scan_text(text: str, start: int) -> tuple[Token, int]:
     """fexpr's rule: the text ends at the first quote not preceded by a backslash."""
     quote = text[start]
-    i = start + 1
-    n = len(text)
-    while i < n:
-        if text[i] == quote and text[i - 1] != "\\":
-            raw = text[start + 1 : i]
-            value = raw.replace("\\" + quote, quote) if "\\" in raw else raw
-            return Token("text", value, start, i + 1), i + 1
-        i += 1
-    raise FilterSyntaxError("unterminated quoted text", start)
+    i = text.find(quote, start + 1)
+    while i > 0 and text[i - 1] == "\\":
+        i = text.find(quote, i + 1)
+    if i < 0:
+        raise FilterSyntaxError("unterminated quoted text", start)
+    raw = text[start + 1 : i]
+    value = raw.replace("\\" + quote, quote) if "\\" in raw else raw
+    return Token("text", value, start, i + 1), i + 1
 
 
 def _scan_number(text: str, start: int) -> tuple[Token, int]:
@@ -175,59 +175,59 @@ def _scan_operator(text: str, start: int, pattern: re.Pattern[str], kind: str) -
 
 def tokenize(text: str) -> list[Token]:
     """Split a filter into tokens, dropping whitespace and `//` comments; ends with an eof token."""
-    out: list[Token] = []
+    return list(_tokens(text))
+
+
+def _tokens(text: str) -> Iterator[Token]:
+    """Tokens on demand, so the parser stops at the first problem of a huge input."""
     i, n = 0, len(text)
     while i < n:
         ch = text[i]
         if ch in _WHITESPACE:
             i += 1
-        elif ch == "/":
+            continue
+        if ch == "/":
             if not text.startswith("//", i):
                 raise FilterSyntaxError("invalid comment (expected //)", i)
             nl = text.find("\n", i)
             i = n if nl < 0 else nl + 1
-        elif ch in "(),":
-            out.append(Token(ch, ch, i, i + 1))
-            i += 1
+            continue
+        if ch in "(),":
+            tok, i = Token(ch, ch, i, i + 1), i + 1
         elif ch in "'\"":
             tok, i = _scan_text(text, i)
-            out.append(tok)
         elif ch == "-" or (ch.isdigit() and ch.isascii()):
             tok, i = _scan_number(text, i)
-            out.append(tok)
         elif ch in "@_#" or (ch.isascii() and ch.isalpha()):
             tok, i = _scan_identifier(text, i)
-            out.append(tok)
         elif ch in _SIGN_CHARS:
             tok, i = _scan_operator(text, i, _SIGN_RE, "sign")
-            out.append(tok)
         elif ch in _JOIN_CHARS:
             tok, i = _scan_operator(text, i, _JOIN_RE, "join")
-            out.append(tok)
         else:
             raise FilterSyntaxError(f"unexpected character {ch!r}", i)
-    out.append(Token("eof", "", n, n))
-    return out
+        yield tok
+    yield Token("eof", "", n, n)
 
 
 # ------------------------------------------------------------------------------- parser
 
 
 class _Parser:
-    def __init__(self, tokens: list[Token], max_expressions: int, max_depth: int) -> None:
+    def __init__(self, tokens: Iterator[Token], max_expressions: int, max_depth: int) -> None:
         self.tokens = tokens
-        self.i = 0
+        self.current = next(tokens)
         self.max_expressions = max_expressions
         self.max_depth = max_depth
         self.expressions = 0
 
     def peek(self) -> Token:
-        return self.tokens[self.i]
+        return self.current
 
     def advance(self) -> Token:
-        tok = self.tokens[self.i]
+        tok = self.current
         if tok.kind != "eof":
-            self.i += 1
+            self.current = next(self.tokens)
         return tok
 
     def parse_or(self, depth: int) -> Node:
@@ -306,9 +306,9 @@ class _Parser:
             if lowered == "null":
                 return Null(tok.pos)
             return Identifier(tok.value, tok.pos)
-        what = "argument" if side == "argument" else f"{side} operand"
+        what = "an argument" if side == "argument" else f"a {side} operand"
         raise FilterSyntaxError(
-            f"expected a {what} (identifier, text or number), got {_describe(tok)}", tok.pos
+            f"expected {what} (identifier, text or number), got {_describe(tok)}", tok.pos
         )
 
     def parse_call(self, name: Token, depth: int) -> Call:
@@ -345,10 +345,9 @@ def parse(
             f"the filter is too long ({len(text)} characters, max {max_length})", max_length
         )
     _check_characters(text)
-    tokens = tokenize(text)
-    if tokens[0].kind == "eof":
+    parser = _Parser(_tokens(text), max_expressions, max_depth)
+    if parser.peek().kind == "eof":
         raise FilterSyntaxError("empty filter expression", 0)
-    parser = _Parser(tokens, max_expressions, max_depth)
     node = parser.parse_or(0)
     tok = parser.peek()
     if tok.kind == ")":
