@@ -263,7 +263,10 @@ class Records:
                 sort, c, self.store, self.store.dialect, allow_hidden=auth.is_superuser
             )
         rowid = '"_r"."_rowid"' if self.store.dialect == "postgres" else '"_r".rowid'
-        order_sql = f" ORDER BY {order + ', ' if order else ''}{rowid}"
+        # the insertion-order tie-breaker follows the last key's direction, which lets SQLite
+        # walk an index backwards instead of adding a sort step
+        last_desc = " DESC" in order.rsplit(",", 1)[-1].upper()
+        order_sql = f" ORDER BY {order + ', ' if order else ''}{rowid}{' DESC' if last_desc else ''}"
         if "RANDOM()" in order:
             order_sql = f" ORDER BY {order}"
 
