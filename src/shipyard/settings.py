@@ -43,6 +43,22 @@ class Settings:
     demo: bool = False
     # secrets: never logged, never serialized into responses
     secret_key: str = field(default="", repr=False)
+    # brute-force protection: failed auth attempts allowed per window, counted in the database
+    auth_max_failures_per_identity: int = 5
+    auth_max_failures_per_ip: int = 20
+    auth_failure_window: int = 300  # seconds
+    # outgoing mail (auth collections' verification / password reset / e-mail change)
+    smtp_host: str = ""  # empty: mail disabled
+    smtp_port: int = 587
+    smtp_tls: str = "starttls"  # off | starttls | implicit
+    smtp_username: str = ""
+    smtp_password: str = field(default="", repr=False)
+    smtp_timeout: float = 10.0  # seconds per SMTP network step
+    mail_sender_address: str = "noreply@example.com"
+    mail_sender_name: str = "Shipyard"
+    mail_templates_dir: str = ""  # empty: built-in templates only
+    app_url: str = "http://127.0.0.1:8090"  # public base URL used in mailed links
+    app_name: str = "Shipyard"
 
     @property
     def sqlite_path(self) -> Path:
@@ -65,6 +81,10 @@ _POSITIVE_INTS = {
     "max_sort_fields",
     "db_pool_max",
     "superuser_token_duration",
+    "auth_max_failures_per_identity",
+    "auth_max_failures_per_ip",
+    "auth_failure_window",
+    "smtp_port",
 }
 
 
@@ -158,3 +178,9 @@ def _validate(s: Settings) -> None:
         )
     if s.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise SettingsError("SHIPYARD_LOG_LEVEL: must be one of debug, info, warning, error")
+    if s.smtp_port > 65535:
+        raise SettingsError("SHIPYARD_SMTP_PORT: must be at most 65535")
+    if s.smtp_tls not in ("off", "starttls", "implicit"):
+        raise SettingsError("SHIPYARD_SMTP_TLS: must be one of off, starttls, implicit")
+    if not s.smtp_timeout > 0:
+        raise SettingsError("SHIPYARD_SMTP_TIMEOUT: must be greater than 0")

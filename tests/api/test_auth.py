@@ -71,3 +71,44 @@ def test_superusers_records_hide_secrets(client: TestClient, su: dict[str, str])
 def test_health(client: TestClient) -> None:
     r = client.get("/api/health")
     assert r.status_code == 200 and r.json()["message"] == "API is healthy."
+
+
+def test_brute_force_is_limited_per_identity(client: TestClient) -> None:
+    url = f"{URL}/auth-with-password"
+    for _ in range(5):
+        r = client.post(url, json={"identity": SUPERUSER[0], "password": "wrong-password"})
+        assert r.status_code == 400
+    r = client.post(url, json={"identity": SUPERUSER[0], "password": "wrong-password"})
+    assert r.status_code == 429, r.text
+    assert 1 <= int(r.headers["Retry-After"]) <= 300
+    assert r.json()["status"] == 429 and r.json()["data"]["retryAfter"] == int(
+        r.headers["Retry-After"]
+    )
+    # while locked, even the right password is refused: the lock does not leak which is right
+    r = client.post(url, json={"identity": SUPERUSER[0].upper(), "password": SUPERUSER[1]})
+    assert r.status_code == 429
+    # another identity from the same address still gets its own answer
+    r = client.post(url, json={"identity": "other@example.com", "password": "whatever1"})
+    assert r.status_code == 400
+
+
+def test_success_resets_identity_failures(client: TestClient) -> None:
+    url = f"{URL}/auth-with-password"
+    for _ in range(3):
+        assert (
+            client.post(url, json={"identity": SUPERUSER[0], "password": "bad-one"}).status_code
+            == 400
+        )
+    assert (
+        client.post(url, json={"identity": SUPERUSER[0], "password": SUPERUSER[1]}).status_code
+        == 200
+    )
+    for _ in range(4):
+        assert (
+            client.post(url, json={"identity": SUPERUSER[0], "password": "bad-one"}).status_code
+            == 400
+        )
+    assert (
+        client.post(url, json={"identity": SUPERUSER[0], "password": SUPERUSER[1]}).status_code
+        == 200
+    )

@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from shipyard.api.http import JSON, parse_body, resolve_auth, services
+from shipyard.api.http import JSON, client_ip, parse_body, resolve_auth, services
 from shipyard.core.errors import ApiError
 
 
@@ -15,7 +15,7 @@ async def auth_with_password(request: Request) -> Response:
     c = svc.store.require(request.path_params["collection"])
     body = await parse_body(request)
     token, record = await svc.auth_with_password(
-        c, body.get("identity"), body.get("password"), body.get("identityField")
+        c, body.get("identity"), body.get("password"), body.get("identityField"), client_ip(request)
     )
     return JSON({"token": token, "record": record})
 

@@ -48,6 +48,7 @@ class Gateway:
 
     async def _read(self, svc: Services, scope: Scope, send: Send, parts: list[str]) -> None:
         status = 200
+        headers = list(_JSON_HEADERS)
         try:
             c = svc.store.require(unquote(parts[0]))
             qs = scope["query_string"].decode("utf-8", "replace")
@@ -68,6 +69,7 @@ class Gateway:
             body = orjson.dumps(data)
         except ApiError as exc:
             status, body = exc.status, orjson.dumps(exc.to_dict())
+            headers += [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
         except Exception:
             log.exception("unhandled error on GET %s", scope["path"])
             status = 500
@@ -82,7 +84,7 @@ class Gateway:
             {
                 "type": "http.response.start",
                 "status": status,
-                "headers": [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())],
+                "headers": [*headers, (b"content-length", str(len(body)).encode())],
             }
         )
         await send({"type": "http.response.body", "body": body})

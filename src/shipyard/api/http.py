@@ -26,7 +26,12 @@ class JSON(Response):
 
 
 def error_response(err: ApiError) -> Response:
-    return JSON(err.to_dict(), status_code=err.status)
+    return JSON(err.to_dict(), status_code=err.status, headers=err.headers or None)
+
+
+def client_ip(request: Request) -> str:
+    """The peer address; a proxy's X-Forwarded-For is not trusted (not configurable yet)."""
+    return request.client.host if request.client else ""
 
 
 def services(request: Request) -> Services:

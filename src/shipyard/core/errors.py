@@ -6,11 +6,18 @@ from typing import Any
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, data: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        data: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.data = data or {}
+        self.headers = headers or {}
 
     def to_dict(self) -> dict[str, Any]:
         return {"status": self.status, "message": self.message, "data": self.data}

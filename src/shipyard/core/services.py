@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +20,7 @@ from shipyard.core.errors import ApiError, bad_request
 from shipyard.core.records import Records, decode_row, shape
 from shipyard.core.schema import SchemaStore
 from shipyard.settings import Settings
+from shipyard.tools.attempts import AttemptLimiter
 from shipyard.tools.db import Database
 
 
@@ -27,6 +30,7 @@ class Services:
     db: Database
     store: SchemaStore
     records: Records
+    attempts: AttemptLimiter
 
     @classmethod
     async def open(cls, settings: Settings) -> Services:
@@ -42,7 +46,15 @@ class Services:
         )
         store = SchemaStore(db)
         await store.init()
-        return cls(settings=settings, db=db, store=store, records=Records(store, db, settings))
+        attempts = AttemptLimiter(db, secret=settings.secret_key.encode())
+        await attempts.ensure_schema()
+        return cls(
+            settings=settings,
+            db=db,
+            store=store,
+            records=Records(store, db, settings),
+            attempts=attempts,
+        )
 
     async def close(self) -> None:
         await self.store.close()
@@ -87,7 +99,12 @@ class Services:
         )
 
     async def auth_with_password(
-        self, coll: Collection, identity: Any, password: Any, identity_field: Any = None
+        self,
+        coll: Collection,
+        identity: Any,
+        password: Any,
+        identity_field: Any = None,
+        ip: str = "",
     ) -> tuple[str, dict[str, Any]]:
         if coll.type != "auth":
             raise bad_request("The collection is not an auth collection.")
@@ -98,6 +115,10 @@ class Services:
             errors["password"] = {"code": "validation_required", "message": "Cannot be blank."}
         if errors:
             raise bad_request("An error occurred while validating the submitted data.", errors)
+        assert isinstance(identity, str) and isinstance(password, str)
+        id_key = f"login:id:{coll.id}:{identity.strip().lower()}"
+        ip_key = f"login:ip:{ip}"
+        await self._refuse_if_blocked(id_key, ip_key)
         fields = coll.options.get("passwordAuth", {}).get("identityFields") or ["email"]
         if identity_field:
             if identity_field not in fields:
@@ -110,8 +131,31 @@ class Services:
                 break
         ok = verify_password(rec["password"] if rec else "", password)
         if rec is None or not ok:
+            await self.attempts.record_failure([id_key, ip_key], self.settings.auth_failure_window)
+            if secrets.randbelow(50) == 0:
+                await self.attempts.prune()
             raise ApiError(400, "Failed to authenticate.")
+        await self.attempts.reset([id_key])
         return self.token_for(coll, rec), public_auth_record(rec)
+
+    async def _refuse_if_blocked(self, id_key: str, ip_key: str) -> None:
+        """429 with Retry-After once an identity or an address has failed too often."""
+        s = self.settings
+        waits = [
+            await self.attempts.check(
+                [id_key], s.auth_max_failures_per_identity, s.auth_failure_window
+            ),
+            await self.attempts.check([ip_key], s.auth_max_failures_per_ip, s.auth_failure_window),
+        ]
+        wait = max((w for w in waits if w is not None), default=None)
+        if wait is not None:
+            seconds = max(1, math.ceil(wait))
+            raise ApiError(
+                429,
+                "Too many failed authentication attempts; try again later.",
+                {"retryAfter": seconds},
+                headers={"Retry-After": str(seconds)},
+            )
 
     async def refresh(self, auth: Auth) -> tuple[str, dict[str, Any]]:
         if auth.collection is None:
