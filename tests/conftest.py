@@ -132,17 +132,19 @@ def start_server(data_dir: Path, database_url: str, extra: dict[str, Any] | None
         **{k: str(v) for k, v in (extra or {}).items()},
     }
     cli = [sys.executable, "-m", "shipyard.cli"]
+    data_dir.mkdir(parents=True, exist_ok=True)
     subprocess.run(
         [*cli, "superuser", "upsert", *SUPERUSER], env=env, check=True, capture_output=True
     )
-    proc = subprocess.Popen(
-        [*cli, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+    # output goes to a file: a pipe that nobody reads would stall a server that logs a lot
+    log_path = data_dir / "server.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([*cli, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            out = proc.stdout.read().decode() if proc.stdout else ""
+            out = log_path.read_text(errors="replace")
             raise RuntimeError(f"shipyard serve exited early:\n{out}")
         try:
             if httpx.get(url + "/api/health", timeout=1).status_code == 200:

@@ -14,9 +14,10 @@ from starlette.responses import Response
 from shipyard.api import auth, collections, health, records
 from shipyard.api.gateway import Gateway
 from shipyard.api.http import JSON, error_response
-from shipyard.core.errors import ApiError
+from shipyard.core.errors import ApiError, bad_value
 from shipyard.core.services import Services
 from shipyard.settings import Settings, load_settings
+from shipyard.tools.db import DataValueError
 
 log = logging.getLogger("shipyard")
 
@@ -33,6 +34,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return JSON(
         {"status": exc.status_code, "message": msg, "data": {}}, status_code=exc.status_code
     )
+
+
+async def _data_value_error(request: Request, exc: Exception) -> Response:
+    return error_response(bad_value())
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
@@ -71,6 +76,7 @@ def create_app(settings: Settings | None = None) -> Gateway:
         exception_handlers={
             ApiError: _api_error,
             HTTPException: _http_error,
+            DataValueError: _data_value_error,
             Exception: _server_error,
         },
     )

@@ -159,3 +159,20 @@ def test_truncate(client: TestClient, su: H) -> None:
     client.post("/api/collections/t/records", json={"x": "1"}, headers=su)
     assert client.delete(f"{URL}/t/truncate", headers=su).status_code == 204
     assert client.get("/api/collections/t/records", headers=su).json()["totalItems"] == 0
+
+
+def test_system_collection_keeps_name_and_fields(client: TestClient, su: H) -> None:
+    r = client.patch(f"{URL}/_superusers", json={"name": "renamed"}, headers=su)
+    assert r.status_code == 400
+    r = client.patch(
+        f"{URL}/_superusers?confirmDataLoss=true", json={"fields": [], "indexes": []}, headers=su
+    )
+    assert r.status_code == 400
+    assert client.get(URL, headers=su).status_code == 200  # still a superuser
+
+
+def test_hostile_collection_inputs(client: TestClient, su: H) -> None:
+    client.post(URL, json={"name": "authors"}, headers=su)
+    bad = {"collections": [{"name": "authors", "fields": [{"name": {}, "type": "text"}]}]}
+    assert client.put(f"{URL}/import", json=bad, headers=su).status_code == 400
+    assert client.get(URL, params={"page": "99999999999999999999"}, headers=su).status_code == 200

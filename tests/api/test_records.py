@@ -381,3 +381,35 @@ def test_unknown_collection_and_routes(client: TestClient) -> None:
     }
     assert client.get("/api/nothing-here").status_code == 404
     assert client.get("/api/collections/nope/records/abc").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("method", "url_suffix", "body"),
+    [
+        ("get", "?page=806346294223114074062848", None),
+        ("post", "", {"title": "a\u0000b"}),
+        ("post", "", {"title": "t", "released": 1e20}),
+        ("post", "", {"title": "t", "author": "a\u0000"}),
+    ],
+)
+def test_hostile_values_are_4xx(
+    client: TestClient, su: H, library: dict[str, str], method: str, url_suffix: str, body: Any
+) -> None:
+    r = client.request(method, "/api/collections/books/records" + url_suffix, json=body, headers=su)
+    assert 200 <= r.status_code < 500, r.text
+    if body is not None:
+        assert r.status_code == 400
+
+
+def test_hostile_modifiers_are_400(client: TestClient, su: H, library: dict[str, str]) -> None:
+    rec = client.post("/api/collections/books/records", json={"title": "A"}, headers=su).json()
+    url = f"/api/collections/books/records/{rec['id']}"
+    for body in (
+        {"price": "abc", "price+": 1},
+        {"+tags": [{}]},
+        {"tags+": [[1]]},
+        {"price+": True},
+    ):
+        r = client.patch(url, json=body, headers=su)
+        assert r.status_code == 400, (body, r.text)
+    assert client.get("/api/collections/books/records/a%00b", headers=su).status_code in (400, 404)

@@ -46,7 +46,7 @@ async def list_collections(request: Request) -> Response:
             if (i["name"] == value if op == "=" else value.lower() in i["name"].lower())
         ]
     try:
-        page = max(int(params.get("page", "1") or 1), 1)
+        page = min(max(int(params.get("page", "1") or 1), 1), 2**31 - 1)
         per_page = min(max(int(params.get("perPage", "30") or 30), 1), 1000)
     except ValueError:
         raise bad_request("Invalid page or perPage parameter: expected an integer.") from None

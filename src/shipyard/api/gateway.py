@@ -16,8 +16,9 @@ from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
 from shipyard.core.auth import ANONYMOUS
-from shipyard.core.errors import ApiError
+from shipyard.core.errors import ApiError, bad_value
 from shipyard.core.services import Services
+from shipyard.tools.db import DataValueError
 
 log = logging.getLogger("shipyard.api")
 _PREFIX = "/api/collections/"
@@ -67,7 +68,9 @@ class Gateway:
             else:
                 data = await svc.records.view(c, unquote(parts[2]), params, auth)
             body = orjson.dumps(data)
-        except ApiError as exc:
+        except (ApiError, DataValueError) as exc:
+            if isinstance(exc, DataValueError):
+                exc = bad_value()
             status, body = exc.status, orjson.dumps(exc.to_dict())
             headers += [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
         except Exception:

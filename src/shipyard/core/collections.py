@@ -177,6 +177,11 @@ def collection_from_dict(
             "message": "Must be 1-55 characters of letters, digits and _ and not start with a digit.",
         }
         name = "invalid"
+    elif existing is not None and existing.system and name != existing.name:
+        errors["name"] = {
+            "code": "validation_system_collection_rename",
+            "message": "System collections cannot be renamed.",
+        }
     elif name.startswith("_") and not trusted and (existing is None or not existing.system):
         errors["name"] = {
             "code": "validation_invalid_name",
@@ -260,6 +265,16 @@ def collection_from_dict(
             fields.append(
                 AutodateField(name="updated", options={"onCreate": True, "onUpdate": True})
             )
+
+    if existing is not None:
+        kept = {f.id: f for f in fields}
+        for old in existing.fields:
+            new = kept.get(old.id)
+            if old.system and (new is None or new.name != old.name or new.type != old.type):
+                errors.setdefault("fields", {})[old.name] = {
+                    "code": "validation_system_field_change",
+                    "message": f"The system field {old.name!r} cannot be removed, renamed or retyped.",
+                }
 
     rules = {key: _rule_value(merged, key, errors) for key in RULES}
 

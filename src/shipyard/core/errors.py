@@ -39,6 +39,13 @@ def unauthorized(message: str = "") -> ApiError:
     return ApiError(401, message or "The request requires valid record authorization token.")
 
 
+def bad_value() -> ApiError:
+    """A value the database engine refuses (NUL characters, numbers out of range)."""
+    return bad_request(
+        "Invalid value: it contains characters or a range the database cannot store."
+    )
+
+
 def too_large(limit: int) -> ApiError:
     return ApiError(413, f"Request entity too large (the limit is {limit} bytes).")
 

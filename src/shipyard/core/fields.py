@@ -20,8 +20,8 @@ from shipyard.core.errors import FieldError
 from shipyard.tools.ids import random_string
 
 NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,99}$")
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-URL_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/?#]+[^\s]*$")
+EMAIL_RE = re.compile(r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$")
+URL_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/?#\x00-\x1f\x7f]+[^\s\x00-\x1f\x7f]*$")
 DATE_FMT = "%Y-%m-%d %H:%M:%S"
 
 REQUIRED = FieldError("validation_required", "Cannot be blank.")
@@ -43,7 +43,10 @@ def parse_date(value: Any) -> str:
     if isinstance(value, datetime):
         return format_date(value if value.tzinfo else value.replace(tzinfo=UTC))
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return format_date(datetime.fromtimestamp(float(value), UTC))
+        try:
+            return format_date(datetime.fromtimestamp(float(value), UTC))
+        except (OverflowError, OSError, ValueError):
+            raise FieldError("validation_invalid_date", "Must be a valid date.") from None
     if not isinstance(value, str):
         raise FieldError("validation_invalid_date", "Must be a valid date.")
     text = value.strip().replace(" ", "T", 1)
@@ -120,6 +123,8 @@ class Field:
             return ""
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise FieldError("validation_invalid_value", "Must be a string.")
+        if isinstance(value, str) and "\x00" in value:
+            raise FieldError("validation_invalid_value", "Must not contain NUL characters.")
         return value if isinstance(value, str) else _num(value)
 
     def validate(self, value: Any) -> None:
@@ -440,7 +445,7 @@ class RelationField(Field):
 
     def normalize(self, value: Any) -> Any:
         raw = _as_list(value)
-        if any(not isinstance(v, str) for v in raw):
+        if any(not isinstance(v, str) or "\x00" in v for v in raw):
             raise FieldError("validation_invalid_value", "Relation ids must be strings.")
         items = _unique([v for v in raw if v])
         if self.is_multi:

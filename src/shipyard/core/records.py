@@ -43,6 +43,7 @@ ID_RE = re.compile(r"^[a-z0-9]{15}$")
 CLIENT_ID_RE = re.compile(r"^[a-zA-Z0-9_]{1,100}$")
 _EXPAND_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_BACK_RELATION_EXPAND = 1000
+MAX_PAGE = 2**31 - 1  # keeps OFFSET inside a 64-bit integer on both engines
 ONLY_SUPERUSERS = "Only superusers can perform this action."
 
 
@@ -228,7 +229,7 @@ class Records:
 
     async def list_page(self, c: Collection, params: dict[str, str], auth: Auth) -> dict[str, Any]:
         s = self.settings
-        page = max(_int_param(params, "page", 1), 1)
+        page = min(max(_int_param(params, "page", 1), 1), MAX_PAGE)
         per_page = _int_param(params, "perPage", s.default_per_page)
         if per_page <= 0:
             per_page = s.default_per_page
@@ -266,7 +267,9 @@ class Records:
         # the insertion-order tie-breaker follows the last key's direction, which lets SQLite
         # walk an index backwards instead of adding a sort step
         last_desc = " DESC" in order.rsplit(",", 1)[-1].upper()
-        order_sql = f" ORDER BY {order + ', ' if order else ''}{rowid}{' DESC' if last_desc else ''}"
+        order_sql = (
+            f" ORDER BY {order + ', ' if order else ''}{rowid}{' DESC' if last_desc else ''}"
+        )
         if "RANDOM()" in order:
             order_sql = f" ORDER BY {order}"
 
@@ -780,6 +783,9 @@ def _apply_modifiers(
         if f.type == "number":
             try:
                 delta = float(value)
+                base = float(current or 0)
+                if isinstance(value, bool) or isinstance(current, bool):
+                    raise TypeError(value)
             except (TypeError, ValueError):
                 raise validation_failed(
                     "Failed to save record.",
@@ -790,10 +796,15 @@ def _apply_modifiers(
                         )
                     },
                 ) from None
-            out[name] = float(current or 0) + (-delta if op == "remove" else delta)
+            out[name] = base + (-delta if op == "remove" else delta)
             continue
         cur = current if isinstance(current, list) else ([current] if current else [])
         items = value if isinstance(value, list) else [value]
+        if not all(isinstance(i, str) for i in [*items, *cur]):
+            raise validation_failed(
+                "Failed to save record.",
+                {name: FieldError("validation_invalid_value", "Values must be strings.")},
+            )
         if op == "append":
             out[name] = cur + [i for i in items if i not in cur]
         elif op == "prepend":  # as PocketBase: the given values first, then the rest

@@ -472,11 +472,12 @@ def _with_stable_ids(existing: Collection, fields: Any) -> Any:
     by_name = {f.name: f.id for f in existing.fields}
     out = []
     for f in fields:
-        if isinstance(f, dict) and not f.get("id") and f.get("name") in by_name:
+        name = f.get("name") if isinstance(f, dict) else None
+        if isinstance(name, str) and not f.get("id") and name in by_name:
             f = {**f, "id": by_name[f["name"]]}
         out.append(f)
     # files written by hand leave out the default created/updated dates: keep them
-    given = {f.get("name") for f in out if isinstance(f, dict)}
+    given = {f.get("name") for f in out if isinstance(f, dict) and isinstance(f.get("name"), str)}
     for f in existing.fields:
         if f.type == "autodate" and f.name in ("created", "updated") and f.name not in given:
             out.append(f.to_dict())

@@ -29,6 +29,10 @@ class IntegrityError(DatabaseError):
     """A constraint (unique, not null, foreign key) rejected the write."""
 
 
+class DataValueError(DatabaseError):
+    """The engine cannot hold a value (PostgreSQL class 22: NUL in text, out of range…)."""
+
+
 class Executor(Protocol):
     """What queries run on: the database itself or one open transaction."""
 
@@ -88,6 +92,8 @@ def _sqlite_call(conn: sqlite3.Connection, sql: str, params: Params, mode: str) 
         raise IntegrityError(str(exc)) from exc
     except sqlite3.Error as exc:
         raise DatabaseError(str(exc)) from exc
+    except OverflowError as exc:
+        raise DataValueError(str(exc)) from exc
 
 
 class SQLiteDatabase(_SQLiteTx):
@@ -178,7 +184,11 @@ class _PgTx:
         except psycopg.Error as exc:
             if exc.sqlstate and _PG_INTEGRITY.match(exc.sqlstate):
                 raise IntegrityError(str(exc)) from exc
+            if isinstance(exc, psycopg.DataError) or (exc.sqlstate or "").startswith("22"):
+                raise DataValueError(str(exc)) from exc
             raise DatabaseError(str(exc)) from exc
+        except ValueError as exc:  # psycopg refuses NUL bytes in str parameters client-side
+            raise DataValueError(str(exc)) from exc
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         return await self._run(sql, params, "all")
@@ -198,7 +208,11 @@ class _PgTx:
         except psycopg.Error as exc:
             if exc.sqlstate and _PG_INTEGRITY.match(exc.sqlstate):
                 raise IntegrityError(str(exc)) from exc
+            if isinstance(exc, psycopg.DataError) or (exc.sqlstate or "").startswith("22"):
+                raise DataValueError(str(exc)) from exc
             raise DatabaseError(str(exc)) from exc
+        except ValueError as exc:  # psycopg refuses NUL bytes in str parameters client-side
+            raise DataValueError(str(exc)) from exc
 
 
 class PostgresDatabase:

@@ -1,0 +1,434 @@
+"""The OpenAPI document and the docs page, on SQLite and PostgreSQL.
+
+The document must be valid OpenAPI 3.1, describe every route the app has, follow the live
+collections, and be truthful: real responses validate against the schemas it publishes.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import jsonschema_rs
+import pytest
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from shipyard.api import openapi
+
+H = dict[str, str]
+METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+
+
+def _doc(client: TestClient) -> dict[str, Any]:
+    r = client.get("/api/openapi.json")
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    return dict(r.json())
+
+
+def _schema_validator(doc: dict[str, Any], ref: dict[str, Any]) -> jsonschema_rs.Validator:
+    """A validator for one schema of the document, resolving its `#/components/...` refs."""
+    root = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **ref,
+        "components": doc["components"],
+    }
+    return jsonschema_rs.Draft202012Validator(root)
+
+
+def _response_schema(doc: dict[str, Any], path: str, method: str, status: int) -> dict[str, Any]:
+    responses = doc["paths"][path][method]["responses"]
+    resp = responses[str(status)]
+    if "$ref" in resp:
+        resp = doc["components"]["responses"][resp["$ref"].rsplit("/", 1)[1]]
+    return dict(resp["content"]["application/json"]["schema"])
+
+
+def _conforms(doc: dict[str, Any], path: str, method: str, response: Any) -> None:
+    """Assert a real response is documented for the operation and matches its schema."""
+    status = response.status_code
+    assert str(status) in doc["paths"][path][method]["responses"], (path, method, status)
+    if status == 204:
+        return
+    validator = _schema_validator(doc, _response_schema(doc, path, method, status))
+    errors = [str(e) for e in validator.iter_errors(response.json())]
+    assert not errors, f"{method.upper()} {path} -> {status}: {errors[:5]}\n{response.text[:2000]}"
+
+
+def _walk_refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        out = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        for value in node.values():
+            out += _walk_refs(value)
+        return out
+    if isinstance(node, list):
+        return [ref for item in node for ref in _walk_refs(item)]
+    return []
+
+
+def _resolve(doc: dict[str, Any], ref: str) -> Any:
+    assert ref.startswith("#/"), ref
+    node: Any = doc
+    for part in ref[2:].split("/"):
+        node = node[part.replace("~1", "/").replace("~0", "~")]
+    return node
+
+
+# ---------------------------------------------------------------------- validity
+
+
+def test_document_is_valid_openapi_3_1(client: TestClient) -> None:
+    doc = _doc(client)
+    assert doc["openapi"].startswith("3.1.")
+    try:
+        from openapi_spec_validator import validate  # type: ignore[import-not-found]
+    except ImportError:
+        # schemathesis (a test dependency) ships the official OpenAPI 3.1 meta-schema
+        from schemathesis.specs.openapi.definitions import OPENAPI_31_VALIDATOR
+
+        errors = [str(e) for e in OPENAPI_31_VALIDATOR.iter_errors(doc)]
+        assert not errors, errors[:5]
+    else:
+        validate(doc)
+
+    # what the meta-schema cannot see: every schema is valid JSON Schema 2020-12, every
+    # $ref resolves, operation ids are unique, path templates match their parameters
+    for name, schema in doc["components"]["schemas"].items():
+        assert jsonschema_rs.meta.is_valid(schema), name
+    for ref in _walk_refs(doc):
+        _resolve(doc, ref)
+    op_ids = [
+        op["operationId"]
+        for item in doc["paths"].values()
+        for m, op in item.items()
+        if m in METHODS
+    ]
+    assert len(op_ids) == len(set(op_ids))
+    schemes = doc["components"]["securitySchemes"]
+    assert schemes["Authorization"] == {
+        **schemes["Authorization"],
+        "type": "apiKey",
+        "in": "header",
+        "name": "Authorization",
+    }
+    for path, item in doc["paths"].items():
+        templated = set(re.findall(r"{([^}]+)}", path))
+        shared = [
+            p if "$ref" not in p else _resolve(doc, p["$ref"]) for p in item.get("parameters", [])
+        ]
+        for method, op in item.items():
+            if method not in METHODS:
+                continue
+            params = shared + [
+                p if "$ref" not in p else _resolve(doc, p["$ref"]) for p in op.get("parameters", [])
+            ]
+            in_path = {p["name"] for p in params if p["in"] == "path"}
+            assert in_path == templated, (path, method, in_path)
+            assert all(p["required"] for p in params if p["in"] == "path")
+            for requirement in op.get("security", []):
+                assert set(requirement) <= set(schemes)
+            assert op["responses"], (path, method)
+
+
+def test_every_route_of_the_app_is_documented(client: TestClient) -> None:
+    paths = _doc(client)["paths"]
+    seen = 0
+    for route in client.app.routes:  # type: ignore[attr-defined]
+        if not isinstance(route, Route):
+            continue  # mounts serve static files (the docs assets), not API operations
+        path = re.sub(r"{([^}:]+)(:[^}]+)?}", r"{\1}", route.path)
+        assert path in paths, f"{path} is not documented"
+        methods = set(route.methods or {"GET"})
+        if "GET" in methods:
+            methods.discard("HEAD")  # Starlette adds HEAD to every GET route by itself
+        for method in methods:
+            assert method.lower() in paths[path], f"{method} {path} is not documented"
+            seen += 1
+    assert seen >= 17  # health, auth, collections, records, openapi, docs
+    assert "head" in paths["/api/health"]
+
+
+# ---------------------------------------------------------------------- live collections
+
+
+def _create_collection(client: TestClient, su: H) -> dict[str, Any]:
+    r = client.post(
+        "/api/collections",
+        headers=su,
+        json={
+            "name": "articles",
+            "listRule": "",
+            "viewRule": None,
+            "createRule": "@request.auth.id != ''",
+            "fields": [
+                {"name": "title", "type": "text", "required": True, "min": 3, "max": 80},
+                {"name": "code", "type": "text", "min": 2, "max": 8},
+                {"name": "views", "type": "number", "min": 0, "max": 1000, "onlyInt": True},
+                {"name": "score", "type": "number"},
+                {"name": "published", "type": "bool"},
+                {"name": "kind", "type": "select", "values": ["news", "essay"], "required": True},
+                {"name": "tags", "type": "select", "values": ["a", "b", "c"], "maxSelect": 2},
+                {"name": "meta", "type": "json"},
+                {"name": "day", "type": "date"},
+                {"name": "mail", "type": "email"},
+                {"name": "site", "type": "url"},
+                {"name": "secret", "type": "text", "hidden": True},
+            ],
+        },
+    )
+    assert r.status_code == 200, r.text
+    created = dict(r.json())
+    # relations to itself: single and multiple
+    fields = [*created["fields"]]
+    fields += [
+        {"name": "parent", "type": "relation", "collectionId": created["id"], "maxSelect": 1},
+        {"name": "related", "type": "relation", "collectionId": created["id"], "maxSelect": 3},
+    ]
+    r = client.patch("/api/collections/articles", headers=su, json={"fields": fields})
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def test_document_follows_the_live_collections(client: TestClient, su: H) -> None:
+    before = _doc(client)
+    assert "/api/collections/articles/records" not in before["paths"]
+    articles = _create_collection(client, su)
+    doc = _doc(client)
+    assert doc["x-shipyard-schema-version"] > before["x-shipyard-schema-version"]
+
+    coll, item = (
+        doc["paths"]["/api/collections/articles/records"],
+        doc["paths"]["/api/collections/articles/records/{id}"],
+    )
+    assert set(coll) >= {"get", "post"} and set(item) >= {"get", "patch", "delete"}
+    list_params = {p["$ref"].rsplit("/", 1)[1] for p in coll["get"]["parameters"]}
+    assert list_params == {"page", "perPage", "sort", "filter", "expand", "fields", "skipTotal"}
+    assert set(coll["post"]["requestBody"]["content"]) == {
+        "application/json",
+        "multipart/form-data",
+    }
+
+    # which rule guards each operation, in words and as an extension
+    assert coll["get"]["x-shipyard-rule"] == {
+        "rule": "listRule",
+        "expression": "",
+        "access": "public (anyone, including guests)",
+    }
+    assert item["get"]["x-shipyard-rule"]["access"] == "superusers only"
+    assert coll["post"]["x-shipyard-rule"]["expression"] == "@request.auth.id != ''"
+    assert "createRule" in coll["post"]["description"]
+
+    schemas = doc["components"]["schemas"]
+    create = schemas["articles.Create"]
+    props = create["properties"]
+    assert set(create["required"]) == {"title", "kind"}
+    assert props["title"]["minLength"] == 3 and props["title"]["maxLength"] == 80
+    assert props["code"]["anyOf"] == [{"maxLength": 0}, {"minLength": 2}]  # "" or 2..8
+    assert props["views"]["type"] == "integer" and (
+        props["views"]["minimum"],
+        props["views"]["maximum"],
+    ) == (0, 1000)
+    assert props["score"]["type"] == "number" and props["published"]["type"] == "boolean"
+    assert props["kind"]["enum"] == ["news", "essay"]
+    assert props["tags"]["type"] == "array" and props["tags"]["items"]["enum"] == ["a", "b", "c"]
+    assert props["tags"]["maxItems"] == 2
+    assert "type" not in props["meta"]  # json fields take any value
+    assert props["parent"]["type"] == "string"
+    assert props["related"]["type"] == "array" and props["related"]["maxItems"] == 3
+    assert "created" not in props and "updated" not in props
+    update = schemas["articles.Update"]
+    assert "required" not in update and {"views+", "views-", "tags+", "+tags", "tags-"} <= set(
+        update["properties"]
+    )
+
+    record = schemas["articles.Record"]
+    rp = record["properties"]
+    assert (
+        rp["collectionId"]["const"] == articles["id"]
+        and rp["collectionName"]["const"] == "articles"
+    )
+    assert rp["views"]["type"] == "number" and rp["score"]["type"] == "number"
+    assert rp["tags"]["type"] == "array" and rp["related"]["type"] == "array"
+    assert (
+        "type" not in rp["meta"]
+        and rp["day"]["type"] == "string"
+        and rp["created"]["type"] == "string"
+    )
+    assert "secret" in rp and "superusers" in rp["secret"]["description"]
+    assert rp["expand"]["properties"]["parent"] == {"$ref": "#/components/schemas/articles.Record"}
+    assert record["additionalProperties"] is False
+    assert schemas["articles.List"]["properties"]["items"]["items"] == {
+        "$ref": "#/components/schemas/articles.Record"
+    }
+
+    # auth collections never document password or tokenKey
+    su_record = schemas["_superusers.Record"]["properties"]
+    assert "password" not in su_record and "tokenKey" not in su_record and "email" in su_record
+    assert "tokenKey" not in schemas["_superusers.Create"]["properties"]
+    assert "/api/collections/_superusers/auth-with-password" in doc["paths"]
+
+    r = client.delete("/api/collections/articles", headers=su)
+    assert r.status_code == 204, r.text
+    after = _doc(client)
+    assert "/api/collections/articles/records" not in after["paths"]
+    assert "articles.Record" not in after["components"]["schemas"]
+
+
+def test_document_is_built_once_per_schema_version(
+    client: TestClient, su: H, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = []
+    real = openapi.build_document
+
+    def counting(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(openapi, "build_document", counting)
+    client.app.state.openapi_cache = None  # type: ignore[attr-defined]
+    first = client.get("/api/openapi.json").content
+    assert client.get("/api/openapi.json").content == first
+    assert len(calls) == 1
+    r = client.post(
+        "/api/collections",
+        headers=su,
+        json={"name": "notes", "fields": [{"name": "body", "type": "text"}]},
+    )
+    assert r.status_code == 200, r.text
+    assert b"/api/collections/notes/records" in client.get("/api/openapi.json").content
+    assert len(calls) == 2
+
+
+# ---------------------------------------------------------------------- truthfulness
+
+
+def test_real_responses_match_the_document(client: TestClient, su: H) -> None:
+    _create_collection(client, su)
+    client.patch("/api/collections/articles", headers=su, json={"viewRule": ""})
+    doc = _doc(client)
+    coll, item = "/api/collections/articles/records", "/api/collections/articles/records/{id}"
+    base = "/api/collections/articles/records"
+
+    r = client.post(base, headers=su, json={"title": "Parent", "kind": "news"})
+    _conforms(doc, coll, "post", r)
+    parent = r.json()["id"]
+    r = client.post(
+        base + "?expand=parent",
+        headers=su,
+        data={
+            "title": "Child",
+            "kind": "essay",
+            "code": "ab",
+            "views": "7",
+            "score": "2.5",
+            "published": "true",
+            "tags": ["a", "b"],
+            "meta": '{"x": [1, 2.5, null]}',
+            "day": "2024-05-06T07:08:09Z",
+            "mail": "m@example.com",
+            "site": "https://example.com",
+            "secret": "s3",
+            "parent": parent,
+            "related": [parent],
+        },
+    )
+    _conforms(doc, coll, "post", r)
+    child = r.json()
+    assert (
+        child["expand"]["parent"]["id"] == parent and child["views"] == 7 and child["score"] == 2.5
+    )
+
+    for headers in (su, {}):
+        for query in (
+            "",
+            "?expand=parent,related",
+            "?fields=id,title,expand.parent.title&expand=parent",
+            "?skipTotal=1&perPage=1&page=2",
+        ):
+            _conforms(doc, coll, "get", client.get(base + query, headers=headers))
+        _conforms(
+            doc, item, "get", client.get(f"{base}/{child['id']}?expand=related", headers=headers)
+        )
+    _conforms(
+        doc,
+        item,
+        "patch",
+        client.patch(f"{base}/{child['id']}", headers=su, json={"views+": 3, "tags-": "a"}),
+    )
+
+    # errors are documented and shaped {status, message, data}
+    _conforms(doc, item, "get", client.get(f"{base}/missing"))
+    _conforms(doc, coll, "post", client.post(base, headers=su, json={"title": "x", "kind": "nope"}))
+    _conforms(doc, coll, "post", client.post(base, json={"title": "Guest", "kind": "news"}))
+    _conforms(doc, coll, "get", client.get(base + "?page=abc"))
+    _conforms(doc, item, "patch", client.patch(f"{base}/{child['id']}", json={"title": "no"}))
+    _conforms(doc, item, "delete", client.delete(f"{base}/{child['id']}", headers=su))
+
+    # auth and schema management
+    from tests.conftest import SUPERUSER
+
+    login = client.post(
+        "/api/collections/_superusers/auth-with-password",
+        json={"identity": SUPERUSER[0], "password": SUPERUSER[1]},
+    )
+    _conforms(doc, "/api/collections/_superusers/auth-with-password", "post", login)
+    _conforms(doc, "/api/collections/{collection}/auth-with-password", "post", login)
+    _conforms(
+        doc,
+        "/api/collections/_superusers/auth-refresh",
+        "post",
+        client.post("/api/collections/_superusers/auth-refresh", headers=su),
+    )
+    _conforms(
+        doc,
+        "/api/collections/_superusers/auth-refresh",
+        "post",
+        client.post("/api/collections/_superusers/auth-refresh"),
+    )
+    _conforms(
+        doc,
+        "/api/collections/_superusers/records",
+        "get",
+        client.get("/api/collections/_superusers/records", headers=su),
+    )
+    _conforms(doc, "/api/collections", "get", client.get("/api/collections", headers=su))
+    _conforms(doc, "/api/collections", "get", client.get("/api/collections"))
+    _conforms(
+        doc,
+        "/api/collections/{collection}",
+        "get",
+        client.get("/api/collections/articles", headers=su),
+    )
+    _conforms(
+        doc, "/api/collections/{collection}", "get", client.get("/api/collections/nope", headers=su)
+    )
+    _conforms(doc, "/api/health", "get", client.get("/api/health"))
+
+
+# ---------------------------------------------------------------------- docs page
+
+
+def test_docs_page_and_its_assets_are_served_locally(client: TestClient) -> None:
+    r = client.get("/api/docs")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/html")
+    page = r.text
+    assert "openapi.json" in page and "SwaggerUIBundle" in page
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert assets and not any("//" in a for a in assets), assets  # nothing from a CDN
+    types = {".js": "javascript", ".css": "text/css", ".png": "image/png"}
+    for asset in assets:
+        a = client.get("/api/" + asset)
+        assert a.status_code == 200, asset
+        want = next(t for ext, t in types.items() if asset.endswith(ext))
+        assert want in a.headers["content-type"], (asset, a.headers["content-type"])
+        assert len(a.content) > 100
+    assert client.get("/api/docs/static/nope.js").status_code == 404
+
+
+def test_swagger_ui_comes_from_the_installed_package() -> None:
+    # package data of a dependency, so an installed (non-editable) Shipyard serves it too
+    static = openapi.swagger_ui_dir()
+    assert static is not None and (static / "swagger-ui-bundle.js").is_file()
+    assert "site-packages" in str(static) or "dist-packages" in str(static)

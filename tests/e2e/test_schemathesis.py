@@ -1,0 +1,300 @@
+"""Schemathesis against a real `shipyard serve`, driven by the server's own /api/openapi.json.
+
+Three bounded runs per backend on a seeded data set: as a superuser (everything but the
+bulk import), as a guest (everything), then the bulk import as a superuser (last, since it
+may delete collections). Each must find no 5xx and no response that breaks the document
+(undocumented status, wrong content type, body not matching the schema).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import Server, start_server, stop_server
+
+pytestmark = pytest.mark.e2e
+
+CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
+SEED = "20240131"
+MAX_EXAMPLES = "25"
+IMPORT_PATH = "/api/collections/import"
+NO_STATEFUL = ["--phases", "examples,coverage,fuzzing"]
+
+# Loaded into the schemathesis process (SCHEMATHESIS_HOOKS). A fuzzer holding one login
+# must not destroy it or the schema it was given: the superusers collection and the seeded
+# collections keep their definitions, and the run's own superuser record survives, by
+# pointing such writes at a name that does not exist (the server answers 404, which is
+# still checked). Everything else, including creating and changing other data, is fuzzed.
+HOOKS = """
+import os
+
+import schemathesis
+
+ROOT_ID = os.environ["SHIPYARD_ST_ROOT_ID"]
+PROTECTED = set(os.environ["SHIPYARD_ST_PROTECTED"].split(","))
+WRITES = {"PATCH", "DELETE", "PUT"}
+MISSING = "st_protected_missing"
+
+
+@schemathesis.hook
+def before_call(context, case, kwargs):
+    if case.method.upper() not in WRITES:
+        return
+    template = case.operation.path
+    params = case.path_parameters if case.path_parameters is not None else {}
+    parts = template.split("/")
+    name = params.get("collection", parts[3] if len(parts) > 3 else "")
+    if template in ("/api/collections/{collection}", "/api/collections/{collection}/truncate"):
+        if name in PROTECTED:
+            params["collection"] = MISSING
+    elif "/records/" in template and name in PROTECTED and params.get("id") == ROOT_ID:
+        params["id"] = MISSING
+    elif template == "/api/collections/import" and isinstance(case.body, dict):
+        items = case.body.get("collections")
+        if isinstance(items, list):
+            case.body["collections"] = [
+                i for i in items
+                if not (isinstance(i, dict) and ({i.get("id"), i.get("name")} & PROTECTED))
+            ]
+"""
+
+
+def _seed(server: Server, token: str) -> dict[str, Any]:
+    """Two collections with every common field type, a relation between them, and records."""
+    headers = {"Authorization": token}
+
+    def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        r = httpx.post(server.url + path, json=body, headers=headers, timeout=30)
+        assert r.status_code == 200, f"{path}: {r.status_code} {r.text}"
+        return dict(r.json())
+
+    authors = post(
+        "/api/collections",
+        {
+            "name": "authors",
+            "listRule": "",
+            "viewRule": "",
+            "createRule": "",
+            "fields": [
+                {"name": "name", "type": "text", "required": True, "min": 2, "max": 60},
+                {"name": "email", "type": "email"},
+                {"name": "website", "type": "url"},
+                {"name": "age", "type": "number", "min": 0, "max": 150, "onlyInt": True},
+                {"name": "active", "type": "bool"},
+            ],
+        },
+    )
+    posts = post(
+        "/api/collections",
+        {
+            "name": "posts",
+            "listRule": "",
+            "viewRule": "",
+            "createRule": "",
+            "updateRule": "@request.auth.id != ''",
+            "deleteRule": None,
+            "fields": [
+                {"name": "title", "type": "text", "required": True, "max": 100},
+                {"name": "body", "type": "editor"},
+                {"name": "views", "type": "number"},
+                {"name": "featured", "type": "bool"},
+                {"name": "status", "type": "select", "values": ["draft", "published"]},
+                {
+                    "name": "tags",
+                    "type": "select",
+                    "values": ["news", "tech", "life"],
+                    "maxSelect": 3,
+                },
+                {"name": "meta", "type": "json"},
+                {
+                    "name": "author",
+                    "type": "relation",
+                    "collectionId": authors["id"],
+                    "maxSelect": 1,
+                },
+                {
+                    "name": "reviewers",
+                    "type": "relation",
+                    "collectionId": authors["id"],
+                    "maxSelect": 5,
+                },
+                {"name": "published", "type": "date"},
+                {"name": "contact", "type": "email"},
+                {"name": "link", "type": "url"},
+                {"name": "secret", "type": "text", "hidden": True},
+            ],
+        },
+    )
+    ids = [
+        post(
+            "/api/collections/authors/records",
+            {
+                "name": f"Author {i}",
+                "email": f"a{i}@example.com",
+                "age": 30 + i,
+                "active": i % 2 == 0,
+            },
+        )["id"]
+        for i in range(3)
+    ]
+    for i in range(5):
+        post(
+            "/api/collections/posts/records",
+            {
+                "title": f"Post {i}",
+                "views": i * 1.5,
+                "featured": i == 0,
+                "status": "published" if i % 2 else "draft",
+                "tags": ["news", "tech", "life"][: i % 4],
+                "meta": {"n": i, "list": [1, 2.5, None]},
+                "author": ids[i % 3],
+                "reviewers": ids[:2],
+                "published": f"2024-01-0{i + 1}T10:00:00Z",
+                "contact": "c@example.com",
+                "link": "https://example.com/p",
+                "secret": "s",
+            },
+        )
+    me = httpx.post(
+        server.url + "/api/collections/_superusers/auth-refresh", headers=headers, timeout=30
+    ).json()["record"]
+    return {
+        "root_id": me["id"],
+        "protected": [
+            "_superusers",
+            me["collectionId"],
+            "authors",
+            authors["id"],
+            "posts",
+            posts["id"],
+        ],
+    }
+
+
+@pytest.fixture
+def fuzz_server(database_url: str, tmp_path: Path) -> Iterator[tuple[Server, list[str]]]:
+    """A server whose output is drained continuously (a full pipe would stall it) and kept
+    so that failures can show the server-side tracebacks."""
+    srv = start_server(tmp_path / "srv", database_url)
+    lines: list[str] = []
+
+    def drain() -> None:
+        assert srv.proc.stdout is not None
+        for raw in srv.proc.stdout:
+            lines.append(raw.decode("utf-8", "replace"))
+
+    thread = threading.Thread(target=drain, daemon=True)
+    thread.start()
+    try:
+        yield srv, lines
+    finally:
+        stop_server(srv)
+        thread.join(timeout=5)
+
+
+def _schemathesis(
+    server: Server, cwd: Path, args: list[str], max_time: int, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    cmd = [
+        sys.executable,
+        "-c",
+        "import sys; from schemathesis.cli import schemathesis; sys.exit(schemathesis())",
+        "run",
+        f"{server.url}/api/openapi.json",
+        "--checks",
+        CHECKS,
+        "--seed",
+        SEED,
+        "--max-examples",
+        MAX_EXAMPLES,
+        "--max-time",
+        str(max_time),
+        "--workers",
+        "1",
+        "--request-timeout",
+        "20",
+        "--generation-database",
+        "none",
+        "--no-color",
+        *args,
+    ]
+    return subprocess.run(
+        cmd,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=max_time + 90,  # a hard stop in case the budget is not honoured
+        check=False,
+    )
+
+
+_EXCEPTION = re.compile(r"^[\w.]+(Error|Exception|Warning)\b")
+_FRAME = re.compile(r'File "[^"]*/shipyard/([^"]+)", line (\d+), in (\w+)')
+
+
+def server_errors(log: list[str]) -> list[str]:
+    """`request -> exception (innermost Shipyard frame)` for each distinct server-side error,
+    so a failure names where to look without digging through the server output."""
+    out: list[str] = []
+    request, frame = "?", "?"
+    for line in log:
+        if line.startswith("unhandled error on "):
+            request, frame = line[len("unhandled error on ") :].strip(), "?"
+        elif (m := _FRAME.search(line)) and (frame == "?" or not m[1].startswith("tools/")):
+            frame = f"{m[1]}:{m[2]} {m[3]}"  # the innermost frame above the db layer
+        elif _EXCEPTION.match(line):
+            entry = f"{request} -> {line.strip()[:200]} (at {frame})"
+            if entry not in out:
+                out.append(entry)
+    return out
+
+
+def _report(name: str, proc: subprocess.CompletedProcess[str], server_log: list[str]) -> str:
+    out = proc.stdout + proc.stderr
+    start = out.find("=== FAILURES")
+    body = out[start:] if start >= 0 else out[-8000:]
+    errors = server_errors(server_log)
+    return (
+        f"schemathesis run {name!r} exited {proc.returncode}\n{body[-15000:]}\n"
+        f"server-side errors ({len(errors)}):\n" + "\n".join(errors[:40])
+    )
+
+
+def test_schemathesis_finds_no_errors_and_no_schema_violations(
+    fuzz_server: tuple[Server, list[str]], tmp_path: Path
+) -> None:
+    server, server_log = fuzz_server
+    token = server.superuser_token()
+    seeded = _seed(server, token)
+    hooks = tmp_path / "st_hooks.py"
+    hooks.write_text(HOOKS)
+    auth_env = {
+        "SCHEMATHESIS_HOOKS": str(hooks),
+        "SHIPYARD_ST_ROOT_ID": seeded["root_id"],
+        "SHIPYARD_ST_PROTECTED": ",".join(seeded["protected"]),
+    }
+    auth = ["--header", f"Authorization: {token}"]
+    runs = [
+        ("superuser", [*auth, "--exclude-path", IMPORT_PATH], 50, auth_env),
+        ("guest", [], 25, None),
+        # one operation has no links to follow, so no stateful phase
+        ("superuser import", [*auth, "--include-path", IMPORT_PATH, *NO_STATEFUL], 10, auth_env),
+    ]
+    failures = []
+    for name, args, budget, env in runs:
+        mark = len(server_log)
+        proc = _schemathesis(server, tmp_path, args, budget, env)
+        if proc.returncode != 0:
+            failures.append(_report(name, proc, server_log[mark:]))
+    assert not failures, "\n\n".join(failures)
