@@ -176,3 +176,20 @@ def test_hostile_collection_inputs(client: TestClient, su: H) -> None:
     bad = {"collections": [{"name": "authors", "fields": [{"name": {}, "type": "text"}]}]}
     assert client.put(f"{URL}/import", json=bad, headers=su).status_code == 400
     assert client.get(URL, params={"page": "99999999999999999999"}, headers=su).status_code == 200
+
+
+def test_import_rejects_malformed_items(client: TestClient, su: H) -> None:
+    for body in (
+        {
+            "collections": [
+                {"name": "A", "fields": None, "indexes": ["CREATE UNIQUE INDEX i ON posts (slug)"]}
+            ]
+        },
+        {"collections": [{"name": {}}]},
+        {"collections": [{"name": "x", "id": []}]},
+        {"collections": "nope"},
+    ):
+        r = client.put(f"{URL}/import", json=body, headers=su)
+        assert r.status_code == 400, (body, r.text)
+    # a refused import leaves nothing half-created
+    assert client.get(f"{URL}/A", headers=su).status_code == 404

@@ -12,7 +12,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -181,25 +180,31 @@ def _seed(server: Server, token: str) -> dict[str, Any]:
     }
 
 
+class _LogLines:
+    """The server's log file as a list of lines, read afresh on each access."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _lines(self) -> list[str]:
+        return self.path.read_text(errors="replace").splitlines(keepends=True)
+
+    def __len__(self) -> int:
+        return len(self._lines())
+
+    def __getitem__(self, index: slice) -> list[str]:
+        return self._lines()[index]
+
+
 @pytest.fixture
-def fuzz_server(database_url: str, tmp_path: Path) -> Iterator[tuple[Server, list[str]]]:
-    """A server whose output is drained continuously (a full pipe would stall it) and kept
-    so that failures can show the server-side tracebacks."""
+def fuzz_server(database_url: str, tmp_path: Path) -> Iterator[tuple[Server, _LogLines]]:
+    """A server whose output (a log file, see start_server) is kept so that failures can show
+    the server-side tracebacks."""
     srv = start_server(tmp_path / "srv", database_url)
-    lines: list[str] = []
-
-    def drain() -> None:
-        assert srv.proc.stdout is not None
-        for raw in srv.proc.stdout:
-            lines.append(raw.decode("utf-8", "replace"))
-
-    thread = threading.Thread(target=drain, daemon=True)
-    thread.start()
     try:
-        yield srv, lines
+        yield srv, _LogLines(tmp_path / "srv" / "server.log")
     finally:
         stop_server(srv)
-        thread.join(timeout=5)
 
 
 def _schemathesis(
@@ -272,7 +277,7 @@ def _report(name: str, proc: subprocess.CompletedProcess[str], server_log: list[
 
 
 def test_schemathesis_finds_no_errors_and_no_schema_violations(
-    fuzz_server: tuple[Server, list[str]], tmp_path: Path
+    fuzz_server: tuple[Server, _LogLines], tmp_path: Path
 ) -> None:
     server, server_log = fuzz_server
     token = server.superuser_token()

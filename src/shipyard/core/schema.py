@@ -430,33 +430,62 @@ class SchemaStore:
         """Apply a declarative list of collections (by id, else by name), in dependency order."""
         if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
             raise bad_request("The collections must be a list of objects.")
+        for i, item in enumerate(items):
+            if not isinstance(item.get("name"), str) or not isinstance(
+                item.get("id", ""), (str, type(None))
+            ):
+                raise bad_request(
+                    "Failed to import the collections.",
+                    {
+                        str(i): {
+                            "code": "validation_invalid_collection",
+                            "message": "Each collection needs a string name (and id).",
+                        }
+                    },
+                )
         names = [i.get("name") for i in items]
         if len(set(names)) != len(names):
             raise bad_request("The collections list contains duplicated names.")
         pending = list(items)
         applied: list[Collection] = []
-        # create base definitions first (without relations), then update all to full shape
-        for item in pending:
-            existing = self.get(item.get("id") or "") or self.get(item.get("name") or "")
-            if existing is None:
-                shell = {k: v for k, v in item.items() if k != "indexes"}
-                shell["fields"] = [
-                    f
-                    for f in item.get("fields", [])
-                    if isinstance(f, dict) and f.get("type") != "relation"
-                ]
-                await self.create(shell)
-        for item in pending:
-            existing = self.get(item.get("id") or "") or self.require(item["name"])
-            data = dict(item)
-            data.pop("id", None)
-            data["fields"] = _with_stable_ids(existing, item.get("fields", []))
-            for f in data["fields"]:
-                if isinstance(f, dict) and f.get("type") == "relation":
-                    target = self.get(str(f.get("collectionId", "")))
-                    if target is not None:
-                        f["collectionId"] = target.id
-            applied.append(await self.update(existing, data, confirm_data_loss=confirm_data_loss))
+        created: list[str] = []
+        try:
+            # create base definitions first (without relations), then update all to full shape
+            for item in pending:
+                existing = self.get(item.get("id") or "") or self.get(item["name"])
+                if existing is None:
+                    shell = {k: v for k, v in item.items() if k != "indexes"}
+                    raw = item.get("fields")
+                    shell["fields"] = [
+                        f
+                        for f in (raw if isinstance(raw, list) else [])
+                        if isinstance(f, dict) and f.get("type") != "relation"
+                    ]
+                    created.append((await self.create(shell)).id)
+            for item in pending:
+                existing = self.get(item.get("id") or "") or self.require(item["name"])
+                data = dict(item)
+                data.pop("id", None)
+                if item.get("fields") is None:
+                    data.pop("fields", None)  # keep the fields it has
+                else:
+                    data["fields"] = _with_stable_ids(existing, item["fields"])
+                for f in data.get("fields") or []:
+                    if isinstance(f, dict) and f.get("type") == "relation":
+                        target = self.get(str(f.get("collectionId", "")))
+                        if target is not None:
+                            f["collectionId"] = target.id
+                applied.append(
+                    await self.update(existing, data, confirm_data_loss=confirm_data_loss)
+                )
+        except ApiError:
+            # a refused import leaves no half-created collections behind
+            for cid in reversed(created):
+                c = self.get(cid)
+                if c is not None:
+                    with contextlib.suppress(ApiError):
+                        await self.delete(c)
+            raise
         if delete_missing:
             keep = {c.id for c in applied}
             for c in self.all():
