@@ -63,7 +63,7 @@ def before_call(context, case, kwargs):
         if isinstance(items, list):
             case.body["collections"] = [
                 i for i in items
-                if not (isinstance(i, dict) and ({i.get("id"), i.get("name")} & PROTECTED))
+                if not (isinstance(i, dict) and {str(i.get("id")), str(i.get("name"))} & PROTECTED)
             ]
 """
 
