@@ -30,7 +30,27 @@ async def auth_refresh(request: Request) -> Response:
     return JSON({"token": token, "record": record})
 
 
+async def auth_methods(request: Request) -> Response:
+    """Which ways to log in a collection offers (password only, for now), in PocketBase's shape."""
+    c = services(request).store.require(request.path_params["collection"])
+    if c.type != "auth":
+        raise ApiError(404, "Missing or invalid auth collection context.")
+    pw = c.options.get("passwordAuth", {})
+    return JSON(
+        {
+            "password": {
+                "enabled": bool(pw.get("enabled", True)),
+                "identityFields": list(pw.get("identityFields") or ["email"]),
+            },
+            "oauth2": {"enabled": False, "providers": []},
+            "mfa": {"enabled": False, "duration": 0},
+            "otp": {"enabled": False, "duration": 0},
+        }
+    )
+
+
 routes = [
+    Route("/api/collections/{collection}/auth-methods", auth_methods, methods=["GET"]),
     Route("/api/collections/{collection}/auth-with-password", auth_with_password, methods=["POST"]),
     Route("/api/collections/{collection}/auth-refresh", auth_refresh, methods=["POST"]),
 ]

@@ -728,6 +728,35 @@ def _collection_paths() -> Schema:
     }
 
 
+_AUTH_METHODS: Schema = {
+    "type": "object",
+    "properties": {
+        "password": {
+            "type": "object",
+            "properties": {
+                "enabled": {"type": "boolean"},
+                "identityFields": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+        "oauth2": {"type": "object"},
+        "mfa": {"type": "object"},
+        "otp": {"type": "object"},
+    },
+    "required": ["password", "oauth2", "mfa", "otp"],
+}
+
+
+def _auth_methods_op(c: Collection | None) -> Schema:
+    where = f"`{c.name}`" if c else "an auth collection"
+    return {
+        "tags": [c.name if c else "auth"],
+        "operationId": f"authMethods{'_' + c.name if c else ''}",
+        "summary": f"The ways to log in to {where}",
+        "security": [{}],
+        "responses": {**_json_ok(_AUTH_METHODS), **_errors(404)},
+    }
+
+
 def _auth_ops(c: Collection | None) -> tuple[Schema, Schema]:
     """Password login and refresh, generic (any auth collection) or for one collection."""
     suffix = f"_{c.name}" if c else ""
@@ -865,6 +894,7 @@ def build_document(
         shared = {} if c else {"parameters": [_param("collection")]}
         paths[f"{prefix}/auth-with-password"] = {**shared, "post": login}
         paths[f"{prefix}/auth-refresh"] = {**shared, "post": refresh}
+        paths[f"{prefix}/auth-methods"] = {**shared, "get": _auth_methods_op(c)}
 
     def add_records(prefix: str, c: Collection | None) -> None:
         coll_ops, rec_ops = _record_ops(c)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,9 +11,13 @@ from shipyard.core.errors import bad_request
 from shipyard.core.fields import (
     NAME_RE,
     AutodateField,
+    BoolField,
+    EmailField,
     Field,
     FileField,
+    PasswordField,
     RelationField,
+    TextField,
     field_from_dict,
     id_field,
     now_str,
@@ -191,11 +196,8 @@ def collection_from_dict(
     ctype = merged.get("type") or "base"
     if existing and ctype != existing.type:
         errors["type"] = {"code": "validation_readonly", "message": "The type cannot be changed."}
-    elif ctype not in COLLECTION_TYPES or (ctype == "auth" and not trusted and existing is None):
-        errors["type"] = {
-            "code": "validation_invalid_type",
-            "message": "Must be base" + (" or auth." if trusted else "."),
-        }
+    elif ctype not in COLLECTION_TYPES:
+        errors["type"] = {"code": "validation_invalid_type", "message": "Must be base or auth."}
 
     fields: list[Field] = []
     raw_fields = merged.get("fields")
@@ -253,8 +255,12 @@ def collection_from_dict(
         if given.type != "text":
             errors["fields"] = {"id": {"code": "validation_invalid_id", "message": "id is text."}}
         fields.insert(0, stable)
-    if existing is None and "fields" not in data and "schema" not in data:
-        pass
+    if existing is None and ctype == "auth":
+        by_name = {f.name: f for f in fields}
+        for i, sys_field in enumerate(auth_system_fields(), start=1):
+            if sys_field.name in by_name:
+                fields.remove(by_name[sys_field.name])
+            fields.insert(i, sys_field)
     if existing is None:
         names = {f.name for f in fields}
         if "created" not in names:
@@ -313,18 +319,86 @@ def collection_from_dict(
             {"id": {"code": "validation_invalid_id", "message": "Invalid collection id."}},
         )
     options = dict(existing.options) if existing else {}
+    if ctype == "auth":
+        options = _auth_options(merged, options, errors)
+        if errors:
+            raise bad_request("Failed to validate the collection.", errors)
+    index_list = [_normalize_index(i, name) for i in indexes]
+    if ctype == "auth" and existing is None:
+        for col in ("email", "tokenKey"):
+            if not any(f"(`{col}`)" in i for i in index_list):
+                index_list.append(f"CREATE UNIQUE INDEX `idx_{col}_{cid}` ON `{name}` (`{col}`)")
     return Collection(
         id=cid,
         name=name,
         type=ctype,
         system=existing.system if existing else bool(trusted and merged.get("system")),
         fields=fields,
-        indexes=[_normalize_index(i, name) for i in indexes],
+        indexes=index_list,
         created=existing.created if existing else now,
         updated=now,
         options=options,
         **rules,
     )
+
+
+def auth_system_fields() -> list[Field]:
+    """The fields every auth collection has, as in PocketBase (password and tokenKey hidden)."""
+    return [
+        PasswordField(name="password", system=True, hidden=True, required=True),
+        TextField(
+            name="tokenKey",
+            system=True,
+            hidden=True,
+            required=True,
+            options={"min": 30, "max": 60, "autogeneratePattern": "[a-zA-Z0-9]{50}"},
+        ),
+        EmailField(name="email", system=True, required=True),
+        BoolField(name="emailVisibility", system=True),
+        BoolField(name="verified", system=True),
+    ]
+
+
+def _auth_options(
+    merged: dict[str, Any], current: dict[str, Any], errors: dict[str, Any]
+) -> dict[str, Any]:
+    """Auth settings of an auth collection: token lifetime, password login, manageRule."""
+    out = dict(current)
+    out.setdefault("secrets", {"authToken": secrets.token_urlsafe(48)})
+    token = merged.get("authToken") or out.get("authToken") or {}
+    duration = token.get("duration", 604800) if isinstance(token, dict) else None
+    if (
+        not isinstance(duration, int)
+        or isinstance(duration, bool)
+        or not 60 <= duration <= 31536000
+    ):
+        errors["authToken"] = {
+            "code": "validation_invalid_duration",
+            "message": "duration must be 60..31536000 seconds.",
+        }
+        duration = 604800
+    out["authToken"] = {"duration": duration}
+    pw = merged.get("passwordAuth") or out.get("passwordAuth") or {}
+    idents = pw.get("identityFields", ["email"]) if isinstance(pw, dict) else None
+    if not isinstance(idents, list) or not all(isinstance(i, str) for i in idents):
+        errors["passwordAuth"] = {
+            "code": "validation_invalid_identity_fields",
+            "message": "identityFields must be a list of field names.",
+        }
+        idents = ["email"]
+    out["passwordAuth"] = {
+        "enabled": bool(pw.get("enabled", True)) if isinstance(pw, dict) else True,
+        "identityFields": idents,
+    }
+    manage = merged.get("manageRule", out.get("manageRule"))
+    if manage is not None and not isinstance(manage, str):
+        errors["manageRule"] = {
+            "code": "validation_invalid_rule",
+            "message": "Must be a string or null.",
+        }
+        manage = None
+    out["manageRule"] = manage
+    return out
 
 
 def _normalize_index(text: str, table: str) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from shipyard.core import query
-from shipyard.core.auth import Auth, hash_password
+from shipyard.core.auth import Auth, hash_password, verify_password
 from shipyard.core.collections import Collection
 from shipyard.core.errors import (
     ApiError,
@@ -45,6 +45,7 @@ _EXPAND_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_BACK_RELATION_EXPAND = 1000
 MAX_PAGE = 2**31 - 1  # keeps OFFSET inside a 64-bit integer on both engines
 ONLY_SUPERUSERS = "Only superusers can perform this action."
+_METHODS = {"list": "GET", "view": "GET", "create": "POST", "update": "PATCH", "delete": "DELETE"}
 
 
 # ---------------------------------------------------------------------- storage codecs
@@ -133,6 +134,17 @@ def decode_row(c: Collection, sh: Shape, row: tuple[Any, ...]) -> dict[str, Any]
     return rec
 
 
+def hide_emails(c: Collection, items: list[dict[str, Any]], auth: Auth) -> None:
+    """Auth records show `email` only to superusers, to their owner, or when the owner made
+    it visible (`emailVisibility`), as PocketBase does."""
+    if c.type != "auth" or auth.is_superuser:
+        return
+    own = auth.id if auth.collection is not None and auth.collection.id == c.id else None
+    for rec in items:
+        if not rec.get("emailVisibility") and rec.get("id") != own:
+            rec.pop("email", None)
+
+
 # ---------------------------------------------------------------------- request parameters
 
 
@@ -187,7 +199,14 @@ class Records:
             max_relation_depth=s.max_expand_depth,
         )
 
-    def _request_info(self, auth: Auth, params: dict[str, str] | None = None) -> dict[str, Any]:
+    def _request_info(
+        self,
+        auth: Auth,
+        params: dict[str, str] | None = None,
+        body: dict[str, Any] | None = None,
+        method: str = "GET",
+    ) -> dict[str, Any]:
+        """What `@request.*` resolves to in rules and filters."""
         return {
             "auth": (
                 {
@@ -200,12 +219,17 @@ class Records:
             ),
             "query": params or {},
             "headers": {},
-            "body": {},
-            "method": "GET",
+            "body": body or {},
+            "method": method,
         }
 
     def _rule_sql(
-        self, c: Collection, action: str, auth: Auth, params: dict[str, str] | None = None
+        self,
+        c: Collection,
+        action: str,
+        auth: Auth,
+        params: dict[str, str] | None = None,
+        body: dict[str, Any] | None = None,
     ) -> tuple[str, list[Any]] | None:
         """The SQL condition a rule adds; None when no condition applies (superuser or "")."""
         if auth.is_superuser:
@@ -220,7 +244,7 @@ class Records:
             c,
             self.store,
             self.store.dialect,
-            request=self._request_info(auth, params),
+            request=self._request_info(auth, params, body, _METHODS[action]),
             limits=None,
             allow_hidden=True,
         )
@@ -334,6 +358,7 @@ class Records:
     async def _expand_and_project(
         self, c: Collection, items: list[dict[str, Any]], params: dict[str, str], auth: Auth
     ) -> None:
+        hide_emails(c, items, auth)
         expand = params.get("expand", "")
         if expand.strip() and items:
             tree = parse_expand(expand, self.settings.max_expand_depth)
@@ -426,6 +451,7 @@ class Records:
             for row in await self.db.fetchall(sql, args):
                 rec = decode_row(c, sh, row)
                 out[rec["id"]] = rec
+        hide_emails(c, list(out.values()), auth)
         return out
 
     async def _expand_back(
@@ -471,6 +497,7 @@ class Records:
         rowid = '"_r"."_rowid"' if self.store.dialect == "postgres" else '"_r".rowid'
         sql += f" ORDER BY {rowid} LIMIT {MAX_BACK_RELATION_EXPAND}"
         found = [decode_row(target, sh, r) for r in await self.db.fetchall(sql, args)]
+        hide_emails(target, found, auth)
         if subtree and found:
             await self._expand(target, found, subtree, auth, params)
         for item in items:
@@ -503,7 +530,16 @@ class Records:
                     values[f.name] = ""
                 continue
             if isinstance(f, PasswordField):
-                self._prepare_password(f, body, creating, values, errors)
+                self._prepare_password(
+                    f, body, creating, values, errors, old, privileged=auth.is_superuser
+                )
+                continue
+            if (
+                c.type == "auth"
+                and not auth.is_superuser
+                and f.name in ("verified", "email")
+                and not self._may_set_protected(f, body, old, values, errors)
+            ):
                 continue
             if f.system and f.hidden and f.name == "tokenKey":
                 if creating or "password" in values:
@@ -550,7 +586,11 @@ class Records:
         creating: bool,
         values: dict[str, Any],
         errors: dict[str, FieldError],
+        old: dict[str, Any] | None = None,
+        privileged: bool = True,
     ) -> None:
+        """PocketBase's rules: a confirmation always, and the old password when someone
+        without manage access changes their own."""
         pw = body.get(f.name)
         if pw in (None, "") and not creating:
             return
@@ -568,12 +608,48 @@ class Records:
                 "validation_max_text_constraint", f"Must be no more than {hi} character(s)."
             )
             return
-        if "passwordConfirm" in body and body["passwordConfirm"] != pw:
+        if body.get("passwordConfirm") in (None, ""):
+            errors["passwordConfirm"] = FieldError("validation_required", "Cannot be blank.")
+            return
+        if body["passwordConfirm"] != pw:
             errors["passwordConfirm"] = FieldError(
                 "validation_values_mismatch", "Values don't match."
             )
             return
+        if not creating and not privileged:
+            old_hash = (old or {}).get(f.name, "")
+            given = body.get("oldPassword")
+            if not isinstance(given, str) or not verify_password(old_hash, given):
+                errors["oldPassword"] = FieldError(
+                    "validation_invalid_old_password", "Missing or invalid old password."
+                )
+                return
         values[f.name] = hash_password(pw)
+
+    def _may_set_protected(
+        self,
+        f: Field,
+        body: dict[str, Any],
+        old: dict[str, Any] | None,
+        values: dict[str, Any],
+        errors: dict[str, FieldError],
+    ) -> bool:
+        """Without manage access, `verified` keeps its value and `email` is set only on
+        sign-up (changing it goes through the confirmed e-mail change flow)."""
+        if f.name not in body:
+            return True
+        if f.name == "email" and old is None:
+            return True
+        try:
+            wanted = f.normalize(body[f.name])
+        except FieldError as err:
+            errors[f.name] = err
+            return False
+        current = (old or {}).get(f.name, f.zero())
+        if wanted != current:
+            errors[f.name] = FieldError("validation_values_mismatch", "Values don't match.")
+            return False
+        return True
 
     async def _check_relations(
         self,
@@ -648,7 +724,7 @@ class Records:
             except IntegrityError as exc:
                 raise self._unique_error(c, exc, "create") from exc
             if not auth.is_superuser and (c.createRule or "").strip():
-                rule = self._rule_sql(c, "create", auth, params)
+                rule = self._rule_sql(c, "create", auth, params, body)
                 ok = await self._fetch_one(c, values["id"], auth, rule, db=tx)
                 if ok is None:
                     raise bad_request("Failed to create record.")
@@ -661,12 +737,17 @@ class Records:
     async def update(
         self, c: Collection, rid: str, body: dict[str, Any], auth: Auth, params: dict[str, str]
     ) -> dict[str, Any]:
-        rule = self._rule_sql(c, "update", auth, params)
+        rule = self._rule_sql(c, "update", auth, params, body)
         async with self.store.db.transaction() as tx:
             old = await self._fetch_one(c, rid, auth, rule, db=tx, superuser_shape="internal")
             if old is None:
                 raise not_found()
             decoded = {f.name: old.get(f.name) for f in c.fields if f.name in old}
+            if c.type == "auth":
+                row = await tx.fetchone(
+                    f'SELECT "password" FROM "{c.table}" WHERE "id" = ?', (rid,)
+                )
+                decoded["password"] = row[0] if row else ""
             values, errors = self._prepare(c, body, decoded, auth)
             fields = {f.name: f for f in c.fields}
             await self._check_relations(c, values, tx, errors, "update")
