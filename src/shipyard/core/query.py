@@ -970,12 +970,28 @@ class _Compiler:
             raise self.err(f'"{target.name}.{f.name}" does not point to "{coll.name}"', pos)
         if f.hidden and not self.allow_hidden:
             raise self.err(f'field "{f.name}" is hidden and cannot be used in a {self.what}', pos)
+        self.guard(target, pos)
         return target, _Hop("back", target.name, f.name, key, True, f.is_multi)
+
+    def guard(self, target: Collection, pos: int) -> None:
+        """A client filter or sort may read another collection's rows only when anyone may
+        list them (listRule ""): otherwise `author.email ~ 'a'` would reveal, one probe at a
+        time, values of records the client cannot see. Rules themselves (allow_hidden) and
+        superusers are trusted. Stricter than PocketBase, which applies the target's rule."""
+        if self.allow_hidden:
+            return
+        if target.listRule is None or target.listRule.strip() != "":
+            raise self.err(
+                f'cannot read "{target.name}" in a {self.what}: only collections that anyone '
+                "may list can be reached through relations",
+                pos,
+            )
 
     def relation_target(self, f: RelationField, pos: int) -> Collection:
         target = self.load(str(f.options.get("collectionId") or ""))
         if target is None:
             raise self.err(f'relation field "{f.name}" points to a missing collection', pos)
+        self.guard(target, pos)
         return target
 
     def field_ref(
@@ -1016,6 +1032,7 @@ class _Compiler:
         target = self.load(m.group(1))
         if target is None:
             raise self.err(f'unknown collection "{m.group(1)}"', ident.pos)
+        self.guard(target, ident.pos)
         key = "@collection." + m.group(1) + (":" + m.group(2) if m.group(2) else "")
         hop = _Hop("coll", target.name, "", key, True)
         rest_pos = ident.pos + len(ident.name) - len(m.group(3))
