@@ -186,3 +186,29 @@ def test_email_visibility(client: TestClient, su: H, app_users: dict[str, Any]) 
     assert client.get(f"/api/collections/users/records/{bob['id']}", headers=su).json()["email"]
     probe = client.get("/api/collections/users/records", params={"filter": "email ~ 'bob'"})
     assert probe.status_code == 200 and probe.json()["totalItems"] == 0
+
+
+def test_superuser_impersonates_for_support(
+    client: TestClient, su: H, app_users: dict[str, Any]
+) -> None:
+    ann, bob = app_users["ann"], app_users["bob"]
+    url = f"/api/collections/users/impersonate/{ann['id']}"
+    assert client.post(url, json={}).status_code == 401
+    assert client.post(url, json={}, headers=bob["h"]).status_code == 403
+    assert client.post(url, json={"duration": "x"}, headers=su).status_code == 400
+    assert (
+        client.post(
+            "/api/collections/users/impersonate/nobody000000000", json={}, headers=su
+        ).status_code
+        == 404
+    )
+    r = client.post(url, json={"duration": 60}, headers=su)
+    assert r.status_code == 200, r.text
+    as_ann = {"Authorization": r.json()["token"]}
+    assert r.json()["record"]["id"] == ann["id"]
+    client.post(
+        "/api/collections/notes/records", json={"owner": ann["id"], "text": "t"}, headers=ann["h"]
+    )
+    assert client.get("/api/collections/notes/records", headers=as_ann).json()["totalItems"] == 1
+    refused = client.post("/api/collections/users/auth-refresh", headers=as_ann)
+    assert refused.status_code == 403

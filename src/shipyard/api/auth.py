@@ -30,6 +30,17 @@ async def auth_refresh(request: Request) -> Response:
     return JSON({"token": token, "record": record})
 
 
+async def impersonate(request: Request) -> Response:
+    svc = services(request)
+    c = svc.store.require(request.path_params["collection"])
+    actor = await resolve_auth(request)
+    if actor.collection is None:
+        raise ApiError(401, "The request requires valid record authorization token.")
+    body = await parse_body(request)
+    token, record = await svc.impersonate(actor, c, request.path_params["id"], body.get("duration"))
+    return JSON({"token": token, "record": record})
+
+
 async def auth_methods(request: Request) -> Response:
     """Which ways to log in a collection offers (password only, for now), in PocketBase's shape."""
     c = services(request).store.require(request.path_params["collection"])
@@ -51,6 +62,7 @@ async def auth_methods(request: Request) -> Response:
 
 routes = [
     Route("/api/collections/{collection}/auth-methods", auth_methods, methods=["GET"]),
+    Route("/api/collections/{collection}/impersonate/{id}", impersonate, methods=["POST"]),
     Route("/api/collections/{collection}/auth-with-password", auth_with_password, methods=["POST"]),
     Route("/api/collections/{collection}/auth-refresh", auth_refresh, methods=["POST"]),
 ]

@@ -757,6 +757,25 @@ def _auth_methods_op(c: Collection | None) -> Schema:
     }
 
 
+def shared_params(shared: Schema) -> list[Schema]:
+    return list(shared.get("parameters", []))
+
+
+def _impersonate_op(c: Collection | None, login: Schema) -> Schema:
+    where = f"`{c.name}`" if c else "an auth collection"
+    return {
+        "tags": [c.name if c else "auth"],
+        "operationId": f"impersonate{'_' + c.name if c else ''}",
+        "summary": f"Superusers only: a non-refreshable token acting as a record of {where}",
+        "security": [{"Authorization": []}],
+        "requestBody": _body(
+            {"type": "object", "properties": {"duration": {"type": "integer", "minimum": 0}}},
+            required=False,
+        ),
+        "responses": {"200": login["responses"]["200"], **_errors(400, 401, 403, 404, 413)},
+    }
+
+
 def _auth_ops(c: Collection | None) -> tuple[Schema, Schema]:
     """Password login and refresh, generic (any auth collection) or for one collection."""
     suffix = f"_{c.name}" if c else ""
@@ -895,6 +914,14 @@ def build_document(
         paths[f"{prefix}/auth-with-password"] = {**shared, "post": login}
         paths[f"{prefix}/auth-refresh"] = {**shared, "post": refresh}
         paths[f"{prefix}/auth-methods"] = {**shared, "get": _auth_methods_op(c)}
+        imp_params = [
+            *shared_params(shared),
+            {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}},
+        ]
+        paths[f"{prefix}/impersonate/{{id}}"] = {
+            "parameters": imp_params,
+            "post": _impersonate_op(c, login),
+        }
 
     def add_records(prefix: str, c: Collection | None) -> None:
         coll_ops, rec_ops = _record_ops(c)

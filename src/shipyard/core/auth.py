@@ -38,6 +38,7 @@ class Auth:
 
     collection: Collection | None = None
     record: dict[str, Any] = field(default_factory=dict)
+    refreshable: bool = True  # impersonation tokens are not
 
     @property
     def is_superuser(self) -> bool:
@@ -57,14 +58,19 @@ def _signing_key(secret_key: str, collection: Collection, token_key: str) -> str
 
 
 def issue_token(
-    secret_key: str, collection: Collection, record_id: str, token_key: str, duration: int
+    secret_key: str,
+    collection: Collection,
+    record_id: str,
+    token_key: str,
+    duration: int,
+    refreshable: bool = True,
 ) -> str:
     now = int(time.time())
     claims = {
         "collectionId": collection.id,
         "exp": now + duration,
         "id": record_id,
-        "refreshable": True,
+        "refreshable": refreshable,
         "type": "auth",
     }
     return jwt.encode(claims, _signing_key(secret_key, collection, token_key), algorithm="HS256")

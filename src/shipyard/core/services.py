@@ -88,7 +88,11 @@ class Services:
             self.settings.secret_key, token, coll, rec.get("tokenKey", "")
         ):
             return ANONYMOUS
-        return Auth(collection=coll, record=public_auth_record(rec))
+        return Auth(
+            collection=coll,
+            record=public_auth_record(rec),
+            refreshable=claims.get("refreshable", True) is not False,
+        )
 
     def token_for(self, coll: Collection, rec: dict[str, Any]) -> str:
         duration = int(coll.options.get("authToken", {}).get("duration") or 0)
@@ -157,9 +161,45 @@ class Services:
                 headers={"Retry-After": str(seconds)},
             )
 
+    async def impersonate(
+        self, actor: Auth, coll: Collection, rid: str, duration: Any
+    ) -> tuple[str, dict[str, Any]]:
+        """A superuser acts as a user for support: a token for that record that cannot be
+        refreshed and lives `duration` seconds (default: the collection's token duration)."""
+        if not actor.is_superuser:
+            raise ApiError(403, "Only superusers can perform this action.")
+        if coll.type != "auth":
+            raise ApiError(404, "Missing or invalid auth collection context.")
+        default = int(coll.options.get("authToken", {}).get("duration") or 604800)
+        if duration in (None, "", 0):
+            duration = default
+        if (
+            not isinstance(duration, int)
+            or isinstance(duration, bool)
+            or not 1 <= duration <= 31536000
+        ):
+            raise bad_request(
+                "Invalid duration.",
+                {
+                    "duration": {
+                        "code": "validation_invalid_duration",
+                        "message": "Must be 1..31536000 seconds.",
+                    }
+                },
+            )
+        rec = await self._auth_row(coll, '"_r"."id" = ?', [rid])
+        if rec is None:
+            raise ApiError(404, "The requested resource wasn't found.")
+        token = issue_token(
+            self.settings.secret_key, coll, rec["id"], rec.get("tokenKey", ""), duration, False
+        )
+        return token, public_auth_record(rec)
+
     async def refresh(self, auth: Auth) -> tuple[str, dict[str, Any]]:
         if auth.collection is None:
             raise ApiError(401, "The request requires valid record authorization token.")
+        if not auth.refreshable:
+            raise ApiError(403, "The current auth token is not refreshable.")
         rec = await self._auth_row(auth.collection, '"_r"."id" = ?', [auth.id])
         if rec is None:
             raise ApiError(401, "The request requires valid record authorization token.")
