@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -41,6 +43,34 @@ async def impersonate(request: Request) -> Response:
     return JSON({"token": token, "record": record})
 
 
+def _account_action(action: str) -> Any:
+    async def handler(request: Request) -> Response:
+        from shipyard.core import accounts
+
+        svc = services(request)
+        c = svc.store.require(request.path_params["collection"])
+        body = await parse_body(request)
+        if action == "request-verification":
+            await accounts.request(svc, c, body, "verification")
+        elif action == "request-password-reset":
+            await accounts.request(svc, c, body, "passwordReset")
+        elif action == "confirm-verification":
+            await accounts.confirm_verification(svc, c, body)
+        else:
+            await accounts.confirm_password_reset(svc, c, body)
+        return Response(status_code=204)
+
+    return handler
+
+
+ACCOUNT_ACTIONS = (
+    "request-verification",
+    "confirm-verification",
+    "request-password-reset",
+    "confirm-password-reset",
+)
+
+
 async def auth_methods(request: Request) -> Response:
     """Which ways to log in a collection offers (password only, for now), in PocketBase's shape."""
     c = services(request).store.require(request.path_params["collection"])
@@ -63,6 +93,12 @@ async def auth_methods(request: Request) -> Response:
 routes = [
     Route("/api/collections/{collection}/auth-methods", auth_methods, methods=["GET"]),
     Route("/api/collections/{collection}/impersonate/{id}", impersonate, methods=["POST"]),
+    *(
+        Route(
+            f"/api/collections/{{collection}}/{action}", _account_action(action), methods=["POST"]
+        )
+        for action in ACCOUNT_ACTIONS
+    ),
     Route("/api/collections/{collection}/auth-with-password", auth_with_password, methods=["POST"]),
     Route("/api/collections/{collection}/auth-refresh", auth_refresh, methods=["POST"]),
 ]

@@ -757,6 +757,34 @@ def _auth_methods_op(c: Collection | None) -> Schema:
     }
 
 
+_ACCOUNT_OPS: dict[str, list[str]] = {
+    "request-verification": ["email"],
+    "confirm-verification": ["token"],
+    "request-password-reset": ["email"],
+    "confirm-password-reset": ["token", "password", "passwordConfirm"],
+}
+
+
+def _account_op(c: Collection | None, action: str, props: list[str]) -> Schema:
+    where = f"`{c.name}`" if c else "an auth collection"
+    camel = "".join(p.capitalize() for p in action.split("-"))
+    return {
+        "tags": [c.name if c else "auth"],
+        "operationId": f"{camel[0].lower()}{camel[1:]}{'_' + c.name if c else ''}",
+        "summary": f"{action.replace('-', ' ').capitalize()} for a record of {where}",
+        "description": "Requests answer 204 whether or not the address has an account.",
+        "security": [{}],
+        "requestBody": _body(
+            {
+                "type": "object",
+                "properties": {p: {"type": "string"} for p in props},
+                "required": props,
+            }
+        ),
+        "responses": {"204": {"description": "Done."}, **_errors(400, 404, 413)},
+    }
+
+
 def shared_params(shared: Schema) -> list[Schema]:
     return list(shared.get("parameters", []))
 
@@ -914,6 +942,8 @@ def build_document(
         paths[f"{prefix}/auth-with-password"] = {**shared, "post": login}
         paths[f"{prefix}/auth-refresh"] = {**shared, "post": refresh}
         paths[f"{prefix}/auth-methods"] = {**shared, "get": _auth_methods_op(c)}
+        for action, props in _ACCOUNT_OPS.items():
+            paths[f"{prefix}/{action}"] = {**shared, "post": _account_op(c, action, props)}
         imp_params = [
             *shared_params(shared),
             {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}},

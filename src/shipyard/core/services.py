@@ -75,6 +75,14 @@ class Services:
         rec["password"] = row[-1]
         return rec
 
+    async def auth_record_by(
+        self, coll: Collection, field: str, value: Any
+    ) -> dict[str, Any] | None:
+        """An auth record with its tokenKey (for signing), looked up by a unique field."""
+        if field not in ("id", "email"):
+            raise ValueError(field)
+        return await self._auth_row(coll, f'"_r"."{field}" = ?', [value])
+
     async def authenticate(self, token: str) -> Auth:
         """The auth record of a valid token; anonymous for an invalid one (as PocketBase)."""
         claims = unverified_claims(token)
