@@ -33,6 +33,8 @@ const SUFFIX =
   process.env.SHIPYARD_CONFORMANCE_SUFFIX || Math.random().toString(36).slice(2, 8).replace(/[^a-z0-9]/g, "x");
 const AUTHORS = `authors_${SUFFIX}`;
 const BOOKS = `books_${SUFFIX}`;
+const USERS = `users_${SUFFIX}`;
+const NOTES = `notes_${SUFFIX}`;
 
 const DATE_RE = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 const ID_RE = /^[a-z0-9]{15}$/;
@@ -149,7 +151,7 @@ function bookSeed() {
 after(async () => {
   // best-effort cleanup when a check failed before the deletion checks ran
   if (!pb.authStore.isValid) return;
-  for (const name of [BOOKS, AUTHORS]) {
+  for (const name of [NOTES, USERS, BOOKS, AUTHORS]) {
     try {
       await pb.collections.delete(name);
     } catch {
@@ -709,6 +711,80 @@ test("an invalid token is treated as anonymous", async (t) => {
   const bad = new PocketBase(BASE_URL);
   bad.authStore.save("not.a.valid-token", null);
   await expectApiError(bad.collection(BOOKS).getList(1, 1), 403, "list with a garbage token");
+});
+
+// --------------------------------------------------------------------------- users
+
+test("users: an auth collection and an owner-rule collection", async () => {
+  const users = await pb.collections.create({
+    name: USERS,
+    type: "auth",
+    createRule: "",
+    listRule: "id = @request.auth.id",
+    viewRule: "id = @request.auth.id",
+    updateRule: "id = @request.auth.id",
+  });
+  assert.equal(users.type, "auth");
+  await pb.collections.create({
+    name: NOTES,
+    listRule: "owner = @request.auth.id",
+    viewRule: "owner = @request.auth.id",
+    createRule: "@request.auth.id != '' && owner = @request.auth.id",
+    updateRule: "owner = @request.auth.id",
+    deleteRule: "owner = @request.auth.id",
+    fields: [
+      { name: "owner", type: "relation", collectionId: users.id, maxSelect: 1, required: true },
+      { name: "text", type: "text" },
+    ],
+  });
+  state.users = users;
+});
+
+test("users: sign up, log in, refresh, and see only their own records", async (t) => {
+  if (!needs(t, "users")) return;
+  const clients = {};
+  for (const name of ["ann", "bob"]) {
+    const client = new PocketBase(BASE_URL);
+    const email = `${name}_${SUFFIX}@example.com`;
+    const created = await client
+      .collection(USERS)
+      .create({ email, password: "user-pass-123", passwordConfirm: "user-pass-123" });
+    assert.match(created.id, ID_RE);
+    assert.equal(created.verified, false);
+    const auth = await client.collection(USERS).authWithPassword(email, "user-pass-123");
+    assert.equal(client.authStore.isValid, true);
+    assert.equal(client.authStore.isSuperuser, false);
+    assert.equal(auth.record.email, email);
+    const refreshed = await client.collection(USERS).authRefresh();
+    assert.equal(refreshed.record.id, created.id);
+    clients[name] = { client, id: created.id };
+  }
+  const { ann, bob } = clients;
+  const note = await ann.client.collection(NOTES).create({ owner: ann.id, text: "ann's" });
+  assert.equal(note.owner, ann.id);
+  await expectApiError(
+    ann.client.collection(NOTES).create({ owner: bob.id, text: "forged" }),
+    400,
+    "create for another user",
+  );
+  const mine = await ann.client.collection(NOTES).getFullList();
+  assert.deepEqual(mine.map((n) => n.id), [note.id]);
+  const theirs = await bob.client.collection(NOTES).getList(1, 10);
+  assert.equal(theirs.totalItems, 0);
+  await expectApiError(bob.client.collection(NOTES).getOne(note.id), 404, "view another's note");
+  await expectApiError(bob.client.collection(NOTES).update(note.id, { text: "x" }), 404, "update another's note");
+  await expectApiError(bob.client.collection(NOTES).delete(note.id), 404, "delete another's note");
+  const seen = await bob.client.collection(USERS).getFullList();
+  assert.deepEqual(seen.map((u) => u.id), [bob.id]);
+  const anonList = await anon.collection(NOTES).getList(1, 10);
+  assert.equal(anonList.totalItems, 0);
+  assert.equal(await ann.client.collection(NOTES).delete(note.id), true);
+});
+
+test("users: collections.delete() drops them", async (t) => {
+  if (!needs(t, "users")) return;
+  assert.equal(await pb.collections.delete(NOTES), true);
+  assert.equal(await pb.collections.delete(USERS), true);
 });
 
 // --------------------------------------------------------------------------- cleanup
