@@ -6,7 +6,6 @@ Every case runs on both engines with the same data and must give the same answer
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -1103,28 +1102,6 @@ def test_non_string_input_is_a_400() -> None:
         compile_filter(123, POSTS, REGISTRY, "sqlite")  # type: ignore[arg-type]
     with pytest.raises(ApiError):
         compile_sort(None, POSTS, REGISTRY, "sqlite")  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
-def test_compile_is_fast(dialect: str) -> None:
-    """The compiler runs per request: a typical 1-3 clause filter must stay well under 100 µs."""
-    filters = [
-        'status = "live"',
-        "author = @request.auth.id && published = true",
-        'title ~ "hello" && views > 10 || author.name = "Alice"',
-        'tags.label ?= "go" && created >= @todayStart',
-    ]
-    for text in filters:
-        compile_filter(text, POSTS, REGISTRY, dialect, request=REQUEST)  # warm the parse cache
-    n = 300
-    for text in filters:
-        best = float("inf")
-        for _ in range(7):  # the best round: this machine may be busy with other work
-            start = time.perf_counter()
-            for _ in range(n):
-                compile_filter(text, POSTS, REGISTRY, dialect, request=REQUEST)
-            best = min(best, (time.perf_counter() - start) / n)
-        assert best < 100e-6, f"{text!r}: {best * 1e6:.1f} µs"
 
 
 def test_relations_into_unlistable_collections_are_refused_for_clients(world: World) -> None:

@@ -15,6 +15,7 @@ import orjson
 from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
+from shipyard.api.http import token_from_header
 from shipyard.core.auth import ANONYMOUS
 from shipyard.core.errors import ApiError, bad_value
 from shipyard.core.services import Services
@@ -57,9 +58,7 @@ class Gateway:
             auth = ANONYMOUS
             for key, value in scope["headers"]:
                 if key == b"authorization":
-                    token = value.decode("latin-1").strip()
-                    if token[:7].lower() == "bearer ":
-                        token = token[7:].strip()
+                    token = token_from_header(value.decode("latin-1"))
                     if token:
                         auth = await svc.authenticate(token)
                     break

@@ -115,11 +115,16 @@ async def _parse_form(request: Request) -> dict[str, Any]:
     return out
 
 
-def bearer(request: Request) -> str:
-    raw = request.headers.get("authorization", "").strip()
+def token_from_header(raw: str) -> str:
+    """The token of an Authorization header value, sent raw or as `Bearer <token>`."""
+    raw = raw.strip()
     if raw[:7].lower() == "bearer ":
         raw = raw[7:].strip()
     return raw
+
+
+def bearer(request: Request) -> str:
+    return token_from_header(request.headers.get("authorization", ""))
 
 
 async def resolve_auth(request: Request) -> Auth:

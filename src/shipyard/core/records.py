@@ -188,16 +188,15 @@ class Records:
         self.store = store
         self.db = db
         self.settings = settings
+        self._filter_limits = query.FilterLimits(
+            max_length=settings.max_filter_length,
+            max_expressions=settings.max_filter_expressions,
+            max_relation_depth=settings.max_expand_depth,
+        )
+        # insertion order: the default sort and every sort's tie-breaker
+        self._rowid = '"_r"."_rowid"' if store.dialect == "postgres" else '"_r".rowid'
 
     # ------------------------------------------------------------------ access rules
-
-    def _limits(self) -> query.FilterLimits:
-        s = self.settings
-        return query.FilterLimits(
-            max_length=s.max_filter_length,
-            max_expressions=s.max_filter_expressions,
-            max_relation_depth=s.max_expand_depth,
-        )
 
     def _request_info(
         self,
@@ -274,7 +273,7 @@ class Records:
                 self.store,
                 self.store.dialect,
                 request=self._request_info(auth, params),
-                limits=self._limits(),
+                limits=self._filter_limits,
                 allow_hidden=auth.is_superuser,
             )
             where.append(f"({sql})")
@@ -287,12 +286,11 @@ class Records:
             order = query.compile_sort(
                 sort, c, self.store, self.store.dialect, allow_hidden=auth.is_superuser
             )
-        rowid = '"_r"."_rowid"' if self.store.dialect == "postgres" else '"_r".rowid'
         # the insertion-order tie-breaker follows the last key's direction, which lets SQLite
         # walk an index backwards instead of adding a sort step
         last_desc = " DESC" in order.rsplit(",", 1)[-1].upper()
         order_sql = (
-            f" ORDER BY {order + ', ' if order else ''}{rowid}{' DESC' if last_desc else ''}"
+            f" ORDER BY {order + ', ' if order else ''}{self._rowid}{' DESC' if last_desc else ''}"
         )
         if "RANDOM()" in order:
             order_sql = f" ORDER BY {order}"
@@ -494,8 +492,7 @@ class Records:
         if isinstance(rule, tuple):
             sql += f" AND ({rule[0]})"
             args += rule[1]
-        rowid = '"_r"."_rowid"' if self.store.dialect == "postgres" else '"_r".rowid'
-        sql += f" ORDER BY {rowid} LIMIT {MAX_BACK_RELATION_EXPAND}"
+        sql += f" ORDER BY {self._rowid} LIMIT {MAX_BACK_RELATION_EXPAND}"
         found = [decode_row(target, sh, r) for r in await self.db.fetchall(sql, args)]
         hide_emails(target, found, auth)
         if subtree and found:
@@ -796,7 +793,7 @@ class Records:
                     kept = [v for v in vals if v not in ids]
                     if len(kept) == len(vals):
                         continue
-                    if not kept and (f.required or f.options.get("cascadeDelete")) and f.required:
+                    if not kept and f.required:
                         if f.options.get("cascadeDelete"):
                             await self._delete_cascade(tx, ref_c, [ref_id], depth + 1)
                             continue

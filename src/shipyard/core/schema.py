@@ -21,6 +21,7 @@ from shipyard.core.collections import (
     SUPERUSERS,
     SUPERUSERS_ID,
     Collection,
+    auth_system_fields,
     collection_from_dict,
     collection_from_stored,
     stored_dict,
@@ -28,12 +29,8 @@ from shipyard.core.collections import (
 from shipyard.core.errors import ApiError, FieldError, bad_request, not_found
 from shipyard.core.fields import (
     AutodateField,
-    BoolField,
-    EmailField,
     Field,
-    PasswordField,
     RelationField,
-    TextField,
     id_field,
 )
 from shipyard.tools.db import Database, DatabaseError, Executor
@@ -51,23 +48,21 @@ SYSTEM_DDL = [
 ]
 
 
+_SUPERUSER_FIELD_IDS = {
+    "password": "password901924565",
+    "tokenKey": "text2504183744",
+    "email": "email3885137012",
+    "emailVisibility": "bool1547992806",
+    "verified": "bool256245529",
+}
+
+
 def superusers_collection() -> Collection:
-    fields: list[Field] = [
-        id_field(),
-        PasswordField(
-            name="password", id="password901924565", system=True, hidden=True, required=True
-        ),
-        TextField(
-            name="tokenKey",
-            id="text2504183744",
-            system=True,
-            hidden=True,
-            required=True,
-            options={"min": 30, "max": 60, "autogeneratePattern": "[a-zA-Z0-9]{50}"},
-        ),
-        EmailField(name="email", id="email3885137012", system=True, required=True),
-        BoolField(name="emailVisibility", id="bool1547992806", system=True),
-        BoolField(name="verified", id="bool256245529", system=True),
+    """The system auth collection, with the field ids PocketBase gives it."""
+    fields: list[Field] = [id_field(), *auth_system_fields()]
+    for f in fields[1:]:
+        f.id = _SUPERUSER_FIELD_IDS[f.name]
+    fields += [
         AutodateField(name="created", id="autodate2990389176", system=True),
         AutodateField(
             name="updated", id="autodate3332085495", system=True, options={"onUpdate": True}
@@ -248,11 +243,11 @@ class SchemaStore:
             (c.id, c.name, orjson.dumps(stored_dict(c)).decode()),
         )
 
-    def _check_relations(self, c: Collection, pending: dict[str, Collection] | None = None) -> None:
+    def _check_relations(self, c: Collection) -> None:
         errors: dict[str, Any] = {}
         for f in c.relation_fields():
             target_id = str(f.options.get("collectionId") or "")
-            known = (pending or {}).get(target_id) or self.get(target_id)
+            known = self.get(target_id)
             if not target_id or (known is None and target_id != c.id):
                 errors[f.name] = {
                     "code": "validation_missing_rel_collection",
