@@ -18,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 from shipyard.api.http import token_from_header
 from shipyard.core.auth import ANONYMOUS
 from shipyard.core.errors import ApiError, bad_value
+from shipyard.core.records import REQUEST_HEADERS, rule_headers
 from shipyard.core.services import Services
 from shipyard.tools.db import DataValueError
 
@@ -56,6 +57,7 @@ class Gateway:
             qs = scope["query_string"].decode("utf-8", "replace")
             params = dict(parse_qsl(qs, keep_blank_values=True)) if qs else {}
             auth = ANONYMOUS
+            REQUEST_HEADERS.set(rule_headers(scope["headers"]))
             for key, value in scope["headers"]:
                 if key == b"authorization":
                     token = token_from_header(value.decode("latin-1"))

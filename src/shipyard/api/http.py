@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from shipyard.core.auth import ANONYMOUS, Auth
 from shipyard.core.errors import ApiError, bad_request, too_large
+from shipyard.core.records import REQUEST_HEADERS, rule_headers
 from shipyard.core.services import Services
 
 log = logging.getLogger("shipyard.api")
@@ -128,7 +129,9 @@ def bearer(request: Request) -> str:
 
 
 async def resolve_auth(request: Request) -> Auth:
-    """The auth record of a valid token; anonymous for none or an invalid one (like PocketBase)."""
+    """The auth record of a valid token; anonymous for none or an invalid one (like PocketBase).
+    Also makes the request's headers what `@request.headers.*` reads in rules."""
+    REQUEST_HEADERS.set(rule_headers(request.scope["headers"]))
     token = bearer(request)
     if not token:
         return ANONYMOUS

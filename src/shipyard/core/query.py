@@ -38,6 +38,7 @@ from shipyard.core.collections import Collection
 from shipyard.core.errors import ApiError, bad_request
 from shipyard.core.fields import (
     Field,
+    FieldError,
     FileField,
     JSONField,
     RelationField,
@@ -49,6 +50,7 @@ from shipyard.tools.filterexpr import (
     Comparison,
     FilterSyntaxError,
     Identifier,
+    Logical,
     Node,
     Null,
     Number,
@@ -405,9 +407,61 @@ def _multi_valued(f: Field | None) -> bool:
 def _parse_cached(text: str, limits: FilterLimits) -> Node | FilterSyntaxError:
     """The parse is pure and request-independent, so it is the part worth caching."""
     try:
-        return parse(text, limits.max_length, limits.max_expressions, limits.max_depth)
+        tree = parse(text, limits.max_length, limits.max_expressions, limits.max_depth)
+        return _expand_changed(tree) if ":changed" in text else tree
     except FilterSyntaxError as exc:
         return exc
+
+
+_CHANGED_RE = re.compile(r"@request\.body\.(\w+):changed")
+
+
+def _expand_changed(node: Node) -> Node:
+    """`@request.body.f:changed` means "sent and different from the stored value", so it is
+    rewritten, as PocketBase does, to `(@request.body.f:isset = true && <sent> != f)` before
+    compiling, where <sent> (the identifier kept with its `:changed`) is the sent value
+    normalized and encoded as `f` stores it, so lists compare whole. It may only be
+    compared with true or false."""
+    if isinstance(node, Logical):
+        return Logical(node.op, tuple(_expand_changed(n) for n in node.items), node.pos)
+    sides = [node.left, node.right]
+    hits = [
+        (i, m)
+        for i, side in enumerate(sides)
+        if isinstance(side, Identifier) and (m := _CHANGED_RE.fullmatch(side.name))
+    ]
+    if not hits:
+        for side in sides:
+            if isinstance(side, Identifier) and side.name.endswith(":changed"):
+                raise FilterSyntaxError(
+                    '":changed" can only be used with top-level @request.body fields', side.pos
+                )
+        return node
+    i, m = hits[0]
+    other = sides[1 - i]
+    if len(hits) > 1 or not isinstance(other, Bool) or node.op not in ("=", "!="):
+        raise FilterSyntaxError(
+            '":changed" can only be compared with true or false using = or !=', node.pos
+        )
+    pos, name = node.pos, m.group(1)
+    body = Identifier("@request.body." + name, pos)
+    if other.value == (node.op == "="):
+        return Logical(
+            "&&",
+            (
+                Comparison(Identifier(body.name + ":isset", pos), "=", Bool(True, pos), pos),
+                Comparison(Identifier(m.group(0), pos), "!=", Identifier(name, pos), pos),
+            ),
+            pos,
+        )
+    return Logical(
+        "||",
+        (
+            Comparison(Identifier(body.name + ":isset", pos), "=", Bool(False, pos), pos),
+            Comparison(Identifier(m.group(0), pos), "=", Identifier(name, pos), pos),
+        ),
+        pos,
+    )
 
 
 # ----------------------------------------------------------------------------- compiler
@@ -1051,10 +1105,10 @@ class _Compiler:
             _PART_RE.fullmatch(p) for p in parts[1:]
         ):
             raise self.err(f'unknown identifier "{ident.name}"', ident.pos)
-        if modifier == "changed":
-            raise self.err('":changed" is not supported yet', ident.pos)
         if self.request is None:
             return _Const(False) if modifier == "isset" else _NULL
+        if modifier == "changed":  # only reached through _expand_changed's rewrite
+            return self.sent_as_stored(parts[2] if len(parts) == 3 else "", ident)
         if sub == "auth":
             return self.request_auth(parts[2:], modifier, ident)
         if sub == "body" and len(parts) >= 3:
@@ -1068,6 +1122,25 @@ class _Compiler:
                 return self.static(found, value, modifier, ident, items=f.is_multi)
         found, value = _lookup(self.request, parts[1:])
         return self.static(found, value, modifier, ident, items=False)
+
+    def sent_as_stored(self, name: str, ident: Identifier) -> Resolved:
+        f = self.base.field(name)
+        if f is None or f.type == "password":
+            raise self.err(f'unknown field "{name}" in "{ident.name}"', ident.pos)
+        found, value = _lookup(self.request, ["body", name])
+        if not found:
+            return _NULL
+        try:
+            value = f.normalize(value)
+        except FieldError:
+            return _Const(orjson.dumps(value).decode() if isinstance(value, list) else str(value))
+        if f.storage == "json":
+            return _Const(orjson.dumps(value).decode())
+        if f.storage == "bool":
+            return _Const(bool(value))
+        if f.storage == "number":
+            return _Const(float(value or 0), _num_text(float(value or 0)))
+        return _Const("" if value is None else str(value))
 
     def static(
         self, found: bool, value: Any, modifier: str, ident: Identifier, items: bool

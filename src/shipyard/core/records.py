@@ -10,7 +10,10 @@ from __future__ import annotations
 import math
 import re
 import secrets
+from collections.abc import Iterable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -134,14 +137,18 @@ def decode_row(c: Collection, sh: Shape, row: tuple[Any, ...]) -> dict[str, Any]
     return rec
 
 
-def hide_emails(c: Collection, items: list[dict[str, Any]], auth: Auth) -> None:
-    """Auth records show `email` only to superusers, to their owner, or when the owner made
-    it visible (`emailVisibility`), as PocketBase does."""
+def hide_emails(
+    c: Collection, items: list[dict[str, Any]], auth: Auth, managed: frozenset[str] = frozenset()
+) -> None:
+    """Auth records show `email` only to superusers, to their owner, to those with manage
+    access (`managed` ids), or when the owner made it visible (`emailVisibility`), as
+    PocketBase does."""
     if c.type != "auth" or auth.is_superuser:
         return
     own = auth.id if auth.collection is not None and auth.collection.id == c.id else None
     for rec in items:
-        if not rec.get("emailVisibility") and rec.get("id") != own:
+        rid = rec.get("id")
+        if not rec.get("emailVisibility") and rid != own and rid not in managed:
             rec.pop("email", None)
 
 
@@ -183,6 +190,22 @@ def parse_expand(text: str, max_depth: int) -> dict[str, Any]:
     return tree
 
 
+# `@request.headers.*` of the request being served. A context variable because every API
+# entry point (the read gateway and the Starlette routes) sets it once, while the rules that
+# read it are compiled deep inside nested expands; each asyncio task has its own copy.
+REQUEST_HEADERS: ContextVar[Mapping[str, str]] = ContextVar(
+    "REQUEST_HEADERS", default=MappingProxyType({})
+)
+
+
+def rule_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Header names as rules see them (PocketBase): lower case, `-` as `_`; first value wins."""
+    out: dict[str, str] = {}
+    for k, v in raw:
+        out.setdefault(k.decode("latin-1").lower().replace("-", "_"), v.decode("latin-1"))
+    return out
+
+
 class Records:
     def __init__(self, store: SchemaStore, db: Executor, settings: Settings) -> None:
         self.store = store
@@ -217,7 +240,7 @@ class Records:
                 else {}
             ),
             "query": params or {},
-            "headers": {},
+            "headers": REQUEST_HEADERS.get(),
             "body": body or {},
             "method": method,
         }
@@ -247,6 +270,55 @@ class Records:
             limits=None,
             allow_hidden=True,
         )
+
+    async def _managed(
+        self,
+        c: Collection,
+        ids: list[str],
+        auth: Auth,
+        params: dict[str, str],
+        body: dict[str, Any] | None = None,
+        db: Executor | None = None,
+    ) -> frozenset[str]:
+        """Which of `ids` the requester manages by the auth collection's manageRule
+        (PocketBase: lets e.g. an admin role see and change others' e-mail, password and
+        verified state)."""
+        manage = c.options.get("manageRule") if c.type == "auth" else None
+        if (
+            not ids
+            or not isinstance(manage, str)
+            or not manage.strip()
+            or auth.collection is None
+        ):
+            return frozenset()
+        rule = query.compile_filter(
+            manage,
+            c,
+            self.store,
+            self.store.dialect,
+            request=self._request_info(auth, params, body, "GET" if body is None else "PATCH"),
+            allow_hidden=True,
+        )
+        marks = ", ".join("?" for _ in ids)
+        rows = await (db or self.db).fetchall(
+            f'SELECT "_r"."id" FROM "{c.table}" AS "_r" WHERE "_r"."id" IN ({marks}) '
+            f"AND ({rule[0]})",
+            [*ids, *rule[1]],
+        )
+        return frozenset(str(r[0]) for r in rows)
+
+    async def _manages(
+        self,
+        c: Collection,
+        rid: str,
+        auth: Auth,
+        params: dict[str, str],
+        body: dict[str, Any],
+        db: Executor,
+    ) -> bool:
+        if auth.is_superuser:
+            return True
+        return rid in await self._managed(c, [rid], auth, params, body, db)
 
     # ------------------------------------------------------------------ reading
 
@@ -356,7 +428,11 @@ class Records:
     async def _expand_and_project(
         self, c: Collection, items: list[dict[str, Any]], params: dict[str, str], auth: Auth
     ) -> None:
-        hide_emails(c, items, auth)
+        managed = frozenset[str]()
+        if c.type == "auth" and not auth.is_superuser and items:
+            hidden = [i["id"] for i in items if not i.get("emailVisibility") and i["id"] != auth.id]
+            managed = await self._managed(c, hidden, auth, params)
+        hide_emails(c, items, auth, managed)
         expand = params.get("expand", "")
         if expand.strip() and items:
             tree = parse_expand(expand, self.settings.max_expand_depth)
@@ -510,10 +586,19 @@ class Records:
     # ------------------------------------------------------------------ writing
 
     def _prepare(
-        self, c: Collection, body: dict[str, Any], old: dict[str, Any] | None, auth: Auth
+        self,
+        c: Collection,
+        body: dict[str, Any],
+        old: dict[str, Any] | None,
+        auth: Auth,
+        privileged: bool | None = None,
     ) -> tuple[dict[str, Any], dict[str, FieldError]]:
         """Values for every field the write sets (all of them on create), and the errors of
-        those that failed, so that all of a body's problems are reported together."""
+        those that failed, so that all of a body's problems are reported together.
+        `privileged` (superuser, or manage access to an auth record) may set `verified`,
+        change `email` and set a password without the old one."""
+        if privileged is None:
+            privileged = auth.is_superuser
         creating = old is None
         values: dict[str, Any] = {}
         errors: dict[str, FieldError] = {}
@@ -528,12 +613,12 @@ class Records:
                 continue
             if isinstance(f, PasswordField):
                 self._prepare_password(
-                    f, body, creating, values, errors, old, privileged=auth.is_superuser
+                    f, body, creating, values, errors, old, privileged=privileged
                 )
                 continue
             if (
                 c.type == "auth"
-                and not auth.is_superuser
+                and not privileged
                 and f.name in ("verified", "email")
                 and not self._may_set_protected(f, body, old, values, errors)
             ):
@@ -707,6 +792,17 @@ class Records:
         if not auth.is_superuser and c.createRule is None:
             raise forbidden(ONLY_SUPERUSERS)
         values, errors = self._prepare(c, body, None, auth)
+        # Protected fields refused only for lack of manage access: retry privileged, then
+        # insist on the manageRule against the new record inside the transaction.
+        refused = errors
+        needs_manage = (
+            c.type == "auth"
+            and not auth.is_superuser
+            and bool((c.options.get("manageRule") or "").strip())
+            and any(k in errors for k in ("verified", "email"))
+        )
+        if needs_manage:
+            values, errors = self._prepare(c, body, None, auth, privileged=True)
         cols = list(values)
         fields = {f.name: f for f in c.fields}
         row = [encode_stored(fields[k], values[k]) if k != "id" else values[k] for k in cols]
@@ -720,6 +816,8 @@ class Records:
                 )
             except IntegrityError as exc:
                 raise self._unique_error(c, exc, "create") from exc
+            if needs_manage and not await self._manages(c, values["id"], auth, params, body, tx):
+                raise validation_failed("Failed to create record.", refused)
             if not auth.is_superuser and (c.createRule or "").strip():
                 rule = self._rule_sql(c, "create", auth, params, body)
                 ok = await self._fetch_one(c, values["id"], auth, rule, db=tx)
@@ -745,7 +843,8 @@ class Records:
                     f'SELECT "password" FROM "{c.table}" WHERE "id" = ?', (rid,)
                 )
                 decoded["password"] = row[0] if row else ""
-            values, errors = self._prepare(c, body, decoded, auth)
+            privileged = c.type == "auth" and await self._manages(c, rid, auth, params, body, tx)
+            values, errors = self._prepare(c, body, decoded, auth, privileged=privileged)
             fields = {f.name: f for f in c.fields}
             await self._check_relations(c, values, tx, errors, "update")
             if values:
