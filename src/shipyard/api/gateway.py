@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from shipyard.api.http import token_from_header
 from shipyard.core.auth import ANONYMOUS
+from shipyard.core.cache import etag_of
 from shipyard.core.errors import ApiError, bad_value
 from shipyard.core.records import REQUEST_HEADERS, rule_headers
 from shipyard.core.services import Services
@@ -25,6 +26,15 @@ from shipyard.tools.db import DataValueError
 log = logging.getLogger("shipyard.api")
 _PREFIX = "/api/collections/"
 _JSON_HEADERS = [(b"content-type", b"application/json")]
+# Never stale: clients and proxies may keep a copy but must revalidate it (ETag → 304).
+_PUBLIC = b"public, no-cache"
+_PRIVATE = b"private, no-cache"
+
+
+def _etag_matches(header: str, etag: str) -> bool:
+    if header.strip() == "*":
+        return True
+    return any(t.strip().removeprefix("W/") == etag for t in header.split(","))
 
 
 class Gateway:
@@ -52,23 +62,57 @@ class Gateway:
     async def _read(self, svc: Services, scope: Scope, send: Send, parts: list[str]) -> None:
         status = 200
         headers = list(_JSON_HEADERS)
+        cache = svc.cache
         try:
             c = svc.store.require(unquote(parts[0]))
             qs = scope["query_string"].decode("utf-8", "replace")
             params = dict(parse_qsl(qs, keep_blank_values=True)) if qs else {}
             auth = ANONYMOUS
             REQUEST_HEADERS.set(rule_headers(scope["headers"]))
+            directives = b""
+            if_none_match = None
             for key, value in scope["headers"]:
                 if key == b"authorization":
                     token = token_from_header(value.decode("latin-1"))
                     if token:
                         auth = await svc.authenticate(token)
-                    break
-            if len(parts) == 2:
-                data = await svc.records.list_page(c, params, auth)
-            else:
-                data = await svc.records.view(c, unquote(parts[2]), params, auth)
-            body = orjson.dumps(data)
+                elif key in (b"cache-control", b"pragma"):
+                    directives += value.lower()
+                elif key == b"if-none-match":
+                    if_none_match = value.decode("latin-1")
+
+            async def compute() -> tuple[int, bytes]:
+                if len(parts) == 2:
+                    data = await svc.records.list_page(c, params, auth)
+                else:
+                    data = await svc.records.view(c, unquote(parts[2]), params, auth)
+                return 200, orjson.dumps(data)
+
+            outcome = b"bypass"
+            etag = ""
+            plan = cache.plan(c, scope["path"] + "?" + qs, params, auth) if cache.enabled else None
+            # `no-cache` recomputes (and refreshes the entry), `no-store` leaves it alone
+            if plan is not None and b"no-store" not in directives:
+                version = await cache.token(plan.tables)
+                if version is not None:
+                    entry = None if b"no-cache" in directives else cache.get(plan.key, version)
+                    if entry is not None:
+                        outcome = b"hit"
+                    else:
+                        entry = await cache.fill(plan, version, compute)
+                        outcome = b"miss"
+                    status, body, etag = entry.status, entry.body, entry.etag
+            if not etag:
+                status, body = await compute()
+                etag = etag_of(body)
+            headers += [
+                (b"etag", etag.encode()),
+                (b"cache-control", _PUBLIC if auth.collection is None else _PRIVATE),
+                (b"vary", b"Authorization"),
+                (b"x-shipyard-cache", outcome),
+            ]
+            if if_none_match is not None and _etag_matches(if_none_match, etag):
+                status, body = 304, b""
         except (ApiError, DataValueError) as exc:
             if isinstance(exc, DataValueError):
                 exc = bad_value()

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -41,6 +41,9 @@ from shipyard.core.fields import (
 from shipyard.core.schema import SchemaStore
 from shipyard.settings import Settings
 from shipyard.tools.db import Executor, IntegrityError
+
+if TYPE_CHECKING:
+    from shipyard.core.cache import ResponseCache
 
 ID_RE = re.compile(r"^[a-z0-9]{15}$")
 CLIENT_ID_RE = re.compile(r"^[a-zA-Z0-9_]{1,100}$")
@@ -216,6 +219,7 @@ class Records:
             max_expressions=settings.max_filter_expressions,
             max_relation_depth=settings.max_expand_depth,
         )
+        self.cache: ResponseCache | None = None  # set by Services; caches list totals
         # insertion order: the default sort and every sort's tie-breaker
         self._rowid = '"_r"."_rowid"' if store.dialect == "postgres" else '"_r".rowid'
 
@@ -381,10 +385,16 @@ class Records:
             total = len(rows)
             pages = 1 if total else 0
         else:
-            row = await self.db.fetchone(
-                f'SELECT COUNT(*) FROM "{c.table}" AS "_r"{where_sql}', args
-            )
-            total = int(row[0]) if row else 0
+            count_sql = f'SELECT COUNT(*) FROM "{c.table}" AS "_r"{where_sql}'
+
+            async def count() -> int:
+                row = await self.db.fetchone(count_sql, args)
+                return int(row[0]) if row else 0
+
+            if self.cache is None or "RANDOM()" in count_sql:
+                total = await count()
+            else:
+                total = await self.cache.count(c, (count_sql, *args), count)
             pages = math.ceil(total / per_page) if per_page else 0
         items = [decode_row(c, sh, r) for r in rows]
         await self._expand_and_project(c, items, params, auth)

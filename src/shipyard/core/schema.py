@@ -143,6 +143,11 @@ class SchemaStore:
                     out.append((c, f))
         return out
 
+    @property
+    def data_version(self) -> int:
+        """SQLite's data_version as last seen: moves when another process commits anything."""
+        return int(self._data_version or 0)
+
     async def refresh(self) -> None:
         """Reload if another process changed the schema since we last looked."""
         if self.dialect == "sqlite":

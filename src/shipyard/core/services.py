@@ -15,6 +15,7 @@ from shipyard.core.auth import (
     verify_password,
     verify_token,
 )
+from shipyard.core.cache import ResponseCache, build_versions
 from shipyard.core.collections import Collection
 from shipyard.core.errors import ApiError, bad_request
 from shipyard.core.records import Records, decode_row, shape
@@ -22,6 +23,12 @@ from shipyard.core.schema import SchemaStore
 from shipyard.settings import Settings
 from shipyard.tools.attempts import AttemptLimiter
 from shipyard.tools.db import Database
+from shipyard.tools.dbwatch import WatchedDatabase
+from shipyard.tools.redisclient import ResilientRedis
+
+
+async def _no_cache(tables: set[str]) -> None:
+    """Writes during start-up, before the cache exists."""
 
 
 @dataclass
@@ -31,6 +38,8 @@ class Services:
     store: SchemaStore
     records: Records
     attempts: AttemptLimiter
+    cache: ResponseCache
+    redis: ResilientRedis | None = None
 
     @classmethod
     async def open(cls, settings: Settings) -> Services:
@@ -44,21 +53,36 @@ class Services:
             timeout=settings.db_pool_timeout,
             busy_timeout_ms=settings.sqlite_busy_timeout_ms,
         )
-        store = SchemaStore(db)
+        redis = (
+            ResilientRedis(settings.redis_url, settings.redis_timeout, settings.redis_retry_interval)
+            if settings.redis_url
+            else None
+        )
+        # every committed write reaches the cache through the watched database
+        watched = WatchedDatabase(db, on_write=_no_cache)
+        store = SchemaStore(watched)  # type: ignore[arg-type]
         await store.init()
-        attempts = AttemptLimiter(db, secret=settings.secret_key.encode())
+        cache = ResponseCache(settings, store, build_versions(settings, store, redis))
+        watched.on_write = cache.written
+        attempts = AttemptLimiter(watched, secret=settings.secret_key.encode())  # type: ignore[arg-type]
         await attempts.ensure_schema()
+        records = Records(store, watched, settings)  # type: ignore[arg-type]
+        records.cache = cache
         return cls(
             settings=settings,
-            db=db,
+            db=watched,  # type: ignore[arg-type]
             store=store,
-            records=Records(store, db, settings),
+            records=records,
             attempts=attempts,
+            cache=cache,
+            redis=redis,
         )
 
     async def close(self) -> None:
         await self.store.close()
         await self.db.close()
+        if self.redis is not None:
+            await self.redis.close()
 
     # ------------------------------------------------------------------ auth
 

@@ -1,0 +1,82 @@
+"""Which tables a committed write touched, for whoever must react (the response cache).
+
+Wraps a Database: reads pass straight through (bound methods, no extra await), writes are
+recognised from the statement's first words — Shipyard always writes `INSERT INTO "t"`,
+`UPDATE "t"`, `DELETE FROM "t"` — and reported after the commit that made them visible,
+so a reader can never see the new version before the data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+from shipyard.tools.db import Database, Executor, Params, Row
+
+_WRITE_RE = re.compile(r'\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+"([^"]+)"', re.IGNORECASE)
+
+OnWrite = Callable[[set[str]], Awaitable[None]]
+
+
+def written_table(sql: str) -> str | None:
+    m = _WRITE_RE.match(sql)
+    return m.group(1) if m else None
+
+
+class _WatchedTx:
+    def __init__(self, tx: Executor, written: set[str]) -> None:
+        self._tx = tx
+        self._written = written
+        self.dialect = tx.dialect
+        self.fetchall = tx.fetchall
+        self.fetchone = tx.fetchone
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        t = written_table(sql)
+        if t:
+            self._written.add(t)
+        return await self._tx.execute(sql, params)
+
+    async def executemany(self, sql: str, rows: Sequence[Params]) -> None:
+        t = written_table(sql)
+        if t:
+            self._written.add(t)
+        await self._tx.executemany(sql, rows)
+
+
+class WatchedDatabase:
+    def __init__(self, inner: Database, on_write: OnWrite) -> None:
+        self.inner = inner
+        self.on_write = on_write
+        self.dialect = inner.dialect
+        self.fetchall: Callable[..., Awaitable[list[Row]]] = inner.fetchall
+        self.fetchone: Callable[..., Awaitable[Row | None]] = inner.fetchone
+
+    def __getattr__(self, name: str) -> Any:  # dialect, url, pool, … of the real database
+        return getattr(self.inner, name)
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        n = await self.inner.execute(sql, params)
+        t = written_table(sql)
+        if t:
+            await self.on_write({t})
+        return n
+
+    async def executemany(self, sql: str, rows: Sequence[Params]) -> None:
+        await self.inner.executemany(sql, rows)
+        t = written_table(sql)
+        if t:
+            await self.on_write({t})
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Executor]:
+        written: set[str] = set()
+        async with self.inner.transaction() as tx:
+            yield _WatchedTx(tx, written)
+        if written:  # only reached when the transaction committed
+            await self.on_write(written)
+
+    async def close(self) -> None:
+        await self.inner.close()
