@@ -135,7 +135,9 @@ def test_second_read_is_a_hit_and_a_write_invalidates(app: dict[str, Any]) -> No
         first = _get(c, url)
         assert first[0] == "miss"
         assert _get(c, url) == ("hit", first[1])
-    r = c.patch(f"/api/collections/posts/records/{post}", json={"title": "second"}, headers=app["su"])
+    r = c.patch(
+        f"/api/collections/posts/records/{post}", json={"title": "second"}, headers=app["su"]
+    )
     assert r.status_code == 200
     outcome, body = _get(c, "/api/collections/posts/records")
     assert outcome == "miss" and body["items"][0]["title"] == "second"
@@ -186,7 +188,9 @@ def test_writes_to_expanded_collections_invalidate(app: dict[str, Any]) -> None:
     url = "/api/collections/posts/records?expand=author"
     assert _get(c, url)[1]["items"][0]["expand"]["author"]["name"] == ""
     assert _get(c, url)[0] == "hit"
-    r = c.patch(f"/api/collections/users/records/{ann['id']}", json={"name": "Ann"}, headers=app["su"])
+    r = c.patch(
+        f"/api/collections/users/records/{ann['id']}", json={"name": "Ann"}, headers=app["su"]
+    )
     assert r.status_code == 200
     outcome, body = _get(c, url)
     assert outcome == "miss" and body["items"][0]["expand"]["author"]["name"] == "Ann"

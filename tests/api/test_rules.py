@@ -92,7 +92,9 @@ def test_changed_allows_resending_the_same_value(client: TestClient, world: dict
 
 
 @pytest.mark.parametrize(
-    "change", [{"owner": "BOB"}, {"status": "live"}, {"owner": ""}], ids=["owner", "status", "clear"]
+    "change",
+    [{"owner": "BOB"}, {"status": "live"}, {"owner": ""}],
+    ids=["owner", "status", "clear"],
 )
 def test_changed_refuses_changing_guarded_fields(
     client: TestClient, world: dict[str, Any], change: dict[str, str]

@@ -161,7 +161,9 @@ class RedisVersions:
         if got is None:
             return None
         if any(v is None for v in got):
-            missing = {n: secrets.token_hex(8) for n, v in zip(names, got, strict=True) if v is None}
+            missing = {
+                n: secrets.token_hex(8) for n, v in zip(names, got, strict=True) if v is None
+            }
 
             async def fill(r: Any) -> list[Any]:
                 pipe = r.pipeline(transaction=False)

@@ -288,12 +288,7 @@ class Records:
         (PocketBase: lets e.g. an admin role see and change others' e-mail, password and
         verified state)."""
         manage = c.options.get("manageRule") if c.type == "auth" else None
-        if (
-            not ids
-            or not isinstance(manage, str)
-            or not manage.strip()
-            or auth.collection is None
-        ):
+        if not ids or not isinstance(manage, str) or not manage.strip() or auth.collection is None:
             return frozenset()
         rule = query.compile_filter(
             manage,

@@ -54,7 +54,9 @@ class Services:
             busy_timeout_ms=settings.sqlite_busy_timeout_ms,
         )
         redis = (
-            ResilientRedis(settings.redis_url, settings.redis_timeout, settings.redis_retry_interval)
+            ResilientRedis(
+                settings.redis_url, settings.redis_timeout, settings.redis_retry_interval
+            )
             if settings.redis_url
             else None
         )
