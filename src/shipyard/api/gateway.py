@@ -52,9 +52,13 @@ class Gateway:
         if svc is not None:
             await svc.store.refresh()
         path: str = scope["path"]
-        if svc is not None and scope["method"] == "GET" and path.startswith(_PREFIX):
+        if svc is not None and path.startswith(_PREFIX):
             parts = path[len(_PREFIX) :].split("/")
-            if len(parts) in (2, 3) and parts[1] == "records" and all(parts):
+            if parts[0] and svc.store.get(unquote(parts[0])) is None:
+                # created by another process whose notification has not arrived yet
+                await svc.store.reload()
+            is_read = len(parts) in (2, 3) and parts[1] == "records" and all(parts)
+            if is_read and scope["method"] == "GET":
                 await self._read(svc, scope, send, parts)
                 return
         await self.app(scope, receive, send)

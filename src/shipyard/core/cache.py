@@ -187,7 +187,10 @@ class RedisVersions:
     async def _flush_pending(self) -> None:
         todo = set(self.pending)
         mapping: dict[Any, Any] = {t: secrets.token_hex(8) for t in todo}
-        if await self.redis.call(lambda r: r.hset(self.key, mapping=mapping)) is not None:
+        if (
+            await self.redis.call(lambda r: r.hset(self.key, mapping=mapping), force=True)
+            is not None
+        ):
             self.pending -= todo
 
     async def _replay(self) -> None:

@@ -159,6 +159,10 @@ class SchemaStore:
             self._stale = False
             await self._reload_if_newer()
 
+    async def reload(self) -> None:
+        """Catch up now rather than when the other process's notification arrives."""
+        await self._reload_if_newer()
+
     async def _reload_if_newer(self) -> None:
         row = await self.db.fetchone(
             """SELECT "value" FROM "_meta" WHERE "key" = 'schema_version'"""

@@ -39,9 +39,14 @@ class ResilientRedis:
     def up(self) -> bool:
         return self._down_since is None
 
-    async def call(self, fn: Callable[[aioredis.Redis], Awaitable[T]]) -> T | None:
-        """`fn(client)`'s result, or None when Redis is down or the call failed."""
-        if self._down_since is not None:
+    async def call(
+        self, fn: Callable[[aioredis.Redis], Awaitable[T]], force: bool = False
+    ) -> T | None:
+        """`fn(client)`'s result, or None when Redis is down or the call failed. While down,
+        only one call per retry interval tries, unless `force` (writes that must not be
+        skipped just because this process has not noticed that Redis is back)."""
+        probing = self._down_since is not None
+        if probing and not force:
             now = time.monotonic()
             if now < self._next_try:
                 return None
@@ -49,9 +54,16 @@ class ResilientRedis:
         try:
             result = await fn(self.client)
         except (RedisError, OSError) as exc:
+            if self._down_since is None or probing:
+                # pooled connections are dead too: drop them, or each would fail once after
+                # Redis returns and make the outage look like several
+                with contextlib.suppress(RedisError, OSError, RuntimeError):
+                    await self.client.connection_pool.disconnect()
             self._went_down(exc)
             return None
         if self._down_since is not None:
+            if not probing:  # began before the outage was noticed: proves nothing
+                return None
             await self._recovered()
         return result
 
