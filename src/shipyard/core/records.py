@@ -7,6 +7,7 @@ transaction so a failed rule check or constraint leaves nothing behind.
 
 from __future__ import annotations
 
+import base64
 import math
 import re
 import secrets
@@ -41,6 +42,7 @@ from shipyard.core.fields import (
 from shipyard.core.schema import SchemaStore
 from shipyard.settings import Settings
 from shipyard.tools.db import Executor, IntegrityError
+from shipyard.tools.filterexpr import FilterSyntaxError, parse_sort
 
 if TYPE_CHECKING:
     from shipyard.core.cache import ResponseCache
@@ -351,6 +353,9 @@ class Records:
             args += fargs
         where_sql = (" WHERE " + " AND ".join(where)) if where else ""
 
+        if "cursor" in params:
+            return await self._cursor_page(c, params, auth, where, args, per_page)
+
         order = ""
         sort = params.get("sort", "")
         if sort.strip():
@@ -399,6 +404,84 @@ class Records:
             "perPage": per_page,
             "totalItems": total,
             "totalPages": pages,
+        }
+
+    async def _cursor_page(
+        self,
+        c: Collection,
+        params: dict[str, str],
+        auth: Auth,
+        where: list[str],
+        args: list[Any],
+        per_page: int,
+    ) -> dict[str, Any]:
+        """Keyset pagination (a Shipyard extension): `?cursor=` starts, each page returns
+        `nextCursor` (null on the last page). Cost per page stays flat however deep, because
+        the database seeks to the last row seen instead of counting past OFFSET rows.
+        Sorting is limited to the collection's own fields; totals are not computed."""
+        sort_text = params.get("sort", "")
+        try:
+            keys = parse_sort(sort_text, self.settings.max_sort_fields)
+        except FilterSyntaxError as exc:
+            raise bad_request(f"Invalid sort: {exc.message}.") from None
+        cols: list[tuple[str, bool]] = []
+        for name, desc in keys:
+            f = c.field(name)
+            hidden = f is not None and (f.hidden or (c.type == "auth" and name == "email"))
+            if f is None or f.type == "password" or (hidden and not auth.is_superuser):
+                raise bad_request(
+                    f"Invalid sort for cursor pagination: {name!r} — only the collection's "
+                    "own visible fields can be used."
+                )
+            cols.append((f'"_r"."{name}"', desc))
+        last_desc = cols[-1][1] if cols else False
+        cols.append((self._rowid, last_desc))  # the tie-breaker makes every position unique
+        cursor = params["cursor"]
+        if cursor:
+            try:
+                signed, values = orjson.loads(base64.urlsafe_b64decode(cursor + "=="))
+                if signed != sort_text or len(values) != len(cols):
+                    raise ValueError(cursor)
+                if not all(isinstance(v, (str, int, float, bool)) for v in values):
+                    raise ValueError(cursor)
+            except (ValueError, TypeError, orjson.JSONDecodeError):
+                raise bad_request(
+                    "Invalid cursor: pass back the nextCursor of the previous page with the "
+                    "same sort."
+                ) from None
+            ors: list[str] = []
+            for i, (col, desc) in enumerate(cols):
+                eqs = [f"{cols[j][0]} = ?" for j in range(i)]
+                ors.append("(" + " AND ".join([*eqs, f"{col} {'<' if desc else '>'} ?"]) + ")")
+                args = [*args, *values[:i], values[i]]
+            where = [*where, "(" + " OR ".join(ors) + ")"]
+        where_sql = (" WHERE " + " AND ".join(where)) if where else ""
+        order_sql = ", ".join(f"{col}{' DESC' if desc else ''}" for col, desc in cols)
+        sh = shape(self.store, c, auth.is_superuser)
+        extra = ", ".join(col for col, _ in cols)
+        rows = await self.db.fetchall(
+            f'SELECT {sh.columns}, {extra} FROM "{c.table}" AS "_r"{where_sql} '
+            f"ORDER BY {order_sql} LIMIT ?",
+            (*args, per_page + 1),
+        )
+        more = len(rows) > per_page
+        rows = rows[:per_page]
+        n = len(cols)
+        next_cursor = None
+        if more and rows:
+            last = [v if not isinstance(v, bool) else bool(v) for v in rows[-1][-n:]]
+            next_cursor = (
+                base64.urlsafe_b64encode(orjson.dumps([sort_text, last])).decode().rstrip("=")
+            )
+        items = [decode_row(c, sh, r[:-n]) for r in rows]
+        await self._expand_and_project(c, items, params, auth)
+        return {
+            "items": items,
+            "page": 1,
+            "perPage": per_page,
+            "totalItems": -1,
+            "totalPages": -1,
+            "nextCursor": next_cursor,
         }
 
     async def view(
