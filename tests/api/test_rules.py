@@ -169,3 +169,16 @@ def test_manage_rule_on_create(client: TestClient, world: dict[str, Any]) -> Non
     r = client.post("/api/collections/users/records", json=body, headers=world["admin"]["h"])
     assert r.status_code == 200, r.text
     assert r.json()["verified"] is True
+
+
+def test_an_email_change_by_a_manager_ends_the_users_sessions(
+    client: TestClient, world: dict[str, Any]
+) -> None:
+    ann = world["ann"]
+    r = client.patch(
+        f"/api/collections/users/records/{ann['id']}",
+        json={"email": "ann3@example.com"},
+        headers=world["admin"]["h"],
+    )
+    assert r.status_code == 200, r.text
+    assert client.post("/api/collections/users/auth-refresh", headers=ann["h"]).status_code == 401

@@ -118,6 +118,16 @@ def test_genuine_token_works(w: World) -> None:
         assert app.client.get("/api/collections", headers=h).status_code == 403
 
 
+def test_token_minted_with_the_servers_key_material_works(w: World) -> None:
+    """The control for "expired": the same minting with a future `exp` is accepted."""
+    svc = w.app.services
+    coll = svc.store.require("users")
+    key = w.app.auth_record("users", w.a.id)["tokenKey"]
+    token = issue_token(svc.settings.secret_key, coll, w.a.id, key, 600)
+    r = w.app.client.post("/api/collections/users/auth-refresh", headers=_h(token))
+    assert r.status_code == 200 and r.json()["record"]["id"] == w.a.id
+
+
 def _none(alg: str, keep_sig: bool) -> Callable[[World], str]:
     def make(w: World) -> str:
         header, claims, sig = token_parts(w.a.token)

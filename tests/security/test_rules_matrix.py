@@ -257,6 +257,29 @@ def test_expand_back_relation(m: Matrix, kind: str, actor: str) -> None:
     _no_hidden([r.json()], actor)
 
 
+@pytest.mark.parametrize("actor", ACTORS)
+def test_nested_expand_applies_every_levels_rule(m: Matrix, actor: str) -> None:
+    """links_public -> target (public) -> owner (users: `id = @request.auth.id`): each user
+    sees only themselves at the second level, with their own e-mail; guests see no one."""
+    r = m.get("/api/collections/links_public/records", actor, perPage="100", expand="target.owner")
+    assert r.status_code == 200, r.text
+    got = {}
+    for item in r.json()["items"]:
+        target = (item.get("expand") or {}).get("target")
+        if target is None:
+            continue
+        owner = (target.get("expand") or {}).get("owner")
+        got[target["id"]] = (owner or {}).get("id")
+        if owner is not None:
+            clean = not {"password", "tokenKey"} & set(owner)
+            assert clean and owner.get("email", "").endswith("@example.com"), owner
+    want = {
+        rec.rid("public"): m.ids[rec.owner] if rec.owner and actor in (rec.owner, "su") else None
+        for rec in RECORDS
+    }
+    assert got == want
+
+
 def _outcome(r: Any) -> tuple[int, list[str]]:
     if r.status_code != 200:
         return r.status_code, []

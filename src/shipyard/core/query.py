@@ -1169,7 +1169,8 @@ class _Compiler:
         coll = self.load(str(auth.get("collectionId") or auth.get("collectionName") or ""))
         first = rest[0]
         f = coll.field(first) if coll is not None else None
-        if f is not None and f.type == "password":
+        if f is not None and (f.type == "password" or (f.hidden and not self.allow_hidden)):
+            # a client filter must not probe the asker's own hidden fields (rules may)
             raise self.err(f'field "{first}" cannot be used in a {self.what}', ident.pos)
         row = None
         if coll is not None:

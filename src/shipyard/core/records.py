@@ -731,6 +731,13 @@ class Records:
                     errors[f.name] = err
                     continue
                 values[f.name] = value
+        if (
+            not creating
+            and c.type == "auth"
+            and "email" in values
+            and values["email"] != (old or {}).get("email")
+        ):
+            values["tokenKey"] = secrets.token_urlsafe(38)[:50]  # as PocketBase: sessions end
         if creating:
             rid = body.get("id")
             if rid not in (None, ""):
@@ -856,6 +863,25 @@ class Records:
         if errors:
             raise validation_failed(f"Failed to {action} record.", errors)
 
+    async def _refuse_shared_auth_id(self, c: Collection, rid: str, tx: Executor) -> None:
+        """A chosen id must not exist in another auth collection: rules compare
+        `@request.auth.id` with plain ids, so a twin id would act as the other account."""
+        for other in self.store.all():
+            if (
+                other.type == "auth"
+                and other.id != c.id
+                and await tx.fetchone(f'SELECT 1 FROM "{other.table}" WHERE "id" = ?', (rid,))
+            ):
+                raise validation_failed(
+                    "Failed to create record.",
+                    {
+                        "id": FieldError(
+                            "validation_invalid_auth_id",
+                            "Invalid or duplicated auth record id.",
+                        )
+                    },
+                )
+
     def _unique_error(self, c: Collection, exc: IntegrityError, action: str) -> ApiError:
         text = str(exc)
         fields: list[str] = []
@@ -904,10 +930,12 @@ class Records:
                 )
             except IntegrityError as exc:
                 raise self._unique_error(c, exc, "create") from exc
+            if c.type == "auth" and body.get("id") not in (None, ""):
+                await self._refuse_shared_auth_id(c, str(values["id"]), tx)
             if needs_manage and not await self._manages(c, values["id"], auth, params, body, tx):
                 raise validation_failed("Failed to create record.", refused)
             if not auth.is_superuser and (c.createRule or "").strip():
-                rule = self._rule_sql(c, "create", auth, params, body)
+                rule = self._rule_sql(c, "create", auth, params, _apply_modifiers(c, body, None))
                 ok = await self._fetch_one(c, values["id"], auth, rule, db=tx)
                 if ok is None:
                     raise bad_request("Failed to create record.")
@@ -920,10 +948,17 @@ class Records:
     async def update(
         self, c: Collection, rid: str, body: dict[str, Any], auth: Auth, params: dict[str, str]
     ) -> dict[str, Any]:
-        rule = self._rule_sql(c, "update", auth, params, body)
+        if not auth.is_superuser and c.updateRule is None:
+            raise forbidden(ONLY_SUPERUSERS)
         async with self.store.db.transaction() as tx:
-            old = await self._fetch_one(c, rid, auth, rule, db=tx, superuser_shape="internal")
+            old = await self._fetch_one(c, rid, auth, None, db=tx, superuser_shape="internal")
             if old is None:
+                raise not_found()
+            # rules see the body as it will be written: `owner+`, `views-`… already applied,
+            # so a modifier cannot slip past an `@request.body.owner` guard (as PocketBase)
+            effective = _apply_modifiers(c, body, old)
+            rule = self._rule_sql(c, "update", auth, params, effective)
+            if rule is not None and await self._fetch_one(c, rid, auth, rule, db=tx) is None:
                 raise not_found()
             decoded = {f.name: old.get(f.name) for f in c.fields if f.name in old}
             if c.type == "auth":
