@@ -210,14 +210,17 @@ def test_document_follows_the_live_collections(client: TestClient, su: H) -> Non
     }
 
     # which rule guards each operation, in words and as an extension
-    assert coll["get"]["x-shipyard-rule"] == {
-        "rule": "listRule",
-        "expression": "",
-        "access": "public (anyone, including guests)",
+    assert coll["get"]["x-shipyard-rule"] == {"name": "listRule", "expression": ""}
+    assert "Guarded by listRule: public" in coll["get"]["description"]
+    assert item["get"]["x-shipyard-rule"] == {"name": "viewRule", "expression": None}
+    assert "superusers only (rule locked" in item["get"]["description"]
+    assert coll["post"]["x-shipyard-rule"] == {
+        "name": "createRule",
+        "expression": "@request.auth.id != ''",
     }
-    assert item["get"]["x-shipyard-rule"]["access"] == "superusers only"
-    assert coll["post"]["x-shipyard-rule"]["expression"] == "@request.auth.id != ''"
-    assert "createRule" in coll["post"]["description"]
+    assert "Guarded by createRule: `@request.auth.id != ''`" in coll["post"]["description"]
+    assert item["patch"]["x-shipyard-rule"]["name"] == "updateRule"
+    assert item["delete"]["x-shipyard-rule"]["name"] == "deleteRule"
 
     schemas = doc["components"]["schemas"]
     create = schemas["articles.Create"]
@@ -298,6 +301,239 @@ def test_document_is_built_once_per_schema_version(
     assert r.status_code == 200, r.text
     assert b"/api/collections/notes/records" in client.get("/api/openapi.json").content
     assert len(calls) == 2
+
+
+RECORD_OPS = {
+    ("records", "get"): "list",
+    ("records", "post"): "create",
+    ("records/{id}", "get"): "view",
+    ("records/{id}", "patch"): "update",
+    ("records/{id}", "delete"): "delete",
+}
+
+
+def _rules_documented(doc: dict[str, Any], collections: list[dict[str, Any]]) -> int:
+    """Assert every record operation of every collection names its rule and its current
+    expression; returns how many operations were checked."""
+    checked = 0
+    for c in collections:
+        for (tail, method), action in RECORD_OPS.items():
+            op = doc["paths"][f"/api/collections/{c['name']}/{tail}"][method]
+            rule = c[f"{action}Rule"]
+            assert op["x-shipyard-rule"] == {"name": f"{action}Rule", "expression": rule}
+            assert op["x-shipyard-guard"] == "rule"
+            text = op["description"]
+            assert f"Guarded by {action}Rule: " in text, text
+            if rule is None:
+                assert "superusers only (rule locked" in text, text
+            elif rule == "":
+                assert "public" in text, text
+            else:
+                assert f"`{rule}`" in text, text
+            checked += 1
+    for (tail, method), action in RECORD_OPS.items():
+        generic = doc["paths"][f"/api/collections/{{collection}}/{tail}"][method]
+        assert generic["x-shipyard-rule"] == {"name": f"{action}Rule"}
+    return checked
+
+
+def test_document_names_the_rule_of_every_record_operation(client: TestClient, su: H) -> None:
+    r = client.post(
+        "/api/collections",
+        headers=su,
+        json={
+            "name": "notes",
+            "listRule": "owner = @request.auth.id",
+            "viewRule": "",
+            "createRule": "@request.auth.id != ''",
+            "updateRule": None,
+            "deleteRule": "owner = @request.auth.id && locked = false",
+            "fields": [
+                {"name": "owner", "type": "text"},
+                {"name": "locked", "type": "bool"},
+            ],
+        },
+    )
+    assert r.status_code == 200, r.text
+    r = client.post("/api/collections", headers=su, json={"name": "users", "type": "auth"})
+    assert r.status_code == 200, r.text
+    collections = client.get("/api/collections?perPage=500", headers=su).json()["items"]
+    doc = _doc(client)
+    assert _rules_documented(doc, collections) == 5 * len(collections)
+    notes = doc["paths"]["/api/collections/notes/records"]
+    assert "`owner = @request.auth.id`" in notes["get"]["description"]
+    assert "left out" in notes["get"]["description"]  # what the rule does to a list
+    assert (
+        "superusers only"
+        in doc["paths"]["/api/collections/notes/records/{id}"]["patch"]["description"]
+    )
+
+    # rules changed through /api/collections show up at once (the cache follows the schema)
+    r = client.patch(
+        "/api/collections/notes",
+        headers=su,
+        json={"listRule": "owner = @request.auth.id || locked = true", "viewRule": None},
+    )
+    assert r.status_code == 200, r.text
+    again = _doc(client)
+    assert again["x-shipyard-schema-version"] > doc["x-shipyard-schema-version"]
+    notes = again["paths"]["/api/collections/notes/records"]
+    assert notes["get"]["x-shipyard-rule"] == {
+        "name": "listRule",
+        "expression": "owner = @request.auth.id || locked = true",
+    }
+    assert "`owner = @request.auth.id || locked = true`" in notes["get"]["description"]
+    view = again["paths"]["/api/collections/notes/records/{id}"]["get"]
+    assert view["x-shipyard-rule"] == {"name": "viewRule", "expression": None}
+    collections = client.get("/api/collections?perPage=500", headers=su).json()["items"]
+    assert _rules_documented(again, collections) == 5 * len(collections)
+
+    # an auth collection's update also names who may change e-mail, verified and passwords
+    users = again["paths"]["/api/collections/users/records/{id}"]["patch"]
+    assert "superusers only (no manageRule)" in users["description"]
+    r = client.patch(
+        "/api/collections/users",
+        headers=su,
+        json={"updateRule": "id = @request.auth.id", "manageRule": "@request.auth.id = 'boss'"},
+    )
+    assert r.status_code == 200, r.text
+    users = _doc(client)["paths"]["/api/collections/users/records/{id}"]["patch"]
+    assert users["x-shipyard-rule"] == {"name": "updateRule", "expression": "id = @request.auth.id"}
+    assert "manageRule `@request.auth.id = 'boss'`" in users["description"]
+
+
+AUTH_ENDPOINTS: dict[str, tuple[str, str, set[int]]] = {
+    # path tail: (method, x-shipyard-guard, documented error statuses)
+    "auth-with-password": ("post", "identity-password", {400, 404, 429}),
+    "auth-refresh": ("post", "own-auth-token", {401, 403, 404}),
+    "auth-methods": ("get", "public", {404}),
+    "impersonate/{id}": ("post", "superuser", {400, 401, 403, 404}),
+    "request-verification": ("post", "public", {400, 404}),
+    "confirm-verification": ("post", "emailed-token", {400, 404}),
+    "request-password-reset": ("post", "public", {400, 404}),
+    "confirm-password-reset": ("post", "emailed-token", {400, 404}),
+    "request-email-change": ("post", "own-auth-token", {400, 401, 403, 404}),
+    "confirm-email-change": ("post", "emailed-token-and-password", {400, 404, 429}),
+}
+AUTH_BODIES = {
+    "request-verification": {"email"},
+    "confirm-verification": {"token"},
+    "request-password-reset": {"email"},
+    "confirm-password-reset": {"token", "password", "passwordConfirm"},
+    "request-email-change": {"newEmail"},
+    "confirm-email-change": {"token", "password"},
+}
+
+
+def test_auth_endpoints_are_fully_described(client: TestClient, su: H) -> None:
+    r = client.post("/api/collections", headers=su, json={"name": "users", "type": "auth"})
+    assert r.status_code == 200, r.text
+    doc = _doc(client)
+    for prefix in ("/api/collections/{collection}", "/api/collections/users"):
+        for tail, (method, guard, errors) in AUTH_ENDPOINTS.items():
+            op = doc["paths"][f"{prefix}/{tail}"][method]
+            assert op["x-shipyard-guard"] == guard, tail
+            assert op["description"] and op["summary"], tail
+            codes = {int(code) for code in op["responses"] if code[0] in "45"}
+            assert errors <= codes, (tail, codes)
+            for code in codes:  # every error has the {status, message, data} shape
+                ref = op["responses"][str(code)]["$ref"]
+                schema = _resolve(doc, ref)["content"]["application/json"]["schema"]
+                assert _resolve(doc, schema["$ref"])["required"] == ["status", "message", "data"]
+            token_needed = guard in ("own-auth-token", "superuser")
+            assert op["security"] == ([{"Authorization": []}] if token_needed else [{}]), tail
+            if tail in AUTH_BODIES:
+                body = op["requestBody"]
+                assert body["required"] is True
+                schema = body["content"]["application/json"]["schema"]
+                assert set(schema["required"]) == AUTH_BODIES[tail], tail
+                assert set(schema["properties"]) == AUTH_BODIES[tail], tail
+                assert body["content"]["multipart/form-data"]["schema"] == schema
+                assert set(op["responses"]) & {"200", "204"} == {"204"}
+    change = doc["paths"]["/api/collections/users/request-email-change"]["post"]
+    new_email = change["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    assert new_email["newEmail"]["format"] == "email"
+    assert "validation_invalid_new_email" in change["description"]
+    confirm = doc["paths"]["/api/collections/users/confirm-email-change"]["post"]
+    assert "validation_invalid_password" in confirm["description"]
+    assert "password" in confirm["description"].lower()
+    assert (
+        "superuser"
+        in doc["paths"]["/api/collections/users/impersonate/{id}"]["post"]["description"].lower()
+    )
+
+
+def test_account_responses_match_the_document(client: TestClient, su: H) -> None:
+    from shipyard.core import accounts
+
+    r = client.post(
+        "/api/collections", headers=su, json={"name": "users", "type": "auth", "createRule": ""}
+    )
+    assert r.status_code == 200, r.text
+    pw = "first-pass-1"
+    ann = client.post(
+        "/api/collections/users/records",
+        json={"email": "ann@example.com", "password": pw, "passwordConfirm": pw},
+    ).json()
+    login = client.post(
+        "/api/collections/users/auth-with-password",
+        json={"identity": "ann@example.com", "password": pw},
+    )
+    user = {"Authorization": login.json()["token"]}
+    doc = _doc(client)
+
+    def check(tail: str, method: str, response: Any) -> None:
+        _conforms(doc, f"/api/collections/users/{tail}", method, response)
+        _conforms(doc, f"/api/collections/{{collection}}/{tail}", method, response)
+
+    url = "/api/collections/users"
+    check("auth-with-password", "post", login)
+    check("auth-refresh", "post", client.post(f"{url}/auth-refresh", headers=user))
+    check("auth-refresh", "post", client.post(f"{url}/auth-refresh", headers=su))  # 403
+    check("auth-methods", "get", client.get(f"{url}/auth-methods"))
+    imp = f"impersonate/{ann['id']}"
+    for headers in (su, user, {}):
+        check("impersonate/{id}", "post", client.post(f"{url}/{imp}", json={}, headers=headers))
+    for body in ({"email": "nobody@example.com"}, {}):
+        check("request-verification", "post", client.post(f"{url}/request-verification", json=body))
+        check(
+            "request-password-reset",
+            "post",
+            client.post(f"{url}/request-password-reset", json=body),
+        )
+    for body in ({"token": "x"}, {"token": "x", "password": "a", "passwordConfirm": "b"}):
+        check("confirm-verification", "post", client.post(f"{url}/confirm-verification", json=body))
+        check(
+            "confirm-password-reset",
+            "post",
+            client.post(f"{url}/confirm-password-reset", json=body),
+        )
+    change = f"{url}/request-email-change"
+    for body, headers, status in (
+        ({"newEmail": "new@example.com"}, {}, 401),
+        ({"newEmail": "new@example.com"}, su, 403),
+        ({"newEmail": "nope"}, user, 400),
+        ({"newEmail": "new@example.com"}, user, 400),  # no SMTP server: mail is disabled
+    ):
+        r = client.post(change, json=body, headers=headers)
+        assert r.status_code == status, r.text
+        check("request-email-change", "post", r)
+
+    # confirm, with a real token minted by the server, until the password guessing is blocked
+    svc = client.app.state.services  # type: ignore[attr-defined]
+    users = svc.store.require("users")
+    rec = client.portal.call(svc.auth_record_by, users, "id", ann["id"])  # type: ignore[union-attr]
+    token = accounts.purpose_token(svc, users, rec, "emailChange", {"newEmail": "n@example.com"})
+    confirm = f"{url}/confirm-email-change"
+    statuses = []
+    for i in range(svc.settings.auth_max_failures_per_identity + 1):
+        r = client.post(confirm, json={"token": token, "password": f"wrong-{i}"})
+        check("confirm-email-change", "post", r)
+        statuses.append(r.status_code)
+    assert statuses[-1] == 429 and set(statuses[:-1]) == {400}
+    r = client.post("/api/collections/nope/confirm-email-change", json={"token": token})
+    _conforms(doc, "/api/collections/{collection}/confirm-email-change", "post", r)
+    assert r.status_code == 404
 
 
 # ---------------------------------------------------------------------- truthfulness

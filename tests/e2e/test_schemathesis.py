@@ -1,8 +1,9 @@
 """Schemathesis against a real `shipyard serve`, driven by the server's own /api/openapi.json.
 
-Three bounded runs per backend on a seeded data set: as a superuser (everything but the
-bulk import), as a guest (everything), then the bulk import as a superuser (last, since it
-may delete collections). Each must find no 5xx and no response that breaks the document
+Four bounded runs per backend on a seeded data set: as a superuser (everything but the
+bulk import), as a guest (everything), as a regular user of an auth collection (everything
+but the import, with owner rules in play), then the bulk import as a superuser (last, since
+it may delete collections). Each must find no 5xx and no response that breaks the document
 (undocumented status, wrong content type, body not matching the schema).
 """
 
@@ -19,27 +20,30 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Server, start_server, stop_server
+from tests.conftest import Server, free_port, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 SEED = "20240131"
-MAX_EXAMPLES = "25"
+MAX_EXAMPLES = 25
+USER_MAX_EXAMPLES = 15  # the user run shares the time budget, so it tries fewer per operation
+USER_PASSWORD = "fuzz-user-pass-1"
 IMPORT_PATH = "/api/collections/import"
 NO_STATEFUL = ["--phases", "examples,coverage,fuzzing"]
 
 # Loaded into the schemathesis process (SCHEMATHESIS_HOOKS). A fuzzer holding one login
 # must not destroy it or the schema it was given: the superusers collection and the seeded
-# collections keep their definitions, and the run's own superuser record survives, by
-# pointing such writes at a name that does not exist (the server answers 404, which is
-# still checked). Everything else, including creating and changing other data, is fuzzed.
+# collections keep their definitions, and the logins the runs use (the superuser and the
+# regular user) survive, by pointing such writes at a name that does not exist (the server
+# answers 404, which is still checked). Everything else, including creating and changing
+# other data, is fuzzed.
 HOOKS = """
 import os
 
 import schemathesis
 
-ROOT_ID = os.environ["SHIPYARD_ST_ROOT_ID"]
+LOGIN_IDS = set(os.environ["SHIPYARD_ST_LOGIN_IDS"].split(","))
 PROTECTED = set(os.environ["SHIPYARD_ST_PROTECTED"].split(","))
 WRITES = {"PATCH", "DELETE", "PUT"}
 MISSING = "st_protected_missing"
@@ -56,7 +60,7 @@ def before_call(context, case, kwargs):
     if template in ("/api/collections/{collection}", "/api/collections/{collection}/truncate"):
         if name in PROTECTED:
             params["collection"] = MISSING
-    elif "/records/" in template and name in PROTECTED and params.get("id") == ROOT_ID:
+    elif "/records/" in template and name in PROTECTED and params.get("id") in LOGIN_IDS:
         params["id"] = MISSING
     elif template == "/api/collections/import" and isinstance(case.body, dict):
         items = case.body.get("collections")
@@ -164,11 +168,64 @@ def _seed(server: Server, token: str) -> dict[str, Any]:
                 "secret": "s",
             },
         )
+    # a regular user, and a collection whose owner rules let it see and change its own notes
+    users = post(
+        "/api/collections",
+        {
+            "name": "users",
+            "type": "auth",
+            "listRule": "id = @request.auth.id",
+            "viewRule": "id = @request.auth.id",
+            "createRule": "",
+            "updateRule": "id = @request.auth.id",
+            "deleteRule": None,
+            "fields": [{"name": "name", "type": "text", "max": 50}],
+        },
+    )
+    notes = post(
+        "/api/collections",
+        {
+            "name": "notes",
+            "listRule": "owner = @request.auth.id",
+            "viewRule": "owner = @request.auth.id",
+            "createRule": "@request.auth.id != '' && owner = @request.auth.id",
+            "updateRule": "owner = @request.auth.id",
+            "deleteRule": "owner = @request.auth.id",
+            "fields": [
+                {
+                    "name": "owner",
+                    "type": "relation",
+                    "collectionId": users["id"],
+                    "maxSelect": 1,
+                    "required": True,
+                },
+                {"name": "text", "type": "text", "max": 200},
+                {"name": "pinned", "type": "bool"},
+            ],
+        },
+    )
+    user = post(
+        "/api/collections/users/records",
+        {
+            "email": "fuzz-user@example.com",
+            "password": USER_PASSWORD,
+            "passwordConfirm": USER_PASSWORD,
+            "name": "Fuzz",
+        },
+    )
+    # logged in now: the runs' failed logins from this address may block logins later
+    user_token = post(
+        "/api/collections/users/auth-with-password",
+        {"identity": "fuzz-user@example.com", "password": USER_PASSWORD},
+    )["token"]
+    for i in range(3):
+        post("/api/collections/notes/records", {"owner": user["id"], "text": f"note {i}"})
     me = httpx.post(
         server.url + "/api/collections/_superusers/auth-refresh", headers=headers, timeout=30
     ).json()["record"]
     return {
-        "root_id": me["id"],
+        "login_ids": [me["id"], user["id"]],
+        "user_token": user_token,
         "protected": [
             "_superusers",
             me["collectionId"],
@@ -176,6 +233,10 @@ def _seed(server: Server, token: str) -> dict[str, Any]:
             authors["id"],
             "posts",
             posts["id"],
+            "users",
+            users["id"],
+            "notes",
+            notes["id"],
         ],
     }
 
@@ -196,19 +257,49 @@ class _LogLines:
         return self._lines()[index]
 
 
+class _MailSink:
+    """An SMTP server that accepts and counts every mail, so the account endpoints that send
+    mail (verification, password reset, e-mail change) run their whole path when fuzzed."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.count += 1
+        return "250 OK"
+
+
 @pytest.fixture
 def fuzz_server(database_url: str, tmp_path: Path) -> Iterator[tuple[Server, _LogLines]]:
     """A server whose output (a log file, see start_server) is kept so that failures can show
-    the server-side tracebacks."""
-    srv = start_server(tmp_path / "srv", database_url)
+    the server-side tracebacks; its mail goes to a local sink."""
+    from aiosmtpd.controller import Controller
+
+    port = free_port()
+    sink = Controller(_MailSink(), hostname="127.0.0.1", port=port)
+    sink.start()
+    mail = {
+        "SHIPYARD_SMTP_HOST": "127.0.0.1",
+        "SHIPYARD_SMTP_PORT": port,
+        "SHIPYARD_SMTP_TLS": "off",
+    }
     try:
-        yield srv, _LogLines(tmp_path / "srv" / "server.log")
+        srv = start_server(tmp_path / "srv", database_url, mail)
+        try:
+            yield srv, _LogLines(tmp_path / "srv" / "server.log")
+        finally:
+            stop_server(srv)
     finally:
-        stop_server(srv)
+        sink.stop()
 
 
 def _schemathesis(
-    server: Server, cwd: Path, args: list[str], max_time: int, env: dict[str, str] | None = None
+    server: Server,
+    cwd: Path,
+    args: list[str],
+    max_time: int,
+    env: dict[str, str] | None = None,
+    max_examples: int = MAX_EXAMPLES,
 ) -> subprocess.CompletedProcess[str]:
     cmd = [
         sys.executable,
@@ -221,7 +312,7 @@ def _schemathesis(
         "--seed",
         SEED,
         "--max-examples",
-        MAX_EXAMPLES,
+        str(max_examples),
         "--max-time",
         str(max_time),
         "--workers",
@@ -286,20 +377,36 @@ def test_schemathesis_finds_no_errors_and_no_schema_violations(
     hooks.write_text(HOOKS)
     auth_env = {
         "SCHEMATHESIS_HOOKS": str(hooks),
-        "SHIPYARD_ST_ROOT_ID": seeded["root_id"],
+        "SHIPYARD_ST_LOGIN_IDS": ",".join(seeded["login_ids"]),
         "SHIPYARD_ST_PROTECTED": ",".join(seeded["protected"]),
     }
     auth = ["--header", f"Authorization: {token}"]
-    runs = [
-        ("superuser", [*auth, "--exclude-path", IMPORT_PATH], 50, auth_env),
-        ("guest", [], 25, None),
+    user = ["--header", f"Authorization: {seeded['user_token']}"]
+    # (name, arguments, time budget in seconds, environment, examples per operation)
+    runs: list[tuple[str, list[str], int, dict[str, str] | None, int]] = [
+        ("superuser", [*auth, "--exclude-path", IMPORT_PATH], 45, auth_env, MAX_EXAMPLES),
+        ("guest", [], 20, None, MAX_EXAMPLES),
+        ("user", [*user, "--exclude-path", IMPORT_PATH], 20, auth_env, USER_MAX_EXAMPLES),
         # one operation has no links to follow, so no stateful phase
-        ("superuser import", [*auth, "--include-path", IMPORT_PATH, *NO_STATEFUL], 10, auth_env),
+        (
+            "superuser import",
+            [*auth, "--include-path", IMPORT_PATH, *NO_STATEFUL],
+            10,
+            auth_env,
+            MAX_EXAMPLES,
+        ),
     ]
     failures = []
-    for name, args, budget, env in runs:
+    for name, args, budget, env, examples in runs:
         mark = len(server_log)
-        proc = _schemathesis(server, tmp_path, args, budget, env)
+        proc = _schemathesis(server, tmp_path, args, budget, env, examples)
         if proc.returncode != 0:
             failures.append(_report(name, proc, server_log[mark:]))
+    # the user's login survived the fuzzing, so the user run was not just a run of 401s
+    r = httpx.post(
+        server.url + "/api/collections/users/auth-refresh",
+        headers={"Authorization": seeded["user_token"]},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
     assert not failures, "\n\n".join(failures)

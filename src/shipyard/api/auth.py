@@ -1,4 +1,5 @@
-"""Auth endpoints of auth collections (superusers for now): password login and refresh."""
+"""Auth endpoints of auth collections: password login, refresh, impersonation, and the
+account actions (verification, password reset, e-mail change), as PocketBase has them."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from shipyard.api.http import JSON, client_ip, parse_body, resolve_auth, services
+from shipyard.core import accounts
+from shipyard.core.accounts import require_own_collection
 from shipyard.core.errors import ApiError
 
 
@@ -26,8 +29,7 @@ async def auth_refresh(request: Request) -> Response:
     svc = services(request)
     c = svc.store.require(request.path_params["collection"])
     auth = await resolve_auth(request)
-    if auth.collection is None or auth.collection.id != c.id:
-        raise ApiError(401, "The request requires valid record authorization token.")
+    require_own_collection(auth, c)
     token, record = await svc.refresh(auth)
     return JSON({"token": token, "record": record})
 
@@ -45,10 +47,14 @@ async def impersonate(request: Request) -> Response:
 
 def _account_action(action: str) -> Any:
     async def handler(request: Request) -> Response:
-        from shipyard.core import accounts
-
         svc = services(request)
         c = svc.store.require(request.path_params["collection"])
+        if action == "request-email-change":
+            # the token is checked before the body is read, as PocketBase's middleware does
+            auth = await resolve_auth(request)
+            require_own_collection(auth, c)
+            await accounts.request_email_change(svc, c, auth, await parse_body(request))
+            return Response(status_code=204)
         body = await parse_body(request)
         if action == "request-verification":
             await accounts.request(svc, c, body, "verification")
@@ -56,6 +62,8 @@ def _account_action(action: str) -> Any:
             await accounts.request(svc, c, body, "passwordReset")
         elif action == "confirm-verification":
             await accounts.confirm_verification(svc, c, body)
+        elif action == "confirm-email-change":
+            await accounts.confirm_email_change(svc, c, body, client_ip(request))
         else:
             await accounts.confirm_password_reset(svc, c, body)
         return Response(status_code=204)
@@ -68,6 +76,8 @@ ACCOUNT_ACTIONS = (
     "confirm-verification",
     "request-password-reset",
     "confirm-password-reset",
+    "request-email-change",
+    "confirm-email-change",
 )
 
 

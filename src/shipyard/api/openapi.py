@@ -62,23 +62,66 @@ def _version() -> str:
 
 # ---------------------------------------------------------------------- access rules
 
+RULE_ACTIONS = ("list", "view", "create", "update", "delete")
+
+# what a rule expression does to a caller it does not match, per action
+_RULE_EFFECT = {
+    "list": "records it does not match are left out of the page",
+    "view": "a record it does not match answers 404",
+    "create": "a new record it does not match is refused with 400",
+    "update": "a record it does not match answers 404",
+    "delete": "a record it does not match answers 404",
+}
+
+
+def code_span(text: str) -> str:
+    """`text` as a Markdown code span, whatever backticks it holds."""
+    longest = run = 0
+    for ch in text:
+        run = run + 1 if ch == "`" else 0
+        longest = max(longest, run)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
 
 def rule_access(rule: str | None) -> str:
     """PocketBase's rule semantics in words: null locks to superusers, "" opens to everyone."""
     if rule is None:
-        return "superusers only"
+        return "superusers only (rule locked)"
     if rule.strip() == "":
         return "public (anyone, including guests)"
-    return f"filter `{rule}` (superusers bypass it)"
+    return f"{code_span(rule)} (superusers bypass it)"
 
 
-def _rule_ext(c: Collection, action: str) -> dict[str, Any]:
-    rule = c.rule(action)
-    return {"rule": f"{action}Rule", "expression": rule, "access": rule_access(rule)}
+def rule_extension(c: Collection, action: str) -> dict[str, Any]:
+    """`x-shipyard-rule`: the rule guarding an operation and its current expression."""
+    return {"name": f"{action}Rule", "expression": c.rule(action)}
 
 
-def _rule_text(c: Collection, action: str) -> str:
-    return f"Guarded by **{action}Rule**: {rule_access(c.rule(action))}."
+def rule_description(c: Collection, action: str) -> str:
+    """Which rule guards a record operation of `c`, with its current expression."""
+    name, rule = f"{action}Rule", c.rule(action)
+    if rule is None:
+        text = f"Guarded by {name}: superusers only (rule locked, `null`); anyone else gets 403."
+    elif rule.strip() == "":
+        text = f'Guarded by {name}: public (`""`): anyone may, guests included.'
+    else:
+        text = (
+            f"Guarded by {name}: {code_span(rule)}; {_RULE_EFFECT[action]}. Superusers bypass it."
+        )
+    if action == "update" and c.type == "auth":
+        manage = c.options.get("manageRule")
+        who = (
+            f"the manageRule {code_span(manage)}"
+            if isinstance(manage, str) and manage.strip()
+            else "superusers only (no manageRule)"
+        )
+        text += (
+            f" Changing `email` or `verified`, or setting a password without `oldPassword`, "
+            f"takes manage access: {who}."
+        )
+    return text
 
 
 # ---------------------------------------------------------------------- field schemas
@@ -593,8 +636,19 @@ def _body(schema: Schema, *, required: bool = True, form: bool = True) -> Schema
 
 _NO_CONTENT = {"204": {"description": "Done; no content."}}
 _SUPERUSER: list[Schema] = [{"Authorization": []}]
-_SUPERUSER_NOTE = "Superusers only."
-_SUPERUSER_EXT = {"rule": None, "expression": None, "access": "superusers only"}
+_SUPERUSER_NOTE = (
+    "Guarded by a superuser's token: superusers only (401 without a valid token, 403 with a "
+    "token of any other collection)."
+)
+
+# `x-shipyard-guard`: what lets a caller through, on every operation
+GUARD_PUBLIC = "public"  # anyone, guests included
+GUARD_SUPERUSER = "superuser"  # a superuser's auth token
+GUARD_OWN_TOKEN = "own-auth-token"  # the auth token of a record of the path's collection
+GUARD_IDENTITY_PASSWORD = "identity-password"  # login credentials in the body
+GUARD_EMAILED_TOKEN = "emailed-token"  # the token of a mailed link
+GUARD_EMAILED_TOKEN_AND_PASSWORD = "emailed-token-and-password"
+GUARD_RULE = "rule"  # the collection's API rule named in `x-shipyard-rule`
 
 
 # ---------------------------------------------------------------------- paths
@@ -615,6 +669,7 @@ def _system_paths() -> Schema:
                 "operationId": "health",
                 "summary": "Liveness with a database round trip",
                 "security": [{}],
+                "x-shipyard-guard": GUARD_PUBLIC,
                 "responses": health_responses,
             },
             "head": {
@@ -622,6 +677,7 @@ def _system_paths() -> Schema:
                 "operationId": "healthHead",
                 "summary": "Liveness for load balancers (no body)",
                 "security": [{}],
+                "x-shipyard-guard": GUARD_PUBLIC,
                 "responses": {
                     "200": {"description": "Healthy"},
                     "503": {"description": "The database is unreachable."},
@@ -634,6 +690,7 @@ def _system_paths() -> Schema:
                 "operationId": "openapi",
                 "summary": "This document",
                 "security": [{}],
+                "x-shipyard-guard": GUARD_PUBLIC,
                 "responses": _json_ok({"type": "object"}, "The OpenAPI 3.1 document"),
             }
         },
@@ -643,6 +700,7 @@ def _system_paths() -> Schema:
                 "operationId": "docs",
                 "summary": "Interactive API docs (Swagger UI)",
                 "security": [{}],
+                "x-shipyard-guard": GUARD_PUBLIC,
                 "responses": {
                     "200": {
                         "description": "HTML page",
@@ -661,7 +719,7 @@ def _superuser_op(op_id: str, summary: str, responses: Schema, **extra: Any) -> 
         "summary": summary,
         "description": _SUPERUSER_NOTE,
         "security": _SUPERUSER,
-        "x-shipyard-rule": _SUPERUSER_EXT,
+        "x-shipyard-guard": GUARD_SUPERUSER,
         "responses": responses,
         **extra,
     }
@@ -745,43 +803,209 @@ _AUTH_METHODS: Schema = {
     "required": ["password", "oauth2", "mfa", "otp"],
 }
 
+_EMAIL: Schema = {"type": "string", "minLength": 1, "maxLength": 255}
+_TOKEN: Schema = {
+    "type": "string",
+    "minLength": 1,
+    "description": "The token from the mailed link.",
+}
+
+
+def _object(props: Schema, required: list[str]) -> Schema:
+    return {"type": "object", "properties": props, "required": required}
+
+
+def _codes(field: str, *codes: str) -> str:
+    """`field`: `code`, `code` (note), … — a note after a code stays outside the code span."""
+    spans = []
+    for c in codes:
+        code, _, note = c.partition(" ")
+        spans.append(f"`{code}`" + (f" {note}" if note else ""))
+    return f"`{field}`: " + ", ".join(spans)
+
+
+def _validation_note(*fields: str) -> str:
+    return (
+        " A 400 lists the failing fields in `data` as `{code, message}` ("
+        + "; ".join(fields)
+        + ")."
+    )
+
+
+class _AccountAction:
+    """One account endpoint of auth collections: its body, guard and error statuses."""
+
+    def __init__(
+        self,
+        summary: str,
+        guard: str,
+        description: str,
+        body: Schema,
+        errors: tuple[int, ...],
+        security: list[Schema] | None = None,
+    ) -> None:
+        self.summary = summary
+        self.guard = guard
+        self.description = description
+        self.body = body
+        self.errors = errors
+        self.security = security or [{}]
+
+
+_ACCOUNT_ACTIONS: dict[str, _AccountAction] = {
+    "request-verification": _AccountAction(
+        "Mail a verification link",
+        GUARD_PUBLIC,
+        "Public: anyone may ask; the link goes to the address, so only its owner can use it. "
+        "Answers 204 whether or not the address belongs to an (unverified) account, so it "
+        "cannot reveal who has one. Template `verification` (docs/mail.md)."
+        + _validation_note(_codes("email", "validation_required")),
+        _object({"email": _EMAIL}, ["email"]),
+        (400, 404, 413),
+    ),
+    "confirm-verification": _AccountAction(
+        "Mark the account verified with the mailed token",
+        GUARD_EMAILED_TOKEN,
+        "Guarded by the mailed `verification` token (valid 1 day, dies when the address or "
+        "the password changes); no auth token needed."
+        + _validation_note(_codes("token", "validation_invalid_token")),
+        _object({"token": _TOKEN}, ["token"]),
+        (400, 404, 413),
+    ),
+    "request-password-reset": _AccountAction(
+        "Mail a password reset link",
+        GUARD_PUBLIC,
+        "Public: anyone may ask; the link goes to the address, so only its owner can use it. "
+        "Answers 204 whether or not the address has an account. Template `password-reset`."
+        + _validation_note(_codes("email", "validation_required")),
+        _object({"email": _EMAIL}, ["email"]),
+        (400, 404, 413),
+    ),
+    "confirm-password-reset": _AccountAction(
+        "Set a new password with the mailed token",
+        GUARD_EMAILED_TOKEN,
+        "Guarded by the mailed `passwordReset` token (valid 30 minutes, works once). Sets the "
+        "password, marks the address verified and rotates the tokenKey: every earlier auth "
+        "token stops working."
+        + _validation_note(
+            _codes("token", "validation_invalid_token"),
+            _codes(
+                "password",
+                "validation_required",
+                "validation_min_text_constraint",
+                "validation_max_text_constraint",
+            ),
+            _codes("passwordConfirm", "validation_values_mismatch"),
+        ),
+        _object(
+            {
+                "token": _TOKEN,
+                "password": {"type": "string", "minLength": 1, "writeOnly": True},
+                "passwordConfirm": {"type": "string", "minLength": 1, "writeOnly": True},
+            },
+            ["token", "password", "passwordConfirm"],
+        ),
+        (400, 404, 413),
+    ),
+    "request-email-change": _AccountAction(
+        "Mail a link confirming a new e-mail address",
+        GUARD_OWN_TOKEN,
+        "Guarded by the record's own auth token: 401 without a valid token, 403 with a token "
+        "of another collection (superusers included: they change addresses directly, and on "
+        "`_superusers` this answers 400). The mail (template `email-change`) goes to the new "
+        "address and carries an `emailChange` token valid 30 minutes; nothing changes until "
+        "it is confirmed."
+        + _validation_note(
+            _codes(
+                "newEmail",
+                "validation_required",
+                "validation_length_out_of_range",
+                "validation_is_email",
+                "validation_not_in_invalid (the current address)",
+                "validation_invalid_new_email (taken)",
+            )
+        ),
+        _object(
+            {"newEmail": {**_EMAIL, "format": "email", "description": "The new address."}},
+            ["newEmail"],
+        ),
+        (400, 401, 403, 404, 413),
+        security=[{"Authorization": []}],
+    ),
+    "confirm-email-change": _AccountAction(
+        "Switch to the new e-mail address with the mailed token and the password",
+        GUARD_EMAILED_TOKEN_AND_PASSWORD,
+        "Guarded by the mailed `emailChange` token together with the account's current "
+        "password; no auth token needed. Sets the new address, marks it verified and rotates "
+        "the tokenKey, so the link works once and every earlier auth token stops working. "
+        "Wrong passwords count as failed logins of the account: after too many, 429 with "
+        "`Retry-After`."
+        + _validation_note(
+            _codes(
+                "token",
+                "validation_required",
+                "validation_invalid_token_payload",
+                "validation_invalid_token",
+                "validation_token_collection_mismatch",
+                "validation_invalid_token_email (the address was taken meanwhile)",
+            ),
+            _codes(
+                "password",
+                "validation_required",
+                "validation_length_out_of_range",
+                "validation_invalid_password",
+            ),
+        ),
+        _object(
+            {
+                "token": _TOKEN,
+                "password": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 100,
+                    "writeOnly": True,
+                    "description": "The account's current password.",
+                },
+            },
+            ["token", "password"],
+        ),
+        (400, 404, 413, 429),
+    ),
+}
+
+
+def _where(c: Collection | None) -> str:
+    return f"`{c.name}`" if c else "an auth collection"
+
+
+def _suffix(c: Collection | None) -> str:
+    return f"_{c.name}" if c else ""
+
 
 def _auth_methods_op(c: Collection | None) -> Schema:
-    where = f"`{c.name}`" if c else "an auth collection"
     return {
         "tags": [c.name if c else "auth"],
-        "operationId": f"authMethods{'_' + c.name if c else ''}",
-        "summary": f"The ways to log in to {where}",
+        "operationId": f"authMethods{_suffix(c)}",
+        "summary": f"The ways to log in to {_where(c)}",
+        "description": "Public: no token needed. 404 when the collection is not an auth "
+        "collection.",
         "security": [{}],
+        "x-shipyard-guard": GUARD_PUBLIC,
         "responses": {**_json_ok(_AUTH_METHODS), **_errors(404)},
     }
 
 
-_ACCOUNT_OPS: dict[str, list[str]] = {
-    "request-verification": ["email"],
-    "confirm-verification": ["token"],
-    "request-password-reset": ["email"],
-    "confirm-password-reset": ["token", "password", "passwordConfirm"],
-}
-
-
-def _account_op(c: Collection | None, action: str, props: list[str]) -> Schema:
-    where = f"`{c.name}`" if c else "an auth collection"
+def _account_op(c: Collection | None, action: str, spec: _AccountAction) -> Schema:
     camel = "".join(p.capitalize() for p in action.split("-"))
     return {
         "tags": [c.name if c else "auth"],
-        "operationId": f"{camel[0].lower()}{camel[1:]}{'_' + c.name if c else ''}",
-        "summary": f"{action.replace('-', ' ').capitalize()} for a record of {where}",
-        "description": "Requests answer 204 whether or not the address has an account.",
-        "security": [{}],
-        "requestBody": _body(
-            {
-                "type": "object",
-                "properties": {p: {"type": "string"} for p in props},
-                "required": props,
-            }
-        ),
-        "responses": {"204": {"description": "Done."}, **_errors(400, 404, 413)},
+        "operationId": f"{camel[0].lower()}{camel[1:]}{_suffix(c)}",
+        "summary": f"{spec.summary} ({_where(c)})",
+        "description": spec.description,
+        "security": spec.security,
+        "x-shipyard-guard": spec.guard,
+        "requestBody": _body(spec.body),
+        "responses": {"204": {"description": "Done; no content."}, **_errors(*spec.errors)},
     }
 
 
@@ -790,12 +1014,16 @@ def shared_params(shared: Schema) -> list[Schema]:
 
 
 def _impersonate_op(c: Collection | None, login: Schema) -> Schema:
-    where = f"`{c.name}`" if c else "an auth collection"
     return {
         "tags": [c.name if c else "auth"],
-        "operationId": f"impersonate{'_' + c.name if c else ''}",
-        "summary": f"Superusers only: a non-refreshable token acting as a record of {where}",
+        "operationId": f"impersonate{_suffix(c)}",
+        "summary": f"Superusers only: a non-refreshable token acting as a record of {_where(c)}",
+        "description": "Guarded by a superuser's token: 401 without a valid token, 403 with "
+        "any other. The token lives `duration` seconds (default: the collection's token "
+        "duration) and cannot be refreshed."
+        + _validation_note(_codes("duration", "validation_invalid_duration")),
         "security": [{"Authorization": []}],
+        "x-shipyard-guard": GUARD_SUPERUSER,
         "requestBody": _body(
             {"type": "object", "properties": {"duration": {"type": "integer", "minimum": 0}}},
             required=False,
@@ -806,7 +1034,7 @@ def _impersonate_op(c: Collection | None, login: Schema) -> Schema:
 
 def _auth_ops(c: Collection | None) -> tuple[Schema, Schema]:
     """Password login and refresh, generic (any auth collection) or for one collection."""
-    suffix = f"_{c.name}" if c else ""
+    suffix = _suffix(c)
     tag = c.name if c else "auth"
     if c is None:
         response: Schema = _ref("AuthResponse")
@@ -816,13 +1044,21 @@ def _auth_ops(c: Collection | None) -> tuple[Schema, Schema]:
             "properties": {"token": {"type": "string"}, "record": _ref(f"{c.name}.AuthRecord")},
             "required": ["token", "record"],
         }
-    where = f"`{c.name}`" if c else "an auth collection"
+    where = _where(c)
     login = {
         "tags": [tag],
         "operationId": f"authWithPassword{suffix}",
         "summary": f"Log in to {where} with identity and password",
-        "description": "Returns a token to send as the `Authorization` header (raw or `Bearer `).",
+        "description": "Guarded by the identity (e-mail, or another identity field of the "
+        "collection) and its password; no token needed. Returns a token to send as the "
+        "`Authorization` header (raw or `Bearer `). Wrong credentials answer 400 `Failed to "
+        "authenticate.`; after too many failures for the identity or the client address, 429 "
+        "with `Retry-After`."
+        + _validation_note(
+            _codes("identity", "validation_required"), _codes("password", "validation_required")
+        ),
         "security": [{}],
+        "x-shipyard-guard": GUARD_IDENTITY_PASSWORD,
         "requestBody": _body(_ref("PasswordAuth")),
         "responses": {**_json_ok(response), **_errors(400, 404, 413, 429)},
     }
@@ -830,8 +1066,11 @@ def _auth_ops(c: Collection | None) -> tuple[Schema, Schema]:
         "tags": [tag],
         "operationId": f"authRefresh{suffix}",
         "summary": f"Exchange a valid token of {where} for a fresh one",
+        "description": "Guarded by the record's own auth token: 401 without a valid token, 403 "
+        "with a token of another collection or a non-refreshable (impersonation) token.",
         "security": [{"Authorization": []}],
-        "responses": {**_json_ok(response), **_errors(401, 404)},
+        "x-shipyard-guard": GUARD_OWN_TOKEN,
+        "responses": {**_json_ok(response), **_errors(401, 403, 404)},
     }
     return login, refresh
 
@@ -852,10 +1091,15 @@ def _record_ops(c: Collection | None) -> tuple[Schema, Schema]:
     def op(action: str, op_id: str, summary: str, responses: Schema, **extra: Any) -> Schema:
         out: Schema = {"tags": [tag], "operationId": op_id + suffix, "summary": summary}
         if c is not None:
-            out["description"] = _rule_text(c, action)
-            out["x-shipyard-rule"] = _rule_ext(c, action)
+            out["description"] = rule_description(c, action)
+            out["x-shipyard-rule"] = rule_extension(c, action)
         else:
-            out["description"] = f"Guarded by the collection's **{action}Rule**."
+            out["description"] = (
+                f"Guarded by {action}Rule of the named collection; each collection's own path "
+                "states its current expression."
+            )
+            out["x-shipyard-rule"] = {"name": f"{action}Rule"}
+        out["x-shipyard-guard"] = GUARD_RULE
         out["responses"] = responses
         out.update(extra)
         return out
@@ -918,6 +1162,22 @@ def _record_ops(c: Collection | None) -> tuple[Schema, Schema]:
     return collection_ops, record_ops
 
 
+_MODULE_TAGS = {"db": "Slow-query log and index advisor (superusers only)."}
+
+
+def _module_paths() -> Schema:
+    """Paths of route modules that describe themselves with `openapi_paths()`."""
+    out: Schema = {}
+    try:
+        from shipyard.api import db as db_api
+    except ImportError:
+        return out
+    describe = getattr(db_api, "openapi_paths", None)
+    if callable(describe):
+        out.update(describe())
+    return out
+
+
 def build_document(
     collections: list[Collection], settings: Settings, schema_version: int
 ) -> Schema:
@@ -928,7 +1188,11 @@ def build_document(
     tags: list[Schema] = [
         {"name": "system", "description": "Health and this documentation."},
         {"name": "collections", "description": "Schema management (superusers only)."},
-        {"name": "auth", "description": "Auth collections: password login and token refresh."},
+        {
+            "name": "auth",
+            "description": "Auth collections: password login, token refresh, impersonation, "
+            "and the verification, password reset and e-mail change flows.",
+        },
         {
             "name": "records",
             "description": "Records of any collection by name or id; per-collection tags "
@@ -942,8 +1206,8 @@ def build_document(
         paths[f"{prefix}/auth-with-password"] = {**shared, "post": login}
         paths[f"{prefix}/auth-refresh"] = {**shared, "post": refresh}
         paths[f"{prefix}/auth-methods"] = {**shared, "get": _auth_methods_op(c)}
-        for action, props in _ACCOUNT_OPS.items():
-            paths[f"{prefix}/{action}"] = {**shared, "post": _account_op(c, action, props)}
+        for action, spec in _ACCOUNT_ACTIONS.items():
+            paths[f"{prefix}/{action}"] = {**shared, "post": _account_op(c, action, spec)}
         imp_params = [
             *shared_params(shared),
             {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}},
@@ -959,6 +1223,13 @@ def build_document(
         paths[f"{prefix}/records"] = {**({"parameters": shared} if shared else {}), **coll_ops}
         paths[f"{prefix}/records/{{id}}"] = {"parameters": [*shared, _param("id")], **rec_ops}
 
+    for path, item in _module_paths().items():
+        paths[path] = item
+        for op in item.values():
+            for tag in op.get("tags", []) if isinstance(op, dict) else []:
+                if all(t["name"] != tag for t in tags):
+                    tags.append({"name": tag, "description": _MODULE_TAGS.get(tag, "")})
+
     generic = "/api/collections/{collection}"
     add_auth(generic, None)
     add_records(generic, None)
@@ -968,10 +1239,7 @@ def build_document(
         schemas[f"{c.name}.List"] = _list_schema(_ref(f"{c.name}.Record"), f"`{c.name}` records")
         schemas[f"{c.name}.Create"] = record_body_schema(c, create=True)
         schemas[f"{c.name}.Update"] = record_body_schema(c, create=False)
-        rules = "; ".join(
-            f"{a}Rule: {rule_access(c.rule(a))}"
-            for a in ("list", "view", "create", "update", "delete")
-        )
+        rules = "; ".join(f"{a}Rule: {rule_access(c.rule(a))}" for a in RULE_ACTIONS)
         tags.append({"name": c.name, "description": f"`{c.type}` collection `{c.id}`. {rules}."})
         prefix = f"/api/collections/{c.name}"
         if c.type == "auth":

@@ -1,22 +1,30 @@
-"""Account mails of auth collections: e-mail verification and password reset.
+"""Account mails of auth collections: e-mail verification, password reset and e-mail change.
 
 The links carry purpose tokens (JWTs with `type` = the purpose) signed with the record's
-tokenKey among the key material: a password reset rotates the tokenKey, so each reset link
-works once. Requests always answer the same whether or not the address exists, so they
+tokenKey among the key material: a password or e-mail change rotates the tokenKey, so each
+reset or e-mail change link works once and dies with every session. Requests for
+verification and reset always answer the same whether or not the address exists, so they
 cannot be used to find out who has an account.
+
+The e-mail change follows PocketBase: the record asks with its own token
+(`request-email-change`, `{newEmail}`), the mail goes to the new address, and
+`confirm-email-change` (`{token, password}`) sets it once the account's password confirms.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from typing import TYPE_CHECKING, Any, Literal
 
 import jwt
 
-from shipyard.core.collections import Collection
-from shipyard.core.errors import ApiError, bad_request
-from shipyard.core.mails import mailer_from_settings, send_auth_mail
+from shipyard.core.auth import Auth, verify_password
+from shipyard.core.collections import SUPERUSERS, Collection
+from shipyard.core.errors import ApiError, bad_request, forbidden, unauthorized
+from shipyard.core.fields import EMAIL_RE
+from shipyard.core.mails import MailKind, mailer_from_settings, send_auth_mail
 from shipyard.core.superusers import system_actor
 from shipyard.tools.mailer import MailError
 
@@ -24,9 +32,16 @@ if TYPE_CHECKING:
     from shipyard.core.services import Services
 
 log = logging.getLogger("shipyard.accounts")
-Purpose = Literal["verification", "passwordReset"]
-DURATIONS: dict[str, int] = {"verification": 259200, "passwordReset": 1800}  # as PocketBase
-_MAIL_KIND = {"verification": "verification", "passwordReset": "password-reset"}
+Purpose = Literal["verification", "passwordReset", "emailChange"]
+# token lifetimes in seconds, PocketBase's defaults
+DURATIONS: dict[str, int] = {"verification": 86400, "passwordReset": 1800, "emailChange": 1800}
+_MAIL_KIND: dict[Purpose, MailKind] = {
+    "verification": "verification",
+    "passwordReset": "password-reset",
+    "emailChange": "email-change",
+}
+_VALIDATION = "An error occurred while validating the submitted data."
+_LOADING = "An error occurred while loading the submitted data."
 
 
 def _key(svc: Services, coll: Collection, purpose: str, token_key: str) -> str:
@@ -34,13 +49,20 @@ def _key(svc: Services, coll: Collection, purpose: str, token_key: str) -> str:
     return f"{svc.settings.secret_key}{secret}:{purpose}:{token_key}"
 
 
-def purpose_token(svc: Services, coll: Collection, rec: dict[str, Any], purpose: Purpose) -> str:
+def purpose_token(
+    svc: Services,
+    coll: Collection,
+    rec: dict[str, Any],
+    purpose: Purpose,
+    extra: dict[str, Any] | None = None,
+) -> str:
     claims = {
         "id": rec["id"],
         "collectionId": coll.id,
         "email": rec.get("email", ""),
         "type": purpose,
         "exp": int(time.time()) + DURATIONS[purpose],
+        **(extra or {}),
     }
     return jwt.encode(claims, _key(svc, coll, purpose, rec.get("tokenKey", "")), algorithm="HS256")
 
@@ -54,10 +76,40 @@ def _email(body: dict[str, Any]) -> str:
     email = body.get("email")
     if not isinstance(email, str) or not email.strip() or len(email) > 255:
         raise bad_request(
-            "An error occurred while validating the submitted data.",
+            _VALIDATION,
             {"email": {"code": "validation_required", "message": "Cannot be blank."}},
         )
     return email.strip()
+
+
+def _mail_record(coll: Collection, rec: dict[str, Any]) -> dict[str, Any]:
+    """What the mail templates may show of a record: no hidden field (as PocketBase)."""
+    hidden = {f.name for f in coll.fields if f.hidden}
+    return {k: v for k, v in rec.items() if k not in hidden}
+
+
+async def _send(
+    svc: Services,
+    coll: Collection,
+    rec: dict[str, Any],
+    purpose: Purpose,
+    token: str,
+    failure: str,
+    to: str | None = None,
+) -> None:
+    try:
+        await send_auth_mail(
+            mailer_from_settings(svc.settings),
+            _MAIL_KIND[purpose],
+            svc.settings,
+            coll.name,
+            _mail_record(coll, rec),
+            token,
+            to=to,
+        )
+    except MailError as exc:
+        log.error("could not send the %s mail: %s", purpose, exc)
+        raise bad_request(failure) from None
 
 
 async def request(svc: Services, coll: Collection, body: dict[str, Any], purpose: Purpose) -> None:
@@ -69,28 +121,32 @@ async def request(svc: Services, coll: Collection, body: dict[str, Any], purpose
     if rec is None or (purpose == "verification" and rec.get("verified")):
         return
     token = purpose_token(svc, coll, rec, purpose)
-    try:
-        await send_auth_mail(
-            mailer_from_settings(svc.settings),
-            _MAIL_KIND[purpose],  # type: ignore[arg-type]
-            svc.settings,
-            coll.name,
-            rec,
-            token,
-        )
-    except MailError as exc:
-        log.error("could not send the %s mail: %s", purpose, exc)
-        raise bad_request("Failed to send the e-mail; try again later.") from None
+    await _send(svc, coll, rec, purpose, token, "Failed to send the e-mail; try again later.")
 
 
 _INVALID = {"token": {"code": "validation_invalid_token", "message": "Invalid or expired token."}}
+
+
+def _verified_claims(
+    svc: Services, coll: Collection, token: str, purpose: Purpose, rec: dict[str, Any]
+) -> bool:
+    try:
+        jwt.decode(
+            token,
+            _key(svc, coll, purpose, rec.get("tokenKey", "")),
+            algorithms=["HS256"],
+            options={"require": ["exp"]},
+        )
+    except jwt.PyJWTError:
+        return False
+    return True
 
 
 async def _record_of(
     svc: Services, coll: Collection, token: Any, purpose: Purpose
 ) -> dict[str, Any]:
     if not isinstance(token, str) or not token:
-        raise bad_request("An error occurred while validating the submitted data.", _INVALID)
+        raise bad_request(_VALIDATION, _INVALID)
     try:
         claims = jwt.decode(token, options={"verify_signature": False})
     except jwt.PyJWTError:
@@ -105,15 +161,8 @@ async def _record_of(
     rec = await svc.auth_record_by(coll, "id", claims["id"])
     if rec is None or rec.get("email") != claims.get("email"):
         raise bad_request("Invalid or expired token.", _INVALID)
-    try:
-        jwt.decode(
-            token,
-            _key(svc, coll, purpose, rec.get("tokenKey", "")),
-            algorithms=["HS256"],
-            options={"require": ["exp"]},
-        )
-    except jwt.PyJWTError:
-        raise bad_request("Invalid or expired token.", _INVALID) from None
+    if not _verified_claims(svc, coll, token, purpose, rec):
+        raise bad_request("Invalid or expired token.", _INVALID)
     return rec
 
 
@@ -135,3 +184,179 @@ async def confirm_password_reset(svc: Services, coll: Collection, body: dict[str
         "verified": True,
     }
     await svc.records.update(coll, rec["id"], change, system_actor(svc), {})
+
+
+# ---------------------------------------------------------------------- e-mail change
+
+
+def require_own_collection(auth: Auth, coll: Collection) -> None:
+    """PocketBase's RequireSameCollectionContextAuth: 401 without a valid token, 403 with a
+    token of another collection (a superuser's token included)."""
+    if auth.collection is None:
+        raise unauthorized()
+    if auth.collection.id != coll.id:
+        raise forbidden(f"The request requires auth record from {auth.collection.name} collection.")
+
+
+def _no_superusers(coll: Collection) -> None:
+    if coll.name == SUPERUSERS:
+        raise bad_request("All superusers can change their emails directly.")
+
+
+def _error(code: str, message: str) -> dict[str, str]:
+    return {"code": code, "message": message}
+
+
+def _strings(body: dict[str, Any], *names: str) -> list[str]:
+    """The named body values as strings ("" when absent); another type is a 400, as
+    PocketBase's form binding answers."""
+    out = []
+    for name in names:
+        value = body.get(name)
+        if value is None:
+            value = ""
+        if not isinstance(value, str):
+            raise bad_request(_LOADING)
+        out.append(value)
+    return out
+
+
+async def request_email_change(
+    svc: Services, coll: Collection, auth: Auth, body: dict[str, Any]
+) -> None:
+    """Mail a confirmation link to the new address. Only the record itself may ask: its own
+    token is required (401 without one, 403 with a token of another collection)."""
+    require_own_collection(auth, coll)
+    _auth_collection(coll)
+    _no_superusers(coll)
+    (new_email,) = _strings(body, "newEmail")
+    # PocketBase's checks in its order; the first failing one is reported
+    problem: dict[str, Any] | None = None
+    if new_email == "":
+        problem = _error("validation_required", "Cannot be blank.")
+    elif len(new_email) > 255:
+        problem = {
+            **_error("validation_length_out_of_range", "The length must be between 1 and 255."),
+            "params": {"max": 255, "min": 1},
+        }
+    elif not EMAIL_RE.match(new_email):
+        problem = _error("validation_is_email", "Must be a valid email address.")
+    elif new_email == auth.record.get("email"):
+        problem = _error("validation_not_in_invalid", "Must not be in list.")
+    else:
+        other = await svc.auth_record_by(coll, "email", new_email)
+        if other is not None and other["id"] != auth.id:
+            problem = _error("validation_invalid_new_email", "Invalid new email address.")
+    if problem is not None:
+        raise bad_request(_VALIDATION, {"newEmail": problem})
+    rec = await svc.auth_record_by(coll, "id", auth.id)
+    if rec is None:  # deleted since its token was checked
+        raise unauthorized()
+    token = purpose_token(svc, coll, rec, "emailChange", {"newEmail": new_email})
+    await _send(svc, coll, rec, "emailChange", token, "Failed to request email change.", new_email)
+
+
+class _TokenProblem(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.error = _error(code, message)
+
+
+_INVALID_TOKEN = ("validation_invalid_token", "Invalid or expired token.")
+
+
+async def _email_change_of(
+    svc: Services, coll: Collection, token: str
+) -> tuple[dict[str, Any], str]:
+    """The record and the new address of a valid e-mail change token; raises _TokenProblem
+    with PocketBase's error code otherwise."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        claims = {}
+    if not isinstance(claims, dict):
+        claims = {}
+    new_email = claims.get("newEmail")
+    if not isinstance(new_email, str) or not new_email:
+        raise _TokenProblem(
+            "validation_invalid_token_payload", "Invalid token payload - newEmail must be set."
+        )
+    rid, cid = claims.get("id"), claims.get("collectionId")
+    if claims.get("type") != "emailChange" or not isinstance(rid, str) or not isinstance(cid, str):
+        raise _TokenProblem(*_INVALID_TOKEN)
+    owner = coll if cid == coll.id else svc.store.get(cid)
+    if owner is None or owner.type != "auth":
+        raise _TokenProblem(*_INVALID_TOKEN)
+    rec = await svc.auth_record_by(owner, "id", rid)
+    if rec is None or not _verified_claims(svc, owner, token, "emailChange", rec):
+        raise _TokenProblem(*_INVALID_TOKEN)
+    if owner.id != coll.id:
+        raise _TokenProblem(
+            "validation_token_collection_mismatch",
+            "The provided token is for different auth collection.",
+        )
+    # the old address must still be the record's: a link dies once the address changed
+    if rec.get("email") != claims.get("email"):
+        raise _TokenProblem(*_INVALID_TOKEN)
+    if await svc.auth_record_by(coll, "email", new_email) is not None:
+        raise _TokenProblem("validation_invalid_token_email", "The new email address is invalid.")
+    return rec, new_email
+
+
+async def confirm_email_change(
+    svc: Services, coll: Collection, body: dict[str, Any], ip: str = ""
+) -> None:
+    """Set the new address once the token and the account's current password check out;
+    the record becomes verified (the mail reached the new address) and its tokenKey is
+    rotated, so the link and every session issued before die. Wrong passwords count as
+    failed logins of the account (brute-force protection, 429 once blocked)."""
+    _auth_collection(coll)
+    _no_superusers(coll)
+    token, password = _strings(body, "token", "password")
+    errors: dict[str, Any] = {}
+    rec: dict[str, Any] | None = None
+    new_email = ""
+    if token == "":
+        errors["token"] = _error("validation_required", "Cannot be blank.")
+    else:
+        try:
+            rec, new_email = await _email_change_of(svc, coll, token)
+        except _TokenProblem as problem:
+            errors["token"] = problem.error
+    invalid_password = _error(
+        "validation_invalid_password", "Missing or invalid auth record password."
+    )
+    if password == "":
+        errors["password"] = _error("validation_required", "Cannot be blank.")
+    elif len(password) > 100:
+        errors["password"] = {
+            **_error("validation_length_out_of_range", "The length must be between 1 and 100."),
+            "params": {"max": 100, "min": 1},
+        }
+    elif rec is None:
+        errors["password"] = invalid_password
+    else:
+        id_key = f"login:id:{coll.id}:{str(rec.get('email', '')).strip().lower()}"
+        ip_key = f"login:ip:{ip}"
+        await svc._refuse_if_blocked(id_key, ip_key)
+        if verify_password(rec.get("password", ""), password):
+            await svc.attempts.reset([id_key])
+        else:
+            await svc.attempts.record_failure([id_key, ip_key], svc.settings.auth_failure_window)
+            errors["password"] = invalid_password
+    if errors:
+        raise bad_request(_VALIDATION, errors)
+    assert rec is not None
+    try:
+        await svc.records.update(
+            coll, rec["id"], {"email": new_email, "verified": True}, system_actor(svc), {}
+        )
+    except ApiError as exc:
+        if exc.status != 400:
+            raise
+        raise bad_request("Failed to confirm email change.", exc.data) from None
+    # a new signing key: this link, other links and every token issued so far stop working
+    await svc.db.execute(
+        f'UPDATE "{coll.table}" SET "tokenKey" = ? WHERE "id" = ?',
+        (secrets.token_urlsafe(38)[:50], rec["id"]),
+    )

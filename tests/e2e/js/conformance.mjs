@@ -781,6 +781,44 @@ test("users: sign up, log in, refresh, and see only their own records", async (t
   assert.equal(await ann.client.collection(NOTES).delete(note.id), true);
 });
 
+test("users: requestEmailChange() needs the record's own token and a free, valid address", async (t) => {
+  if (!needs(t, "users")) return;
+  const clients = {};
+  for (const name of ["carl", "dana"]) {
+    const client = new PocketBase(BASE_URL);
+    const email = `${name}_${SUFFIX}@example.com`;
+    await client
+      .collection(USERS)
+      .create({ email, password: "user-pass-123", passwordConfirm: "user-pass-123" });
+    await client.collection(USERS).authWithPassword(email, "user-pass-123");
+    clients[name] = { client, email };
+  }
+  const { carl, dana } = clients;
+  const fresh = `carl_new_${SUFFIX}@example.com`;
+  await expectApiError(anon.collection(USERS).requestEmailChange(fresh), 401, "requestEmailChange as a guest");
+  await expectApiError(pb.collection(USERS).requestEmailChange(fresh), 403, "requestEmailChange as a superuser");
+  for (const [value, code] of [
+    ["", "validation_required"],
+    ["not-an-address", "validation_is_email"],
+    [carl.email, "validation_not_in_invalid"],
+    [dana.email, "validation_invalid_new_email"],
+  ]) {
+    const what = `requestEmailChange(${JSON.stringify(value)})`;
+    const err = await expectApiError(carl.client.collection(USERS).requestEmailChange(value), 400, what);
+    assert.equal(err.response.data.newEmail?.code, code, `${what}: ${JSON.stringify(err.response)}`);
+  }
+  const err = await expectApiError(
+    anon.collection(USERS).confirmEmailChange("not-a-token", "user-pass-123"),
+    400,
+    "confirmEmailChange with a bad token",
+  );
+  assert.equal(err.response.data.token?.code, "validation_invalid_token_payload");
+  assert.equal(err.response.data.password?.code, "validation_invalid_password");
+  // nothing changed: the session still works
+  const again = await carl.client.collection(USERS).authRefresh();
+  assert.equal(again.record.email, carl.email);
+});
+
 test("users: collections.delete() drops them", async (t) => {
   if (!needs(t, "users")) return;
   assert.equal(await pb.collections.delete(NOTES), true);
