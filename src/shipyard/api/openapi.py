@@ -8,6 +8,8 @@ version moves and is kept as encoded bytes, so serving it costs a dictionary loo
 
 from __future__ import annotations
 
+import importlib
+
 import html
 from importlib import metadata
 from pathlib import Path
@@ -1169,7 +1171,7 @@ def _module_paths() -> Schema:
     """Paths of route modules that describe themselves with `openapi_paths()`."""
     out: Schema = {}
     try:
-        from shipyard.api import db as db_api
+        db_api = importlib.import_module("shipyard.api.db")
     except ImportError:
         return out
     describe = getattr(db_api, "openapi_paths", None)
