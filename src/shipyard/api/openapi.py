@@ -8,9 +8,8 @@ version moves and is kept as encoded bytes, so serving it costs a dictionary loo
 
 from __future__ import annotations
 
-import importlib
-
 import html
+import importlib
 from importlib import metadata
 from pathlib import Path
 from typing import Any
