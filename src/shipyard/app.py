@@ -12,12 +12,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from shipyard.api import auth, collections, health, records
+from shipyard.api import db as db_api
 from shipyard.api.gateway import Gateway
 from shipyard.api.http import JSON, error_response
-from shipyard.core.errors import ApiError, bad_value
+from shipyard.core.errors import ApiError, bad_value, too_slow
 from shipyard.core.services import Services
 from shipyard.settings import Settings, load_settings
-from shipyard.tools.db import DataValueError
+from shipyard.tools.db import DataValueError, QueryTimeout
 
 log = logging.getLogger("shipyard")
 
@@ -38,6 +39,11 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _data_value_error(request: Request, exc: Exception) -> Response:
     return error_response(bad_value())
+
+
+async def _query_timeout(request: Request, exc: Exception) -> Response:
+    log.warning("statement timeout on %s %s", request.method, request.url.path)
+    return error_response(too_slow())
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
@@ -66,6 +72,7 @@ def create_app(settings: Settings | None = None) -> Gateway:
             await svc.close()
 
     routes = [*health.routes, *auth.routes, *collections.routes, *records.routes]
+    routes += db_api.routes
     with contextlib.suppress(ImportError):
         from shipyard.api import openapi
 
@@ -77,6 +84,7 @@ def create_app(settings: Settings | None = None) -> Gateway:
             ApiError: _api_error,
             HTTPException: _http_error,
             DataValueError: _data_value_error,
+            QueryTimeout: _query_timeout,
             Exception: _server_error,
         },
     )

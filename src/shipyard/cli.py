@@ -1,4 +1,4 @@
-"""The `shipyard` command: serve, migrate, superuser, demo."""
+"""The `shipyard` command: serve, migrate, superuser, db, demo."""
 
 from __future__ import annotations
 
@@ -164,6 +164,85 @@ def superuser_delete(email: str) -> None:
 
     _run(_settings(), lambda svc: superusers.delete(svc, email))
     click.echo(f"superuser {email} deleted")
+
+
+@main.group()
+def db() -> None:
+    """Database performance: the slow-query log and the index advisor."""
+
+
+@db.command("advise")
+@click.option("--top", default=20, show_default=True, help="How many slow shapes to explain.")
+@click.option(
+    "--by",
+    type=click.Choice(["total", "max", "avg", "calls"]),
+    default="total",
+    show_default=True,
+    help="Slowest by total, max or average time, or by number of calls.",
+)
+@click.option("--apply", "do_apply", is_flag=True, help="Create the proposed indexes.")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def db_advise(top: int, by: str, do_apply: bool, as_json: bool) -> None:
+    """Explain the slowest recorded queries and propose indexes (docs/performance.md)."""
+    from shipyard.core import advise
+
+    async def go(svc: Any) -> tuple[Any, list[str] | None]:
+        rep = await advise.report(svc, top=top, by=by)
+        applied = None
+        if do_apply:
+            applied = await advise.apply(svc.store, [p.index for p in rep.proposals])
+        return rep, applied
+
+    rep, applied = _run(_settings(), go)
+    if as_json:
+        import orjson
+
+        out = rep.to_dict()
+        if applied is not None:
+            out["applied"] = applied
+        click.echo(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
+        return
+    _print_advice(rep, applied)
+
+
+def _print_advice(rep: Any, applied: list[str] | None) -> None:
+    if not rep.items:
+        click.echo(
+            f"No slow queries recorded (SHIPYARD_SLOW_QUERY_MS={rep.threshold_ms:g}; 0 is off)."
+        )
+    for n, item in enumerate(rep.items, start=1):
+        sh = item.shape
+        click.echo(
+            f"{n}. {sh.calls} calls, total {sh.total_ms:.1f} ms, max {sh.max_ms:.1f} ms, "
+            f"avg {sh.avg_ms:.1f} ms, rows {sh.rows}"
+        )
+        sql = sh.sql if len(sh.sql) <= 300 else sh.sql[:300] + "…"
+        click.echo(f"   {sql}")
+        for line in item.plan:
+            click.echo(f"   | {line}")
+        if item.error:
+            click.echo(f"   (no plan: {item.error})")
+        for p in item.proposals:
+            click.echo(f"   -> {p.index}")
+    if rep.proposals:
+        click.echo("\nProposed indexes:")
+        for p in rep.proposals:
+            click.echo(
+                f"  {p.index}  -- {p.reason} ({len(p.shapes)} shape(s), {p.total_ms:.0f} ms)"
+            )
+    if applied is not None:
+        click.echo(f"\napplied {len(applied)} index(es)" + "".join(f"\n  {i}" for i in applied))
+    elif rep.proposals:
+        click.echo("\nRun `shipyard db advise --apply` to add them to their collections.")
+
+
+@db.command("reset")
+def db_reset() -> None:
+    """Forget the recorded slow-query shapes."""
+    from shipyard.core import advise
+
+    n = _run(_settings(), advise.reset)
+    click.echo(f"forgot {n} slow query shape(s)")
 
 
 @main.command()

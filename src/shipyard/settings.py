@@ -37,6 +37,9 @@ class Settings:
     db_pool_min: int = 1
     db_pool_max: int = 10
     db_pool_timeout: float = 10.0
+    db_pool_max_idle: float = 600.0  # seconds an unused pooled connection lives above the minimum
+    db_statement_timeout_ms: int = 30000  # PostgreSQL statement_timeout per statement; 0: none
+    slow_query_ms: float = 100.0  # statements at least this slow are logged and counted; 0: off
     sqlite_busy_timeout_ms: int = 5000
     superuser_token_duration: int = 86400  # seconds
     log_level: str = "info"
@@ -183,6 +186,12 @@ def _validate(s: Settings) -> None:
         raise SettingsError("SHIPYARD_DEFAULT_PER_PAGE: must not exceed SHIPYARD_MAX_PER_PAGE")
     if s.db_pool_min < 0 or s.db_pool_min > s.db_pool_max:
         raise SettingsError("SHIPYARD_DB_POOL_MIN: must be between 0 and SHIPYARD_DB_POOL_MAX")
+    if not s.db_pool_max_idle > 0:
+        raise SettingsError("SHIPYARD_DB_POOL_MAX_IDLE: must be greater than 0")
+    if s.db_statement_timeout_ms < 0:
+        raise SettingsError("SHIPYARD_DB_STATEMENT_TIMEOUT_MS: must be 0 (no limit) or more")
+    if not s.slow_query_ms >= 0:  # also refuses nan
+        raise SettingsError("SHIPYARD_SLOW_QUERY_MS: must be 0 (off) or more milliseconds")
     if s.database_url and not (s.is_postgres or s.database_url.startswith("sqlite:")):
         raise SettingsError(
             "SHIPYARD_DATABASE_URL: must start with postgresql:// (or sqlite:///path), "

@@ -906,7 +906,10 @@ def test_huge_input_fails_fast_without_recursion(world: World) -> None:
         ("data:length = 1", '":length" cannot be used with the JSON field "data"'),
         ("title:isset = true", '":isset" can only be used with @request.body fields'),
         ("@request.body.title:changed = 1", '":changed" can only be compared with true or false'),
-        ("@request.body.title:changed ~ true", '":changed" can only be compared with true or false'),
+        (
+            "@request.body.title:changed ~ true",
+            '":changed" can only be compared with true or false',
+        ),
         ("@request.auth.id:changed = true", '":changed" can only be used with top-level'),
         ("@request.body.a.b:changed = true", '":changed" can only be used with top-level'),
         ("title:lower:lower = 1", "a modifier can only end an identifier"),

@@ -18,10 +18,10 @@ from starlette.types import Receive, Scope, Send
 from shipyard.api.http import token_from_header
 from shipyard.core.auth import ANONYMOUS
 from shipyard.core.cache import etag_of
-from shipyard.core.errors import ApiError, bad_value
+from shipyard.core.errors import ApiError, bad_value, too_slow
 from shipyard.core.records import REQUEST_HEADERS, rule_headers
 from shipyard.core.services import Services
-from shipyard.tools.db import DataValueError
+from shipyard.tools.db import DataValueError, QueryTimeout
 
 log = logging.getLogger("shipyard.api")
 _PREFIX = "/api/collections/"
@@ -117,9 +117,12 @@ class Gateway:
             ]
             if if_none_match is not None and _etag_matches(if_none_match, etag):
                 status, body = 304, b""
-        except (ApiError, DataValueError) as exc:
+        except (ApiError, DataValueError, QueryTimeout) as exc:
             if isinstance(exc, DataValueError):
                 exc = bad_value()
+            elif isinstance(exc, QueryTimeout):
+                log.warning("statement timeout on GET %s", scope["path"])
+                exc = too_slow()
             status, body = exc.status, orjson.dumps(exc.to_dict())
             headers += [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
         except Exception:

@@ -46,6 +46,12 @@ def bad_value() -> ApiError:
     )
 
 
+def too_slow() -> ApiError:
+    """The database cancelled a statement at its time limit: the server is not broken,
+    the request asked for too much (or the database is overloaded)."""
+    return ApiError(503, "The request took too long to process; try again or narrow it.")
+
+
 def too_large(limit: int) -> ApiError:
     return ApiError(413, f"Request entity too large (the limit is {limit} bytes).")
 

@@ -25,6 +25,7 @@ from shipyard.tools.attempts import AttemptLimiter
 from shipyard.tools.db import Database
 from shipyard.tools.dbwatch import WatchedDatabase
 from shipyard.tools.redisclient import ResilientRedis
+from shipyard.tools.slowlog import SlowQueryLog
 
 
 async def _no_cache(tables: set[str]) -> None:
@@ -40,19 +41,26 @@ class Services:
     attempts: AttemptLimiter
     cache: ResponseCache
     redis: ResilientRedis | None = None
+    slowlog: SlowQueryLog | None = None
 
     @classmethod
     async def open(cls, settings: Settings) -> Services:
         from shipyard.tools.db import connect
 
+        slowlog = SlowQueryLog(settings.slow_query_ms)
         db = await connect(
             settings.database_url,
             settings.sqlite_path,
+            timer=slowlog.timer,
             min_size=settings.db_pool_min,
             max_size=settings.db_pool_max,
             timeout=settings.db_pool_timeout,
+            max_idle=settings.db_pool_max_idle,
+            statement_timeout_ms=settings.db_statement_timeout_ms,
             busy_timeout_ms=settings.sqlite_busy_timeout_ms,
         )
+        # the log writes `_slow_queries` on the raw database: its writes invalidate no cache
+        await slowlog.start(db)
         redis = (
             ResilientRedis(
                 settings.redis_url, settings.redis_timeout, settings.redis_retry_interval
@@ -78,9 +86,12 @@ class Services:
             attempts=attempts,
             cache=cache,
             redis=redis,
+            slowlog=slowlog,
         )
 
     async def close(self) -> None:
+        if self.slowlog is not None:
+            await self.slowlog.close()
         await self.store.close()
         await self.db.close()
         if self.redis is not None:

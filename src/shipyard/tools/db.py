@@ -4,6 +4,9 @@ SQL is written once with `?` placeholders and double-quoted identifiers, which b
 accept (PostgreSQL gets `?` rewritten to `%s`). SQLite runs synchronously inside the
 coroutine: DESIGN.md measured aiosqlite at half the throughput of plain sqlite3, and a
 local SQLite query is faster than a thread hop. PostgreSQL uses psycopg's async pool.
+
+Every statement is timed with two `perf_counter()` calls; only one slower than the optional
+`QueryTimer`'s threshold costs anything more (see tools/slowlog.py, docs/performance.md).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from functools import lru_cache
 from pathlib import Path
+from time import perf_counter
 from typing import Any, Protocol
 
 Row = tuple[Any, ...]
@@ -31,6 +35,22 @@ class IntegrityError(DatabaseError):
 
 class DataValueError(DatabaseError):
     """The engine cannot hold a value (PostgreSQL class 22: NUL in text, out of range…)."""
+
+
+class QueryTimeout(DatabaseError):
+    """The engine cancelled a statement that ran past its time limit (statement_timeout)."""
+
+
+class QueryTimer(Protocol):
+    """Told about every statement that took `threshold` seconds or more (the slow-query log).
+
+    `slow` runs on the hot path of a slow statement: it must be cheap and must never raise.
+    `rows` is the row count (fetched rows, or the rows a write changed), -1 when it failed.
+    """
+
+    threshold: float  # seconds
+
+    def slow(self, sql: str, seconds: float, rows: int) -> None: ...
 
 
 class Executor(Protocol):
@@ -59,28 +79,65 @@ class Database(Executor, Protocol):
 class _SQLiteTx:
     dialect = "sqlite"
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, timer: QueryTimer | None = None) -> None:
         self._conn = conn
+        self.timer = timer
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
-        return _sqlite_call(self._conn, sql, params, "all")
+        return _sqlite_call(self._conn, sql, params, "all", self.timer)
 
     async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
-        return _sqlite_call(self._conn, sql, params, "one")
+        return _sqlite_call(self._conn, sql, params, "one", self.timer)
 
     async def execute(self, sql: str, params: Params = ()) -> int:
-        return _sqlite_call(self._conn, sql, params, "exec")
+        return _sqlite_call(self._conn, sql, params, "exec", self.timer)
 
     async def executemany(self, sql: str, rows: Sequence[Params]) -> None:
+        start = perf_counter()
         try:
             self._conn.executemany(sql, rows)
         except sqlite3.IntegrityError as exc:
             raise IntegrityError(str(exc)) from exc
         except sqlite3.Error as exc:
             raise DatabaseError(str(exc)) from exc
+        _timed(self.timer, sql, start, len(rows))
 
 
-def _sqlite_call(conn: sqlite3.Connection, sql: str, params: Params, mode: str) -> Any:
+def _timed(timer: QueryTimer | None, sql: str, start: float, rows: int) -> None:
+    """Report the statement to the timer if it took at least its threshold."""
+    if timer is not None:
+        elapsed = perf_counter() - start
+        if elapsed >= timer.threshold:
+            timer.slow(sql, elapsed, rows)
+
+
+def _row_count(out: Any, mode: str) -> int:
+    if mode == "all":
+        return len(out)
+    if mode == "one":
+        return 0 if out is None else 1
+    return int(out)
+
+
+def _sqlite_call(
+    conn: sqlite3.Connection, sql: str, params: Params, mode: str, timer: QueryTimer | None
+) -> Any:
+    if timer is None:
+        return _sqlite_run(conn, sql, params, mode)
+    start = perf_counter()
+    out: Any = None
+    ok = False
+    try:
+        out = _sqlite_run(conn, sql, params, mode)
+        ok = True
+        return out
+    finally:
+        elapsed = perf_counter() - start
+        if elapsed >= timer.threshold:
+            timer.slow(sql, elapsed, _row_count(out, mode) if ok else -1)
+
+
+def _sqlite_run(conn: sqlite3.Connection, sql: str, params: Params, mode: str) -> Any:
     try:
         cur = conn.execute(sql, params)
         if mode == "all":
@@ -103,7 +160,9 @@ class SQLiteDatabase(_SQLiteTx):
     awaits) needs the lock: other coroutines wait for it instead of joining it.
     """
 
-    def __init__(self, path: Path | str, busy_timeout_ms: int = 5000) -> None:
+    def __init__(
+        self, path: Path | str, busy_timeout_ms: int = 5000, timer: QueryTimer | None = None
+    ) -> None:
         conn = sqlite3.connect(
             str(path), isolation_level=None, check_same_thread=False, cached_statements=512
         )
@@ -113,24 +172,24 @@ class SQLiteDatabase(_SQLiteTx):
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA temp_store = MEMORY")
         conn.execute("PRAGMA cache_size = -32000")
-        super().__init__(conn)
+        super().__init__(conn, timer)
         self._lock = asyncio.Lock()
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         if self._lock.locked():
             async with self._lock:
-                return _sqlite_call(self._conn, sql, params, "all")
-        return _sqlite_call(self._conn, sql, params, "all")
+                return _sqlite_call(self._conn, sql, params, "all", self.timer)
+        return _sqlite_call(self._conn, sql, params, "all", self.timer)
 
     async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
         if self._lock.locked():
             async with self._lock:
-                return _sqlite_call(self._conn, sql, params, "one")
-        return _sqlite_call(self._conn, sql, params, "one")
+                return _sqlite_call(self._conn, sql, params, "one", self.timer)
+        return _sqlite_call(self._conn, sql, params, "one", self.timer)
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         async with self._lock:
-            return _sqlite_call(self._conn, sql, params, "exec")
+            return _sqlite_call(self._conn, sql, params, "exec", self.timer)
 
     async def executemany(self, sql: str, rows: Sequence[Params]) -> None:
         async with self.transaction() as tx:
@@ -141,7 +200,7 @@ class SQLiteDatabase(_SQLiteTx):
         async with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                yield _SQLiteTx(self._conn)
+                yield _SQLiteTx(self._conn, self.timer)
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
@@ -165,30 +224,51 @@ def to_pg(sql: str) -> str:
 _PG_INTEGRITY = re.compile(r"^23")
 
 
+def _pg_error(exc: Any) -> DatabaseError:
+    """A psycopg error as one of the seam's own."""
+    state = exc.sqlstate or ""
+    if _PG_INTEGRITY.match(state):
+        return IntegrityError(str(exc))
+    if state.startswith("22") or type(exc).__name__ == "DataError":
+        return DataValueError(str(exc))
+    if state == "57014":  # query_canceled: statement_timeout
+        return QueryTimeout(str(exc))
+    return DatabaseError(str(exc))
+
+
 class _PgTx:
     dialect = "postgres"
 
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: Any, timer: QueryTimer | None = None) -> None:
         self._conn = conn
+        self.timer = timer
 
     async def _run(self, sql: str, params: Params, mode: str) -> Any:
         import psycopg
 
+        start = perf_counter()
+        out: Any = None
+        ok = False
         try:
             cur = await self._conn.execute(to_pg(sql), params)
             if mode == "all":
-                return await cur.fetchall()
-            if mode == "one":
-                return await cur.fetchone()
-            return cur.rowcount
+                out = await cur.fetchall()
+            elif mode == "one":
+                out = await cur.fetchone()
+            else:
+                out = cur.rowcount
+            ok = True
+            return out
         except psycopg.Error as exc:
-            if exc.sqlstate and _PG_INTEGRITY.match(exc.sqlstate):
-                raise IntegrityError(str(exc)) from exc
-            if isinstance(exc, psycopg.DataError) or (exc.sqlstate or "").startswith("22"):
-                raise DataValueError(str(exc)) from exc
-            raise DatabaseError(str(exc)) from exc
+            raise _pg_error(exc) from exc
         except ValueError as exc:  # psycopg refuses NUL bytes in str parameters client-side
             raise DataValueError(str(exc)) from exc
+        finally:
+            timer = self.timer
+            if timer is not None:
+                elapsed = perf_counter() - start
+                if elapsed >= timer.threshold:
+                    timer.slow(sql, elapsed, _row_count(out, mode) if ok else -1)
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         return await self._run(sql, params, "all")
@@ -202,15 +282,13 @@ class _PgTx:
     async def executemany(self, sql: str, rows: Sequence[Params]) -> None:
         import psycopg
 
+        start = perf_counter()
         try:
             async with self._conn.cursor() as cur:
                 await cur.executemany(to_pg(sql), rows)
+            _timed(self.timer, sql, start, len(rows))
         except psycopg.Error as exc:
-            if exc.sqlstate and _PG_INTEGRITY.match(exc.sqlstate):
-                raise IntegrityError(str(exc)) from exc
-            if isinstance(exc, psycopg.DataError) or (exc.sqlstate or "").startswith("22"):
-                raise DataValueError(str(exc)) from exc
-            raise DatabaseError(str(exc)) from exc
+            raise _pg_error(exc) from exc
         except ValueError as exc:  # psycopg refuses NUL bytes in str parameters client-side
             raise DataValueError(str(exc)) from exc
 
@@ -220,16 +298,32 @@ class PostgresDatabase:
 
     dialect = "postgres"
 
-    def __init__(self, url: str, min_size: int = 1, max_size: int = 10, timeout: float = 10.0):
+    def __init__(
+        self,
+        url: str,
+        min_size: int = 1,
+        max_size: int = 10,
+        timeout: float = 10.0,
+        max_idle: float = 600.0,
+        statement_timeout_ms: int = 0,
+        timer: QueryTimer | None = None,
+    ):
         from psycopg_pool import AsyncConnectionPool
 
         self.url = url
+        self.timer = timer
+        kwargs: dict[str, Any] = {"autocommit": True}
+        if statement_timeout_ms > 0:
+            kwargs["options"] = _with_option(
+                url, f"-c statement_timeout={int(statement_timeout_ms)}"
+            )
         self._pool = AsyncConnectionPool(
             url,
             min_size=min_size,
             max_size=max_size,
             timeout=timeout,
-            kwargs={"autocommit": True},
+            max_idle=max_idle,
+            kwargs=kwargs,
             open=False,
         )
 
@@ -238,7 +332,7 @@ class PostgresDatabase:
 
     async def _one_shot(self, sql: str, params: Params, mode: str) -> Any:
         async with self._pool.connection() as conn:
-            return await _PgTx(conn)._run(sql, params, mode)
+            return await _PgTx(conn, self.timer)._run(sql, params, mode)
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         return await self._one_shot(sql, params, "all")
@@ -256,18 +350,30 @@ class PostgresDatabase:
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Executor]:
         async with self._pool.connection() as conn, conn.transaction():
-            yield _PgTx(conn)
+            yield _PgTx(conn, self.timer)
 
     async def close(self) -> None:
         await self._pool.close()
 
 
-async def connect(url: str, sqlite_path: Path, **pool: Any) -> Database:
+def _with_option(url: str, option: str) -> str:
+    """The connection's `options`: the URL's own (e.g. `-c search_path=…`) plus `option`."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    own = str(conninfo_to_dict(url).get("options") or "").strip()
+    return f"{own} {option}".strip()
+
+
+async def connect(
+    url: str, sqlite_path: Path, timer: QueryTimer | None = None, **pool: Any
+) -> Database:
     """Open the database a settings URL names (empty: SQLite at `sqlite_path`)."""
     if url.startswith(("postgres://", "postgresql://")):
-        pg = PostgresDatabase(url, **{k: v for k, v in pool.items() if k != "busy_timeout_ms"})
+        pg = PostgresDatabase(
+            url, timer=timer, **{k: v for k, v in pool.items() if k != "busy_timeout_ms"}
+        )
         await pg.open()
         return pg
     path = Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:") else sqlite_path
     path.parent.mkdir(parents=True, exist_ok=True)
-    return SQLiteDatabase(path, busy_timeout_ms=pool.get("busy_timeout_ms", 5000))
+    return SQLiteDatabase(path, busy_timeout_ms=pool.get("busy_timeout_ms", 5000), timer=timer)
