@@ -65,6 +65,8 @@ def create_app(settings: Settings | None = None) -> Gateway:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         svc = await Services.open(settings)
         await startup(svc)
+        if settings.jobs_worker:
+            svc.jobs.start_worker()
         app.state.services = svc
         try:
             yield

@@ -72,6 +72,32 @@ class Settings:
     redis_namespace: str = "shipyard"  # key prefix: deployments sharing one Redis differ here
     redis_timeout: float = 0.25  # seconds per Redis command before treating it as down
     redis_retry_interval: float = 1.0  # seconds between reconnect attempts while down
+    # background jobs and functions (docs/jobs.md)
+    hooks: str = ""  # the team's hooks module: a file path (hooks.py) or a module name
+    jobs_worker: bool = True  # run a job worker inside every `shipyard serve` process
+    jobs_concurrency: int = 10  # jobs one worker process runs at once
+    jobs_queues: str = ""  # queues a worker serves, comma-separated; empty: all
+    jobs_lease: float = 30.0  # seconds a claimed job is held without a renewal
+    jobs_poll_interval: float = 1.0  # seconds between checks when no wake-up arrives
+    jobs_max_attempts: int = 10  # default attempts per job before it is discarded
+    jobs_backoff_base: float = 2.0  # seconds before the first retry; doubles each attempt
+    jobs_backoff_max: float = 3600.0  # longest wait between attempts
+    jobs_retention: int = 86400  # seconds completed and cancelled jobs are kept
+    jobs_discarded_retention: int = 7 * 86400  # seconds discarded (dead-letter) jobs are kept
+    jobs_shutdown_grace: float = 10.0  # seconds running jobs get to finish on shutdown
+    functions_timeout: float = 60.0  # default wall-time limit per attempt, seconds
+    functions_isolated: bool = False  # run every user function in a subprocess by default
+    functions_memory_mb: int = 512  # memory limit of an isolated function
+    # outgoing webhooks
+    webhook_timeout: float = 10.0  # seconds per delivery request
+    webhook_max_attempts: int = 8  # deliveries tried before the event is dead-lettered
+    webhook_backoff_base: float = 10.0  # seconds before the first retry; doubles each attempt
+    webhook_allow_private: str = ""  # hosts/CIDRs allowed although private or loopback
+    exports_dir: str = ""  # where export_collection writes; empty: <data_dir>/exports
+
+    @property
+    def exports_path(self) -> Path:
+        return Path(self.exports_dir) if self.exports_dir else self.data_dir / "exports"
 
     @property
     def sqlite_path(self) -> Path:
@@ -100,6 +126,12 @@ _POSITIVE_INTS = {
     "smtp_port",
     "cache_max_bytes",
     "cache_max_entry_bytes",
+    "jobs_concurrency",
+    "jobs_max_attempts",
+    "jobs_retention",
+    "jobs_discarded_retention",
+    "functions_memory_mb",
+    "webhook_max_attempts",
 }
 
 
@@ -214,6 +246,29 @@ def _validate(s: Settings) -> None:
         raise SettingsError("SHIPYARD_REDIS_URL: must start with redis://, rediss:// or unix://")
     if not (s.redis_timeout > 0 and s.redis_retry_interval > 0):
         raise SettingsError("SHIPYARD_REDIS_TIMEOUT and _RETRY_INTERVAL: must be greater than 0")
+    for name in (
+        "jobs_lease",
+        "jobs_poll_interval",
+        "jobs_backoff_base",
+        "jobs_backoff_max",
+        "functions_timeout",
+        "webhook_timeout",
+        "webhook_backoff_base",
+    ):
+        if not getattr(s, name) > 0:  # also refuses nan
+            raise SettingsError(f"{_env_name(name)}: must be greater than 0")
+    if not s.jobs_shutdown_grace >= 0:
+        raise SettingsError("SHIPYARD_JOBS_SHUTDOWN_GRACE: must be 0 or more seconds")
+    if s.jobs_lease < 3:
+        raise SettingsError("SHIPYARD_JOBS_LEASE: must be at least 3 seconds")
+    if s.jobs_retention < 600:
+        raise SettingsError(
+            "SHIPYARD_JOBS_RETENTION: must be at least 600 seconds (cron ticks are deduplicated "
+            "by the jobs kept)"
+        )
+    if s.functions_memory_mb < 64:
+        raise SettingsError("SHIPYARD_FUNCTIONS_MEMORY_MB: must be at least 64")
+    parse_allow_list(s.webhook_allow_private)
 
 
 def parse_ttls(text: str) -> dict[str, int]:
@@ -234,4 +289,24 @@ def parse_ttls(text: str) -> dict[str, int]:
                 f"SHIPYARD_CACHE_TTLS: expected name=seconds[,name=seconds…], got {part.strip()!r}"
             ) from None
         out[name.strip()] = ttl
+    return out
+
+
+def parse_allow_list(text: str) -> list[str]:
+    """`"127.0.0.1, 10.0.0.0/8, hooks.internal"` → entries: addresses, networks, host names."""
+    import ipaddress
+
+    out: list[str] = []
+    for part in text.split(","):
+        entry = part.strip()
+        if not entry:
+            continue
+        if any(ch.isdigit() for ch in entry[:1]) or ":" in entry:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise SettingsError(
+                    f"SHIPYARD_WEBHOOK_ALLOW_PRIVATE: {entry!r} is not an address or network"
+                ) from None
+        out.append(entry.lower())
     return out

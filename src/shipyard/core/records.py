@@ -46,6 +46,7 @@ from shipyard.tools.filterexpr import FilterSyntaxError, parse_sort
 
 if TYPE_CHECKING:
     from shipyard.core.cache import ResponseCache
+    from shipyard.core.events import RecordEvents
 
 ID_RE = re.compile(r"^[a-z0-9]{15}$")
 CLIENT_ID_RE = re.compile(r"^[a-zA-Z0-9_]{1,100}$")
@@ -222,6 +223,7 @@ class Records:
             max_relation_depth=settings.max_expand_depth,
         )
         self.cache: ResponseCache | None = None  # set by Services; caches list totals
+        self.events: RecordEvents | None = None  # set by Services; record-change triggers
         # insertion order: the default sort and every sort's tie-breaker
         self._rowid = '"_r"."_rowid"' if store.dialect == "postgres" else '"_r".rowid'
 
@@ -939,6 +941,7 @@ class Records:
                 ok = await self._fetch_one(c, values["id"], auth, rule, db=tx)
                 if ok is None:
                     raise bad_request("Failed to create record.")
+            await self._emit(tx, c, "create", values["id"], None, auth)
             rec = await self._fetch_one(c, values["id"], auth, None, db=tx)
         assert rec is not None
         items = [rec]
@@ -977,6 +980,7 @@ class Records:
                     await tx.execute(f'UPDATE "{c.table}" SET {sets} WHERE "id" = ?', (*args, rid))
                 except IntegrityError as exc:
                     raise self._unique_error(c, exc, "update") from exc
+            await self._emit(tx, c, "update", rid, old, auth)
             rec = await self._fetch_one(c, rid, auth, None, db=tx)
         assert rec is not None
         items = [rec]
@@ -989,16 +993,61 @@ class Records:
             found = await self._fetch_one(c, rid, auth, rule, db=tx)
             if found is None:
                 raise not_found()
-            await self._delete_cascade(tx, c, [rid], depth=0)
+            await self._delete_cascade(tx, c, [rid], depth=0, auth=auth)
 
     async def truncate(self, c: Collection) -> None:
         async with self.store.db.transaction() as tx:
             ids = [r[0] for r in await tx.fetchall(f'SELECT "id" FROM "{c.table}"')]
             for start in range(0, len(ids), 500):
-                await self._delete_cascade(tx, c, ids[start : start + 500], depth=0)
+                # like PocketBase, truncating fires no per-record events
+                await self._delete_cascade(tx, c, ids[start : start + 500], depth=0, emit=False)
+
+    async def _emit(
+        self,
+        tx: Executor,
+        c: Collection,
+        action: str,
+        rid: str,
+        old: dict[str, Any] | None,
+        auth: Auth | None,
+    ) -> None:
+        """Record-change triggers, in this transaction (core/events.py)."""
+        if self.events is None:
+            return
+        subs = await self.events.subscribers(tx, c, action)
+        if not subs:
+            return
+        rec = await self._fetch_one(c, rid, auth or Auth(), None, db=tx, superuser_shape="internal")
+        if rec is None:
+            return
+        await self.events.emit(tx, subs, c, action, rec, old, auth)
+
+    async def _emit_deletes(
+        self, tx: Executor, c: Collection, ids: list[str], auth: Auth | None
+    ) -> None:
+        """Delete events for records about to be deleted (explicitly or by cascade)."""
+        if self.events is None:
+            return
+        subs = await self.events.subscribers(tx, c, "delete")
+        if not subs:
+            return
+        sh = shape(self.store, c, "internal")
+        marks = ", ".join("?" for _ in ids)
+        rows = await tx.fetchall(
+            f'SELECT {sh.columns} FROM "{c.table}" AS "_r" WHERE "_r"."id" IN ({marks})', ids
+        )
+        for row in rows:
+            rec = decode_row(c, sh, row)
+            await self.events.emit(tx, subs, c, "delete", rec, None, auth)
 
     async def _delete_cascade(
-        self, tx: Executor, c: Collection, ids: list[str], depth: int
+        self,
+        tx: Executor,
+        c: Collection,
+        ids: list[str],
+        depth: int,
+        auth: Auth | None = None,
+        emit: bool = True,
     ) -> None:
         """Delete records and fix up every relation pointing at them, as PocketBase does."""
         if depth > 32:
@@ -1017,7 +1066,7 @@ class Records:
                         continue
                     if not kept and f.required:
                         if f.options.get("cascadeDelete"):
-                            await self._delete_cascade(tx, ref_c, [ref_id], depth + 1)
+                            await self._delete_cascade(tx, ref_c, [ref_id], depth + 1, auth, emit)
                             continue
                         raise bad_request(
                             "The record cannot be deleted because it is part of a required reference in another record."
@@ -1034,7 +1083,7 @@ class Records:
                 if not ref_ids:
                     continue
                 if f.options.get("cascadeDelete"):
-                    await self._delete_cascade(tx, ref_c, ref_ids, depth + 1)
+                    await self._delete_cascade(tx, ref_c, ref_ids, depth + 1, auth, emit)
                 elif f.required:
                     raise bad_request(
                         "The record cannot be deleted because it is part of a required reference in another record."
@@ -1045,6 +1094,8 @@ class Records:
                         f'UPDATE "{ref_c.table}" SET {col} = ? WHERE "id" IN ({rmarks})',
                         ("", *ref_ids),
                     )
+        if emit:
+            await self._emit_deletes(tx, c, ids, auth)
         marks = ", ".join("?" for _ in ids)
         await tx.execute(f'DELETE FROM "{c.table}" WHERE "id" IN ({marks})', ids)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shipyard.core.auth import (
     ANONYMOUS,
@@ -27,6 +27,13 @@ from shipyard.tools.dbwatch import WatchedDatabase
 from shipyard.tools.redisclient import ResilientRedis
 from shipyard.tools.slowlog import SlowQueryLog
 
+if TYPE_CHECKING:
+    from shipyard.core.jobs import Jobs
+    from shipyard.core.webhooks import Webhooks
+
+# tables whose writes change no cached response: job bookkeeping and delivery logs
+UNCACHED_TABLES = frozenset({"_jobs", "_webhooks", "_webhook_deliveries"})
+
 
 async def _no_cache(tables: set[str]) -> None:
     """Writes during start-up, before the cache exists."""
@@ -42,6 +49,8 @@ class Services:
     cache: ResponseCache
     redis: ResilientRedis | None = None
     slowlog: SlowQueryLog | None = None
+    jobs: Jobs = None  # type: ignore[assignment]  # set by open(): it needs the services
+    webhooks: Webhooks = None  # type: ignore[assignment]
 
     @classmethod
     async def open(cls, settings: Settings) -> Services:
@@ -78,7 +87,7 @@ class Services:
         await attempts.ensure_schema()
         records = Records(store, watched, settings)  # type: ignore[arg-type]
         records.cache = cache
-        return cls(
+        svc = cls(
             settings=settings,
             db=watched,  # type: ignore[arg-type]
             store=store,
@@ -88,8 +97,39 @@ class Services:
             redis=redis,
             slowlog=slowlog,
         )
+        await svc._open_jobs()
+
+        async def written(tables: set[str]) -> None:
+            data = tables - UNCACHED_TABLES
+            if data:
+                await cache.written(data)
+            svc.jobs.written(tables)
+
+        watched.on_write = written
+        return svc
+
+    async def _open_jobs(self) -> None:
+        """Jobs, functions (built-in and the team's hooks), webhooks, record triggers."""
+        from shipyard.core.builtin_jobs import builtin_functions
+        from shipyard.core.events import RecordEvents
+        from shipyard.core.functions import Functions, load_hooks
+        from shipyard.core.jobs import Jobs
+        from shipyard.core.webhooks import Webhooks
+
+        user, module = (
+            load_hooks(self.settings.hooks) if self.settings.hooks else (Functions(), None)
+        )
+        functions = builtin_functions(self.settings).merge(user)
+        self.jobs = Jobs(self, functions, module)
+        await self.jobs.ensure_schema()
+        raw = getattr(self.db, "inner", self.db)
+        self.webhooks = Webhooks(raw, self.store, self.jobs)
+        await self.webhooks.ensure_schema()
+        self.records.events = RecordEvents(self.jobs, self.webhooks)
 
     async def close(self) -> None:
+        if self.jobs is not None:
+            await self.jobs.close()
         if self.slowlog is not None:
             await self.slowlog.close()
         await self.store.close()

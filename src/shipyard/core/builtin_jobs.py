@@ -1,0 +1,161 @@
+"""Built-in jobs, registered through the same `Functions` API as the team's hooks:
+`send_email`, `export_collection` and `webhook` (one signed delivery)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from shipyard.core.auth import Auth
+from shipyard.core.functions import Functions
+from shipyard.core.mails import mailer_from_settings
+from shipyard.settings import Settings
+from shipyard.tools.mailer import MailError, Message
+from shipyard.tools.worker import Discard
+
+EXPORT_FORMATS = ("csv", "jsonl")
+EXPORT_PAGE = 500
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def builtin_functions(settings: Settings) -> Functions:
+    f = Functions()
+    f.add_job("send_email", send_email, builtin=True, queue="mail")
+    f.add_job(
+        "export_collection",
+        export_collection,
+        builtin=True,
+        queue="exports",
+        max_attempts=3,
+        timeout=3600.0,
+        concurrency=2,
+    )
+    f.add_job(
+        "webhook",
+        deliver_webhook,
+        builtin=True,
+        queue="webhooks",
+        backoff_base=settings.webhook_backoff_base,
+        backoff_max=3600.0,
+    )
+    return f
+
+
+async def send_email(ctx: Any, args: Any) -> dict[str, Any]:
+    """args: {to, subject, html?, text?}; SMTP settings from docs/mail.md."""
+    if not isinstance(args, dict):
+        raise Discard("send_email: args must be an object {to, subject, html?, text?}")
+    to, subject = args.get("to"), args.get("subject")
+    html, text = args.get("html") or "", args.get("text") or ""
+    if not isinstance(to, str) or not _EMAIL.match(to):
+        raise Discard("send_email: 'to' must be one e-mail address")
+    if not isinstance(subject, str) or not subject or len(subject) > 998:
+        raise Discard("send_email: 'subject' must be 1..998 characters")
+    if not isinstance(html, str) or not isinstance(text, str) or not (html or text):
+        raise Discard("send_email: give 'html' or 'text'")
+    mailer = mailer_from_settings(ctx.settings)
+    if mailer is None:
+        raise MailError("mail is disabled: set SHIPYARD_SMTP_HOST")  # retried: may be set later
+    if not html:
+        html = "<pre>" + _escape(text) + "</pre>"
+    await mailer.send(Message(to=to, subject=subject, html=html, text=text))
+    return {"to": to}
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def export_path(settings: Settings, name: str) -> Path | None:
+    """The file of an export by its name, None if the name is not a plain file name."""
+    if not _SAFE_NAME.match(name) or name.startswith("."):
+        return None
+    return settings.exports_path / name
+
+
+async def export_collection(ctx: Any, args: Any) -> dict[str, Any]:
+    """args: {collection, filter?, sort?, format: csv|jsonl, fields?}; writes
+    `<exports dir>/<job id>-<collection>.<format>` and returns its download URL."""
+    svc = ctx.services
+    if not isinstance(args, dict):
+        raise Discard("export_collection: args must be an object")
+    c = svc.store.get(str(args.get("collection", "")))
+    if c is None:
+        raise Discard(f"export_collection: no collection {args.get('collection')!r}")
+    fmt = args.get("format", "csv")
+    if fmt not in EXPORT_FORMATS:
+        raise Discard(f"export_collection: format must be one of {EXPORT_FORMATS}")
+    params = {"perPage": str(EXPORT_PAGE), "cursor": "", "skipTotal": "1"}
+    for key in ("filter", "sort", "fields"):
+        if args.get(key):
+            params[key] = str(args[key])
+    auth = Auth(collection=svc.store.require("_superusers"), record={"id": "export"})
+    out_dir = ctx.settings.exports_path
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name = f"{ctx.job.id}-{c.name}.{fmt}"
+    final = out_dir / name
+    tmp = out_dir / f".{name}.part"
+    rows = 0
+    columns: list[str] | None = None
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        while True:
+            try:
+                page = await svc.records.list_page(c, params, auth)
+            except Exception as exc:
+                from shipyard.core.errors import ApiError
+
+                if isinstance(exc, ApiError) and exc.status == 400:
+                    raise Discard(
+                        f"export_collection: {exc.message} {exc.data or ''}".strip()
+                    ) from None
+                raise
+            items = page["items"]
+            if fmt == "jsonl":
+                for it in items:
+                    fh.write(orjson.dumps(it).decode())
+                    fh.write("\n")
+            else:
+                if columns is None and items:
+                    columns = list(items[0].keys())
+                    csv.writer(fh).writerow(columns)
+                w = csv.writer(fh)
+                for it in items:
+                    w.writerow([_cell(it.get(k)) for k in columns or []])
+            rows += len(items)
+            nxt = page.get("nextCursor")
+            if not nxt:
+                break
+            params["cursor"] = nxt
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, final)
+    return {
+        "file": name,
+        "rows": rows,
+        "bytes": final.stat().st_size,
+        "format": fmt,
+        "url": f"/api/exports/{name}",
+    }
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return orjson.dumps(value).decode()
+    return str(value)
+
+
+async def deliver_webhook(ctx: Any, args: Any) -> dict[str, Any]:
+    return await ctx.services.webhooks.deliver(ctx, args)
+
+
+__all__ = ["builtin_functions", "export_path"]

@@ -1,0 +1,10 @@
+"""The public API for the team's hooks module (docs/jobs.md).
+
+from shipyard.functions import Functions, Reject, Discard
+functions = Functions()
+"""
+
+from shipyard.core.functions import Functions, FunctionsError, Reject
+from shipyard.tools.worker import Discard
+
+__all__ = ["Discard", "Functions", "FunctionsError", "Reject"]

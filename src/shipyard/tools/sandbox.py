@@ -1,0 +1,185 @@
+"""Run one Python function in a child process with a wall-time and a memory limit.
+
+The parent starts `python -m shipyard.tools.sandbox`, writes the call as JSON on its stdin
+and reads the outcome as JSON from its stdout. The child caps its own address space
+(`RLIMIT_AS`) before importing the function's module, redirects `print` output to stderr
+(so it cannot corrupt the answer), calls the function — awaiting it if it is a coroutine —
+and answers `{"ok": result}` or `{"error": message, "type": "memory"|"exception"}`. The
+parent kills the child's whole process group when the wall time runs out. Whatever the
+function does — loops forever, allocates without end, segfaults, calls `os._exit` — the
+parent gets an `IsolatedError` with a clear message and carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import importlib.util
+import inspect
+import os
+import signal
+import sys
+from typing import Any
+
+import orjson
+
+MAX_OUTPUT = 16 * 1024 * 1024  # bytes of answer accepted from the child
+STDERR_TAIL = 2000
+
+
+class IsolatedError(Exception):
+    """The isolated call failed; the message says how (timeout, memory, exception, crash)."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind  # timeout | memory | exception | crash
+
+
+async def run_isolated(
+    module: str,
+    qualname: str,
+    args: list[Any],
+    *,
+    module_file: str | None = None,
+    timeout: float = 60.0,
+    memory_mb: int = 512,
+    sys_path: list[str] | None = None,
+    context: dict[str, Any] | None = None,
+) -> Any:
+    """Call `module.qualname(*args)` in a fresh interpreter; return its JSON result. With
+    `context`, the first argument is that dict as an object (attributes, not keys)."""
+    call = {
+        "context": context,
+        "module": module,
+        "file": module_file,
+        "qualname": qualname,
+        "args": args,
+        "memory_mb": memory_mb,
+        "sys_path": sys_path if sys_path is not None else [p for p in sys.path if p],
+    }
+    try:
+        payload = orjson.dumps(call)
+    except TypeError as exc:
+        raise IsolatedError(f"arguments are not JSON-serializable: {exc}", "exception") from None
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "shipyard.tools.sandbox",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,  # its own process group: a timeout kills its children too
+        limit=MAX_OUTPUT,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(payload), timeout=timeout)
+    except TimeoutError:
+        _kill_group(proc.pid)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(proc.wait(), timeout=5)
+        raise IsolatedError(f"timed out after {timeout:g} s (wall time limit)", "timeout") from None
+    except BaseException:  # cancelled: never leave the child running
+        _kill_group(proc.pid)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(proc.wait(), timeout=5)
+        raise
+    finally:
+        _kill_group(proc.pid)  # a grandchild it left behind
+    tail = err.decode(errors="replace")[-STDERR_TAIL:].strip()
+    try:
+        answer = orjson.loads(out) if out else None
+    except orjson.JSONDecodeError:
+        answer = None
+    if isinstance(answer, dict) and "ok" in answer:
+        return answer["ok"]
+    if isinstance(answer, dict) and "error" in answer:
+        raise IsolatedError(str(answer["error"]), str(answer.get("type", "exception")))
+    rc = proc.returncode
+    if rc is not None and rc < 0:
+        sig = signal.Signals(-rc).name if -rc in signal.valid_signals() else str(-rc)
+        hint = " (out of memory?)" if -rc in (signal.SIGKILL, signal.SIGSEGV) else ""
+        raise IsolatedError(f"the process was killed by {sig}{hint}", "crash")
+    raise IsolatedError(
+        f"the process exited with status {rc} without an answer" + (f": {tail}" if tail else ""),
+        "crash",
+    )
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+# ---------------------------------------------------------------------- the child
+
+
+def _limit_memory(mb: int) -> None:
+    import resource
+
+    limit = mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _load(module: str, file: str | None) -> Any:
+    if module in sys.modules:
+        return sys.modules[module]
+    if file:
+        spec = importlib.util.spec_from_file_location(module, file)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot load {file}")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[module] = mod
+        spec.loader.exec_module(mod)
+        return mod
+    return importlib.import_module(module)
+
+
+def _child() -> int:
+    answer_fd = os.dup(1)
+    os.dup2(2, 1)  # the function's prints go to stderr
+    sys.stdout = sys.stderr
+
+    def answer(doc: dict[str, Any]) -> None:
+        try:
+            data = orjson.dumps(doc)
+        except TypeError as exc:
+            data = orjson.dumps({"error": f"result is not JSON-serializable: {exc}"})
+        with os.fdopen(answer_fd, "wb") as f:
+            f.write(data)
+
+    try:
+        call = orjson.loads(sys.stdin.buffer.read())
+        for p in reversed(call.get("sys_path") or []):
+            if p not in sys.path:
+                sys.path.insert(0, p)
+        _limit_memory(int(call["memory_mb"]))
+        obj: Any = _load(call["module"], call.get("file"))
+        for part in str(call["qualname"]).split("."):
+            obj = getattr(obj, part)
+        args = list(call["args"])
+        if call.get("context") is not None:
+            import types
+
+            args.insert(0, types.SimpleNamespace(**call["context"]))
+        result = obj(*args)
+        if inspect.isawaitable(result):
+            result = asyncio.run(_await(result))
+        answer({"ok": result})
+    except MemoryError:
+        answer({"error": f"memory limit of {call['memory_mb']} MB exceeded", "type": "memory"})
+    except BaseException as exc:  # report everything, SystemExit included
+        import traceback
+
+        text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        tb = "".join(traceback.format_tb(exc.__traceback__)[-5:])
+        answer({"error": f"{text}\n{tb}".strip(), "type": "exception"})
+    return 0
+
+
+async def _await(aw: Any) -> Any:
+    return await aw
+
+
+if __name__ == "__main__":
+    sys.exit(_child())

@@ -1,0 +1,427 @@
+"""The worker loop over `tools/queue.py`: claim, run, renew leases, finish, housekeep.
+
+One `Worker` per process runs up to `concurrency` jobs at once as asyncio tasks. It claims
+as many jobs as it has free slots in one statement, and completes finished jobs in batches
+(one UPDATE for everything that finished since the last flush), which is what makes no-op
+throughput high. It sleeps until woken: by a PostgreSQL NOTIFY (sent in the enqueueing
+transaction, so delivered at commit), by `wake()` from this process (SQLite: a committed
+write to the jobs table), by SQLite's `data_version` changing (another process wrote), or
+by the next scheduled job falling due — with `poll_interval` as the backstop.
+
+Leases: every running job's lease is renewed every `lease / 3` seconds. A job whose renewal
+finds it gone (another worker rescued it after the lease expired — this process stalled or
+lost the database) is cancelled here, so a job never runs twice at the same time as long
+as a stalled process notices within its lease. A job is given back only when its task has
+really ended — a timed-out handler running in a thread keeps its lease until it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from shipyard.tools.queue import NOTIFY_CHANNEL, Job, Queue, backoff
+
+log = logging.getLogger("shipyard.jobs")
+
+
+class Discard(Exception):
+    """Raised by a handler: fail this attempt and do not retry (dead-letter it now)."""
+
+
+class AlreadyCompleted(Exception):
+    """Internal: the handler completed its job inside its own transaction."""
+
+
+@dataclass
+class KindPolicy:
+    """How jobs of one kind are retried and limited (the defaults apply to unknown kinds)."""
+
+    backoff_base: float = 1.0
+    backoff_max: float = 3600.0
+    concurrency: int | None = None  # at most this many running at once across all workers
+
+
+@dataclass
+class WorkerStats:
+    """Counters of this process (for metrics and tests)."""
+
+    claimed: int = 0
+    completed: int = 0
+    failed: int = 0
+    discarded: int = 0
+    cancelled: int = 0
+    lost: int = 0
+    rescued: int = 0
+    pruned: int = 0
+    timings: list[tuple[float, float]] = field(default_factory=list)  # (wait, run) seconds
+
+
+Runner = Callable[[Job], Coroutine[Any, Any, Any]]
+
+
+class Worker:
+    def __init__(
+        self,
+        queue: Queue,
+        run: Runner,
+        *,
+        policies: Callable[[str], KindPolicy],
+        limited_kinds: Callable[[], dict[str, int]] = dict,
+        kinds: list[str] | None = None,
+        queues: list[str] | None = None,
+        concurrency: int = 10,
+        lease: float = 30.0,
+        poll_interval: float = 1.0,
+        retention: float = 86400.0,
+        discarded_retention: float = 7 * 86400.0,
+        maintenance_interval: float = 5.0,
+        db_url: str = "",
+        sqlite_change_poll: float = 0.01,
+        keep_timings: int = 0,
+    ) -> None:
+        self.queue = queue
+        self.run_job = run
+        self.policies = policies
+        self.limited_kinds = limited_kinds
+        self.queues = queues or None
+        self.kinds = kinds  # only these are claimed (a rolling deploy may add new ones)
+        self.concurrency = concurrency
+        self.lease = lease
+        self.poll_interval = poll_interval
+        self.retention = retention
+        self.discarded_retention = discarded_retention
+        self.maintenance_interval = maintenance_interval
+        self.db_url = db_url
+        self.sqlite_change_poll = sqlite_change_poll
+        self.keep_timings = keep_timings
+        self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.stats = WorkerStats()
+        self.active: dict[int, tuple[Job, asyncio.Task[Any]]] = {}
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._done: list[tuple[Job, Any]] = []
+        self._done_event = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._why: dict[int, str] = {}  # job id -> why its task was cancelled (lost, cancel)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        loops = [self._claim_loop(), self._lease_loop(), self._maintenance_loop()]
+        loops.append(self._completion_loop())
+        if self.queue.pg and self.db_url:
+            loops.append(self._listen_loop())
+        elif not self.queue.pg:
+            loops.append(self._sqlite_change_loop())
+        self._tasks = [asyncio.create_task(c) for c in loops]
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop claiming, give running jobs `grace` seconds, then cancel them; leases of
+        cancelled jobs are released for another worker to retry."""
+        self._stopping = True
+        self._wake.set()
+        if self.active:
+            tasks = [t for _, t in self.active.values()]
+            await asyncio.wait(tasks, timeout=grace)
+            for t in tasks:
+                t.cancel()
+            await asyncio.wait(tasks, timeout=5)
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._tasks = []
+        await self._flush_done()
+
+    def wake(self) -> None:
+        """New work may be due (an enqueue in this process committed)."""
+        self._wake.set()
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        """Tests and benchmarks: wait until nothing is due and nothing runs here."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            due = await self.queue.oldest_due()
+            if due is None and not self.active and not self._done:
+                return
+            self.wake()
+            await asyncio.sleep(0.02)
+        raise TimeoutError("jobs still pending after drain timeout")
+
+    # ------------------------------------------------------------------ claiming
+
+    async def _claim_loop(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            claimed = 0
+            try:
+                claimed = await self._claim_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("claiming jobs failed (retrying): %s", exc)
+                await asyncio.sleep(self.poll_interval)
+            free = self.concurrency - len(self.active)
+            if claimed and free > 0:
+                continue  # there may be more
+            await self._sleep_until_woken(free)
+
+    async def _sleep_until_woken(self, free: int) -> None:
+        timeout = self.poll_interval
+        if free > 0:
+            with contextlib.suppress(Exception):
+                due = await self.queue.next_due(self.queues)
+                if due is not None:
+                    timeout = min(timeout, max(0.0, due - time.time()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=max(timeout, 0.001))
+
+    async def _claim_once(self) -> int:
+        free = self.concurrency - len(self.active)
+        if free <= 0 or self._stopping:
+            return 0
+        limited = self.limited_kinds()
+        jobs: list[Job] = []
+        for kind, max_running in sorted(limited.items()):
+            room = free - len(jobs)
+            if room <= 0:
+                break
+            jobs += await self.queue.claim_limited(
+                self.name, kind, room, max_running, self.lease, queues=self.queues
+            )
+        room = free - len(jobs)
+        if room > 0:
+            jobs += await self.queue.claim(
+                self.name,
+                room,
+                self.lease,
+                queues=self.queues,
+                kinds=self.kinds,
+                exclude_kinds=list(limited),
+            )
+        now = time.time()
+        for job in jobs:
+            self.stats.claimed += 1
+            task = asyncio.create_task(self._execute(job, now))
+            self.active[job.id] = (job, task)
+        if self.active:
+            self._idle.clear()
+        return len(jobs)
+
+    # ------------------------------------------------------------------ running
+
+    async def _execute(self, job: Job, claimed_at: float) -> None:
+        started = time.time()
+        task: asyncio.Task[Any] = asyncio.create_task(self.run_job(job))
+        outcome: tuple[str, Any] = ("ok", None)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=job.timeout)
+            if not done:
+                task.cancel()
+                # a handler that ignores cancellation (a thread) keeps its lease until it ends
+                await asyncio.wait({task})
+                outcome = ("error", f"timed out after {job.timeout:g} s")
+            elif task.cancelled():
+                outcome = ("cancelled", "cancelled while running")
+            else:
+                exc = task.exception()
+                if exc is None:
+                    outcome = ("ok", task.result())
+                elif isinstance(exc, AlreadyCompleted):
+                    outcome = ("done", None)
+                elif isinstance(exc, Discard):
+                    outcome = ("discard", _describe(exc))
+                else:
+                    outcome = ("error", _describe(exc))
+        except asyncio.CancelledError:
+            # this worker is stopping, or the job was cancelled or lost: end the handler too
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await asyncio.wait({task}, timeout=5)
+            outcome = ("cancelled", "cancelled while running")
+            reason = self._why.pop(job.id, "stopping")
+            if reason == "lost":
+                self.active.pop(job.id, None)
+                self._maybe_idle()
+                return
+            if reason == "stopping":
+                outcome = ("release", None)
+        finally:
+            ran = time.time() - started
+            if self.keep_timings and len(self.stats.timings) < self.keep_timings:
+                self.stats.timings.append((started - job.scheduled_at, ran))
+        await self._finish(job, outcome)
+
+    async def _finish(self, job: Job, outcome: tuple[str, Any]) -> None:
+        kind, value = outcome
+        try:
+            if kind == "ok":
+                self._done.append((job, value))
+                self._done_event.set()
+                self.stats.completed += 1
+                return  # leaves `active` when the batch is written
+            if kind == "done":
+                self.stats.completed += 1
+            elif kind == "release":
+                # shutting down: give the attempt back untouched, due now
+                await self.queue.fail(job, "worker stopped during the attempt", retry_in=0.0)
+            elif kind == "cancelled":
+                self.stats.cancelled += 1
+                await self.queue.fail(job, value, retry_in=None, state="cancelled")
+            else:
+                pol = self.policies(job.kind)
+                delay = backoff(job.attempt, pol.backoff_base, pol.backoff_max)
+                state = await self.queue.fail(job, value, retry_in=delay, discard=kind == "discard")
+                self.stats.failed += 1
+                if state == "discarded":
+                    self.stats.discarded += 1
+                    log.warning("job %s (%s) discarded after %s attempt(s): %s",
+                                job.id, job.kind, job.attempt, _first_line(value))  # fmt: skip
+                else:
+                    log.info("job %s (%s) attempt %s failed: %s",
+                             job.id, job.kind, job.attempt, _first_line(value))  # fmt: skip
+        except Exception as exc:  # the database is gone: the lease will expire and rescue it
+            log.warning("could not record the end of job %s: %s", job.id, exc)
+        if kind != "ok":
+            self.active.pop(job.id, None)
+            self._maybe_idle()
+            self._wake.set()
+
+    def _maybe_idle(self) -> None:
+        if not self.active:
+            self._idle.set()
+
+    async def _completion_loop(self) -> None:
+        while True:
+            await self._done_event.wait()
+            await asyncio.sleep(0)  # let the other jobs finishing now join the batch
+            await self._flush_done()
+
+    async def _flush_done(self) -> None:
+        self._done_event.clear()
+        batch, self._done = self._done, []
+        if not batch:
+            return
+        for attempt in range(3):
+            try:
+                await self.queue.complete_many(batch)
+                break
+            except Exception as exc:
+                if attempt == 2:
+                    log.warning(
+                        "could not complete %d job(s) (they will rerun): %s", len(batch), exc
+                    )
+                await asyncio.sleep(0.2 * (attempt + 1))
+        for job, _ in batch:
+            self.active.pop(job.id, None)
+        self._maybe_idle()
+        self._wake.set()
+
+    # ------------------------------------------------------------------ leases
+
+    async def _lease_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            running = {jid: t for jid, (_, t) in self.active.items() if not t.done()}
+            if not running:
+                continue
+            try:
+                held = await self.queue.heartbeat(self.name, list(running), self.lease)
+            except Exception as exc:
+                log.warning("could not renew job leases: %s", exc)
+                continue
+            why = self._why
+            for jid, task in running.items():
+                if jid not in held:
+                    # another worker took it over: stop our copy now
+                    self.stats.lost += 1
+                    log.warning("job %s lost its lease; stopping it here", jid)
+                    why[jid] = "lost"
+                    task.cancel()
+                elif held[jid]:
+                    why[jid] = "cancel"
+                    task.cancel()
+
+    # ------------------------------------------------------------------ housekeeping
+
+    async def _maintenance_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.maintenance_interval)
+            try:
+                n = await self.queue.rescue()
+                if n:
+                    self.stats.rescued += n
+                    log.warning("rescued %d job(s) whose worker stopped", n)
+                    self._wake.set()
+                now = time.time()
+                self.stats.pruned += await self.queue.prune(
+                    now - self.retention, now - self.discarded_retention
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("job maintenance failed: %s", exc)
+
+    # ------------------------------------------------------------------ wake-ups
+
+    async def _listen_loop(self) -> None:
+        import psycopg
+
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self.db_url, autocommit=True
+                ) as conn:
+                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    self._wake.set()  # anything enqueued while we were not listening
+                    async for note in conn.notifies():
+                        if (
+                            self.queues is None
+                            or note.payload in self.queues
+                            or note.payload == "retry"
+                        ):
+                            self._wake.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("job listener lost its connection (polling meanwhile): %s", exc)
+                await asyncio.sleep(1.0)
+
+    async def _sqlite_change_loop(self) -> None:
+        """Another process's commit changes `PRAGMA data_version` of this connection."""
+        last = None
+        while True:
+            await asyncio.sleep(self.sqlite_change_poll)
+            try:
+                row = await self.queue.db.fetchone("PRAGMA data_version")
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                continue
+            v = row[0] if row else None
+            if last is not None and v != last:
+                self._wake.set()
+            last = v
+
+
+def _describe(exc: BaseException) -> str:
+    text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    tb = "".join(traceback.format_tb(exc.__traceback__)[-5:]) if exc.__traceback__ else ""
+    return f"{text}\n{tb}".strip()
+
+
+def _first_line(text: Any) -> str:
+    return str(text).splitlines()[0][:300] if text else ""
