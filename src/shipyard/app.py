@@ -13,6 +13,8 @@ from starlette.responses import Response
 
 from shipyard.api import auth, collections, health, records
 from shipyard.api import db as db_api
+from shipyard.api import jobs as jobs_api
+from shipyard.api import webhooks as webhooks_api
 from shipyard.api.gateway import Gateway
 from shipyard.api.http import JSON, error_response
 from shipyard.core.errors import ApiError, bad_value, too_slow
@@ -74,7 +76,7 @@ def create_app(settings: Settings | None = None) -> Gateway:
             await svc.close()
 
     routes = [*health.routes, *auth.routes, *collections.routes, *records.routes]
-    routes += db_api.routes
+    routes += [*db_api.routes, *jobs_api.routes, *webhooks_api.routes]
     with contextlib.suppress(ImportError):
         from shipyard.api import openapi
 

@@ -1,4 +1,4 @@
-"""The `shipyard` command: serve, migrate, superuser, db, demo."""
+"""The `shipyard` command: serve, worker, migrate, superuser, db, demo."""
 
 from __future__ import annotations
 
@@ -92,6 +92,34 @@ def serve(**flags: Any) -> None:
         log_level=settings.log_level.lower(),  # type: ignore[arg-type]
         respawn_failed_workers=True,
     ).serve()
+
+
+@main.command()
+@click.option(
+    "--concurrency", default=None, type=int, help="Jobs at once (SHIPYARD_JOBS_CONCURRENCY)."
+)
+@click.option("--queues", default=None, help="Comma-separated queues to serve (default: all).")
+def worker(concurrency: int | None, queues: str | None) -> None:
+    """Run a job worker (no HTTP): claims jobs until SIGTERM or Ctrl-C, then finishes
+    running ones within SHIPYARD_JOBS_SHUTDOWN_GRACE seconds."""
+    import signal
+
+    settings = _settings(jobs_concurrency=concurrency, jobs_queues=queues)
+
+    async def run(svc: Any) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        w = svc.jobs.start_worker()
+        click.echo(
+            f"Shipyard worker {w.name}: {len(svc.jobs.types)} job types, "
+            f"concurrency {w.concurrency}, queues {', '.join(w.queues or ['*'])}"
+        )
+        await stop.wait()
+        click.echo("stopping: finishing running jobs…")
+
+    _run(settings, run)
 
 
 @main.command()

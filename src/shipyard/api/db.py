@@ -16,17 +16,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from shipyard.api.http import JSON, parse_body, resolve_auth, services
+from shipyard.api import spec
+from shipyard.api.http import JSON, parse_body, require_superuser, services
 from shipyard.core import advise
-from shipyard.core.errors import ApiError, bad_request
+from shipyard.core.errors import bad_request
 
 
 async def _superuser(request: Request) -> None:
-    auth = await resolve_auth(request)
-    if auth.collection is None:
-        raise ApiError(401, "The request requires valid record authorization token.")
-    if not auth.is_superuser:
-        raise ApiError(403, "The authorized record is not allowed to perform this action.")
+    await require_superuser(request)
 
 
 def _top(request: Request) -> int:
@@ -74,20 +71,8 @@ routes = [
 
 # ---------------------------------------------------------------------- OpenAPI
 
-_JSON_TYPE = "application/json"
-
-
-def _error(name: str) -> dict[str, Any]:
-    return {"$ref": f"#/components/responses/{name}"}
-
-
-def _ok(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {_JSON_TYPE: {"schema": schema}}}
-
-
-_STR = {"type": "string"}
-_NUM = {"type": "number"}
-_STRS = {"type": "array", "items": _STR}
+_STR, _NUM, _STRS = spec.STR, spec.NUM, spec.STRS
+_error, _ok = spec.error, spec.ok
 
 _PROPOSAL = {
     "type": "object",
@@ -149,20 +134,7 @@ _APPLY_BODY = {
 
 
 def _op(op_id: str, summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return {
-        "tags": ["db"],
-        "operationId": op_id,
-        "summary": summary,
-        "description": "Superusers only. See docs/performance.md.",
-        "security": [{"Authorization": []}],
-        "x-shipyard-guard": "superuser",  # openapi.GUARD_SUPERUSER
-        "responses": {
-            **responses,
-            "401": _error("Unauthorized"),
-            "403": _error("Forbidden"),
-        },
-        **extra,
-    }
+    return spec.superuser_op("db", op_id, summary, "docs/performance.md", responses, **extra)
 
 
 def openapi_paths() -> dict[str, Any]:
@@ -208,7 +180,7 @@ def openapi_paths() -> dict[str, Any]:
                     "400": _error("BadRequest"),
                     "413": _error("TooLarge"),
                 },
-                requestBody={"required": True, "content": {_JSON_TYPE: {"schema": _APPLY_BODY}}},
+                requestBody=spec.body(_APPLY_BODY),
             )
         },
         "/api/db/slow-queries": {

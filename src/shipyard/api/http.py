@@ -137,3 +137,25 @@ async def resolve_auth(request: Request) -> Auth:
         return ANONYMOUS
     svc = services(request)
     return await svc.authenticate(token)
+
+
+async def require_superuser(request: Request) -> Auth:
+    """401 without a valid token, 403 for anyone but a superuser (PocketBase's answers)."""
+    auth = await resolve_auth(request)
+    if auth.collection is None:
+        raise ApiError(401, "The request requires valid record authorization token.")
+    if not auth.is_superuser:
+        raise ApiError(403, "The authorized record is not allowed to perform this action.")
+    return auth
+
+
+def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    """A bounded integer query parameter; anything else is a 400 naming it."""
+    raw = request.query_params.get(name, "") or str(default)
+    try:
+        value = int(raw)
+    except ValueError:
+        raise bad_request(f"Invalid {name} parameter: expected an integer.") from None
+    if not low <= value <= high:
+        raise bad_request(f"Invalid {name} parameter: expected {low}..{high}.")
+    return value

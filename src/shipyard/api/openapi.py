@@ -1163,19 +1163,24 @@ def _record_ops(c: Collection | None) -> tuple[Schema, Schema]:
     return collection_ops, record_ops
 
 
-_MODULE_TAGS = {"db": "Slow-query log and index advisor (superusers only)."}
+_MODULE_TAGS = {
+    "db": "Slow-query log and index advisor (superusers only).",
+    "jobs": "Background jobs: status, enqueue, retry, cancel, exports (superusers only).",
+    "webhooks": "Outgoing webhook subscriptions and their delivery log (superusers only).",
+}
 
 
 def _module_paths() -> Schema:
     """Paths of route modules that describe themselves with `openapi_paths()`."""
     out: Schema = {}
-    try:
-        db_api = importlib.import_module("shipyard.api.db")
-    except ImportError:
-        return out
-    describe = getattr(db_api, "openapi_paths", None)
-    if callable(describe):
-        out.update(describe())
+    for name in _MODULE_TAGS:
+        try:
+            module = importlib.import_module(f"shipyard.api.{name}")
+        except ImportError:
+            continue
+        describe = getattr(module, "openapi_paths", None)
+        if callable(describe):
+            out.update(describe())
     return out
 
 
