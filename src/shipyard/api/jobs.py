@@ -33,9 +33,12 @@ _ENQUEUE_FIELDS = {
 def _job_id(request: Request) -> int:
     raw = request.path_params["id"]
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise not_found() from None
+    if not 0 < value < 2**63:  # no such job (and no 64-bit overflow in the query)
+        raise not_found()
+    return value
 
 
 async def list_jobs(request: Request) -> Response:
