@@ -201,7 +201,7 @@ class Jobs:
         if delay is not None:
             run_at = time.time() + delay
         try:
-            return await self.queue.enqueue(
+            done = await self.queue.enqueue(
                 tx or self.svc.db,
                 kind,
                 args,
@@ -216,6 +216,9 @@ class Jobs:
             )
         except QueueError as exc:
             raise bad_request(f"Invalid job: {exc}.") from None
+        if tx is None:  # committed already (in a transaction: woken after its commit)
+            self.written({self.queue.table})
+        return done
 
     async def enqueue_cron(self, cj: CronJob, tick: float) -> Enqueued:
         return await self.enqueue(

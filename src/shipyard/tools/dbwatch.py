@@ -30,8 +30,19 @@ class _WatchedTx:
         self._tx = tx
         self._written = written
         self.dialect = tx.dialect
-        self.fetchall = tx.fetchall
-        self.fetchone = tx.fetchone
+
+    # inside a transaction a fetch may be a write too (`INSERT … RETURNING`)
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        t = written_table(sql)
+        if t:
+            self._written.add(t)
+        return await self._tx.fetchall(sql, params)
+
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
+        t = written_table(sql)
+        if t:
+            self._written.add(t)
+        return await self._tx.fetchone(sql, params)
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         t = written_table(sql)
