@@ -367,18 +367,25 @@ class Queue:
     # ------------------------------------------------------------------ while running
 
     async def heartbeat(
-        self, worker: str, ids: Sequence[int], lease: float, now: float | None = None
+        self,
+        worker: str,
+        attempts: Sequence[tuple[int, int]],
+        lease: float,
+        now: float | None = None,
     ) -> dict[int, bool]:
-        """Extend the leases of `worker`'s running jobs. Returns {id: cancel requested} for
-        the jobs it still holds; a missing id was lost (rescued after its lease expired)."""
-        if not ids:
+        """Extend the leases of `worker`'s running attempts, given as (id, attempt) pairs.
+        Returns {id: cancel requested} for those it still holds; a missing id was lost —
+        rescued after its lease expired, and perhaps claimed again since (even by this same
+        worker: the attempt number tells the old copy from the new one)."""
+        if not attempts:
             return {}
         now = time.time() if now is None else now
-        marks = ", ".join("?" for _ in ids)
+        pairs = ", ".join("(?, ?)" for _ in attempts)
         rows = await self.db.fetchall(
             f'UPDATE "{self.table}" SET "lease_until" = ? WHERE "worker" = ? '
-            f'AND "state" = \'running\' AND "id" IN ({marks}) RETURNING "id", "cancel"',
-            (now + lease, worker, *ids),
+            f'AND "state" = \'running\' AND ("id", "attempt") IN ({pairs}) '
+            'RETURNING "id", "cancel"',
+            (now + lease, worker, *(v for pair in attempts for v in pair)),
         )
         return {int(r[0]): bool(r[1]) for r in rows}
 
@@ -460,6 +467,21 @@ class Queue:
             (state, _json(errors, "errors"), *args, job.id, job.attempt),
         )
         return state if n == 1 else None
+
+    async def release(self, job: Job, now: float | None = None) -> bool:
+        """Give a running attempt back untouched (its worker is shutting down): due now,
+        and the attempt is not counted — a deploy must not dead-letter a job on its last
+        attempt. False if the attempt no longer held the job."""
+        now = time.time() if now is None else now
+        n = await self.db.execute(
+            f'UPDATE "{self.table}" SET "state" = \'available\', "attempt" = "attempt" - 1, '
+            '"scheduled_at" = ?, "lease_until" = NULL, "worker" = NULL '
+            'WHERE "id" = ? AND "attempt" = ? AND "state" = \'running\'',
+            (now, job.id, job.attempt),
+        )
+        if n == 1 and self.pg:
+            await self.db.execute("SELECT pg_notify(?, ?)", (NOTIFY_CHANNEL, job.queue))
+        return n == 1
 
     async def rescue(self, now: float | None = None, limit: int = 500) -> int:
         """Put back running jobs whose lease expired (their worker died or lost the

@@ -114,7 +114,8 @@ class Worker:
         self._done_event = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._why: dict[int, str] = {}  # job id -> why its task was cancelled (lost, cancel)
+        # (job id, attempt) -> why its task was cancelled: lost, cancel (else: stopping)
+        self._why: dict[tuple[int, int], str] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -215,6 +216,11 @@ class Worker:
         now = time.time()
         for job in jobs:
             self.stats.claimed += 1
+            old = self.active.get(job.id)
+            if old is not None:
+                # an older attempt still runs here: this process stalled past its lease and
+                # the job was rescued and claimed again (by us). Only the new attempt goes on.
+                self._lose(*old)
             task = asyncio.create_task(self._execute(job, now))
             self.active[job.id] = (job, task)
         if self.active:
@@ -252,10 +258,9 @@ class Worker:
             with contextlib.suppress(BaseException):
                 await asyncio.wait({task}, timeout=5)
             outcome = ("cancelled", "cancelled while running")
-            reason = self._why.pop(job.id, "stopping")
+            reason = self._why.pop((job.id, job.attempt), "stopping")
             if reason == "lost":
-                self.active.pop(job.id, None)
-                self._maybe_idle()
+                self._untrack(job)
                 return
             if reason == "stopping":
                 outcome = ("release", None)
@@ -277,7 +282,7 @@ class Worker:
                 self.stats.completed += 1
             elif kind == "release":
                 # shutting down: give the attempt back untouched, due now
-                await self.queue.fail(job, "worker stopped during the attempt", retry_in=0.0)
+                await self.queue.release(job)
             elif kind == "cancelled":
                 self.stats.cancelled += 1
                 await self.queue.fail(job, value, retry_in=None, state="cancelled")
@@ -296,9 +301,22 @@ class Worker:
         except Exception as exc:  # the database is gone: the lease will expire and rescue it
             log.warning("could not record the end of job %s: %s", job.id, exc)
         if kind != "ok":
-            self.active.pop(job.id, None)
-            self._maybe_idle()
+            self._untrack(job)
             self._wake.set()
+
+    def _untrack(self, job: Job) -> None:
+        """Forget this attempt — unless a newer attempt of the same job replaced it."""
+        cur = self.active.get(job.id)
+        if cur is not None and cur[0] is job:
+            del self.active[job.id]
+        self._maybe_idle()
+
+    def _lose(self, job: Job, task: asyncio.Task[Any]) -> None:
+        """Another attempt owns the job now: stop this copy without recording anything."""
+        self.stats.lost += 1
+        log.warning("job %s attempt %s lost its lease; stopping it here", job.id, job.attempt)
+        self._why[(job.id, job.attempt)] = "lost"
+        task.cancel()
 
     def _maybe_idle(self) -> None:
         if not self.active:
@@ -326,8 +344,7 @@ class Worker:
                     )
                 await asyncio.sleep(0.2 * (attempt + 1))
         for job, _ in batch:
-            self.active.pop(job.id, None)
-        self._maybe_idle()
+            self._untrack(job)
         self._wake.set()
 
     # ------------------------------------------------------------------ leases
@@ -335,24 +352,23 @@ class Worker:
     async def _lease_loop(self) -> None:
         while True:
             await asyncio.sleep(self.lease / 3)
-            running = {jid: t for jid, (_, t) in self.active.items() if not t.done()}
+            running = [(job, t) for job, t in self.active.values() if not t.done()]
             if not running:
                 continue
             try:
-                held = await self.queue.heartbeat(self.name, list(running), self.lease)
+                held = await self.queue.heartbeat(
+                    self.name, [(job.id, job.attempt) for job, _ in running], self.lease
+                )
             except Exception as exc:
                 log.warning("could not renew job leases: %s", exc)
                 continue
-            why = self._why
-            for jid, task in running.items():
-                if jid not in held:
-                    # another worker took it over: stop our copy now
-                    self.stats.lost += 1
-                    log.warning("job %s lost its lease; stopping it here", jid)
-                    why[jid] = "lost"
-                    task.cancel()
-                elif held[jid]:
-                    why[jid] = "cancel"
+            for job, task in running:
+                if task.done() or self.active.get(job.id, (None,))[0] is not job:
+                    continue  # ended (or replaced) while we renewed
+                if job.id not in held:
+                    self._lose(job, task)  # another attempt took it over: stop our copy
+                elif held[job.id]:
+                    self._why[(job.id, job.attempt)] = "cancel"
                     task.cancel()
 
     # ------------------------------------------------------------------ housekeeping
