@@ -26,6 +26,10 @@ import orjson
 
 MAX_OUTPUT = 16 * 1024 * 1024  # bytes of answer accepted from the child
 STDERR_TAIL = 2000
+_SIGNAL_HINTS = {
+    "SIGKILL": " (out of memory?)",
+    "SIGSEGV": " (a crash in native code, or out of memory)",
+}
 
 
 class IsolatedError(Exception):
@@ -70,10 +74,10 @@ async def run_isolated(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         start_new_session=True,  # its own process group: a timeout kills its children too
-        limit=MAX_OUTPUT,
     )
+    err = bytearray()
     try:
-        out, err = await asyncio.wait_for(proc.communicate(payload), timeout=timeout)
+        out = await asyncio.wait_for(_exchange(proc, payload, err), timeout=timeout)
     except TimeoutError:
         _kill_group(proc.pid)
         with contextlib.suppress(Exception):
@@ -86,6 +90,8 @@ async def run_isolated(
         raise
     finally:
         _kill_group(proc.pid)  # a grandchild it left behind
+    if out is None:
+        raise IsolatedError(f"the answer is larger than {MAX_OUTPUT} bytes", "exception")
     tail = err.decode(errors="replace")[-STDERR_TAIL:].strip()
     try:
         answer = orjson.loads(out) if out else None
@@ -97,13 +103,52 @@ async def run_isolated(
         raise IsolatedError(str(answer["error"]), str(answer.get("type", "exception")))
     rc = proc.returncode
     if rc is not None and rc < 0:
-        sig = signal.Signals(-rc).name if -rc in signal.valid_signals() else str(-rc)
-        hint = " (out of memory?)" if -rc in (signal.SIGKILL, signal.SIGSEGV) else ""
-        raise IsolatedError(f"the process was killed by {sig}{hint}", "crash")
+        try:
+            name = signal.Signals(-rc).name
+        except ValueError:
+            name = str(-rc)
+        hint = _SIGNAL_HINTS.get(name, "")
+        raise IsolatedError(f"the process was killed by {name}{hint}", "crash")
     raise IsolatedError(
         f"the process exited with status {rc} without an answer" + (f": {tail}" if tail else ""),
         "crash",
     )
+
+
+async def _exchange(
+    proc: asyncio.subprocess.Process, payload: bytes, err: bytearray
+) -> bytes | None:
+    """Send the call, read the answer (None: too large) and the end of stderr.
+
+    The answer ends when the child closes its answer pipe, i.e. when it is done: then its
+    process group is killed, because a process it started (and left running) would hold
+    stderr open and make a finished call look like a timeout."""
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    stderr = proc.stderr
+
+    async def drain_stderr() -> None:
+        while chunk := await stderr.read(65536):
+            err.extend(chunk)
+            del err[: max(0, len(err) - 4 * STDERR_TAIL)]
+
+    reader = asyncio.create_task(drain_stderr())
+    try:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            proc.stdin.write(payload)
+            await proc.stdin.drain()
+            proc.stdin.close()
+        out = bytearray()
+        while chunk := await proc.stdout.read(65536):
+            out.extend(chunk)
+            if len(out) > MAX_OUTPUT:
+                return None
+        _kill_group(proc.pid)
+        await proc.wait()
+        with contextlib.suppress(TimeoutError):  # a process that left the group keeps it
+            await asyncio.wait_for(asyncio.shield(reader), timeout=1.0)
+        return bytes(out)
+    finally:
+        reader.cancel()
 
 
 def _kill_group(pid: int) -> None:
