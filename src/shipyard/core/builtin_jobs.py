@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from shipyard.core.auth import Auth
+from shipyard.core.errors import ApiError
 from shipyard.core.functions import Functions
 from shipyard.core.mails import mailer_from_settings
 from shipyard.settings import Settings
@@ -57,6 +58,8 @@ async def send_email(ctx: Any, args: Any) -> dict[str, Any]:
         raise Discard("send_email: 'to' must be one e-mail address")
     if not isinstance(subject, str) or not subject or len(subject) > 998:
         raise Discard("send_email: 'subject' must be 1..998 characters")
+    if "\r" in subject or "\n" in subject:  # header injection
+        raise Discard("send_email: 'subject' must be one line")
     if not isinstance(html, str) or not isinstance(text, str) or not (html or text):
         raise Discard("send_email: give 'html' or 'text'")
     mailer = mailer_from_settings(ctx.settings)
@@ -64,7 +67,12 @@ async def send_email(ctx: Any, args: Any) -> dict[str, Any]:
         raise MailError("mail is disabled: set SHIPYARD_SMTP_HOST")  # retried: may be set later
     if not html:
         html = "<pre>" + _escape(text) + "</pre>"
-    await mailer.send(Message(to=to, subject=subject, html=html, text=text))
+    message = Message(to=to, subject=subject, html=html, text=text)
+    try:
+        mailer.build(message)  # a message that cannot be built never will be: no retries
+    except MailError as exc:
+        raise Discard(f"send_email: {exc}") from None
+    await mailer.send(message)
     return {"to": to}
 
 
@@ -73,21 +81,28 @@ def _escape(text: str) -> str:
 
 
 def export_path(settings: Settings, name: str) -> Path | None:
-    """The file of an export by its name, None if the name is not a plain file name."""
-    if not _SAFE_NAME.match(name) or name.startswith("."):
+    """The file of an export by its name; None for anything export_collection does not
+    write (other names, hidden or temporary files, paths)."""
+    if len(name) > 200 or not _SAFE_NAME.match(name) or name.startswith("."):
+        return None
+    if name.rpartition(".")[2] not in EXPORT_FORMATS:
         return None
     return settings.exports_path / name
 
 
 async def export_collection(ctx: Any, args: Any) -> dict[str, Any]:
     """args: {collection, filter?, sort?, format: csv|jsonl, fields?}; writes
-    `<exports dir>/<job id>-<collection>.<format>` and returns its download URL."""
+    `<exports dir>/<job id>-<collection>.<format>` and returns its download URL. Hidden
+    fields (passwords and token keys included) are never written."""
     svc = ctx.services
     if not isinstance(args, dict):
         raise Discard("export_collection: args must be an object")
-    c = svc.store.get(str(args.get("collection", "")))
+    cname = args.get("collection")
+    if not isinstance(cname, str) or not cname:
+        raise Discard("export_collection: 'collection' must name a collection")
+    c = svc.store.get(cname)
     if c is None:
-        raise Discard(f"export_collection: no collection {args.get('collection')!r}")
+        raise Discard(f"export_collection: no collection {cname!r}")
     fmt = args.get("format", "csv")
     if fmt not in EXPORT_FORMATS:
         raise Discard(f"export_collection: format must be one of {EXPORT_FORMATS}")
@@ -95,6 +110,7 @@ async def export_collection(ctx: Any, args: Any) -> dict[str, Any]:
     for key in ("filter", "sort", "fields"):
         if args.get(key):
             params[key] = str(args[key])
+    hidden = {f.name for f in c.fields if f.hidden}
     auth = Auth(collection=svc.store.require("_superusers"), record={"id": "export"})
     out_dir = ctx.settings.exports_path
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -103,38 +119,44 @@ async def export_collection(ctx: Any, args: Any) -> dict[str, Any]:
     tmp = out_dir / f".{name}.part"
     rows = 0
     columns: list[str] | None = None
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        while True:
-            try:
-                page = await svc.records.list_page(c, params, auth)
-            except Exception as exc:
-                from shipyard.core.errors import ApiError
-
-                if isinstance(exc, ApiError) and exc.status == 400:
-                    raise Discard(
-                        f"export_collection: {exc.message} {exc.data or ''}".strip()
-                    ) from None
-                raise
-            items = page["items"]
-            if fmt == "jsonl":
-                for it in items:
-                    fh.write(orjson.dumps(it).decode())
-                    fh.write("\n")
-            else:
-                if columns is None and items:
-                    columns = list(items[0].keys())
-                    csv.writer(fh).writerow(columns)
-                w = csv.writer(fh)
-                for it in items:
-                    w.writerow([_cell(it.get(k)) for k in columns or []])
-            rows += len(items)
-            nxt = page.get("nextCursor")
-            if not nxt:
-                break
-            params["cursor"] = nxt
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, final)
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            while True:
+                try:
+                    page = await svc.records.list_page(c, params, auth)
+                except ApiError as exc:
+                    if exc.status == 400:
+                        detail = (
+                            f"{exc.message} {orjson.dumps(exc.data).decode() if exc.data else ''}"
+                        )
+                        raise Discard(f"export_collection: {detail.strip()}") from None
+                    raise
+                items = [{k: v for k, v in it.items() if k not in hidden} for it in page["items"]]
+                if fmt == "jsonl":
+                    for it in items:
+                        fh.write(orjson.dumps(it).decode())
+                        fh.write("\n")
+                else:
+                    if columns is None and items:
+                        columns = list(items[0].keys())
+                        w.writerow(columns)
+                    for it in items:
+                        w.writerow([_cell(it.get(k)) for k in columns or []])
+                rows += len(items)
+                nxt = page.get("nextCursor")
+                if not nxt:
+                    break
+                params["cursor"] = nxt
+            if fmt == "csv" and columns is None and "fields" not in params:
+                # no rows: still a header, so the file opens as the expected table
+                names = [f.name for f in c.fields if not f.hidden]
+                w.writerow(["collectionId", "collectionName", *names])
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed attempt leaves no half-written file behind
     return {
         "file": name,
         "rows": rows,

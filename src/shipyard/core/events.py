@@ -130,6 +130,9 @@ class RecordEvents:
         timeout = (
             h.job.options.timeout if h.job and h.job.options.timeout else None
         ) or self.jobs.settings.functions_timeout
+        late = ApiError(
+            503, f"The {h.name} hook did not finish in {timeout:g} s; nothing was saved."
+        )
         try:
             if h.job is not None and self.jobs.isolated(h.job):
                 info = {"handler": h.name, "event": event["id"]}
@@ -140,11 +143,11 @@ class RecordEvents:
         except Reject as exc:
             raise bad_request(exc.message, exc.data) from None
         except IsolatedFailure as exc:
-            text = str(exc)
-            if "Reject: " in text:  # raised in the subprocess
-                raise bad_request(text.split("Reject: ", 1)[1].splitlines()[0]) from None
+            text, mark = str(exc), "shipyard.core.functions.Reject: "
+            if exc.kind == "exception" and mark in text:  # raised in the subprocess
+                raise bad_request(text.split(mark, 1)[1].splitlines()[0]) from None
+            if exc.kind == "timeout":
+                raise late from None
             raise
         except TimeoutError:
-            raise ApiError(
-                503, f"The {h.name} hook did not finish in {timeout:g} s; nothing was saved."
-            ) from None
+            raise late from None

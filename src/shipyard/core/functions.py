@@ -174,15 +174,16 @@ class Functions:
             raise FunctionsError(f"on_record: when must be one of {WHEN}")
 
         def register(fn: Handler) -> Handler:
-            hname = name or f"{collection}.{fn.__name__}"
+            # "*" cannot be part of a job kind: handlers of every collection are "all.<fn>"
+            hname = name or f"{'all' if collection == '*' else collection}.{fn.__name__}"
             if any(h.name == hname for h in self.record_handlers):
                 raise FunctionsError(f"record handler {hname!r} is registered twice")
             job = None
             if when == "after_commit":
                 job = self.add_job(f"event:{hname}", fn, **options)
             else:
-                opts = _options(options, f"record handler {hname!r}")
-                job = None if not opts.isolated else JobType(f"before:{hname}", fn, opts)
+                # not a queued job, but its options (timeout, isolated) apply the same way
+                job = JobType(f"before:{hname}", fn, _options(options, f"record handler {hname!r}"))
             self.record_handlers.append(RecordHandler(hname, collection, acts, when, fn, job))
             return fn
 

@@ -282,7 +282,7 @@ class Jobs:
                 context={"job": info, "isolated": True},
             )
         except IsolatedError as exc:
-            raise IsolatedFailure(f"isolated {jt.name}: {exc}") from None
+            raise IsolatedFailure(f"isolated {jt.name}: {exc}", exc.kind) from None
 
     # ------------------------------------------------------------------ the worker
 
@@ -333,6 +333,10 @@ class Jobs:
 
 class IsolatedFailure(Exception):
     """An isolated function failed (timeout, memory, exception, crash): the attempt fails."""
+
+    def __init__(self, message: str, kind: str = "exception") -> None:
+        super().__init__(message)
+        self.kind = kind  # as IsolatedError.kind: timeout | memory | exception | crash
 
 
 def job_info(job: Job) -> dict[str, Any]:
