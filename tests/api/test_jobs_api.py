@@ -42,6 +42,7 @@ FAST = {
 
 HOOKS = """
 import asyncio
+import os
 from pathlib import Path
 
 from shipyard.functions import Discard, Functions
@@ -76,6 +77,16 @@ async def refuse(ctx, args):
 @functions.job("sleepy", timeout=60)
 async def sleepy(ctx, args):
     await asyncio.sleep(60)
+
+
+@functions.job("iso_info", isolated=True)
+def iso_info(ctx, args):  # runs in a subprocess: JSON in, JSON out, no database
+    return {"job": ctx.job, "isolated": ctx.isolated, "pid": os.getpid(), "args": args}
+
+
+@functions.job("iso_refuse", isolated=True, max_attempts=3)
+def iso_refuse(ctx, args):
+    raise Discard("isolated arguments can never work")
 """
 
 
@@ -449,6 +460,22 @@ def test_job_shows_attempts_errors_result_and_timings(
     assert stats["recentCompleted"] == 2 and stats["lagSeconds"] is None
     for timing in (stats["waitMs"], stats["runMs"]):
         assert 0 <= timing["p50"] <= timing["p99"]
+
+
+def test_isolated_jobs_run_in_a_subprocess(working: tuple[TestClient, H]) -> None:
+    c, su = working
+    info = wait_job(c, su, enqueue(c, su, "iso_info", {"n": [1, "two"]})["id"])
+    assert info["state"] == "completed", info
+    result = info["result"]
+    assert result["pid"] != os.getpid() and result["isolated"] is True
+    assert result["args"] == {"n": [1, "two"]}
+    assert result["job"] == {
+        "id": info["id"], "kind": "iso_info", "queue": "default", "attempt": 1, "maxAttempts": 10,
+    }  # fmt: skip
+    # Discard raised in the subprocess dead-letters at once, as in-process
+    refused = wait_job(c, su, enqueue(c, su, "iso_refuse")["id"])
+    assert refused["state"] == "discarded" and refused["attempt"] == 1, refused
+    assert "isolated arguments can never work" in refused["errors"][0]["error"]
 
 
 def test_unknown_job_ids_are_404(idle: tuple[TestClient, H]) -> None:

@@ -257,7 +257,12 @@ class Jobs:
         if jt is None:  # not claimed by this worker (kinds filter); defensive
             raise Discard(f"no handler registered for job kind {job.kind!r}")
         if self.isolated(jt):
-            return await self.call_isolated(jt, job.args, job_info(job), job.timeout)
+            try:
+                return await self.call_isolated(jt, job.args, job_info(job), job.timeout)
+            except IsolatedFailure as exc:  # a Discard raised in the subprocess still discards
+                if exc.kind == "exception" and "shipyard.tools.worker.Discard: " in str(exc):
+                    raise Discard(str(exc)) from None
+                raise
         ctx = JobContext(self, job)
         result = await call(jt.fn, ctx, job.args)
         if ctx.completed:
