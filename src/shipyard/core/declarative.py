@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from shipyard.core.errors import ApiError
+from shipyard.core.webhooks import resolve_items
 
 if TYPE_CHECKING:
     from shipyard.core.services import Services
@@ -53,6 +54,8 @@ async def apply_file(
     """Apply the file; a change that would lose data refuses unless confirmed."""
     items, hooks = read_document(path)
     try:
+        if hooks is not None:
+            resolve_items(hooks)  # a missing secretEnv variable stops before any change
         applied = await svc.store.import_collections(
             items, delete_missing=delete_missing, confirm_data_loss=confirm_data_loss
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import time
+import urllib.parse
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -22,7 +23,7 @@ from shipyard.core.errors import ApiError, bad_request, not_found
 from shipyard.core.fields import format_date, now_str
 from shipyard.settings import parse_allow_list
 from shipyard.tools import webhooks as wh
-from shipyard.tools.db import Database, Executor
+from shipyard.tools.db import Database, Executor, IntegrityError
 from shipyard.tools.ids import random_string
 from shipyard.tools.worker import Discard
 
@@ -46,6 +47,8 @@ class Webhook:
     active: bool
     created: str
     updated: str
+    # what is stored: the collection's id (names change) or "*"; `collection` shows its name
+    collection_id: str = ""
 
     def to_json(self, *, with_secret: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -78,6 +81,7 @@ def _row(r: Any) -> Webhook:
         bool(r[6]),
         str(r[7]),
         str(r[8]),
+        collection_id=str(r[2]),
     )
 
 
@@ -94,6 +98,9 @@ class Webhooks:
         self.allow = parse_allow_list(s.webhook_allow_private)
         self.timeout = s.webhook_timeout
         self.max_attempts = s.webhook_max_attempts
+        # the log explains dead letters: kept as long as they are, then pruned
+        self.log_retention = float(s.jobs_discarded_retention)
+        self._pruned_at = 0.0
 
     async def ensure_schema(self) -> None:
         pg = self.db.dialect == "postgres"
@@ -124,22 +131,32 @@ class Webhooks:
                 'CREATE INDEX IF NOT EXISTS "_webhook_deliveries_webhook" '
                 'ON "_webhook_deliveries" ("webhook", "id")'
             )
+            await tx.execute(
+                'CREATE INDEX IF NOT EXISTS "_webhook_deliveries_at" ON "_webhook_deliveries" ("at")'
+            )
 
     # ------------------------------------------------------------------ subscriptions
 
+    def _named(self, w: Webhook) -> Webhook:
+        """`collection` as the collection's current name (kept by id: a rename follows)."""
+        c = None if w.collection_id == "*" else self.store.get(w.collection_id)
+        if c is not None:
+            w.collection = c.name
+        return w
+
     async def all(self) -> list[Webhook]:
         rows = await self.db.fetchall(f'SELECT {_COLS} FROM "_webhooks" ORDER BY "created", "id"')
-        return [_row(r) for r in rows]
+        return [self._named(_row(r)) for r in rows]
 
     async def get(self, wid: str) -> Webhook:
         row = await self.db.fetchone(f'SELECT {_COLS} FROM "_webhooks" WHERE "id" = ?', (wid,))
         if row is None:
             raise not_found()
-        return _row(row)
+        return self._named(_row(row))
 
     async def _by_name(self, name: str) -> Webhook | None:
         row = await self.db.fetchone(f'SELECT {_COLS} FROM "_webhooks" WHERE "name" = ?', (name,))
-        return None if row is None else _row(row)
+        return None if row is None else self._named(_row(row))
 
     async def _validate(self, data: Any, old: Webhook | None) -> dict[str, Any]:
         if not isinstance(data, dict):
@@ -161,7 +178,7 @@ class Webhooks:
             c = self.store.get(coll)
             if c is None:
                 raise _field_error("collection", "Missing or invalid collection.")
-            coll = c.name
+            coll = c.id
         out["collection"] = coll
         events = data.get("events", base.get("events", list(ACTIONS)))
         if (
@@ -182,8 +199,13 @@ class Webhooks:
         secret = data.get("secret", base.get("secret") or None)
         if secret is None or secret == "":
             secret = wh.new_secret()
-        if not isinstance(secret, str) or not 16 <= len(secret) <= 200:
-            raise _field_error("secret", "Must be 16..200 characters (whsec_… recommended).")
+        key = wh.decode_secret(secret) if isinstance(secret, str) else None
+        low, high = wh.SECRET_BYTES
+        if key is None or not low <= len(key) <= high:
+            # receivers verify with Standard Webhooks libraries, which decode exactly this
+            raise _field_error(
+                "secret", f"Must be whsec_ followed by the base64 of {low} to {high} random bytes."
+            )
         out["secret"] = secret
         active = data.get("active", base.get("active", True))
         if not isinstance(active, bool):
@@ -196,13 +218,16 @@ class Webhooks:
         if await self._by_name(v["name"]) is not None:
             raise _field_error("name", "The name is taken.", "validation_not_unique")
         now = now_str()
-        w = Webhook(random_string(15), created=now, updated=now, **v)
-        await self.db.execute(
-            f'INSERT INTO "_webhooks" ({_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
-            (w.id, w.name, w.collection, orjson.dumps(w.events).decode(), w.url, w.secret,
-             1 if w.active else 0, w.created, w.updated),
-        )  # fmt: skip
-        return w
+        w = Webhook(random_string(15), created=now, updated=now, collection_id=v["collection"], **v)
+        try:
+            await self.db.execute(
+                f'INSERT INTO "_webhooks" ({_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+                (w.id, w.name, w.collection, orjson.dumps(w.events).decode(), w.url, w.secret,
+                 1 if w.active else 0, w.created, w.updated),
+            )  # fmt: skip
+        except IntegrityError:  # the same name, saved meanwhile by another request
+            raise _field_error("name", "The name is taken.", "validation_not_unique") from None
+        return self._named(w)
 
     async def update(self, wid: str, data: Any) -> Webhook:
         old = await self.get(wid)
@@ -211,38 +236,37 @@ class Webhooks:
         if other is not None and other.id != wid:
             raise _field_error("name", "The name is taken.", "validation_not_unique")
         now = now_str()
-        await self.db.execute(
-            'UPDATE "_webhooks" SET "name" = ?, "collection" = ?, "events" = ?, "url" = ?, '
-            '"secret" = ?, "active" = ?, "updated" = ? WHERE "id" = ?',
-            (v["name"], v["collection"], orjson.dumps(v["events"]).decode(), v["url"],
-             v["secret"], 1 if v["active"] else 0, now, wid),
-        )  # fmt: skip
+        try:
+            await self.db.execute(
+                'UPDATE "_webhooks" SET "name" = ?, "collection" = ?, "events" = ?, "url" = ?, '
+                '"secret" = ?, "active" = ?, "updated" = ? WHERE "id" = ?',
+                (v["name"], v["collection"], orjson.dumps(v["events"]).decode(), v["url"],
+                 v["secret"], 1 if v["active"] else 0, now, wid),
+            )  # fmt: skip
+        except IntegrityError:
+            raise _field_error("name", "The name is taken.", "validation_not_unique") from None
         return await self.get(wid)
 
     async def delete(self, wid: str) -> None:
+        """The subscription and its delivery log; its pending deliveries discard themselves."""
         await self.get(wid)
-        await self.db.execute('DELETE FROM "_webhooks" WHERE "id" = ?', (wid,))
+        async with self.db.transaction() as tx:
+            await tx.execute('DELETE FROM "_webhooks" WHERE "id" = ?', (wid,))
+            await tx.execute('DELETE FROM "_webhook_deliveries" WHERE "webhook" = ?', (wid,))
 
     async def sync(self, items: Any) -> int:
-        """The declarative file's `webhooks`: create or update each by name. A `secretEnv`
-        names an environment variable holding the secret (keep secrets out of the file)."""
-        if not isinstance(items, list):
-            raise bad_request('Invalid webhooks: expected a list under "webhooks".')
+        """The declarative file's `webhooks`: create or update each by name."""
         n = 0
-        for item in items:
-            if not isinstance(item, dict):
-                raise bad_request("Invalid webhooks: each item must be an object.")
-            data = dict(item)
-            env = data.pop("secretEnv", None)
-            if env is not None:
-                if not isinstance(env, str) or env not in os.environ:
-                    raise _field_error("secretEnv", f"The environment variable {env!r} is not set.")
-                data["secret"] = os.environ[env]
-            existing = await self._by_name(str(data.get("name", "")))
-            if existing is None:
-                await self.create(data)
-            else:
-                await self.update(existing.id, data)
+        for data in resolve_items(items):
+            name = str(data.get("name", "")).strip()
+            try:
+                existing = await self._by_name(name)
+                if existing is None:
+                    await self.create(data)
+                else:
+                    await self.update(existing.id, data)
+            except ApiError as exc:
+                raise ApiError(exc.status, f"Webhook {name!r}: {exc.message}", exc.data) from None
             n += 1
         return n
 
@@ -250,10 +274,10 @@ class Webhooks:
 
     async def matching(self, tx: Executor, collection: str, action: str) -> list[Webhook]:
         """Active subscriptions for this event, read in the write's transaction."""
+        c = self.store.get(collection)
         rows = await tx.fetchall(
-            f'SELECT {_COLS} FROM "_webhooks" WHERE "active" = 1 '
-            'AND ("collection" = ? OR "collection" = \'*\')',
-            (collection,),
+            f'SELECT {_COLS} FROM "_webhooks" WHERE "active" = 1 AND "collection" IN (?, ?, \'*\')',
+            (c.id if c else collection, collection),
         )
         return [w for w in (_row(r) for r in rows) if action in w.events]
 
@@ -291,7 +315,8 @@ class Webhooks:
             w, event, job.id, job.attempt, status, d.status, d.duration_ms, d.error, d.response
         )
         if not d.ok:
-            raise DeliveryFailed(f"{w.url}: {d.error}")
+            # the host only: a URL's path or query often holds a token, and this is logged
+            raise DeliveryFailed(f"{urllib.parse.urlsplit(w.url).hostname}: {d.error}")
         return {"status": d.status, "durationMs": round(d.duration_ms, 3)}
 
     async def _log(
@@ -313,6 +338,12 @@ class Webhooks:
             (w.id, event["id"], event.get("type", ""), job, attempt, status, code, ms,
              error, response, time.time()),
         )  # fmt: skip
+        now = time.time()
+        if now - self._pruned_at > 60:  # at most once a minute per process
+            self._pruned_at = now
+            await self.db.execute(
+                'DELETE FROM "_webhook_deliveries" WHERE "at" < ?', (now - self.log_retention,)
+            )
 
     async def deliveries(
         self, wid: str, *, page: int = 1, per_page: int = 30, event: str | None = None
@@ -348,6 +379,31 @@ class Webhooks:
             "totalPages": (n + per_page - 1) // per_page,
             "items": items,
         }
+
+
+def resolve_items(items: Any) -> list[dict[str, Any]]:
+    """The declarative file's `webhooks` with each `secretEnv` (the name of an environment
+    variable holding the secret, which keeps secrets out of the file) replaced by the
+    secret. Done before anything is applied, so a missing variable changes nothing."""
+    if not isinstance(items, list):
+        raise bad_request('Invalid webhooks: expected a list under "webhooks".')
+    out = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise bad_request("Invalid webhooks: each item must be an object.")
+        data = dict(item)
+        env = data.pop("secretEnv", None)
+        if env is not None:
+            name = data.get("name")
+            if not isinstance(env, str) or not os.environ.get(env):
+                raise bad_request(
+                    f"Webhook {name!r}: the environment variable {env!r} named by secretEnv "
+                    "is not set.",
+                    {"secretEnv": {"code": "validation_required", "message": "Not set."}},
+                )
+            data["secret"] = os.environ[env]
+        out.append(data)
+    return out
 
 
 class DeliveryFailed(Exception):

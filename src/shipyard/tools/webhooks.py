@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import hmac
 import ipaddress
 import secrets
 import socket
+import ssl
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -42,14 +44,25 @@ def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
+SECRET_BYTES = (24, 64)  # key sizes Standard Webhooks recommends
+
+
+def decode_secret(secret: str) -> bytes | None:
+    """The key bytes of `whsec_` + base64 (padding optional, as Standard Webhooks libraries
+    accept it); None for anything else, which receivers' libraries could not verify."""
+    if not secret.startswith("whsec_"):
+        return None
+    b64 = secret.removeprefix("whsec_")
+    try:
+        return base64.b64decode(b64 + "=" * (-len(b64) % 4), validate=True)
+    except ValueError:
+        return None
+
+
 def secret_key(secret: str) -> bytes:
-    """The key bytes of a `whsec_…` secret (any other string is used as UTF-8 bytes)."""
-    if secret.startswith("whsec_"):
-        try:
-            return base64.b64decode(secret.removeprefix("whsec_"), validate=True)
-        except ValueError:
-            pass
-    return secret.encode()
+    """The HMAC key of a secret (a string that is not `whsec_…` is used as UTF-8 bytes)."""
+    key = decode_secret(secret)
+    return secret.encode() if key is None else key
 
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
@@ -65,6 +78,7 @@ def signed_headers(
     return {
         "content-type": "application/json",
         "user-agent": USER_AGENT,
+        "accept-encoding": "identity",  # the kept start of the answer stays readable
         "webhook-id": msg_id,
         "webhook-timestamp": str(ts),
         "webhook-signature": sign(secret, msg_id, ts, body),
@@ -106,9 +120,37 @@ def _allowed(
     return False
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # well-known prefix; the IPv4 is the last 32 bits
+_LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")  # local-use translators: never public
+
+
+def _embedded_v4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one reaches through a translator (mapped, 6to4, Teredo,
+    NAT64): such a form of 10.0.0.1 or 169.254.169.254 must be refused like the original."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]
+    if ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
 def is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    """Globally routable unicast. Python 3.11 calls some reserved ranges global (e.g.
+    IPv4-compatible `::7f00:1`, site-local `fec0::/10`), hence the extra checks."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        inner = _embedded_v4(ip)
+        if inner is not None and not is_public(inner):
+            return False
+        if ip.ipv4_mapped is not None:
+            return True
+        if ip.is_site_local or ip in _LOCAL_NAT64:
+            return False
+    if ip.is_reserved and not (isinstance(ip, ipaddress.IPv6Address) and ip in _NAT64):
+        return False
     return ip.is_global and not ip.is_multicast
 
 
@@ -132,6 +174,21 @@ async def resolve_checked(url: str, allow: list[str]) -> tuple[urllib.parse.Spli
                 "add it to SHIPYARD_WEBHOOK_ALLOW_PRIVATE to allow it"
             )
     return parts, addrs[0]
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """One TLS context per process: building one loads the CA bundle, ~20 ms of CPU that
+    would block the event loop on every delivery. (Clients are not shared: their pools key
+    connections by address, and the pinned address may serve several host names.)"""
+    return httpx.create_ssl_context()
+
+
+async def _read_start(r: httpx.Response, into: bytearray) -> None:
+    async for chunk in r.aiter_raw():
+        into += chunk
+        if len(into) >= MAX_RESPONSE_KEPT:
+            return
 
 
 @dataclass
@@ -166,17 +223,32 @@ async def post(
         extensions["sni_hostname"] = host
     start = time.perf_counter()
     try:
-        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False) as c:
-            r = await c.post(
+        async with httpx.AsyncClient(
+            timeout=timeout, follow_redirects=False, trust_env=False, verify=_tls()
+        ) as c:
+            req = c.build_request(
+                "POST",
                 pinned,
                 content=body,
                 headers={**headers, "host": host_header},
                 extensions=extensions,
             )
-            text = r.content[:MAX_RESPONSE_KEPT].decode(errors="replace")
-    except httpx.HTTPError as exc:
+            # the status is the answer; of the body keep only the start, and never wait
+            # long for (or hold in memory) a large, slow or endless one
+            r = await asyncio.wait_for(c.send(req, stream=True), timeout)
+            kept = bytearray()
+            left = max(0.1, timeout - (time.perf_counter() - start))
+            try:
+                await asyncio.wait_for(_read_start(r, kept), left)
+            except (httpx.HTTPError, TimeoutError):
+                pass  # the status already came; a broken body does not change it
+            finally:
+                await r.aclose()
+            text = bytes(kept[:MAX_RESPONSE_KEPT]).decode(errors="replace")
+    except (httpx.HTTPError, TimeoutError) as exc:
         ms = (time.perf_counter() - start) * 1000
-        return Delivery(False, None, ms, f"{type(exc).__name__}: {exc}"[:500], "")
+        why = f"no answer in {timeout:g} s" if isinstance(exc, TimeoutError) else str(exc)
+        return Delivery(False, None, ms, f"{type(exc).__name__}: {why}"[:500], "")
     ms = (time.perf_counter() - start) * 1000
     ok = 200 <= r.status_code < 300
     err = "" if ok else f"HTTP {r.status_code}"
