@@ -79,6 +79,11 @@ async def sleepy(ctx, args):
     await asyncio.sleep(60)
 
 
+@functions.job("odd_result")
+async def odd_result(ctx, args):
+    return {"ids": {1, 2}}  # a set: not JSON
+
+
 @functions.job("iso_info", isolated=True)
 def iso_info(ctx, args):  # runs in a subprocess: JSON in, JSON out, no database
     return {"job": ctx.job, "isolated": ctx.isolated, "pid": os.getpid(), "args": args}
@@ -460,6 +465,21 @@ def test_job_shows_attempts_errors_result_and_timings(
     assert stats["recentCompleted"] == 2 and stats["lagSeconds"] is None
     for timing in (stats["waitMs"], stats["runMs"]):
         assert 0 <= timing["p50"] <= timing["p99"]
+
+
+def test_a_result_that_is_not_json_is_a_dead_letter(idle: tuple[TestClient, H]) -> None:
+    c, su = idle
+    odd = enqueue(c, su, "odd_result")
+    echoes = [enqueue(c, su, "echo", {"i": i}) for i in range(3)]
+    svc = c.app.state.services  # type: ignore[attr-defined]
+    c.portal.call(svc.jobs.start_worker)  # type: ignore[union-attr]  # all four in one claim
+    dead = wait_job(c, su, odd["id"])
+    assert dead["state"] == "discarded" and dead["attempt"] == 1 and dead["result"] is None
+    assert "result is not JSON-serializable" in dead["errors"][0]["error"]
+    # the jobs that finished alongside it are completed once, not held back with it
+    for e in echoes:
+        done = wait_job(c, su, e["id"])
+        assert done["state"] == "completed" and done["attempt"] == 1 and done["errors"] == []
 
 
 def test_isolated_jobs_run_in_a_subprocess(working: tuple[TestClient, H]) -> None:

@@ -267,6 +267,10 @@ class Jobs:
         result = await call(jt.fn, ctx, job.args)
         if ctx.completed:
             raise AlreadyCompleted()
+        try:  # a result the queue cannot store would fail the completion of its whole batch
+            orjson.dumps(result)
+        except TypeError as exc:
+            raise Discard(f"the handler's result is not JSON-serializable: {exc}") from None
         return result
 
     async def call_isolated(
