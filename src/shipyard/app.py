@@ -108,6 +108,20 @@ async def startup(svc: Services) -> None:
         await demo.load(svc)
 
 
+def configure_logging(level: str) -> None:
+    """Shipyard's own log lines (`shipyard.*`) to stderr at the configured level, unless the
+    embedding program configured logging itself."""
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(
+            level=logging.WARNING,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+    logging.getLogger("shipyard").setLevel(level.upper())
+
+
 def app_factory() -> Gateway:
     """Entry point for server processes (`granian --factory shipyard.app:app_factory`)."""
-    return create_app()
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)

@@ -105,6 +105,9 @@ def worker(concurrency: int | None, queues: str | None) -> None:
     import signal
 
     settings = _settings(jobs_concurrency=concurrency, jobs_queues=queues)
+    from shipyard.app import configure_logging
+
+    configure_logging(settings.log_level)
 
     async def run(svc: Any) -> None:
         stop = asyncio.Event()
