@@ -34,6 +34,10 @@ def check_schedule(schedule: str, what: str = "cron") -> None:
         raise FunctionsError(
             f"{what}: {schedule!r} is not a 5-field cron expression (minute hour day month weekday)"
         )
+    try:  # valid but impossible (February 30th) would break the scheduler at every tick
+        next_tick(text, time.time())
+    except Exception:
+        raise FunctionsError(f"{what}: {schedule!r} never fires") from None
 
 
 def _expr(schedule: str) -> str:
@@ -67,15 +71,16 @@ class CronScheduler:
         now = time.time() if now is None else now
         n = 0
         for cj in self.crons:
-            t = latest_tick(cj.schedule, now)
-            if now - t > self.catch_up or self.fired.get(cj.name) == t:
-                continue
-            try:
+            try:  # one cron's trouble must not stop the others
+                t = latest_tick(cj.schedule, now)
+                if now - t > self.catch_up or self.fired.get(cj.name) == t:
+                    continue
                 await self.enqueue(cj, t)
-                self.fired[cj.name] = t
-                n += 1
             except Exception as exc:  # the database is away: try again next round
                 log.warning("could not enqueue cron %s: %s", cj.name, exc)
+                continue
+            self.fired[cj.name] = t
+            n += 1
         return n
 
     async def run(self) -> None:

@@ -312,6 +312,9 @@ class Jobs:
             poll_interval=s.jobs_poll_interval,
             retention=s.jobs_retention,
             discarded_retention=s.jobs_discarded_retention,
+            # look for expired leases well within a lease: a dead worker's jobs come back
+            # about one lease after it stopped renewing them
+            maintenance_interval=min(5.0, s.jobs_lease / 2),
             db_url=s.database_url if s.is_postgres else "",
         )
         worker.start()
