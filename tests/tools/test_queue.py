@@ -297,6 +297,21 @@ def test_rescue_of_the_last_attempt_discards(target: Target) -> None:
     run(target, body)
 
 
+def test_rescue_of_a_job_asked_to_cancel_cancels_it(target: Target) -> None:
+    """Its worker died before it saw the request: the job is not run again."""
+
+    async def body(q: Queue) -> None:
+        e = await q.enqueue(q.db, "k", None, max_attempts=5, now=T0)
+        await q.claim("w1", 1, 1, now=T0)
+        assert await q.cancel(e.id, now=T0) == "running"
+        assert await q.rescue(now=T0 + 2) == 1
+        job = await q.get(e.id)
+        assert job is not None and job.state == "cancelled" and job.finished_at == T0 + 2
+        assert await q.claim("w2", 1, 30, now=T0 + 3) == []
+
+    run(target, body)
+
+
 # ---------------------------------------------------------------------- retries
 
 
@@ -668,5 +683,51 @@ def test_stopping_worker_gives_the_attempt_back(target: Target) -> None:
             await w2.stop(grace=1)
         job = await q.get(e.id)
         assert job is not None and job.result == "done"
+
+    run(target, body)
+
+
+class CountingQueue(Queue):
+    """The real queue, counting the worker's claim rounds."""
+
+    claims = 0
+
+    async def claim(self, *args: Any, **kwargs: Any) -> list[Job]:
+        self.claims += 1
+        return await super().claim(*args, **kwargs)
+
+
+def test_a_due_job_the_worker_cannot_take_does_not_make_it_spin(target: Target) -> None:
+    """A due job of a kind this worker does not run (a rolling deploy), or of a kind at its
+    concurrency limit, is not a reason to claim again at once: the worker waits for a
+    wake-up or its poll interval, instead of querying in a tight loop."""
+
+    async def body(q: Queue) -> None:
+        cq = CountingQueue(q.db)
+
+        async def runner(job: Job) -> Any:
+            await asyncio.sleep(0.6)
+
+        await cq.enqueue(q.db, "from-a-newer-release", {})
+        for _ in range(3):
+            await cq.enqueue(q.db, "limited", {})
+        w = make_worker(
+            cq,
+            runner,
+            kinds=["limited"],
+            limited_kinds=lambda: {"limited": 1},
+            poll_interval=0.25,
+        )
+        w.start()
+        try:
+            await asyncio.sleep(1.5)
+        finally:
+            await w.stop(grace=0.1)
+        # about 1.5 / 0.25 polls plus a wake-up per finished job; a spinning loop makes
+        # hundreds
+        assert cq.claims <= 20, cq.claims
+        assert w.stats.completed >= 2  # the limited jobs still ran one after the other
+        job = (await cq.list(kind="from-a-newer-release"))[0][0]
+        assert job.state == "available" and job.attempt == 0
 
     run(target, body)

@@ -506,8 +506,9 @@ class Queue:
 
     async def _rescue_one(self, job: Job, msg: str, now: float) -> int:
         errors = [*job.errors, _error_entry(job.attempt, msg, now)][-MAX_ERRORS_KEPT:]
-        last = job.attempt >= job.max_attempts
-        state = "discarded" if last else "retryable"
+        last = job.cancel or job.attempt >= job.max_attempts
+        # a job someone asked to cancel is not run again because its worker died
+        state = "cancelled" if job.cancel else "discarded" if last else "retryable"
         sets = self._final_sets() if last else '"scheduled_at" = ?, "lease_until" = NULL'
         return await self.db.execute(
             f'UPDATE "{self.table}" SET "state" = ?, "errors" = ?, "worker" = NULL, {sets} '

@@ -114,6 +114,7 @@ class Worker:
         self._done_event = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._claimed_at = 0.0  # when the last claim looked for due jobs
         # (job id, attempt) -> why its task was cancelled: lost, cancel (else: stopping)
         self._why: dict[tuple[int, int], str] = {}
 
@@ -185,7 +186,11 @@ class Worker:
         if free > 0:
             with contextlib.suppress(Exception):
                 due = await self.queue.next_due(self.queues)
-                if due is not None:
+                # a job that was already due at the last claim and not taken is not ours
+                # to take (a kind at its concurrency limit, a kind this worker does not
+                # know): only a job falling due later shortens the sleep — else this loop
+                # would query the database a thousand times a second
+                if due is not None and due > self._claimed_at:
                     timeout = min(timeout, max(0.0, due - time.time()))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=max(timeout, 0.001))
@@ -196,6 +201,7 @@ class Worker:
             return 0
         limited = self.limited_kinds()
         jobs: list[Job] = []
+        self._claimed_at = time.time()
         for kind, max_running in sorted(limited.items()):
             room = free - len(jobs)
             if room <= 0:
