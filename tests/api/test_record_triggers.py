@@ -97,7 +97,7 @@ async def welcome(ctx, event):
 
 @functions.job("side_job")
 async def side_job(ctx, args):
-    return args
+    return {**args, "isolated": getattr(ctx, "isolated", False)}
 '''
 
 LOG = "event:posts.log_post"
@@ -108,10 +108,10 @@ POSTS = "/api/collections/posts/records"
 @pytest.fixture
 def app(tmp_path: Path, database_url: str) -> Iterator[tuple[TestClient, H]]:
     hooks = write_hooks(tmp_path, HOOKS)
-    with open_app(tmp_path, database_url, hooks=hooks, webhook_allow_private="127.0.0.1") as (
-        c,
-        su,
-    ):
+    # every job handler in a subprocess; before_commit handlers stay in-process (they use
+    # ctx.tx and ctx.reject) unless they ask for isolation themselves
+    options = {"hooks": hooks, "webhook_allow_private": "127.0.0.1", "functions_isolated": True}
+    with open_app(tmp_path, database_url, **options) as (c, su):
         for body in (
             {"name": "audit", "fields": [{"name": "note", "type": "text"}]},
             {
@@ -237,7 +237,7 @@ def test_before_commit_reject_saves_and_enqueues_nothing(app: tuple[TestClient, 
     assert audit_notes(c, su) == ["create:fine queue-a-job"]
     assert kinds(c, su) == [LOG, "side_job", "webhook"]
     [side] = list_jobs(c, su, kind="side_job")
-    assert wait_job(c, su, side["id"])["result"] == {"post": rid}
+    assert wait_job(c, su, side["id"])["result"] == {"post": rid, "isolated": True}
 
     # a refused update leaves the record, the audit trail and the queue as they were
     before = len(list_jobs(c, su))

@@ -134,7 +134,9 @@ class RecordEvents:
             503, f"The {h.name} hook did not finish in {timeout:g} s; nothing was saved."
         )
         try:
-            if h.job is not None and self.jobs.isolated(h.job):
+            # only when the handler asks: SHIPYARD_FUNCTIONS_ISOLATED would take ctx.tx and
+            # ctx.reject away from every before_commit handler written for them
+            if h.job is not None and h.job.options.isolated:
                 info = {"handler": h.name, "event": event["id"]}
                 await self.jobs.call_isolated(h.job, event, info, timeout)
             else:
