@@ -731,3 +731,44 @@ def test_a_due_job_the_worker_cannot_take_does_not_make_it_spin(target: Target) 
         assert job.state == "available" and job.attempt == 0
 
     run(target, body)
+
+
+def test_worker_prunes_every_expired_job_in_one_round(target: Target) -> None:
+    """More finished jobs than one delete batch are all pruned in the same maintenance
+    round, so retention keeps up with a busy queue."""
+    n = 2500
+
+    async def body(q: Queue) -> None:
+        old = time.time() - 10_000
+        await q.db.executemany(
+            'INSERT INTO "_jobs" ("kind", "queue", "args", "state", "priority", '
+            '"max_attempts", "timeout", "created_at", "scheduled_at", "finished_at") '
+            "VALUES ('k', 'default', 'null', ?, 0, 3, 60, ?, ?, ?)",
+            [("completed" if i % 5 else "discarded", old, old, old) for i in range(n)],
+        )
+        kept = await q.enqueue(q.db, "k", "pending")
+
+        async def runner(job: Job) -> Any:
+            return None
+
+        w = make_worker(
+            q,
+            runner,
+            queues=["none"],
+            retention=3600,
+            discarded_retention=3600,
+            maintenance_interval=1.0,
+        )
+        w.start()
+        try:
+            await wait_for(lambda: _true(w.stats.pruned > 0))
+            assert w.stats.pruned == n
+        finally:
+            await w.stop()
+        assert [j.id for j in (await q.list())[0]] == [kept.id]
+
+    run(target, body)
+
+
+async def _true(value: bool) -> bool:
+    return value

@@ -33,6 +33,9 @@ from shipyard.tools.queue import NOTIFY_CHANNEL, Job, Queue, backoff
 
 log = logging.getLogger("shipyard.jobs")
 
+PRUNE_BATCH = 1000  # rows deleted per statement
+PRUNE_BATCHES = 100  # at most per maintenance round
+
 
 class Discard(Exception):
     """Raised by a handler: fail this attempt and do not retry (dead-letter it now)."""
@@ -389,9 +392,18 @@ class Worker:
                     log.warning("rescued %d job(s) whose worker stopped", n)
                     self._wake.set()
                 now = time.time()
-                self.stats.pruned += await self.queue.prune(
-                    now - self.retention, now - self.discarded_retention
-                )
+                pruned = 0
+                # batches of short transactions until done: one batch per round would cap
+                # pruning at 1000 jobs per interval, below what one worker completes
+                for _ in range(PRUNE_BATCHES):
+                    n = await self.queue.prune(
+                        now - self.retention, now - self.discarded_retention, PRUNE_BATCH
+                    )
+                    pruned += n
+                    if n < PRUNE_BATCH:
+                        break
+                    await asyncio.sleep(0)
+                self.stats.pruned += pruned
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
