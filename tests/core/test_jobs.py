@@ -22,6 +22,7 @@ import pytest
 
 from shipyard.core.auth import Auth
 from shipyard.core.errors import ApiError
+from shipyard.core.functions import Functions, FunctionsError
 from shipyard.core.jobs import LeaseLost
 from shipyard.core.services import Services
 from shipyard.settings import Settings, load_settings
@@ -231,6 +232,48 @@ async def jobs_of(svc: Services, kind: str) -> list[Any]:
 
 def superuser(svc: Services) -> Auth:
     return Auth(collection=svc.store.require("_superusers"), record={"id": "tests"})
+
+
+# ---------------------------------------------------------------------- registration
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"max_attempts": 0},
+        {"max_attempts": True},
+        {"concurrency": 0},
+        {"memory_mb": "512"},
+        {"timeout": -1},
+        {"timeout": float("inf")},
+        {"backoff_base": 0},
+        {"priority": "high"},
+        {"priority": 1.5},
+        {"queue": "bad queue"},
+        {"queue": 5},
+        {"isolated": "yes"},
+        {"retries": 3},  # no such option
+    ],
+)
+def test_bad_job_options_are_refused_at_registration(options: dict[str, Any]) -> None:
+    functions = Functions()
+    with pytest.raises(FunctionsError):
+
+        @functions.job("resize", **options)
+        def resize(ctx: Any, args: Any) -> None:
+            return None
+
+    assert functions.jobs == {}
+
+
+def test_names_are_registered_once() -> None:
+    functions = Functions()
+    functions.job("resize", priority=-1, timeout=2.5, isolated=True)(lambda ctx, a: None)
+    assert functions.jobs["resize"].options.priority == -1
+    with pytest.raises(FunctionsError):
+        functions.job("resize")(lambda ctx, a: None)
+    with pytest.raises(FunctionsError):
+        functions.job("bad name!")(lambda ctx, a: None)
 
 
 # ---------------------------------------------------------------------- 1. transactional enqueue

@@ -25,6 +25,7 @@ See docs/jobs.md for the whole API.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -65,16 +66,29 @@ class JobOptions:
     memory_mb: int | None = None  # isolated only
 
     def check(self, what: str) -> None:
-        if not _NAME.match(self.queue):
+        """At registration: a bad option must stop startup, not fail each enqueue."""
+        if not isinstance(self.queue, str) or not _NAME.match(self.queue):
             raise FunctionsError(f"{what}: queue must match {_NAME.pattern}")
+        if not _is_int(self.priority):
+            raise FunctionsError(f"{what}: priority must be an integer (lower runs first)")
         for name in ("max_attempts", "concurrency", "memory_mb"):
             v = getattr(self, name)
-            if v is not None and (not isinstance(v, int) or v < 1):
+            if v is not None and (not _is_int(v) or v < 1):
                 raise FunctionsError(f"{what}: {name} must be a positive integer")
         for name in ("timeout", "backoff_base", "backoff_max"):
             v = getattr(self, name)
-            if v is not None and not (isinstance(v, (int, float)) and v > 0):
+            if v is not None and not (_is_number(v) and v > 0):
                 raise FunctionsError(f"{what}: {name} must be a positive number of seconds")
+        if self.isolated is not None and not isinstance(self.isolated, bool):
+            raise FunctionsError(f"{what}: isolated must be True or False")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 @dataclass
