@@ -97,7 +97,13 @@ def test_enqueue_refuses_bad_options(target: Target) -> None:
             {"kind": "x" * 201},
             {"queue": ""},
             {"max_attempts": 0},
+            {"max_attempts": 2**31},
+            {"priority": 2**31},
+            {"priority": -(2**31) - 1},
             {"timeout": 0},
+            {"timeout": float("inf")},
+            {"timeout": float("nan")},
+            {"run_at": float("nan")},
             {"unique_key": ""},
             {"args": {"not json": object()}},
         ):
@@ -105,6 +111,9 @@ def test_enqueue_refuses_bad_options(target: Target) -> None:
             with pytest.raises(QueueError):
                 await q.enqueue(q.db, **call)
         assert (await q.list())[1] == 0
+        for prio in (-(2**31), 2**31 - 1):  # the edges of the column fit
+            await q.enqueue(q.db, "k", priority=prio, max_attempts=2**31 - 1)
+        assert sorted(j.priority for j in (await q.list())[0]) == [-(2**31), 2**31 - 1]
 
     run(target, body)
 

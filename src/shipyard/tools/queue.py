@@ -25,6 +25,7 @@ database need synchronized clocks (NTP), well within a lease.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Sequence
@@ -41,6 +42,7 @@ STATES = (*PENDING, "running", *FINAL)
 NOTIFY_CHANNEL = "shipyard_jobs"
 MAX_ERRORS_KEPT = 20  # per job: the most recent attempts' errors
 MAX_ERROR_CHARS = 4000
+_INT32 = 2**31
 _PG_LOCK_ID = 7415  # advisory lock: one process creates the table at a time
 
 _COLS = (
@@ -207,10 +209,14 @@ class Queue:
             raise QueueError("kind must be 1..200 characters")
         if not queue or len(queue) > 100:
             raise QueueError("queue must be 1..100 characters")
-        if max_attempts < 1:
+        if not -_INT32 <= priority < _INT32:
+            raise QueueError("priority must be a 32-bit integer")
+        if not 1 <= max_attempts < _INT32:
             raise QueueError("max_attempts must be at least 1")
-        if not timeout > 0:
-            raise QueueError("timeout must be greater than 0")
+        if not (timeout > 0 and math.isfinite(timeout)):
+            raise QueueError("timeout must be a finite number of seconds greater than 0")
+        if run_at is not None and not math.isfinite(run_at):
+            raise QueueError("run_at must be a finite time")
         if unique_key is not None and not 1 <= len(unique_key) <= 500:
             raise QueueError("unique_key must be 1..500 characters")
         now = time.time() if now is None else now
