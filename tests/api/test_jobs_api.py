@@ -295,6 +295,7 @@ BAD_ENQUEUES: list[tuple[dict[str, Any], list[str]]] = [
     ({"kind": "echo", "queue": 5}, ["queue"]),
     ({"kind": "echo", "queue": ["a"]}, ["queue"]),
     ({"kind": "echo", "queue": "q" * 101}, ["queue"]),
+    ({"kind": "echo", "queue": ""}, ["queue"]),
     ({"kind": "echo", "args": {}, "extra": 1}, ["Unknown field", "extra"]),
     ({"kind": "echo", "max_attempts": 3}, ["Unknown field", "max_attempts"]),
 ]

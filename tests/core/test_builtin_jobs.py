@@ -399,3 +399,38 @@ def test_export_refusals_are_discarded_with_the_reason(tmp_path: Path, database_
             assert_error(r, 404)
             assert b"secret" not in r.content and b"half" not in r.content
         assert c.get(f"/api/exports/{name}", headers=su).status_code == 200
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_kept_as_text(
+    tmp_path: Path, database_url: str
+) -> None:
+    with open_app(tmp_path, database_url) as (c, su):
+        r = c.post(
+            "/api/collections",
+            json={
+                "name": "notes",
+                "type": "base",
+                "fields": [{"name": "body", "type": "text"}, {"name": "n", "type": "number"}],
+            },
+            headers=su,
+        )
+        assert r.status_code == 200, r.text
+        bodies = ['=HYPERLINK("http://evil.example","x")', "+1+2", "-3", "@SUM(A1)", "plain"]
+        for i, body in enumerate(bodies):
+            assert (
+                c.post(
+                    "/api/collections/notes/records", json={"body": body, "n": -i}, headers=su
+                ).status_code
+                == 200
+            )
+        job = _export(c, su, {"collection": "notes", "format": "csv", "sort": "-n"})
+        assert job["state"] == "completed", job
+        header, *rows = _csv(c.get(job["result"]["url"], headers=su).text)
+        body_col, n_col = header.index("body"), header.index("n")
+        assert [row[body_col] for row in rows] == ["'" + b for b in bodies[:4]] + ["plain"]
+        # numbers are not text typed by a user: a negative number stays a number
+        assert [row[n_col] for row in rows] == ["0", "-1", "-2", "-3", "-4"]
+        # JSON Lines carries the values untouched
+        jl = _export(c, su, {"collection": "notes", "format": "jsonl", "sort": "-n"})
+        lines = c.get(jl["result"]["url"], headers=su).text.splitlines()
+        assert [orjson.loads(x)["body"] for x in lines] == bodies

@@ -634,3 +634,39 @@ def test_declarative_file(
         assert svc.store.get("extra") is None  # checked before any collection is applied
         [w3] = c.portal.call(svc.webhooks.all)  # type: ignore[union-attr]
         assert (w3.url, w3.events, w3.secret) == (w2.url, w2.events, second)
+
+
+def test_hidden_fields_are_not_sent(client: TestClient, su: H, receiver: Receiver) -> None:
+    r = client.post(
+        "/api/collections",
+        json={
+            "name": "cards",
+            "type": "base",
+            "fields": [
+                {"name": "label", "type": "text"},
+                {"name": "pin", "type": "text", "hidden": True},
+            ],
+        },
+        headers=su,
+    )
+    assert r.status_code == 200, r.text
+    hook = _subscribe(client, su, receiver, "cards-hook", "cards")
+    base = "/api/collections/cards/records"
+    rid = client.post(base, json={"label": "a", "pin": "PIN-1234"}, headers=su).json()["id"]
+    assert client.patch(f"{base}/{rid}", json={"label": "b"}, headers=su).status_code == 200
+    got = receiver.wait_for(lambda g: len(g) >= 2)
+    assert len(got) == 2
+    for req in got:
+        data = _verified(req, hook["secret"])["data"]
+        assert data["record"]["label"] in ("a", "b") and "pin" not in data["record"]
+        assert data["oldRecord"] is None or "pin" not in data["oldRecord"]
+        assert b"PIN-1234" not in req.body
+
+
+def test_delivery_job_with_bad_args_is_dead_lettered(client: TestClient, su: H) -> None:
+    for args in ({"event": {"id": "evt_x"}}, {"webhook": "abc"}, [1, 2], "x"):
+        r = client.post("/api/jobs", json={"kind": "webhook", "args": args}, headers=su)
+        assert r.status_code == 200, r.text
+    jobs = _wait_jobs(client, su, 4, {"discarded"})
+    assert len(jobs) == 4 and all(j["attempt"] == 1 for j in jobs), jobs
+    assert all("webhook:" in j["errors"][-1]["error"] for j in jobs)

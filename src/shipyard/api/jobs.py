@@ -99,8 +99,8 @@ async def enqueue_job(request: Request) -> Response:
             "Invalid job.", {"kind": {"code": "validation_required", "message": "Cannot be blank."}}
         )
     queue = body.get("queue")
-    if queue is not None and not isinstance(queue, str):
-        raise bad_request("Invalid queue: expected a string.")
+    if queue is not None and (not isinstance(queue, str) or not queue):
+        raise bad_request("Invalid queue: expected a non-empty string.")
     unique = body.get("uniqueKey")
     if unique is not None and not isinstance(unique, str):
         raise bad_request("Invalid uniqueKey: expected a string.")

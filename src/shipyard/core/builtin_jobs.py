@@ -166,6 +166,9 @@ async def export_collection(ctx: Any, args: Any) -> dict[str, Any]:
     }
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""
@@ -173,6 +176,10 @@ def _cell(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (dict, list)):
         return orjson.dumps(value).decode()
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        # a spreadsheet would run "=HYPERLINK(…)" typed by a user: keep it text (OWASP CSV
+        # injection); numbers stay numbers
+        return "'" + value
     return str(value)
 
 

@@ -46,6 +46,12 @@ def public_record(rec: dict[str, Any] | None) -> dict[str, Any] | None:
     return {k: v for k, v in rec.items() if k not in _HIDDEN}
 
 
+def _without(rec: dict[str, Any] | None, names: set[str]) -> dict[str, Any] | None:
+    if rec is None or not names:
+        return rec
+    return {k: v for k, v in rec.items() if k not in names}
+
+
 class BeforeContext:
     """`ctx` of a before_commit handler: the open transaction and a way to refuse."""
 
@@ -120,8 +126,16 @@ class RecordEvents:
         for h in subs.after:
             assert h.job is not None
             await self.jobs.enqueue(h.job.name, event, tx=tx, meta={"event": event["id"]})
-        for w in subs.webhooks:
-            await self.webhooks.enqueue_delivery(tx, w, event)
+        if subs.webhooks:
+            # leaving the server: hidden fields are left out, as the records API leaves them out
+            hidden = {f.name for f in c.fields if f.hidden}
+            outgoing = {
+                **event,
+                "record": _without(public_record(record), hidden),
+                "oldRecord": _without(public_record(old), hidden),
+            }
+            for w in subs.webhooks:
+                await self.webhooks.enqueue_delivery(tx, w, outgoing)
         return event
 
     async def _run_before(self, h: RecordHandler, tx: Executor, event: dict[str, Any]) -> None:

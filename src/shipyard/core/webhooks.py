@@ -293,10 +293,15 @@ class Webhooks:
 
     async def deliver(self, ctx: JobContext, args: dict[str, Any]) -> dict[str, Any]:
         """The `webhook` job: one signed POST; a non-2xx answer fails the attempt."""
-        event = args["event"]
-        row = await self.db.fetchone(
-            f'SELECT {_COLS} FROM "_webhooks" WHERE "id" = ?', (args["webhook"],)
-        )
+        event = args.get("event") if isinstance(args, dict) else None
+        wid = args.get("webhook") if isinstance(args, dict) else None
+        if not isinstance(event, dict) or not isinstance(wid, str):
+            raise Discard("webhook: args must be {webhook: <subscription id>, event: {...}}")
+        missing = [k for k in ("id", "type", "timestamp", "collection", "collectionId", "action")
+                   if not isinstance(event.get(k), str)]  # fmt: skip
+        if missing:
+            raise Discard(f"webhook: the event lacks {', '.join(missing)}")
+        row = await self.db.fetchone(f'SELECT {_COLS} FROM "_webhooks" WHERE "id" = ?', (wid,))
         if row is None:
             raise Discard("the webhook subscription was deleted")
         w = _row(row)
