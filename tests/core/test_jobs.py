@@ -92,6 +92,17 @@ async def long(ctx, args):
         raise
 
 
+@functions.job("quits", max_attempts=1)
+async def quits(ctx, args):
+    raise SystemExit(3)
+
+
+@functions.job("quits_sync", max_attempts=1)
+def quits_sync(ctx, args):
+    import sys
+    sys.exit("bye")
+
+
 @functions.job("mail", queue="mail")
 async def mail(ctx, args):
     await trace(ctx, "run", args)
@@ -482,6 +493,21 @@ def test_timeout_fails_the_attempt_and_the_worker_keeps_working(jsettings: Setti
         after = await svc.jobs.enqueue("ok", {"n": 3})
         assert (await wait_state(svc, quick.id, "completed")).attempt == 1
         assert (await wait_state(svc, after.id, "completed")).result == {"echo": {"n": 3}}
+
+    run(jsettings, body)
+
+
+def test_sys_exit_in_a_handler_fails_the_attempt_not_the_process(jsettings: Settings) -> None:
+    async def body(svc: Services) -> None:
+        svc.jobs.start_worker()
+        a = await svc.jobs.enqueue("quits", {})
+        b = await svc.jobs.enqueue("quits_sync", {})
+        job = await wait_state(svc, a.id, "discarded")
+        assert "the handler called sys.exit(3)" in job.errors[0]["error"]
+        job = await wait_state(svc, b.id, "discarded")
+        assert "the handler called sys.exit('bye')" in job.errors[0]["error"]
+        after = await svc.jobs.enqueue("ok", {"n": 1})
+        assert (await wait_state(svc, after.id, "completed")).result == {"echo": {"n": 1}}
 
     run(jsettings, body)
 

@@ -361,10 +361,23 @@ def job_info(job: Job) -> dict[str, Any]:
     }
 
 
+class HandlerExit(Exception):
+    """A handler called sys.exit(): that fails its attempt, it does not stop the process."""
+
+
 async def call(fn: Any, *args: Any) -> Any:
     """Call a handler: await a coroutine function; run a plain function in a thread, and if
     the caller is cancelled (timeout), wait for the thread to end before giving up, so the
-    job's lease is held for as long as its code runs."""
+    job's lease is held for as long as its code runs. A `SystemExit` from the handler would
+    end the event loop — the worker, or the whole `shipyard serve` process — and its job
+    would then do the same to the next worker: it is an ordinary failure instead."""
+    try:
+        return await _call(fn, *args)
+    except SystemExit as exc:
+        raise HandlerExit(f"the handler called sys.exit({exc.code!r})") from None
+
+
+async def _call(fn: Any, *args: Any) -> Any:
     if inspect.iscoroutinefunction(fn):
         return await fn(*args)
     loop = asyncio.get_running_loop()
