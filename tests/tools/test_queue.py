@@ -781,3 +781,32 @@ def test_worker_prunes_every_expired_job_in_one_round(target: Target) -> None:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+def test_stopping_a_busy_worker_leaves_no_job_running(target: Target) -> None:
+    """Stopped at any moment — mid-claim, mid-batch of completions — a worker leaves every
+    job completed or handed back, none `running` under a worker that is gone (those would
+    wait for their lease to expire, then run again)."""
+
+    async def body(q: Queue) -> None:
+        async def runner(job: Job) -> Any:
+            return None
+
+        for trial in range(8):
+            await q.db.execute('DELETE FROM "_jobs"')
+            await q.db.executemany(
+                'INSERT INTO "_jobs" ("kind", "queue", "args", "state", "priority", '
+                '"max_attempts", "timeout", "created_at", "scheduled_at") '
+                "VALUES ('k', 'default', 'null', 'available', 0, 3, 60, 0, 0)",
+                [() for _ in range(2000)],
+            )
+            w = make_worker(q, runner, concurrency=50)
+            w.start()
+            await asyncio.sleep(0.05 + trial * 0.021)  # somewhere in the middle
+            await w.stop(grace=5)
+            rows = await q.db.fetchall(
+                'SELECT "state", "attempt", COUNT(*) FROM "_jobs" GROUP BY "state", "attempt"'
+            )
+            assert {(str(s), int(a)) for s, a, _ in rows} <= {("completed", 1), ("available", 0)}
+
+    run(target, body)

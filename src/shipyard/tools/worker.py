@@ -113,6 +113,9 @@ class Worker:
         self._wake = asyncio.Event()
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
+        self._claim_task: asyncio.Task[None] | None = None
+        self._completion_task: asyncio.Task[None] | None = None
+        self._flush_lock = asyncio.Lock()
         self._done: list[tuple[Job, Any]] = []
         self._done_event = asyncio.Event()
         self._idle = asyncio.Event()
@@ -124,8 +127,9 @@ class Worker:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        loops = [self._claim_loop(), self._lease_loop(), self._maintenance_loop()]
-        loops.append(self._completion_loop())
+        self._claim_task = asyncio.create_task(self._claim_loop())
+        self._completion_task = asyncio.create_task(self._completion_loop())
+        loops = [self._lease_loop(), self._maintenance_loop()]
         if self.queue.pg and self.db_url:
             loops.append(self._listen_loop())
         elif not self.queue.pg:
@@ -134,9 +138,16 @@ class Worker:
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop claiming, give running jobs `grace` seconds, then cancel them; leases of
-        cancelled jobs are released for another worker to retry."""
+        cancelled jobs are released for another worker to retry.
+
+        A claim and a batch of completions in flight are let finish rather than cancelled:
+        cancelled mid-statement (PostgreSQL), their jobs could stay `running` under this
+        worker until the lease expired — then run again, an attempt counted."""
         self._stopping = True
         self._wake.set()
+        if self._claim_task is not None:  # it ends after the claim it may be making
+            await asyncio.wait({self._claim_task}, timeout=max(grace, 5.0))
+            self._claim_task.cancel()
         if self.active:
             tasks = [t for _, t in self.active.values()]
             await asyncio.wait(tasks, timeout=grace)
@@ -149,6 +160,11 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         self._tasks = []
+        if self._completion_task is not None:
+            async with self._flush_lock:  # not in the middle of writing a batch
+                self._completion_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._completion_task
         await self._flush_done()
 
     def wake(self) -> None:
@@ -338,6 +354,10 @@ class Worker:
             await self._flush_done()
 
     async def _flush_done(self) -> None:
+        async with self._flush_lock:
+            await self._flush_batch()
+
+    async def _flush_batch(self) -> None:
         self._done_event.clear()
         batch, self._done = self._done, []
         if not batch:
