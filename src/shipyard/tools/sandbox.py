@@ -133,9 +133,12 @@ async def _exchange(
 
     reader = asyncio.create_task(drain_stderr())
     try:
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        try:
             proc.stdin.write(payload)
             await proc.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # it ended before reading the call: its exit status says why
+        finally:
             proc.stdin.close()
         out = bytearray()
         while chunk := await proc.stdout.read(65536):
