@@ -427,12 +427,13 @@ def test_retry_of_a_discarded_job_runs_it_once_more(jsettings: Settings) -> None
         e = await svc.jobs.enqueue("flaky", {"fail_until": 4}, max_attempts=2)
         job = await wait_state(svc, e.id, "discarded")
         assert job.attempt == 2
-        assert await svc.jobs.queue.retry(e.id) == "available"
+        # the state right after: "available", or already taken by the worker (PG NOTIFY)
+        assert await svc.jobs.queue.retry(e.id) in ("available", "running", "discarded")
         w.wake()
         job = await wait_state(svc, e.id, "discarded", "completed")
         assert job.state == "discarded" and job.attempt == 3  # exactly one more attempt
         assert [x["attempt"] for x in job.errors] == [1, 2, 3]  # earlier errors kept
-        assert await svc.jobs.queue.retry(e.id) == "available"
+        assert await svc.jobs.queue.retry(e.id) in ("available", "running", "discarded")
         w.wake()
         job = await wait_state(svc, e.id, "discarded", "completed")
         assert job.state == "discarded" and job.attempt == 4
@@ -444,10 +445,10 @@ def test_retry_of_a_discarded_job_runs_it_once_more(jsettings: Settings) -> None
 def test_cancelled_pending_job_never_runs(jsettings: Settings) -> None:
     async def body(svc: Services) -> None:
         w = svc.jobs.start_worker()
-        e = await svc.jobs.enqueue("ok", {"n": 1}, delay=0.5)
+        e = await svc.jobs.enqueue("ok", {"n": 1}, delay=1.0)
         assert (await svc.jobs.queue.get(e.id)).state == "scheduled"  # type: ignore[union-attr]
         assert await svc.jobs.queue.cancel(e.id) == "cancelled"
-        await asyncio.sleep(0.6)  # past its due time
+        await asyncio.sleep(1.1)  # past its due time
         later = await svc.jobs.enqueue("ok", {"n": 2})
         await wait_state(svc, later.id, "completed")
         await w.drain(10)
@@ -465,7 +466,8 @@ def test_cancel_of_a_running_job_stops_it(jsettings: Settings) -> None:
         await wait_state(svc, e.id, "running")
         while not await trace(svc, e.id):
             await asyncio.sleep(0.02)
-        assert await svc.jobs.queue.cancel(e.id) == "running"  # asked to stop
+        # asked to stop (the worker may have seen the request already)
+        assert await svc.jobs.queue.cancel(e.id) in ("running", "cancelled")
         job = await wait_state(svc, e.id, "cancelled", "completed", "discarded")
         assert job.state == "cancelled" and job.attempt == 1
         assert [t["event"] for t in await trace(svc, e.id)] == ["start", "stopped"]
