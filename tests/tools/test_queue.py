@@ -810,3 +810,49 @@ def test_stopping_a_busy_worker_leaves_no_job_running(target: Target) -> None:
             assert {(str(s), int(a)) for s, a, _ in rows} <= {("completed", 1), ("available", 0)}
 
     run(target, body)
+
+
+def test_slow_claims_refresh_the_planner_statistics(target: Target) -> None:
+    """PostgreSQL: a claim slower than `analyze_after_ms` makes the worker ANALYZE the job
+    table (here with a threshold of 0, so the first claim does); SQLite has nothing to do."""
+
+    async def body(q: Queue) -> None:
+        async def runner(job: Job) -> Any:
+            return None
+
+        async def last_analyzed() -> Any:
+            row = await q.db.fetchone(
+                "SELECT last_analyze FROM pg_stat_user_tables WHERE relname = ?", (q.table,)
+            )
+            return row[0] if row else None
+
+        if q.pg:
+            assert await last_analyzed() is None
+        for _ in range(5):
+            await q.enqueue(q.db, "noop", {})
+        w = make_worker(q, runner, analyze_after_ms=0.0)
+        w.start()
+        try:
+            await wait_for(lambda: _done(q, 5))
+            if q.pg:
+                await wait_for(lambda: _analyzed(w))
+                # the statistics collector reports it (asynchronously)
+                deadline = time.monotonic() + 10
+                while await last_analyzed() is None and time.monotonic() < deadline:
+                    await asyncio.sleep(0.1)
+                assert await last_analyzed() is not None
+            else:
+                assert w.stats.analyzed == 0
+        finally:
+            await w.stop(grace=0.1)
+
+    run(target, body)
+
+
+async def _done(q: Queue, n: int) -> bool:
+    jobs, _ = await q.list(state="completed")
+    return len(jobs) == n
+
+
+async def _analyzed(w: Worker) -> bool:
+    return w.stats.analyzed >= 1

@@ -138,7 +138,7 @@ async def enqueue_job(request: Request) -> Response:
 async def retry_job(request: Request) -> Response:
     await require_superuser(request)
     svc = services(request)
-    state = await svc.jobs.queue.retry(_job_id(request))
+    state = await svc.jobs.retry(_job_id(request))
     if state is None:
         raise not_found()
     job = await svc.jobs.queue.get(_job_id(request))
@@ -149,7 +149,7 @@ async def retry_job(request: Request) -> Response:
 async def cancel_job(request: Request) -> Response:
     await require_superuser(request)
     svc = services(request)
-    state = await svc.jobs.queue.cancel(_job_id(request))
+    state = await svc.jobs.cancel(_job_id(request))
     if state is None:
         raise not_found()
     job = await svc.jobs.queue.get(_job_id(request))

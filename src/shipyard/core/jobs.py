@@ -220,6 +220,15 @@ class Jobs:
             self.written({self.queue.table})
         return done
 
+    async def retry(self, job_id: int) -> str | None:
+        """Run a finished or waiting job again now (wakes this process's worker)."""
+        state = await self.queue.retry(job_id)
+        self.written({self.queue.table})
+        return state
+
+    async def cancel(self, job_id: int) -> str | None:
+        return await self.queue.cancel(job_id)
+
     async def enqueue_cron(self, cj: CronJob, tick: float) -> Enqueued:
         return await self.enqueue(
             cj.job.name,

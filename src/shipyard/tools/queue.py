@@ -362,6 +362,12 @@ class Queue:
             args += list(exclude_kinds)
         return where, args
 
+    async def analyze(self) -> None:
+        """Refresh the planner's statistics of the job table (PostgreSQL; SQLite's plan for
+        the claim does not depend on them)."""
+        if self.pg:
+            await self.db.execute(f'ANALYZE "{self.table}"')
+
     async def next_due(self, queues: Sequence[str] | None = None) -> float | None:
         """When the earliest pending job becomes due (None: nothing pending)."""
         pending = ", ".join(f"'{s}'" for s in PENDING)

@@ -10,9 +10,12 @@ by the next scheduled job falling due — with `poll_interval` as the backstop.
 
 Leases: every running job's lease is renewed every `lease / 3` seconds. A job whose renewal
 finds it gone (another worker rescued it after the lease expired — this process stalled or
-lost the database) is cancelled here, so a job never runs twice at the same time as long
-as a stalled process notices within its lease. A job is given back only when its task has
-really ended — a timed-out handler running in a thread keeps its lease until it returns.
+lost the database) is cancelled here. That keeps two copies of a job from running at once
+while every process answers within its lease; a handler that blocks the event loop longer
+than the lease can overlap with the rescued copy for up to `lease / 3`, which is why
+effects that must happen once commit with the job's completion (`ctx.transaction()` in
+core/jobs.py). A timed-out handler running in a thread keeps its lease until it returns,
+except when the worker stops: then it is released after the shutdown grace.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ class WorkerStats:
     lost: int = 0
     rescued: int = 0
     pruned: int = 0
+    analyzed: int = 0  # statistics refreshes after slow claims (PostgreSQL)
     timings: list[tuple[float, float]] = field(default_factory=list)  # (wait, run) seconds
 
 
@@ -91,6 +95,7 @@ class Worker:
         db_url: str = "",
         sqlite_change_poll: float = 0.01,
         keep_timings: int = 0,
+        analyze_after_ms: float = 5.0,
     ) -> None:
         self.queue = queue
         self.run_job = run
@@ -121,6 +126,13 @@ class Worker:
         self._idle = asyncio.Event()
         self._idle.set()
         self._claimed_at = 0.0  # when the last claim looked for due jobs
+        # PostgreSQL: a claim slower than this refreshes the job table's statistics (at most
+        # every 30 s). Without them — a new table, a sudden backlog before autovacuum — the
+        # planner sorts every pending job on each claim instead of reading the index in order
+        # (measured: 15 ms instead of 0.3 ms per claim at 30,000 pending jobs).
+        self.analyze_after = analyze_after_ms / 1000.0
+        self._analyzed_at = 0.0
+        self._analyze_task: asyncio.Task[None] | None = None
         # (job id, attempt) -> why its task was cancelled: lost, cancel (else: stopping)
         self._why: dict[tuple[int, int], str] = {}
 
@@ -154,6 +166,8 @@ class Worker:
             for t in tasks:
                 t.cancel()
             await asyncio.wait(tasks, timeout=5)
+        if self._analyze_task is not None:
+            self._tasks.append(self._analyze_task)
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -230,6 +244,7 @@ class Worker:
             )
         room = free - len(jobs)
         if room > 0:
+            started = time.perf_counter()
             jobs += await self.queue.claim(
                 self.name,
                 room,
@@ -238,6 +253,8 @@ class Worker:
                 kinds=self.kinds,
                 exclude_kinds=list(limited),
             )
+            if self.queue.pg and time.perf_counter() - started >= self.analyze_after:
+                self._maybe_analyze()
         now = time.time()
         for job in jobs:
             self.stats.claimed += 1
@@ -251,6 +268,23 @@ class Worker:
         if self.active:
             self._idle.clear()
         return len(jobs)
+
+    def _maybe_analyze(self) -> None:
+        now = time.monotonic()
+        if now - self._analyzed_at < 30.0 or self._analyze_task is not None:
+            return
+        self._analyzed_at = now
+
+        async def analyze() -> None:
+            try:
+                await self.queue.analyze()
+                self.stats.analyzed += 1
+            except Exception as exc:
+                log.warning("could not refresh the job table's statistics: %s", exc)
+            finally:
+                self._analyze_task = None
+
+        self._analyze_task = asyncio.create_task(analyze())
 
     # ------------------------------------------------------------------ running
 
