@@ -135,26 +135,24 @@ async def enqueue_job(request: Request) -> Response:
     return JSON({**job_json(job), "duplicate": not done.created})
 
 
-async def retry_job(request: Request) -> Response:
+async def _act(request: Request, action: str) -> Response:
+    """Retry or cancel; answers with the job as it is afterwards."""
     await require_superuser(request)
-    svc = services(request)
-    state = await svc.jobs.retry(_job_id(request))
-    if state is None:
+    jobs = services(request).jobs
+    job_id = _job_id(request)
+    state = await (jobs.retry(job_id) if action == "retry" else jobs.cancel(job_id))
+    job = None if state is None else await jobs.queue.get(job_id)
+    if job is None:
         raise not_found()
-    job = await svc.jobs.queue.get(_job_id(request))
-    assert job is not None
     return JSON(job_json(job))
+
+
+async def retry_job(request: Request) -> Response:
+    return await _act(request, "retry")
 
 
 async def cancel_job(request: Request) -> Response:
-    await require_superuser(request)
-    svc = services(request)
-    state = await svc.jobs.cancel(_job_id(request))
-    if state is None:
-        raise not_found()
-    job = await svc.jobs.queue.get(_job_id(request))
-    assert job is not None
-    return JSON(job_json(job))
+    return await _act(request, "cancel")
 
 
 def _percentiles(values: list[float]) -> dict[str, float | None]:
