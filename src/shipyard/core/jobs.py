@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import hashlib
 import inspect
 import logging
 import time
@@ -400,7 +399,3 @@ async def _call(fn: Any, *args: Any) -> Any:
     if inspect.isawaitable(result):
         return await result
     return result
-
-
-def args_digest(args: Any) -> str:
-    return hashlib.sha256(orjson.dumps(args, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
