@@ -11,7 +11,6 @@ from typing import Any
 
 import orjson
 
-from shipyard.core.auth import Auth
 from shipyard.core.errors import ApiError
 from shipyard.core.functions import Functions
 from shipyard.core.mails import mailer_from_settings
@@ -111,7 +110,6 @@ async def export_collection(ctx: Any, args: Any) -> dict[str, Any]:
         if args.get(key):
             params[key] = str(args[key])
     hidden = {f.name for f in c.fields if f.hidden}
-    auth = Auth(collection=svc.store.require("_superusers"), record={"id": "export"})
     out_dir = ctx.settings.exports_path
     out_dir.mkdir(parents=True, exist_ok=True)
     name = f"{ctx.job.id}-{c.name}.{fmt}"
@@ -124,7 +122,7 @@ async def export_collection(ctx: Any, args: Any) -> dict[str, Any]:
             w = csv.writer(fh)
             while True:
                 try:
-                    page = await svc.records.list_page(c, params, auth)
+                    page = await ctx.records.list(c.name, **params)
                 except ApiError as exc:
                     if exc.status == 400:
                         detail = (

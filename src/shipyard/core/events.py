@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from shipyard.core.jobs import Jobs
     from shipyard.core.webhooks import Webhook, Webhooks
 
-_HIDDEN = ("password", "tokenKey")
+_SECRET = frozenset({"password", "tokenKey"})  # never in an event
 
 
 def new_event_id() -> str:
@@ -40,15 +40,9 @@ def _now_iso() -> str:
     return d.strftime("%Y-%m-%dT%H:%M:%S.") + f"{d.microsecond // 1000:03d}Z"
 
 
-def public_record(rec: dict[str, Any] | None) -> dict[str, Any] | None:
+def _without(rec: dict[str, Any] | None, names: frozenset[str]) -> dict[str, Any] | None:
     if rec is None:
         return None
-    return {k: v for k, v in rec.items() if k not in _HIDDEN}
-
-
-def _without(rec: dict[str, Any] | None, names: set[str]) -> dict[str, Any] | None:
-    if rec is None or not names:
-        return rec
     return {k: v for k, v in rec.items() if k not in names}
 
 
@@ -114,8 +108,8 @@ class RecordEvents:
             "action": action,
             "collection": c.name,
             "collectionId": c.id,
-            "record": public_record(record),
-            "oldRecord": public_record(old),
+            "record": _without(record, _SECRET),
+            "oldRecord": _without(old, _SECRET),
             "timestamp": _now_iso(),
             "auth": None
             if auth is None or auth.collection is None
@@ -128,11 +122,11 @@ class RecordEvents:
             await self.jobs.enqueue(h.job.name, event, tx=tx, meta={"event": event["id"]})
         if subs.webhooks:
             # leaving the server: hidden fields are left out, as the records API leaves them out
-            hidden = {f.name for f in c.fields if f.hidden}
+            hidden = _SECRET | {f.name for f in c.fields if f.hidden}
             outgoing = {
                 **event,
-                "record": _without(public_record(record), hidden),
-                "oldRecord": _without(public_record(old), hidden),
+                "record": _without(record, hidden),
+                "oldRecord": _without(old, hidden),
             }
             for w in subs.webhooks:
                 await self.webhooks.enqueue_delivery(tx, w, outgoing)

@@ -236,31 +236,19 @@ class Functions:
 def load_hooks(spec: str) -> tuple[Functions, tuple[str, str | None]]:
     """Import the hooks module named by the setting (a `.py` path, or a module name) and
     return its `functions` registry with (module name, file) for isolated runs."""
-    import importlib
-    import importlib.util
-    import sys
     from pathlib import Path
+
+    from shipyard.tools.sandbox import load_module
 
     if spec.endswith(".py") or "/" in spec:
         path = Path(spec).expanduser().resolve()
         if not path.is_file():
             raise FunctionsError(f"SHIPYARD_HOOKS: {spec} is not a file")
         name = "shipyard_hooks_" + re.sub(r"\W", "_", path.stem)
-        mod = sys.modules.get(name)
-        if mod is None or getattr(mod, "__file__", None) != str(path):
-            loader_spec = importlib.util.spec_from_file_location(name, path)
-            if loader_spec is None or loader_spec.loader is None:
-                raise FunctionsError(f"SHIPYARD_HOOKS: cannot load {spec}")
-            mod = importlib.util.module_from_spec(loader_spec)
-            sys.modules[name] = mod
-            try:
-                loader_spec.loader.exec_module(mod)
-            except Exception:
-                del sys.modules[name]
-                raise
+        mod = load_module(name, str(path))
         file: str | None = str(path)
     else:
-        mod = importlib.import_module(spec)
+        mod = load_module(spec, None)
         name, file = spec, getattr(mod, "__file__", None)
     reg = getattr(mod, "functions", None)
     if not isinstance(reg, Functions):

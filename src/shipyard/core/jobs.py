@@ -22,6 +22,7 @@ import orjson
 from shipyard.core.auth import Auth
 from shipyard.core.cron import CronScheduler
 from shipyard.core.errors import ApiError, bad_request
+from shipyard.core.fields import format_date
 from shipyard.core.functions import CronJob, Functions, JobType
 from shipyard.tools.db import Database, Executor
 from shipyard.tools.queue import Enqueued, Job, Queue, QueueError
@@ -110,10 +111,8 @@ class JobContext:
 
 
 def _iso(epoch: float | None) -> str:
-    if epoch is None:
-        return ""
-    d = dt.datetime.fromtimestamp(epoch, dt.UTC)
-    return d.strftime("%Y-%m-%d %H:%M:%S.") + f"{d.microsecond // 1000:03d}Z"
+    """An epoch time in the API's date format ("" for none)."""
+    return "" if epoch is None else format_date(dt.datetime.fromtimestamp(epoch, dt.UTC))
 
 
 def job_json(job: Job) -> dict[str, Any]:
@@ -246,7 +245,6 @@ class Jobs:
         return KindPolicy(
             backoff_base=(o.backoff_base if o and o.backoff_base else s.jobs_backoff_base),
             backoff_max=(o.backoff_max if o and o.backoff_max else s.jobs_backoff_max),
-            concurrency=o.concurrency if o else None,
         )
 
     def limited(self) -> dict[str, int]:

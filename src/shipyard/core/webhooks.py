@@ -215,8 +215,6 @@ class Webhooks:
 
     async def create(self, data: Any) -> Webhook:
         v = await self._validate(data, None)
-        if await self._by_name(v["name"]) is not None:
-            raise _field_error("name", "The name is taken.", "validation_not_unique")
         now = now_str()
         w = Webhook(random_string(15), created=now, updated=now, collection_id=v["collection"], **v)
         try:
@@ -225,16 +223,13 @@ class Webhooks:
                 (w.id, w.name, w.collection, orjson.dumps(w.events).decode(), w.url, w.secret,
                  1 if w.active else 0, w.created, w.updated),
             )  # fmt: skip
-        except IntegrityError:  # the same name, saved meanwhile by another request
+        except IntegrityError:  # "name" is UNIQUE: taken, now or by a concurrent request
             raise _field_error("name", "The name is taken.", "validation_not_unique") from None
         return self._named(w)
 
     async def update(self, wid: str, data: Any) -> Webhook:
         old = await self.get(wid)
         v = await self._validate(data, old)
-        other = await self._by_name(v["name"])
-        if other is not None and other.id != wid:
-            raise _field_error("name", "The name is taken.", "validation_not_unique")
         now = now_str()
         try:
             await self.db.execute(

@@ -43,6 +43,12 @@ NOTIFY_CHANNEL = "shipyard_jobs"
 MAX_ERRORS_KEPT = 20  # per job: the most recent attempts' errors
 MAX_ERROR_CHARS = 4000
 _INT32 = 2**31
+_PENDING_SQL = ", ".join(f"'{state}'" for state in PENDING)  # for `"state" IN (…)`
+# what a claim sets: the attempt starts now, held by `worker` until the lease runs out
+_CLAIM_SETS = (
+    '"state" = \'running\', "attempt" = "attempt" + 1, "attempted_at" = ?, '
+    '"lease_until" = ?, "worker" = ?'
+)
 _PG_LOCK_ID = 7415  # advisory lock: one process creates the table at a time
 
 _COLS = (
@@ -132,6 +138,7 @@ class Queue:
         self.db = db
         self.table = table
         self.pg = db.dialect == "postgres"
+        self._returning = ", ".join(f'"{table}".{c.strip()}' for c in _COLS.split(","))
 
     # ------------------------------------------------------------------ schema
 
@@ -139,7 +146,6 @@ class Queue:
         t = self.table
         real = "DOUBLE PRECISION" if self.pg else "REAL"
         ident = "BIGSERIAL PRIMARY KEY" if self.pg else "INTEGER PRIMARY KEY AUTOINCREMENT"
-        pending = ", ".join(f"'{s}'" for s in PENDING)
         async with self.db.transaction() as tx:
             if self.pg:
                 await tx.execute(f"SELECT pg_advisory_xact_lock({_PG_LOCK_ID})")
@@ -170,7 +176,7 @@ class Queue:
             # what a claim reads: pending jobs in priority order, nothing else
             await tx.execute(
                 f'CREATE INDEX IF NOT EXISTS "{t}_fetch" ON "{t}" '
-                f'("priority", "scheduled_at", "id") WHERE "state" IN ({pending})'
+                f'("priority", "scheduled_at", "id") WHERE "state" IN ({_PENDING_SQL})'
             )
             await tx.execute(
                 f'CREATE INDEX IF NOT EXISTS "{t}_lease" ON "{t}" ("lease_until") '
@@ -277,28 +283,27 @@ class Queue:
         now = time.time() if now is None else now
         where, args = self._due(now, queues, kinds, exclude_kinds)
         t = self.table
-        sets = (
-            '"state" = \'running\', "attempt" = "attempt" + 1, "attempted_at" = ?, '
-            '"lease_until" = ?, "worker" = ?'
-        )
         set_args = (now, now + lease, worker)
         if self.pg:
             sql = (
                 f'WITH "c" AS (SELECT "id" FROM "{t}" WHERE {where} '
                 f'ORDER BY "priority", "scheduled_at", "id" LIMIT ? FOR UPDATE SKIP LOCKED) '
-                f'UPDATE "{t}" SET {sets} FROM "c" WHERE "{t}"."id" = "c"."id" '
-                f"RETURNING {_qualified(t)}"
+                f'UPDATE "{t}" SET {_CLAIM_SETS} FROM "c" WHERE "{t}"."id" = "c"."id" '
+                f"RETURNING {self._returning}"
             )
             rows = await self.db.fetchall(sql, (*args, limit, *set_args))
         else:
-            sql = (
-                f'UPDATE "{t}" SET {sets} WHERE "id" IN (SELECT "id" FROM "{t}" WHERE {where} '
-                f'ORDER BY "priority", "scheduled_at", "id" LIMIT ?) RETURNING {_COLS}'
-            )
-            rows = await self.db.fetchall(sql, (*set_args, *args, limit))
-        jobs = [Job.from_row(r) for r in rows]
-        jobs.sort(key=lambda j: (j.priority, j.scheduled_at, j.id))
-        return jobs
+            rows = await self.db.fetchall(self._claim_sql(where), (*set_args, *args, limit))
+        return _claimed(rows)
+
+    def _claim_sql(self, where: str) -> str:
+        """Claim up to `?` jobs matching `where`, without row locks: SQLite (its write lock
+        serializes claims) and PostgreSQL under claim_limited's advisory lock."""
+        t = self.table
+        return (
+            f'UPDATE "{t}" SET {_CLAIM_SETS} WHERE "id" IN (SELECT "id" FROM "{t}" '
+            f'WHERE {where} ORDER BY "priority", "scheduled_at", "id" LIMIT ?) RETURNING {_COLS}'
+        )
 
     async def claim_limited(
         self,
@@ -331,15 +336,9 @@ class Queue:
             if room <= 0:
                 return []
             rows = await tx.fetchall(
-                f'UPDATE "{t}" SET "state" = \'running\', "attempt" = "attempt" + 1, '
-                '"attempted_at" = ?, "lease_until" = ?, "worker" = ? '
-                f'WHERE "id" IN (SELECT "id" FROM "{t}" WHERE {where} '
-                f'ORDER BY "priority", "scheduled_at", "id" LIMIT ?) RETURNING {_COLS}',
-                (now, now + lease, worker, *args, room),
+                self._claim_sql(where), (now, now + lease, worker, *args, room)
             )
-        jobs = [Job.from_row(r) for r in rows]
-        jobs.sort(key=lambda j: (j.priority, j.scheduled_at, j.id))
-        return jobs
+        return _claimed(rows)
 
     def _due(
         self,
@@ -348,8 +347,7 @@ class Queue:
         kinds: Sequence[str] | None,
         exclude_kinds: Sequence[str],
     ) -> tuple[str, list[Any]]:
-        pending = ", ".join(f"'{s}'" for s in PENDING)
-        where = f'"state" IN ({pending}) AND "scheduled_at" <= ?'
+        where = f'"state" IN ({_PENDING_SQL}) AND "scheduled_at" <= ?'
         args: list[Any] = [now]
         if queues:
             where += f' AND "queue" IN ({", ".join("?" for _ in queues)})'
@@ -370,8 +368,7 @@ class Queue:
 
     async def next_due(self, queues: Sequence[str] | None = None) -> float | None:
         """When the earliest pending job becomes due (None: nothing pending)."""
-        pending = ", ".join(f"'{s}'" for s in PENDING)
-        where, args = f'"state" IN ({pending})', []
+        where, args = f'"state" IN ({_PENDING_SQL})', []
         if queues:
             where += f' AND "queue" IN ({", ".join("?" for _ in queues)})'
             args += list(queues)
@@ -467,7 +464,6 @@ class Queue:
         attempts remain (and `discard` is false), else `discarded`; `state` forces a final
         state (`cancelled`). Returns the new state, None if the attempt had lost the job."""
         now = time.time() if now is None else now
-        errors = [*job.errors, _error_entry(job.attempt, error, now)][-MAX_ERRORS_KEPT:]
         if state is None:
             last = discard or retry_in is None or job.attempt >= job.max_attempts
             state = "discarded" if last else "retryable"
@@ -480,7 +476,7 @@ class Queue:
         n = await self.db.execute(
             f'UPDATE "{self.table}" SET "state" = ?, "errors" = ?, {sets} '
             f'WHERE "id" = ? AND "attempt" = ? AND "state" = \'running\'',
-            (state, _json(errors, "errors"), *args, job.id, job.attempt),
+            (state, _with_error(job, error, now), *args, job.id, job.attempt),
         )
         return state if n == 1 else None
 
@@ -517,7 +513,6 @@ class Queue:
         return n
 
     async def _rescue_one(self, job: Job, msg: str, now: float) -> int:
-        errors = [*job.errors, _error_entry(job.attempt, msg, now)][-MAX_ERRORS_KEPT:]
         last = job.cancel or job.attempt >= job.max_attempts
         # a job someone asked to cancel is not run again because its worker died
         state = "cancelled" if job.cancel else "discarded" if last else "retryable"
@@ -525,7 +520,7 @@ class Queue:
         return await self.db.execute(
             f'UPDATE "{self.table}" SET "state" = ?, "errors" = ?, "worker" = NULL, {sets} '
             'WHERE "id" = ? AND "attempt" = ? AND "state" = \'running\' AND "lease_until" < ?',
-            (state, _json(errors, "errors"), now, job.id, job.attempt, now),
+            (state, _with_error(job, msg, now), now, job.id, job.attempt, now),
         )
 
     # ------------------------------------------------------------------ operators
@@ -540,10 +535,9 @@ class Queue:
         """Cancel a pending job now, or ask the worker of a running one to stop it.
         Returns the job's state afterwards (None: no such job)."""
         now = time.time() if now is None else now
-        pending = ", ".join(f"'{s}'" for s in PENDING)
         n = await self.db.execute(
             f'UPDATE "{self.table}" SET "state" = \'cancelled\', {self._final_sets()} '
-            f'WHERE "id" = ? AND "state" IN ({pending})',
+            f'WHERE "id" = ? AND "state" IN ({_PENDING_SQL})',
             (now, job_id),
         )
         if n == 0:
@@ -628,19 +622,23 @@ class Queue:
     async def oldest_due(self, now: float | None = None) -> float | None:
         """Age in seconds of the longest-waiting due job (queue lag), None when none waits."""
         now = time.time() if now is None else now
-        pending = ", ".join(f"'{s}'" for s in PENDING)
         row = await self.db.fetchone(
             f'SELECT MIN("scheduled_at") FROM "{self.table}" '
-            f'WHERE "state" IN ({pending}) AND "scheduled_at" <= ?',
+            f'WHERE "state" IN ({_PENDING_SQL}) AND "scheduled_at" <= ?',
             (now,),
         )
         return None if row is None or row[0] is None else max(0.0, now - float(row[0]))
 
 
-def _qualified(t: str) -> str:
-    return ", ".join(f'"{t}".{c.strip()}' for c in _COLS.split(","))
+def _claimed(rows: Sequence[Sequence[Any]]) -> list[Job]:
+    """Claimed rows as jobs in claim order (RETURNING does not keep it)."""
+    jobs = [Job.from_row(r) for r in rows]
+    jobs.sort(key=lambda j: (j.priority, j.scheduled_at, j.id))
+    return jobs
 
 
-def _error_entry(attempt: int, error: str, now: float) -> dict[str, Any]:
+def _with_error(job: Job, error: str, now: float) -> str:
+    """The job's error list with this attempt's error added, as stored (the newest kept)."""
     text = error if len(error) <= MAX_ERROR_CHARS else error[:MAX_ERROR_CHARS] + "…"
-    return {"attempt": attempt, "at": now, "error": text}
+    entry = {"attempt": job.attempt, "at": now, "error": text}
+    return _json([*job.errors, entry][-MAX_ERRORS_KEPT:], "errors")

@@ -169,18 +169,25 @@ def _limit_memory(mb: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
-def _load(module: str, file: str | None) -> Any:
-    if module in sys.modules:
-        return sys.modules[module]
-    if file:
-        spec = importlib.util.spec_from_file_location(module, file)
-        if spec is None or spec.loader is None:
-            raise ImportError(f"cannot load {file}")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[module] = mod
+def load_module(name: str, file: str | None) -> Any:
+    """Import `name` — from `file` when given (a hooks file outside any package). A module
+    already loaded from that file is reused; one that fails to load is not left behind."""
+    if not file:
+        return importlib.import_module(name)
+    loaded = sys.modules.get(name)
+    if loaded is not None and getattr(loaded, "__file__", None) == file:
+        return loaded
+    spec = importlib.util.spec_from_file_location(name, file)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {file}")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    try:
         spec.loader.exec_module(mod)
-        return mod
-    return importlib.import_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return mod
 
 
 def _child() -> int:
@@ -202,7 +209,7 @@ def _child() -> int:
             if p not in sys.path:
                 sys.path.insert(0, p)
         _limit_memory(int(call["memory_mb"]))
-        obj: Any = _load(call["module"], call.get("file"))
+        obj: Any = load_module(call["module"], call.get("file"))
         for part in str(call["qualname"]).split("."):
             obj = getattr(obj, part)
         args = list(call["args"])

@@ -29,7 +29,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from shipyard.tools.queue import NOTIFY_CHANNEL, Job, Queue, backoff
@@ -50,11 +50,10 @@ class AlreadyCompleted(Exception):
 
 @dataclass
 class KindPolicy:
-    """How jobs of one kind are retried and limited (the defaults apply to unknown kinds)."""
+    """How jobs of one kind are retried (limits come from `limited_kinds`)."""
 
     backoff_base: float = 1.0
     backoff_max: float = 3600.0
-    concurrency: int | None = None  # at most this many running at once across all workers
 
 
 @dataclass
@@ -70,7 +69,6 @@ class WorkerStats:
     rescued: int = 0
     pruned: int = 0
     analyzed: int = 0  # statistics refreshes after slow claims (PostgreSQL)
-    timings: list[tuple[float, float]] = field(default_factory=list)  # (wait, run) seconds
 
 
 Runner = Callable[[Job], Coroutine[Any, Any, Any]]
@@ -94,7 +92,6 @@ class Worker:
         maintenance_interval: float = 5.0,
         db_url: str = "",
         sqlite_change_poll: float = 0.01,
-        keep_timings: int = 0,
         analyze_after_ms: float = 5.0,
     ) -> None:
         self.queue = queue
@@ -111,7 +108,6 @@ class Worker:
         self.maintenance_interval = maintenance_interval
         self.db_url = db_url
         self.sqlite_change_poll = sqlite_change_poll
-        self.keep_timings = keep_timings
         self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.stats = WorkerStats()
         self.active: dict[int, tuple[Job, asyncio.Task[Any]]] = {}
@@ -123,8 +119,6 @@ class Worker:
         self._flush_lock = asyncio.Lock()
         self._done: list[tuple[Job, Any]] = []
         self._done_event = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
         self._claimed_at = 0.0  # when the last claim looked for due jobs
         # PostgreSQL: a claim slower than this refreshes the job table's statistics (at most
         # every 30 s). Without them — a new table, a sudden backlog before autovacuum — the
@@ -255,7 +249,6 @@ class Worker:
             )
             if self.queue.pg and time.perf_counter() - started >= self.analyze_after:
                 self._maybe_analyze()
-        now = time.time()
         for job in jobs:
             self.stats.claimed += 1
             old = self.active.get(job.id)
@@ -263,10 +256,8 @@ class Worker:
                 # an older attempt still runs here: this process stalled past its lease and
                 # the job was rescued and claimed again (by us). Only the new attempt goes on.
                 self._lose(*old)
-            task = asyncio.create_task(self._execute(job, now))
+            task = asyncio.create_task(self._execute(job))
             self.active[job.id] = (job, task)
-        if self.active:
-            self._idle.clear()
         return len(jobs)
 
     def _maybe_analyze(self) -> None:
@@ -288,8 +279,7 @@ class Worker:
 
     # ------------------------------------------------------------------ running
 
-    async def _execute(self, job: Job, claimed_at: float) -> None:
-        started = time.time()
+    async def _execute(self, job: Job) -> None:
         task: asyncio.Task[Any] = asyncio.create_task(self.run_job(job))
         outcome: tuple[str, Any] = ("ok", None)
         try:
@@ -323,10 +313,6 @@ class Worker:
                 return
             if reason == "stopping":
                 outcome = ("release", None)
-        finally:
-            ran = time.time() - started
-            if self.keep_timings and len(self.stats.timings) < self.keep_timings:
-                self.stats.timings.append((started - job.scheduled_at, ran))
         await self._finish(job, outcome)
 
     async def _finish(self, job: Job, outcome: tuple[str, Any]) -> None:
@@ -368,7 +354,6 @@ class Worker:
         cur = self.active.get(job.id)
         if cur is not None and cur[0] is job:
             del self.active[job.id]
-        self._maybe_idle()
 
     def _lose(self, job: Job, task: asyncio.Task[Any]) -> None:
         """Another attempt owns the job now: stop this copy without recording anything."""
@@ -376,10 +361,6 @@ class Worker:
         log.warning("job %s attempt %s lost its lease; stopping it here", job.id, job.attempt)
         self._why[(job.id, job.attempt)] = "lost"
         task.cancel()
-
-    def _maybe_idle(self) -> None:
-        if not self.active:
-            self._idle.set()
 
     async def _completion_loop(self) -> None:
         while True:
