@@ -18,6 +18,7 @@ from shipyard.core.fields import (
     PasswordField,
     RelationField,
     TextField,
+    default_field_id,
     field_from_dict,
     id_field,
     now_str,
@@ -27,6 +28,9 @@ from shipyard.tools.ids import random_string
 RULES = ("listRule", "viewRule", "createRule", "updateRule", "deleteRule")
 COLLECTION_TYPES = ("base", "auth")
 RESERVED_NAMES = {"expand", "collectionId", "collectionName"}
+RESERVED_AUTH_NAMES = {"passwordConfirm", "oldPassword"}  # keys of the auth request bodies
+AUTH_FIELD_NAMES = ("password", "tokenKey", "email", "emailVisibility", "verified")
+MAX_NAME_LENGTH = 55
 SUPERUSERS_ID = "pbc_3142635823"  # the id the JS SDK's authStore.isSuperuser falls back to
 SUPERUSERS = "_superusers"
 
@@ -161,13 +165,47 @@ def _rule_value(data: dict[str, Any], key: str, errors: dict[str, Any]) -> str |
     return None
 
 
+def _err(code: str, message: str) -> dict[str, str]:
+    return {"code": code, "message": message}
+
+
+def _name_error(name: Any, existing: Collection | None, trusted: bool) -> dict[str, str] | None:
+    """PocketBase's codes for a bad collection name (Shipyard's rule is stricter: at most 55
+    characters, no leading digit, and a leading _ is reserved for system collections)."""
+    if name is None or name == "":
+        return _err("validation_required", "Cannot be blank.")
+    if not isinstance(name, str):
+        return _err("validation_match_invalid", "Must be in a valid format.")
+    if len(name) > MAX_NAME_LENGTH:
+        return _err(
+            "validation_length_out_of_range",
+            f"The length must be between 1 and {MAX_NAME_LENGTH}.",
+        )
+    if "_via_" in name.lower():  # would read as a back-relation in filters and expand
+        return _err("validation_found_via", 'The value cannot contain "_via_".')
+    if not NAME_RE.match(name):
+        return _err("validation_match_invalid", "Must be in a valid format.")
+    if existing is not None and existing.system and name != existing.name:
+        return _err(
+            "validation_collection_system_name_change",
+            "System collection name cannot be changed.",
+        )
+    if name.startswith("_") and not trusted and (existing is None or not existing.system):
+        return _err(
+            "validation_collection_name_invalid",
+            "Names starting with _ are reserved for system collections.",
+        )
+    return None
+
+
 def collection_from_dict(
     data: Any, existing: Collection | None = None, *, trusted: bool = False
 ) -> Collection:
     """Validate a PocketBase-shaped definition into a Collection (400 with per-key errors).
 
     `existing` supplies what a partial update leaves unchanged; system fields and ids are
-    kept stable so that renames are detected by field id.
+    kept stable so that renames are detected by field id. An auth collection always has its
+    system fields with their protections (see `_auth_fields`), however it is given.
     """
     if not isinstance(data, dict):
         raise bad_request("Failed to load the collection data.", {})
@@ -176,70 +214,71 @@ def collection_from_dict(
     merged = {**base, **data}
 
     name = merged.get("name")
-    if not isinstance(name, str) or not NAME_RE.match(name) or len(name) > 55:
-        errors["name"] = {
-            "code": "validation_invalid_name",
-            "message": "Must be 1-55 characters of letters, digits and _ and not start with a digit.",
-        }
+    name_error = _name_error(name, existing, trusted)
+    if name_error is not None:
+        errors["name"] = name_error
+    if not isinstance(name, str) or not NAME_RE.match(name):
         name = "invalid"
-    elif existing is not None and existing.system and name != existing.name:
-        errors["name"] = {
-            "code": "validation_system_collection_rename",
-            "message": "System collections cannot be renamed.",
-        }
-    elif name.startswith("_") and not trusted and (existing is None or not existing.system):
-        errors["name"] = {
-            "code": "validation_invalid_name",
-            "message": "Names starting with _ are reserved for system collections.",
-        }
 
     ctype = merged.get("type") or "base"
     if existing and ctype != existing.type:
-        errors["type"] = {"code": "validation_readonly", "message": "The type cannot be changed."}
+        errors["type"] = _err(
+            "validation_collection_type_change", "Collection type cannot be changed."
+        )
     elif ctype not in COLLECTION_TYPES:
-        errors["type"] = {"code": "validation_invalid_type", "message": "Must be base or auth."}
+        errors["type"] = _err("validation_in_invalid", "Must be a valid value.")
 
     fields: list[Field] = []
+    auth_given: dict[str, dict[str, Any]] = {}  # auth system fields as listed
+    unnamed: list[Field] = []  # fields given without an id: they get PocketBase's default
     raw_fields = merged.get("fields")
     if raw_fields is None:
         raw_fields = merged.get("schema", [])  # PocketBase < 0.23
     if not isinstance(raw_fields, list):
-        errors["fields"] = {"code": "validation_invalid_fields", "message": "Must be a list."}
+        errors["fields"] = _err("validation_invalid_fields", "Must be a list.")
         raw_fields = []
     old_by_id = {f.id: f for f in existing.fields} if existing else {}
     seen: set[str] = set()
     field_errors: dict[str, Any] = {}
     for i, raw in enumerate(raw_fields):
+        raw_name = raw.get("name") if isinstance(raw, dict) else None
+        if isinstance(raw_name, str) and "_via_" in raw_name.lower():
+            field_errors[str(i)] = _err("validation_found_via", 'The value cannot contain "_via_".')
+            continue
         try:
             fld = field_from_dict(raw)
         except ValueError as exc:
-            field_errors[str(i)] = {"code": "validation_invalid_field", "message": str(exc)}
+            field_errors[str(i)] = _err("validation_invalid_field", str(exc))
             continue
         old = old_by_id.get(fld.id)
         if old is not None and old.system and not trusted:
             fld.system = True
         if fld.name.lower() in seen:
-            field_errors[str(i)] = {
-                "code": "validation_duplicated_field_name",
-                "message": f"Duplicated field name {fld.name!r}.",
-            }
+            field_errors[str(i)] = _err(
+                "validation_duplicated_field_name", f"Duplicated field name {fld.name!r}."
+            )
             continue
-        if fld.name in RESERVED_NAMES:
-            field_errors[str(i)] = {
-                "code": "validation_reserved_field_name",
-                "message": f"The field name {fld.name!r} is reserved.",
-            }
+        reserved = RESERVED_NAMES | (RESERVED_AUTH_NAMES if ctype == "auth" else set())
+        if fld.name in reserved:
+            field_errors[str(i)] = _err(
+                "validation_reserved_field_name", f"The field name {fld.name!r} is reserved."
+            )
             continue
         opt_errors = fld.validate_options()
         if opt_errors:
-            field_errors[str(i)] = {
-                "code": "validation_invalid_field_options",
-                "message": "; ".join(f"{k}: {v}" for k, v in opt_errors.items()),
-            }
+            field_errors[str(i)] = _err(
+                "validation_invalid_field_options",
+                "; ".join(f"{k}: {v}" for k, v in opt_errors.items()),
+            )
             continue
         if isinstance(fld, FileField) and fld.options.get("maxSelect", 1) < 1:
             fld.options["maxSelect"] = 1
         seen.add(fld.name.lower())
+        if ctype == "auth" and fld.name in AUTH_FIELD_NAMES and fld.name != "id":
+            auth_given[fld.name] = raw
+            continue
+        if not raw.get("id"):
+            unnamed.append(fld)
         fields.append(fld)
     if field_errors:
         errors["fields"] = field_errors
@@ -253,58 +292,48 @@ def collection_from_dict(
         stable = id_field()
         stable.hidden = False
         if given.type != "text":
-            errors["fields"] = {"id": {"code": "validation_invalid_id", "message": "id is text."}}
+            errors["fields"] = {"id": _err("validation_invalid_id", "id is text.")}
         fields.insert(0, stable)
-    if existing is None and ctype == "auth":
-        by_name = {f.name: f for f in fields}
-        for i, sys_field in enumerate(auth_system_fields(), start=1):
-            if sys_field.name in by_name:
-                fields.remove(by_name[sys_field.name])
-            fields.insert(i, sys_field)
+    if ctype == "auth":
+        fields[1:1] = _auth_fields(auth_given, existing, errors)
     if existing is None:
         names = {f.name for f in fields}
-        if "created" not in names:
-            fields.append(
-                AutodateField(name="created", options={"onCreate": True, "onUpdate": False})
-            )
-        if "updated" not in names:
-            fields.append(
-                AutodateField(name="updated", options={"onCreate": True, "onUpdate": True})
-            )
-
-    if existing is not None:
-        kept = {f.id: f for f in fields}
-        for old in existing.fields:
-            new = kept.get(old.id)
-            if old.system and (new is None or new.name != old.name or new.type != old.type):
-                errors.setdefault("fields", {})[old.name] = {
-                    "code": "validation_system_field_change",
-                    "message": f"The system field {old.name!r} cannot be removed, renamed or retyped.",
-                }
+        for auto in ("created", "updated"):
+            if auto not in names:
+                fields.append(
+                    AutodateField(
+                        name=auto, options={"onCreate": True, "onUpdate": auto == "updated"}
+                    )
+                )
+    _assign_default_ids(fields, unnamed)
+    _check_system_fields(fields, existing, errors)
 
     rules = {key: _rule_value(merged, key, errors) for key in RULES}
 
     indexes = merged.get("indexes") or []
     if not isinstance(indexes, list) or not all(isinstance(i, str) for i in indexes):
-        errors["indexes"] = {"code": "validation_invalid_indexes", "message": "Must be strings."}
+        errors["indexes"] = _err("validation_invalid_indexes", "Must be strings.")
         indexes = []
     names_now = {f.name for f in fields}
     index_errors: dict[str, Any] = {}
+    index_names: set[str] = set()
     for i, text in enumerate(indexes):
         try:
             idef = parse_index(text)
         except ValueError as exc:
-            index_errors[str(i)] = {
-                "code": "validation_invalid_index_expression",
-                "message": str(exc),
-            }
+            index_errors[str(i)] = _err("validation_invalid_index_expression", str(exc))
             continue
+        if idef.name.lower() in index_names:
+            index_errors[str(i)] = _err(
+                "validation_duplicated_index_name", "The index name already exists."
+            )
+            continue
+        index_names.add(idef.name.lower())
         missing = [c for c, _, _ in idef.columns if c not in names_now]
         if missing:
-            index_errors[str(i)] = {
-                "code": "validation_invalid_index_expression",
-                "message": f"Unknown column(s): {', '.join(missing)}.",
-            }
+            index_errors[str(i)] = _err(
+                "validation_invalid_index_expression", f"Unknown column(s): {', '.join(missing)}."
+            )
     if index_errors:
         errors["indexes"] = index_errors
 
@@ -316,7 +345,7 @@ def collection_from_dict(
     if not isinstance(cid, str) or not re.match(r"^[A-Za-z0-9_]{3,50}$", cid):
         raise bad_request(
             "Failed to validate the collection.",
-            {"id": {"code": "validation_invalid_id", "message": "Invalid collection id."}},
+            {"id": _err("validation_match_invalid", "Must be in a valid format.")},
         )
     options = dict(existing.options) if existing else {}
     if ctype == "auth":
@@ -324,9 +353,9 @@ def collection_from_dict(
         if errors:
             raise bad_request("Failed to validate the collection.", errors)
     index_list = [_normalize_index(i, name) for i in indexes]
-    if ctype == "auth" and existing is None:
+    if ctype == "auth":
         for col in ("email", "tokenKey"):
-            if not any(f"(`{col}`)" in i for i in index_list):
+            if not any(_is_unique_on(i, col) for i in index_list):
                 index_list.append(f"CREATE UNIQUE INDEX `idx_{col}_{cid}` ON `{name}` (`{col}`)")
     return Collection(
         id=cid,
@@ -342,8 +371,108 @@ def collection_from_dict(
     )
 
 
+def _auth_fields(
+    given: dict[str, dict[str, Any]], existing: Collection | None, errors: dict[str, Any]
+) -> list[Field]:
+    """The auth system fields, in their fixed places after `id`, as PocketBase keeps them:
+    one left out is kept as it is (or added); one listed takes the options it gives over
+    the ones it has (so `{"name": "email", "type": "email"}` changes nothing); and whatever
+    is given, all stay system, password and tokenKey stay hidden and required (a password
+    change rotates the tokenKey, ending sessions and reset links), and email stays visible
+    to the emailVisibility flag."""
+    out: list[Field] = []
+    for default in auth_system_fields():
+        current = existing.field(default.name) if existing else None
+        if current is None or current.type != default.type:
+            current = default
+        raw = given.get(default.name)
+        if raw is None:
+            fld = field_from_dict(current.to_dict())
+        else:
+            fld = field_from_dict({**current.to_dict(), **raw, "id": raw.get("id") or current.id})
+            if fld.type != default.type:
+                _field_error(errors)[default.name] = _err(
+                    "validation_system_field_change",
+                    f"The system field {default.name!r} must stay of type {default.type}.",
+                )
+            problems = fld.validate_options()
+            if problems:
+                _field_error(errors)[default.name] = _err(
+                    "validation_invalid_field_options",
+                    "; ".join(f"{k}: {v}" for k, v in problems.items()),
+                )
+        fld.system = True
+        if default.name in ("password", "tokenKey"):
+            fld.hidden = fld.required = True
+        elif default.name == "email":
+            fld.hidden = False
+        out.append(fld)
+    return out
+
+
+def _field_error(errors: dict[str, Any]) -> dict[str, Any]:
+    """The per-field error map under "fields" (a fresh one if "fields" holds another error)."""
+    current = errors.get("fields")
+    if not isinstance(current, dict) or "code" in current:
+        current = errors["fields"] = {}
+    return current
+
+
+def _assign_default_ids(fields: list[Field], unnamed: list[Field]) -> None:
+    """Fields given without an id get PocketBase's default (type + CRC-32 of the name),
+    numbered on when another field of the collection already holds it."""
+    without = {id(f) for f in unnamed}
+    taken = {f.id for f in fields if id(f) not in without}
+    for f in fields:
+        if id(f) not in without:
+            continue
+        base = default_field_id(f.type, f.name)
+        fid, n = base, 2
+        while fid in taken:
+            fid, n = f"{base}{n}", n + 1
+        f.id = fid
+        taken.add(fid)
+
+
+def _system_change() -> dict[str, str]:
+    return _err("validation_system_field_change", "System fields cannot be deleted or renamed.")
+
+
+def _check_system_fields(
+    fields: list[Field], existing: Collection | None, errors: dict[str, Any]
+) -> None:
+    """Field ids are unique, and an update keeps every system field (same id, name, type)."""
+    by_id: dict[str, Field] = {}
+    for f in fields:
+        if f.id in by_id:
+            old = existing.field(by_id[f.id].name) if existing else None
+            if old is not None and old.system and old.id == f.id:
+                errors.setdefault("fields", _system_change())
+            else:
+                errors.setdefault(
+                    "fields",
+                    _err(
+                        "validation_duplicated_field_id",
+                        f"Duplicated or invalid field id {f.id!r}.",
+                    ),
+                )
+            return
+        by_id[f.id] = f
+    for old in existing.fields if existing else []:
+        new = by_id.get(old.id)
+        if old.system and (new is None or new.name != old.name or new.type != old.type):
+            errors.setdefault("fields", _system_change())
+            return
+
+
+def _is_unique_on(index: str, column: str) -> bool:
+    idef = parse_index(index)
+    return idef.unique and [c for c, _, _ in idef.columns] == [column]
+
+
 def auth_system_fields() -> list[Field]:
-    """The fields every auth collection has, as in PocketBase (password and tokenKey hidden)."""
+    """The fields every auth collection has, as in PocketBase (password and tokenKey hidden),
+    with the ids PocketBase gives them."""
     return [
         PasswordField(name="password", system=True, hidden=True, required=True),
         TextField(
