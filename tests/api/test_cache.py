@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 
 from shipyard.app import create_app
 from shipyard.settings import load_settings
-from tests.conftest import SUPERUSER, _fresh_pg_database
+from tests.helpers.servers import SUPERUSER, fresh_pg_database
 
 H = dict[str, str]
 PW = "secret-pass-1"
@@ -23,7 +23,7 @@ PW = "secret-pass-1"
 def _client(request: pytest.FixtureRequest, tmp_path: Path, mode: str, **extra: Any) -> Any:
     db_url = ""
     if mode.startswith("postgres"):
-        db_url = _fresh_pg_database(request.getfixturevalue("pg_admin_url"))
+        db_url = fresh_pg_database(request.getfixturevalue("pg_admin_url"))
     redis = request.getfixturevalue("redis_url") if mode.endswith("+redis") else ""
     settings = load_settings(
         env={},

@@ -602,7 +602,7 @@ def test_real_responses_match_the_document(client: TestClient, su: H) -> None:
     _conforms(doc, item, "delete", client.delete(f"{base}/{child['id']}", headers=su))
 
     # auth and schema management
-    from tests.conftest import SUPERUSER
+    from tests.helpers.servers import SUPERUSER
 
     login = client.post(
         "/api/collections/_superusers/auth-with-password",

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import orjson
 
-from tests.conftest import start_server, stop_server
+from tests.helpers.servers import start_server, stop_server
 
 CLI = [sys.executable, "-m", "shipyard.cli"]
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import SUPERUSER, Server, free_port
+from tests.helpers.servers import SUPERUSER, Server, free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Server, free_port, start_server, stop_server
+from tests.helpers.servers import Server, free_port, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 

@@ -21,8 +21,9 @@ import httpx
 import orjson
 import pytest
 
-from tests.conftest import Server, start_server, stop_server
-from tests.webhook_receiver import Receiver, wait_until
+from tests.helpers.servers import Server, start_server, stop_server
+from tests.helpers.wait import poll_until
+from tests.helpers.webhook_receiver import Receiver
 
 WRITERS = 3
 WRITES_PER_WRITER = 50  # 150 writes
@@ -171,7 +172,7 @@ def _run(servers: list[Server], receiver: Receiver) -> str:
         return ok_keys >= expected
 
     recovered = time.monotonic()
-    wait_until(all_delivered, timeout=45, step=0.1)
+    poll_until(all_delivered, timeout=45, step=0.1)
     caught_up = time.monotonic() - recovered
     got = receiver.snapshot()
 
@@ -197,7 +198,7 @@ def _run(servers: list[Server], receiver: Receiver) -> str:
         return dict(stats["kinds"].get("webhook", {}))
 
     # one job per event, all completed (none discarded, none left behind)
-    jobs = wait_until(lambda: webhook_jobs() == {"completed": len(expected)} or None, 10)
+    jobs = poll_until(lambda: webhook_jobs() == {"completed": len(expected)} or None, 10)
     assert jobs, webhook_jobs()
     log = httpx.get(f"{first}/api/webhooks/{hook['id']}/deliveries?perPage=1", headers=h).json()
     assert log["totalItems"] >= len(got)  # every attempt that reached the receiver, and more
