@@ -27,6 +27,7 @@ SYSTEM = {
     "/api/health": {"get", "head"},
     "/api/openapi.json": {"get"},
     "/api/docs": {"get"},
+    "/_/": {"get"},
 }
 PUBLIC_AUTH = [
     ("auth-with-password", "post"),

@@ -1164,7 +1164,7 @@ _MODULE_TAGS = {
 def _module_paths() -> Schema:
     """Paths of route modules that describe themselves with `openapi_paths()`."""
     out: Schema = {}
-    for name in _MODULE_TAGS:
+    for name in (*_MODULE_TAGS, "account_pages"):
         try:
             module = importlib.import_module(f"shipyard.api.{name}")
         except ImportError:
