@@ -271,3 +271,35 @@ def test_answers_that_differ_per_request_are_not_planned(
     )
     auth = Auth(store.get(asker), {"id": "u1"}) if asker else Auth()
     assert cache.plan(store.get(coll), "/x", params, auth) is None
+
+
+def test_list_totals_are_kept_apart_per_version_set(tmp_path: Path) -> None:
+    """One COUNT statement can come from askers with other version sets; their tokens must
+    never be compared (here the second token equals the first although `notes` moved)."""
+    text = [{"name": "t", "type": "text"}]
+    store: Any = _Store(
+        [
+            collection_from_dict({"id": "c_n", "name": "notes", "fields": text}),
+            collection_from_dict({"id": "c_z", "name": "zz", "type": "auth", "fields": text}),
+            collection_from_dict({"id": "c_a", "name": "aa", "type": "auth", "fields": text}),
+        ]
+    )
+    cache = ResponseCache(
+        load_settings(env={}, data_dir=str(tmp_path)), store, LocalVersions(store)
+    )
+    notes = store.get("notes")
+
+    def counted(n: int) -> Any:
+        async def compute() -> int:
+            return n
+
+        return compute
+
+    async def main() -> tuple[int, int]:
+        await cache.written({"zz"})  # tokens over (notes, zz): (0, 1)
+        first = await cache.count(notes, Auth(store.get("zz"), {"id": "u"}), "", "SQL", counted(5))
+        await cache.written({"notes"})  # tokens over (aa, notes): (0, 1) too
+        second = await cache.count(notes, Auth(store.get("aa"), {"id": "u"}), "", "SQL", counted(6))
+        return first, second
+
+    assert asyncio.run(main()) == (5, 6)

@@ -404,8 +404,11 @@ class ResponseCache:
         refs = query.references(filt, self.limits) if filt.strip() else NO_REFS
         scope = self.scope(c, auth.collection, refs) if refs is not None else None
         token = await self.token(scope.tables) if scope is not None else None
-        if token is None:
+        if token is None or scope is None:
             return await compute()
+        # askers of other auth collections may send the same SQL with other version sets,
+        # and tokens are comparable only over the same tables
+        key = (scope.tables, key)
         got = self.counts.get(key)
         if got is not None and got[0] == token:
             self.counts.move_to_end(key)
