@@ -77,6 +77,8 @@ class World:
             **open_,
         )
         self.coll("notes", [{"name": "text", "type": "text"}], **open_)
+        # e-mails of staff records show to those the manageRule admits
+        self.coll("staff", [], type="auth", manageRule=by_team, **open_)
 
     # ------------------------------------------------------------ set-up helpers
 
@@ -244,6 +246,19 @@ def test_expanded_records_follow_their_rules_through_the_askers_relations(w: Wor
     w.set("teams", team, active=False)
     status, outcome, body = w.get(url, bob)
     assert (status, outcome, "expand" in body) == (200, "miss", False)
+
+
+def test_manage_rule_through_the_askers_relation(w: World) -> None:
+    team, bob = w.member()
+    email = f"staff-{uuid.uuid4().hex[:10]}@example.com"
+    sid = w.add("staff", email=email, password=PW, passwordConfirm=PW)
+    url = f"/api/collections/staff/records/{sid}"
+    status, outcome, body = w.get(url, bob)
+    assert (status, outcome, body.get("email")) == (200, "miss", email)
+    assert w.get(url, bob)[:2] == (200, "hit")
+    w.set("teams", team, active=False)
+    status, outcome, body = w.get(url, bob)
+    assert (status, outcome, "email" in body) == (200, "miss", False)
 
 
 def test_client_filter_through_the_askers_relation(w: World) -> None:
