@@ -58,7 +58,8 @@ class Server:
 
 
 def start_server(data_dir: Path, database_url: str, extra: dict[str, Any] | None = None) -> Server:
-    port = free_port()
+    """`extra` may name the port (SHIPYARD_PORT), e.g. to put the server's URL in settings."""
+    port = int((extra or {}).get("SHIPYARD_PORT") or free_port())
     env = {
         **os.environ,
         "SHIPYARD_DATA_DIR": str(data_dir),
