@@ -15,9 +15,9 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from shipyard.api import openapi
+from tests.helpers.openapi import assert_valid_document, resolve
 
 H = dict[str, str]
-METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
 
 def _doc(client: TestClient, headers: H | None = None) -> dict[str, Any]:
@@ -57,86 +57,11 @@ def _conforms(doc: dict[str, Any], path: str, method: str, response: Any) -> Non
     assert not errors, f"{method.upper()} {path} -> {status}: {errors[:5]}\n{response.text[:2000]}"
 
 
-def _walk_refs(node: Any) -> list[str]:
-    if isinstance(node, dict):
-        out = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
-        for value in node.values():
-            out += _walk_refs(value)
-        return out
-    if isinstance(node, list):
-        return [ref for item in node for ref in _walk_refs(item)]
-    return []
-
-
-def _resolve(doc: dict[str, Any], ref: str) -> Any:
-    assert ref.startswith("#/"), ref
-    node: Any = doc
-    for part in ref[2:].split("/"):
-        node = node[part.replace("~1", "/").replace("~0", "~")]
-    return node
-
-
 # ---------------------------------------------------------------------- validity
 
 
 def test_document_is_valid_openapi_3_1(client: TestClient, su: H) -> None:
     assert_valid_document(_doc(client, su))
-
-
-def assert_valid_document(doc: dict[str, Any]) -> None:
-    """Valid OpenAPI 3.1, and what the meta-schema cannot see."""
-    assert doc["openapi"].startswith("3.1.")
-    try:
-        from openapi_spec_validator import validate  # type: ignore[import-not-found]
-    except ImportError:
-        # schemathesis (a test dependency) ships the official OpenAPI 3.1 meta-schema
-        from schemathesis.specs.openapi.definitions import OPENAPI_31_VALIDATOR
-
-        errors = [str(e) for e in OPENAPI_31_VALIDATOR.iter_errors(doc)]
-        assert not errors, errors[:5]
-    else:
-        validate(doc)
-
-    # what the meta-schema cannot see: every schema is valid JSON Schema 2020-12, every
-    # $ref resolves, operation ids are unique, path templates match their parameters
-    for name, schema in doc["components"]["schemas"].items():
-        assert jsonschema_rs.meta.is_valid(schema), name
-    for ref in _walk_refs(doc):
-        _resolve(doc, ref)
-    op_ids = [
-        op["operationId"]
-        for item in doc["paths"].values()
-        for m, op in item.items()
-        if m in METHODS
-    ]
-    assert len(op_ids) == len(set(op_ids))
-    schemes = doc["components"]["securitySchemes"]
-    assert schemes["Authorization"] == {
-        **schemes["Authorization"],
-        "type": "apiKey",
-        "in": "header",
-        "name": "Authorization",
-    }
-    for path, item in doc["paths"].items():
-        templated = set(re.findall(r"{([^}]+)}", path))
-        shared = [
-            p if "$ref" not in p else _resolve(doc, p["$ref"]) for p in item.get("parameters", [])
-        ]
-        for method, op in item.items():
-            if method not in METHODS:
-                continue
-            params = shared + [
-                p if "$ref" not in p else _resolve(doc, p["$ref"]) for p in op.get("parameters", [])
-            ]
-            in_path = {p["name"] for p in params if p["in"] == "path"}
-            assert in_path == templated, (path, method, in_path)
-            assert all(p["required"] for p in params if p["in"] == "path")
-            for requirement in op.get("security", []):
-                assert set(requirement) <= set(schemes)
-            for response in op["responses"].values():  # links name operations of the document
-                for link in response.get("links", {}).values():
-                    assert link["operationId"] in op_ids, (path, method, link)
-            assert op["responses"], (path, method)
 
 
 def test_every_route_of_the_app_is_documented(client: TestClient, su: H) -> None:
@@ -448,8 +373,8 @@ def test_auth_endpoints_are_fully_described(client: TestClient, su: H) -> None:
             assert errors <= codes, (tail, codes)
             for code in codes:  # every error has the {status, message, data} shape
                 ref = op["responses"][str(code)]["$ref"]
-                schema = _resolve(doc, ref)["content"]["application/json"]["schema"]
-                assert _resolve(doc, schema["$ref"])["required"] == ["status", "message", "data"]
+                schema = resolve(doc, ref)["content"]["application/json"]["schema"]
+                assert resolve(doc, schema["$ref"])["required"] == ["status", "message", "data"]
             token_needed = guard in ("own-auth-token", "superuser")
             assert op["security"] == ([{"Authorization": []}] if token_needed else [{}]), tail
             if tail in AUTH_BODIES:
@@ -612,7 +537,7 @@ def test_real_responses_match_the_document(client: TestClient, su: H) -> None:
     _conforms(doc, item, "delete", client.delete(f"{base}/{child['id']}", headers=su))
 
     # auth and schema management
-    from tests.conftest import SUPERUSER
+    from tests.helpers.servers import SUPERUSER
 
     login = client.post(
         "/api/collections/_superusers/auth-with-password",

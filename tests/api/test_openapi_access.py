@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 
 from shipyard.api import openapi
 from shipyard.core.collections import SUPERUSERS_ID
-from tests.api.test_openapi import METHODS, assert_valid_document
+from tests.helpers.openapi import METHODS, assert_valid_document
 
 H = dict[str, str]
 PW = "access-pass-1"

@@ -28,7 +28,7 @@ from aiosmtpd.controller import Controller
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from shipyard.api import account_pages
-from tests.conftest import Server, _fresh_pg_database, free_port, start_server, stop_server
+from tests.helpers.servers import Server, free_port, fresh_pg_database, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 
@@ -132,7 +132,7 @@ def site(
     mails link to itself."""
     database_url = ""
     if request.param == "postgres":
-        database_url = _fresh_pg_database(request.getfixturevalue("pg_admin_url"))
+        database_url = fresh_pg_database(request.getfixturevalue("pg_admin_url"))
     inbox = Inbox()
     smtp_port = free_port()
     smtp = Controller(inbox, hostname="127.0.0.1", port=smtp_port)

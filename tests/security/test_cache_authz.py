@@ -22,7 +22,7 @@ from starlette.testclient import TestClient
 
 from shipyard.app import create_app
 from shipyard.settings import load_settings
-from tests.conftest import SUPERUSER, _fresh_pg_database
+from tests.helpers.servers import SUPERUSER, fresh_pg_database
 
 H = dict[str, str]
 PW = "correct-horse-battery-1"
@@ -146,7 +146,7 @@ class World:
 def _app(request: pytest.FixtureRequest, tmp_path: Path, backend: str) -> TestClient:
     db_url = redis = ""
     if backend == "postgres":
-        db_url = _fresh_pg_database(request.getfixturevalue("pg_admin_url"))
+        db_url = fresh_pg_database(request.getfixturevalue("pg_admin_url"))
         redis = request.getfixturevalue("redis_url")
     settings = load_settings(
         env={},
