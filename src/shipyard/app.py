@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from shipyard.api import auth, collections, health, records
+from shipyard.api import account_pages, auth, collections, health, records
 from shipyard.api import db as db_api
 from shipyard.api import jobs as jobs_api
 from shipyard.api import webhooks as webhooks_api
@@ -78,6 +78,7 @@ def create_app(settings: Settings | None = None) -> Gateway:
 
     routes = [*health.routes, *auth.routes, *collections.routes, *records.routes]
     routes += [*db_api.routes, *jobs_api.routes, *webhooks_api.routes]
+    routes += account_pages.routes
     with contextlib.suppress(ImportError):
         from shipyard.api import openapi
 

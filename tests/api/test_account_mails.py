@@ -20,7 +20,7 @@ from starlette.testclient import TestClient
 from shipyard.app import create_app
 from shipyard.core import superusers
 from shipyard.settings import load_settings
-from tests.conftest import SUPERUSER, free_port
+from tests.helpers.servers import SUPERUSER, free_port
 
 PW = "first-pass-1"
 

@@ -7,7 +7,7 @@ import base64
 import orjson
 from starlette.testclient import TestClient
 
-from tests.conftest import SUPERUSER
+from tests.helpers.servers import SUPERUSER
 
 URL = "/api/collections/_superusers"
 

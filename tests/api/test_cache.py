@@ -8,13 +8,14 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from starlette.testclient import TestClient
 
 from shipyard.app import create_app
 from shipyard.settings import load_settings
-from tests.conftest import SUPERUSER, _fresh_pg_database
+from tests.helpers.servers import SUPERUSER, fresh_pg_database
 
 H = dict[str, str]
 PW = "secret-pass-1"
@@ -23,7 +24,7 @@ PW = "secret-pass-1"
 def _client(request: pytest.FixtureRequest, tmp_path: Path, mode: str, **extra: Any) -> Any:
     db_url = ""
     if mode.startswith("postgres"):
-        db_url = _fresh_pg_database(request.getfixturevalue("pg_admin_url"))
+        db_url = fresh_pg_database(request.getfixturevalue("pg_admin_url"))
     redis = request.getfixturevalue("redis_url") if mode.endswith("+redis") else ""
     settings = load_settings(
         env={},
@@ -90,7 +91,7 @@ def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, An
                 "fields": [
                     {"name": "owner", "type": "relation", "collectionId": users["id"]},
                     {"name": "text", "type": "text"},
-                    {"name": "secret", "type": "text"},
+                    {"name": "secret", "type": "text", "hidden": True},
                 ],
             },
             headers=su,
@@ -218,13 +219,71 @@ def test_schema_changes_invalidate(app: dict[str, Any]) -> None:
     assert c.get(url, headers=app["ann"]["h"]).status_code == 403
 
 
+def _patch(c: TestClient, url: str, body: dict[str, Any], h: H) -> dict[str, Any]:
+    r = c.patch(url, json=body, headers=h)
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def _set_hidden(c: TestClient, su: H, coll: str, name: str, hidden: bool) -> None:
+    r = c.get(f"/api/collections/{coll}", headers=su)
+    assert r.status_code == 200, r.text
+    fields = [{**f, "hidden": hidden} if f["name"] == name else f for f in r.json()["fields"]]
+    _patch(c, f"/api/collections/{coll}", {"fields": fields}, su)
+
+
 def test_hidden_field_change_invalidates_filtered_lists(app: dict[str, Any]) -> None:
+    """`notes.secret` is hidden: only superusers see it or filter by it, while rules may
+    read it. A change of its value, or of the hidden flag itself, is never answered from an
+    entry computed before the change — neither a stale list nor a leaked value."""
     c, ann, su = app["c"], app["ann"], app["su"]
-    url = "/api/collections/notes/records?filter=" + "text%20~%20%27note%27"
-    assert len(_get(c, url, ann["h"])[1]["items"]) == 1
-    note = _get(c, url, ann["h"])[1]["items"][0]["id"]
-    c.patch(f"/api/collections/notes/records/{note}", json={"text": "gone"}, headers=su)
-    assert _get(c, url, ann["h"])[1]["items"] == []
+    notes = "/api/collections/notes/records"
+    [note] = _get(c, notes, ann["h"])[1]["items"]
+    nid, one = note["id"], f"{notes}/{note['id']}"
+    assert "secret" not in note
+
+    # a superuser's list filtered by the hidden field follows its value
+    by_v1 = notes + "?filter=" + quote("secret = 'v1'")
+    assert _get(c, by_v1, su)[1]["items"] == []
+    assert _get(c, by_v1, su)[0] == "hit"
+    _patch(c, one, {"secret": "v1"}, su)
+    outcome, body = _get(c, by_v1, su)
+    assert outcome == "miss" and [(i["id"], i["secret"]) for i in body["items"]] == [(nid, "v1")]
+
+    # rules that read the hidden field follow its value for the user
+    rule = "owner = @request.auth.id && secret != 'revoked'"
+    _patch(c, "/api/collections/notes", {"listRule": rule, "viewRule": rule}, su)
+    for url in (notes, one):
+        _get(c, url, ann["h"])
+        assert _get(c, url, ann["h"])[0] == "hit"
+    _patch(c, one, {"secret": "revoked"}, su)
+    assert _get(c, notes, ann["h"])[1]["items"] == []
+    assert c.get(one, headers=ann["h"]).status_code == 404
+    _patch(c, one, {"secret": "v2"}, su)
+    assert [i["id"] for i in _get(c, notes, ann["h"])[1]["items"]] == [nid]
+    r = c.get(one, headers=ann["h"])
+    assert r.status_code == 200 and "secret" not in r.json() and "v2" not in r.text
+
+    # unhiding shows the field to the user at once, and lets the user filter by it
+    by_v2 = notes + "?filter=" + quote("secret = 'v2'")
+    assert c.get(by_v2, headers=ann["h"]).status_code == 400  # hidden: not filterable
+    _set_hidden(c, su, "notes", "secret", False)
+    for url in (notes, one, by_v2):
+        r = c.get(url, headers=ann["h"])
+        assert r.status_code == 200 and r.headers["x-shipyard-cache"] == "miss", url
+        assert "v2" in r.text, url
+        assert _get(c, url, ann["h"])[0] == "hit"  # cached while visible
+    # hiding it again: no entry computed while it was visible is served again
+    _set_hidden(c, su, "notes", "secret", True)
+    for url in (notes, one):
+        outcome, body = _get(c, url, ann["h"])
+        items = body["items"] if url == notes else [body]
+        assert outcome == "miss" and [i["id"] for i in items] == [nid], url
+        assert all("secret" not in i for i in items) and "v2" not in str(body), url
+    r = c.get(by_v2, headers=ann["h"])
+    assert r.status_code == 400 and "hidden" in r.json()["message"], r.text
+    assert _get(c, by_v1, su)[1]["items"] == []  # the superuser's filter still works
+    assert [i["secret"] for i in _get(c, by_v2, su)[1]["items"]] == ["v2"]
 
 
 def test_no_cache_recomputes_and_no_store_bypasses(app: dict[str, Any]) -> None:

@@ -68,9 +68,10 @@ def _proposed(body: dict[str, Any]) -> set[str]:
     return {p["index"] for p in body["proposals"]}
 
 
-def _document(client: TestClient) -> dict[str, Any]:
-    """The served OpenAPI document, which must describe this module's routes."""
-    r = client.get("/api/openapi.json")
+def _document(client: TestClient, su: H) -> dict[str, Any]:
+    """The served OpenAPI document (a superuser's: these routes are superuser-only), which
+    must describe this module's routes."""
+    r = client.get("/api/openapi.json", headers=su)
     assert r.status_code == 200, r.text
     doc: dict[str, Any] = r.json()
     for path, item in db_api.openapi_paths().items():
@@ -117,7 +118,7 @@ def test_superusers_only(client: TestClient, su: H) -> None:
         ("post", "/api/db/advise/apply", {"all": True}),
         ("delete", "/api/db/slow-queries", None),
     ]
-    doc = _document(client)
+    doc = _document(client, su)
     for method, path, payload in calls:
         kwargs: dict[str, Any] = {"json": payload} if payload is not None else {}
         for headers, status in (({}, 401), (user, 403), ({"Authorization": "junk"}, 401)):
@@ -143,7 +144,7 @@ def test_advise_and_apply(client: TestClient, su: H) -> None:
     assert shape["fullScans"] == ["posts"] and shape["plan"] and shape["calls"] >= 1
     assert shape["proposals"] == [STATUS_INDEX] and shape["error"] is None
     assert '"status" = ' in shape["sql"] and "?" in shape["sql"]
-    doc = _document(client)
+    doc = _document(client, su)
     _conforms(doc, "/api/db/advise", "get", r)
 
     r = client.post("/api/db/advise/apply", headers=su, json={"indexes": [STATUS_INDEX]})
@@ -165,7 +166,7 @@ def test_advise_and_apply(client: TestClient, su: H) -> None:
 def test_apply_all_reset_and_bad_requests(client: TestClient, su: H) -> None:
     _posts(client, su, rows=500)
     _slow_list(client)
-    doc = _document(client)
+    doc = _document(client, su)
     for params in ({"top": "abc"}, {"top": "0"}, {"by": "fastest"}):
         r = client.get("/api/db/advise", headers=su, params=params)
         assert r.status_code == 400, params
@@ -189,10 +190,10 @@ def test_apply_all_reset_and_bad_requests(client: TestClient, su: H) -> None:
     assert not any('FROM "posts"' in i["sql"] for i in body["items"])
 
 
-def test_openapi_paths_are_valid_openapi(client: TestClient) -> None:
+def test_openapi_paths_are_valid_openapi(client: TestClient, su: H) -> None:
     from schemathesis.specs.openapi.definitions import OPENAPI_31_VALIDATOR
 
-    doc = _document(client)
+    doc = _document(client, su)
     errors = [str(e) for e in OPENAPI_31_VALIDATOR.iter_errors(doc)]
     assert not errors, errors[:5]
     for route in db_api.routes:

@@ -15,13 +15,14 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from shipyard.api import openapi
+from tests.helpers.openapi import assert_valid_document, resolve
 
 H = dict[str, str]
-METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
 
-def _doc(client: TestClient) -> dict[str, Any]:
-    r = client.get("/api/openapi.json")
+def _doc(client: TestClient, headers: H | None = None) -> dict[str, Any]:
+    """The document as the caller of `headers` gets it (the whole of it for a superuser)."""
+    r = client.get("/api/openapi.json", headers=headers)
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("application/json")
     return dict(r.json())
@@ -56,83 +57,15 @@ def _conforms(doc: dict[str, Any], path: str, method: str, response: Any) -> Non
     assert not errors, f"{method.upper()} {path} -> {status}: {errors[:5]}\n{response.text[:2000]}"
 
 
-def _walk_refs(node: Any) -> list[str]:
-    if isinstance(node, dict):
-        out = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
-        for value in node.values():
-            out += _walk_refs(value)
-        return out
-    if isinstance(node, list):
-        return [ref for item in node for ref in _walk_refs(item)]
-    return []
-
-
-def _resolve(doc: dict[str, Any], ref: str) -> Any:
-    assert ref.startswith("#/"), ref
-    node: Any = doc
-    for part in ref[2:].split("/"):
-        node = node[part.replace("~1", "/").replace("~0", "~")]
-    return node
-
-
 # ---------------------------------------------------------------------- validity
 
 
-def test_document_is_valid_openapi_3_1(client: TestClient) -> None:
-    doc = _doc(client)
-    assert doc["openapi"].startswith("3.1.")
-    try:
-        from openapi_spec_validator import validate  # type: ignore[import-not-found]
-    except ImportError:
-        # schemathesis (a test dependency) ships the official OpenAPI 3.1 meta-schema
-        from schemathesis.specs.openapi.definitions import OPENAPI_31_VALIDATOR
-
-        errors = [str(e) for e in OPENAPI_31_VALIDATOR.iter_errors(doc)]
-        assert not errors, errors[:5]
-    else:
-        validate(doc)
-
-    # what the meta-schema cannot see: every schema is valid JSON Schema 2020-12, every
-    # $ref resolves, operation ids are unique, path templates match their parameters
-    for name, schema in doc["components"]["schemas"].items():
-        assert jsonschema_rs.meta.is_valid(schema), name
-    for ref in _walk_refs(doc):
-        _resolve(doc, ref)
-    op_ids = [
-        op["operationId"]
-        for item in doc["paths"].values()
-        for m, op in item.items()
-        if m in METHODS
-    ]
-    assert len(op_ids) == len(set(op_ids))
-    schemes = doc["components"]["securitySchemes"]
-    assert schemes["Authorization"] == {
-        **schemes["Authorization"],
-        "type": "apiKey",
-        "in": "header",
-        "name": "Authorization",
-    }
-    for path, item in doc["paths"].items():
-        templated = set(re.findall(r"{([^}]+)}", path))
-        shared = [
-            p if "$ref" not in p else _resolve(doc, p["$ref"]) for p in item.get("parameters", [])
-        ]
-        for method, op in item.items():
-            if method not in METHODS:
-                continue
-            params = shared + [
-                p if "$ref" not in p else _resolve(doc, p["$ref"]) for p in op.get("parameters", [])
-            ]
-            in_path = {p["name"] for p in params if p["in"] == "path"}
-            assert in_path == templated, (path, method, in_path)
-            assert all(p["required"] for p in params if p["in"] == "path")
-            for requirement in op.get("security", []):
-                assert set(requirement) <= set(schemes)
-            assert op["responses"], (path, method)
+def test_document_is_valid_openapi_3_1(client: TestClient, su: H) -> None:
+    assert_valid_document(_doc(client, su))
 
 
-def test_every_route_of_the_app_is_documented(client: TestClient) -> None:
-    paths = _doc(client)["paths"]
+def test_every_route_of_the_app_is_documented(client: TestClient, su: H) -> None:
+    paths = _doc(client, su)["paths"]
     seen = 0
     for route in client.app.routes:  # type: ignore[attr-defined]
         if not isinstance(route, Route):
@@ -191,10 +124,10 @@ def _create_collection(client: TestClient, su: H) -> dict[str, Any]:
 
 
 def test_document_follows_the_live_collections(client: TestClient, su: H) -> None:
-    before = _doc(client)
+    before = _doc(client, su)
     assert "/api/collections/articles/records" not in before["paths"]
     articles = _create_collection(client, su)
-    doc = _doc(client)
+    doc = _doc(client, su)
     assert doc["x-shipyard-schema-version"] > before["x-shipyard-schema-version"]
 
     coll, item = (
@@ -273,7 +206,7 @@ def test_document_follows_the_live_collections(client: TestClient, su: H) -> Non
 
     r = client.delete("/api/collections/articles", headers=su)
     assert r.status_code == 204, r.text
-    after = _doc(client)
+    after = _doc(client, su)
     assert "/api/collections/articles/records" not in after["paths"]
     assert "articles.Record" not in after["components"]["schemas"]
 
@@ -290,8 +223,10 @@ def test_document_is_built_once_per_schema_version(
 
     monkeypatch.setattr(openapi, "build_document", counting)
     client.app.state.openapi_cache = None  # type: ignore[attr-defined]
-    first = client.get("/api/openapi.json").content
-    assert client.get("/api/openapi.json").content == first
+    first = client.get("/api/openapi.json", headers=su).content
+    guest = client.get("/api/openapi.json").content  # a view of the same build
+    assert client.get("/api/openapi.json", headers=su).content == first != guest
+    assert client.get("/api/openapi.json").content == guest
     assert len(calls) == 1
     r = client.post(
         "/api/collections",
@@ -299,7 +234,7 @@ def test_document_is_built_once_per_schema_version(
         json={"name": "notes", "fields": [{"name": "body", "type": "text"}]},
     )
     assert r.status_code == 200, r.text
-    assert b"/api/collections/notes/records" in client.get("/api/openapi.json").content
+    assert b"/api/collections/notes/records" in client.get("/api/openapi.json", headers=su).content
     assert len(calls) == 2
 
 
@@ -358,7 +293,7 @@ def test_document_names_the_rule_of_every_record_operation(client: TestClient, s
     r = client.post("/api/collections", headers=su, json={"name": "users", "type": "auth"})
     assert r.status_code == 200, r.text
     collections = client.get("/api/collections?perPage=500", headers=su).json()["items"]
-    doc = _doc(client)
+    doc = _doc(client, su)
     assert _rules_documented(doc, collections) == 5 * len(collections)
     notes = doc["paths"]["/api/collections/notes/records"]
     assert "`owner = @request.auth.id`" in notes["get"]["description"]
@@ -375,7 +310,7 @@ def test_document_names_the_rule_of_every_record_operation(client: TestClient, s
         json={"listRule": "owner = @request.auth.id || locked = true", "viewRule": None},
     )
     assert r.status_code == 200, r.text
-    again = _doc(client)
+    again = _doc(client, su)
     assert again["x-shipyard-schema-version"] > doc["x-shipyard-schema-version"]
     notes = again["paths"]["/api/collections/notes/records"]
     assert notes["get"]["x-shipyard-rule"] == {
@@ -397,7 +332,7 @@ def test_document_names_the_rule_of_every_record_operation(client: TestClient, s
         json={"updateRule": "id = @request.auth.id", "manageRule": "@request.auth.id = 'boss'"},
     )
     assert r.status_code == 200, r.text
-    users = _doc(client)["paths"]["/api/collections/users/records/{id}"]["patch"]
+    users = _doc(client, su)["paths"]["/api/collections/users/records/{id}"]["patch"]
     assert users["x-shipyard-rule"] == {"name": "updateRule", "expression": "id = @request.auth.id"}
     assert "manageRule `@request.auth.id = 'boss'`" in users["description"]
 
@@ -428,7 +363,7 @@ AUTH_BODIES = {
 def test_auth_endpoints_are_fully_described(client: TestClient, su: H) -> None:
     r = client.post("/api/collections", headers=su, json={"name": "users", "type": "auth"})
     assert r.status_code == 200, r.text
-    doc = _doc(client)
+    doc = _doc(client, su)
     for prefix in ("/api/collections/{collection}", "/api/collections/users"):
         for tail, (method, guard, errors) in AUTH_ENDPOINTS.items():
             op = doc["paths"][f"{prefix}/{tail}"][method]
@@ -438,8 +373,8 @@ def test_auth_endpoints_are_fully_described(client: TestClient, su: H) -> None:
             assert errors <= codes, (tail, codes)
             for code in codes:  # every error has the {status, message, data} shape
                 ref = op["responses"][str(code)]["$ref"]
-                schema = _resolve(doc, ref)["content"]["application/json"]["schema"]
-                assert _resolve(doc, schema["$ref"])["required"] == ["status", "message", "data"]
+                schema = resolve(doc, ref)["content"]["application/json"]["schema"]
+                assert resolve(doc, schema["$ref"])["required"] == ["status", "message", "data"]
             token_needed = guard in ("own-auth-token", "superuser")
             assert op["security"] == ([{"Authorization": []}] if token_needed else [{}]), tail
             if tail in AUTH_BODIES:
@@ -480,7 +415,7 @@ def test_account_responses_match_the_document(client: TestClient, su: H) -> None
         json={"identity": "ann@example.com", "password": pw},
     )
     user = {"Authorization": login.json()["token"]}
-    doc = _doc(client)
+    doc = _doc(client, su)
 
     def check(tail: str, method: str, response: Any) -> None:
         _conforms(doc, f"/api/collections/users/{tail}", method, response)
@@ -542,7 +477,7 @@ def test_account_responses_match_the_document(client: TestClient, su: H) -> None
 def test_real_responses_match_the_document(client: TestClient, su: H) -> None:
     _create_collection(client, su)
     client.patch("/api/collections/articles", headers=su, json={"viewRule": ""})
-    doc = _doc(client)
+    doc = _doc(client, su)
     coll, item = "/api/collections/articles/records", "/api/collections/articles/records/{id}"
     base = "/api/collections/articles/records"
 
@@ -602,7 +537,7 @@ def test_real_responses_match_the_document(client: TestClient, su: H) -> None:
     _conforms(doc, item, "delete", client.delete(f"{base}/{child['id']}", headers=su))
 
     # auth and schema management
-    from tests.conftest import SUPERUSER
+    from tests.helpers.servers import SUPERUSER
 
     login = client.post(
         "/api/collections/_superusers/auth-with-password",
@@ -650,7 +585,11 @@ def test_docs_page_and_its_assets_are_served_locally(client: TestClient) -> None
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/html")
     page = r.text
-    assert "openapi.json" in page and "SwaggerUIBundle" in page
+    assert "<script>" not in page  # the page's own script is a file too (CSP: script-src 'self')
+    assert r.headers["content-security-policy"] == openapi.DOCS_HEADERS["Content-Security-Policy"]
+    init = client.get("/api/docs/app/docs.js")
+    assert init.status_code == 200 and "javascript" in init.headers["content-type"]
+    assert 'SPEC = "openapi.json"' in init.text and "SwaggerUIBundle(" in init.text
     assets = re.findall(r'(?:src|href)="([^"]+)"', page)
     assert assets and not any("//" in a for a in assets), assets  # nothing from a CDN
     types = {".js": "javascript", ".css": "text/css", ".png": "image/png"}

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from tests.api.test_jobs_api import (
+from tests.helpers.jobs_api import (
     assert_error,
     list_jobs,
     open_app,

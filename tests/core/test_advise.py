@@ -313,7 +313,7 @@ def test_unexplainable_and_stale_shapes_do_not_break_advice(
 
 
 def test_postgres_before_16_uses_a_prepared_generic_plan(pg_admin_url: str, tmp_path: Path) -> None:
-    from tests.conftest import _fresh_pg_database
+    from tests.helpers.servers import fresh_pg_database
 
     async def body(svc: Services) -> None:
         await make_posts(svc)
@@ -328,16 +328,16 @@ def test_postgres_before_16_uses_a_prepared_generic_plan(pg_admin_url: str, tmp_
         left = await svc.db.fetchall("SELECT name FROM pg_prepared_statements")
         assert not any(str(r[0]).startswith("_sy_advise") for r in left)
 
-    run(_settings(_fresh_pg_database(pg_admin_url), tmp_path), body)
+    run(_settings(fresh_pg_database(pg_admin_url), tmp_path), body)
 
 
 # ---------------------------------------------------------------------- pool settings
 
 
 def test_pool_settings_reach_the_pool(pg_admin_url: str, tmp_path: Path) -> None:
-    from tests.conftest import _fresh_pg_database
+    from tests.helpers.servers import fresh_pg_database
 
-    url = _fresh_pg_database(pg_admin_url)
+    url = fresh_pg_database(pg_admin_url)
     settings = _settings(
         url,
         tmp_path,

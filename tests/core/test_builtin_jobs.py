@@ -18,8 +18,8 @@ from aiosmtpd.controller import Controller
 from starlette.testclient import TestClient
 
 from shipyard.core.auth import Auth
-from tests.api.test_jobs_api import assert_error, enqueue, open_app, user_headers, wait_job
-from tests.conftest import free_port
+from tests.helpers.jobs_api import assert_error, enqueue, open_app, user_headers, wait_job
+from tests.helpers.servers import free_port
 
 H = dict[str, str]
 

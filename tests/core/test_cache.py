@@ -1,5 +1,6 @@
 """ResponseCache mechanics that HTTP tests cannot show: one recompute per key under a
-stampede, memory bounds, TTL jitter, and the dependency scope of a collection."""
+stampede, memory bounds, TTL jitter, and what a response depends on (the version set and
+key of its plan)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from typing import Any
 
 import pytest
 
-from shipyard.core.cache import JITTER, Plan, ResponseCache, scope_of
+from shipyard.core.auth import Auth
+from shipyard.core.cache import JITTER, LocalVersions, Plan, ResponseCache, scope_of
 from shipyard.core.collections import collection_from_dict
+from shipyard.core.query import Refs, references
 from shipyard.settings import load_settings
 
 
@@ -31,8 +34,6 @@ class _Store:
 
 
 def _cache(tmp_path: Path, **kw: Any) -> ResponseCache:
-    from shipyard.core.cache import LocalVersions
-
     settings = load_settings(env={}, data_dir=str(tmp_path), **kw)
     store: Any = _Store()
     return ResponseCache(settings, store, LocalVersions(store))
@@ -165,5 +166,140 @@ def test_scope_follows_relations_both_ways_and_collection_refs(
             ),
         ]
     )
-    scope = scope_of(store, store.get(name))
+    scope = scope_of(store, [store.get(name)])
     assert set(scope.tables) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("title = 'x'", Refs()),
+        ("author.team.name = 'x' && posts_via_author.id != ''", Refs()),
+        ("@collection.flags.on ?= true", Refs(frozenset({"flags"}))),
+        (
+            "@collection.flags:f.on ?= true || @collection.c_x.a.b = 1",
+            Refs(frozenset({"flags", "c_x"})),
+        ),
+        ("@request.auth.team.org.open = true", Refs(auth=True)),
+        ("@request.auth.id:isset = true", Refs(auth=True)),
+        ("@request.headers.x_a = 'b'", Refs(headers=True)),
+        ("created > @now", Refs(clock=True)),
+        ("@request.query.a = 1 && @request.method = 'GET' && @request.body.b = 2", Refs()),
+        # text is not an identifier: e-mail addresses and look-alikes inside strings
+        ("email = 'a@now.com' && note = '@collection.x.y' && h = '@request.headers.a'", Refs()),
+        ("title = (", None),
+    ],
+)
+def test_references_come_from_the_compilers_own_parse(text: str, expected: Refs | None) -> None:
+    assert references(text) == expected
+
+
+def _auth_schema() -> Any:
+    def coll(cid: str, fields: list[dict[str, Any]], **extra: Any) -> Any:
+        body = {"id": "c_" + cid, "name": cid, "fields": fields, **extra}
+        return collection_from_dict(body, trusted=True)
+
+    def rel(fname: str, target: str) -> dict[str, Any]:
+        return {"name": fname, "type": "relation", "collectionId": "c_" + target}
+
+    text = [{"name": "t", "type": "text"}]
+    return _Store(
+        [
+            coll("orgs", text),
+            coll("teams", [rel("org", "orgs")]),
+            coll("members", [rel("team", "teams")]),
+            coll("users", [rel("team", "teams")], type="auth"),
+            coll("_superusers", text, type="auth"),
+            coll("docs", text, listRule="@request.auth.team.active = true"),
+            coll("people", text),
+            coll("flags", [rel("owner", "people")], listRule=""),
+            coll("notes", text, listRule=""),
+            coll("signals", text, listRule="@request.headers.x_a = 'b'"),
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    ("coll", "asker", "filt", "tables", "who"),
+    [
+        ("docs", "", "", {"docs"}, ""),
+        # the asker's relations, forward and backward, at any depth
+        ("docs", "users", "", {"docs", "users", "teams", "orgs", "members"}, "c_users:u1"),
+        ("notes", "", "@collection.flags.t ?= 'x'", {"notes", "flags", "people"}, ""),
+        ("notes", "", "@collection.c_flags:f.t ?= 'x'", {"notes", "flags", "people"}, ""),
+        ("notes", "_superusers", "t = 'x'", {"notes", "_superusers"}, "su"),
+        # a superuser's filter on their own record is their own answer
+        (
+            "notes",
+            "_superusers",
+            "@request.auth.id = 'x'",
+            {"notes", "_superusers"},
+            "c__superusers:u1",
+        ),
+    ],
+)
+def test_plan_covers_every_collection_in_reach(
+    tmp_path: Path, coll: str, asker: str, filt: str, tables: set[str], who: str
+) -> None:
+    store = _auth_schema()
+    cache = ResponseCache(
+        load_settings(env={}, data_dir=str(tmp_path)), store, LocalVersions(store)
+    )
+    auth = Auth(store.get(asker), {"id": "u1"}) if asker else Auth()
+    plan = cache.plan(store.get(coll), "/x", {"filter": filt} if filt else {}, auth)
+    assert plan is not None
+    assert (set(plan.tables), plan.key) == (tables, ("/x", who))
+
+
+@pytest.mark.parametrize(
+    ("coll", "asker", "params"),
+    [
+        ("notes", "", {"filter": "@request.headers.x_a = 'b'"}),
+        ("notes", "users", {"filter": "@request.headers.x_a = 'b'"}),
+        ("notes", "", {"filter": "t > @todayStart"}),
+        ("notes", "", {"sort": "-t,@random"}),
+        ("signals", "", {}),  # its own rule reads headers
+        ("notes", "", {"filter": "@collection.signals.t ?= 'x'"}),  # a rule in reach does
+    ],
+)
+def test_answers_that_differ_per_request_are_not_planned(
+    tmp_path: Path, coll: str, asker: str, params: dict[str, str]
+) -> None:
+    store = _auth_schema()
+    cache = ResponseCache(
+        load_settings(env={}, data_dir=str(tmp_path)), store, LocalVersions(store)
+    )
+    auth = Auth(store.get(asker), {"id": "u1"}) if asker else Auth()
+    assert cache.plan(store.get(coll), "/x", params, auth) is None
+
+
+def test_list_totals_are_kept_apart_per_version_set(tmp_path: Path) -> None:
+    """One COUNT statement can come from askers with other version sets; their tokens must
+    never be compared (here the second token equals the first although `notes` moved)."""
+    text = [{"name": "t", "type": "text"}]
+    store: Any = _Store(
+        [
+            collection_from_dict({"id": "c_n", "name": "notes", "fields": text}),
+            collection_from_dict({"id": "c_z", "name": "zz", "type": "auth", "fields": text}),
+            collection_from_dict({"id": "c_a", "name": "aa", "type": "auth", "fields": text}),
+        ]
+    )
+    cache = ResponseCache(
+        load_settings(env={}, data_dir=str(tmp_path)), store, LocalVersions(store)
+    )
+    notes = store.get("notes")
+
+    def counted(n: int) -> Any:
+        async def compute() -> int:
+            return n
+
+        return compute
+
+    async def main() -> tuple[int, int]:
+        await cache.written({"zz"})  # tokens over (notes, zz): (0, 1)
+        first = await cache.count(notes, Auth(store.get("zz"), {"id": "u"}), "", "SQL", counted(5))
+        await cache.written({"notes"})  # tokens over (aa, notes): (0, 1) too
+        second = await cache.count(notes, Auth(store.get("aa"), {"id": "u"}), "", "SQL", counted(6))
+        return first, second
+
+    assert asyncio.run(main()) == (5, 6)

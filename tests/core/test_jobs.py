@@ -27,6 +27,7 @@ from shipyard.core.jobs import LeaseLost
 from shipyard.core.services import Services
 from shipyard.settings import Settings, load_settings
 from shipyard.tools.worker import AlreadyCompleted
+from tests.helpers.wait import wait_until_async
 
 HOOKS = """
 import asyncio, ctypes, json, os, time
@@ -464,8 +465,7 @@ def test_cancel_of_a_running_job_stops_it(jsettings: Settings) -> None:
         svc.jobs.start_worker()
         e = await svc.jobs.enqueue("long", {})
         await wait_state(svc, e.id, "running")
-        while not await trace(svc, e.id):
-            await asyncio.sleep(0.02)
+        await wait_until_async(lambda: trace(svc, e.id), what="the handler started")
         # asked to stop (the worker may have seen the request already)
         assert await svc.jobs.queue.cancel(e.id) in ("running", "cancelled")
         job = await wait_state(svc, e.id, "cancelled", "completed", "discarded")

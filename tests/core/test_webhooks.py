@@ -29,8 +29,9 @@ from shipyard.app import create_app
 from shipyard.core import declarative, superusers
 from shipyard.settings import Settings, load_settings
 from shipyard.tools import webhooks as wh
-from tests.conftest import SUPERUSER
-from tests.webhook_receiver import Received, Receiver, receiver_fixture, wait_until
+from tests.helpers.servers import SUPERUSER
+from tests.helpers.wait import poll_until
+from tests.helpers.webhook_receiver import Received, Receiver, receiver_fixture
 
 H = dict[str, str]
 MAX_ATTEMPTS = 4
@@ -87,7 +88,7 @@ def _wait_jobs(
         got = _jobs(client, su)
         return len(got) == n and all(j["state"] in states for j in got)
 
-    wait_until(done, timeout, step=0.05)
+    poll_until(done, timeout, step=0.05)
     return got
 
 

@@ -6,12 +6,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
 
-from tests.conftest import start_server, stop_server
+from tests.helpers.servers import start_server, stop_server
 
 CLI = [sys.executable, "-m", "shipyard.cli"]
 
@@ -66,34 +69,133 @@ def test_migrate_and_superusers(tmp_path: Path, database_url: str) -> None:
     assert run(["superuser", "delete", "nobody@example.com"], env).returncode == 1
 
 
+# a before_commit handler runs in the server process that handles the write: it notes which
+# process that was, for each written `n`
+SERVED_BY = """
+import os
+
+from shipyard.functions import Functions
+
+functions = Functions()
+
+
+@functions.on_record("shared", "create", "update", when="before_commit")
+async def served_by(ctx, event):
+    with open({log!r}, "a") as f:
+        f.write(f"{{event['record']['n']}} {{os.getpid()}}\\n")
+"""
+
+
+class Conn:
+    """One kept-alive connection: every request on it is served by the same process. Notes
+    the local port of every answer (one port: it never reconnected) and the `n` it wrote."""
+
+    def __init__(self, url: str, h: dict[str, str]) -> None:
+        self.http = httpx.Client(
+            base_url=url, headers=h, timeout=30, limits=httpx.Limits(max_connections=1)
+        )
+        self.ports: set[int] = set()
+        self.wrote: list[int] = []
+
+    def request(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        r = self.http.request(method, path, **kw)
+        self.ports.add(r.extensions["network_stream"].get_extra_info("client_addr")[1])
+        return r
+
+    def write(self, n: int, **fields: Any) -> dict[str, Any]:
+        r = self.request("POST", "/api/collections/shared/records", json={"n": n, **fields})
+        assert r.status_code == 200, r.text
+        self.wrote.append(n)
+        return dict(r.json())
+
+
+def _served(log: Path) -> dict[int, int]:
+    """n → the pid of the process that handled its write."""
+    lines = log.read_text().splitlines()
+    return {int(float(n)): int(pid) for n, pid in (line.split() for line in lines)}
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
 def test_two_workers_share_schema_and_data(tmp_path: Path, database_url: str) -> None:
-    srv = start_server(tmp_path / "two", database_url, {"SHIPYARD_WORKERS": "2"})
+    """Two server processes (SHIPYARD_WORKERS=2) on one database: a write or a schema change
+    made through one process is seen at once through the other, in both directions."""
+    log = tmp_path / "served.log"
+    hooks = tmp_path / "hooks.py"
+    hooks.write_text(SERVED_BY.format(log=str(log)))
+    extra = {"SHIPYARD_WORKERS": "2", "SHIPYARD_HOOKS": str(hooks)}
+    srv = start_server(tmp_path / "two", database_url, extra)
+    conns: list[Conn] = []
     try:
-        tok = srv.superuser_token()
-        h = {"Authorization": tok}
-        with httpx.Client(base_url=srv.url, headers=h) as c:
-            r = c.post(
-                "/api/collections",
-                json={
-                    "name": "shared",
-                    "listRule": "",
-                    "viewRule": "",
-                    "fields": [{"name": "n", "type": "number"}],
-                },
-            )
+        h = {"Authorization": srv.superuser_token()}
+        r = httpx.post(
+            srv.url + "/api/collections",
+            json={
+                "name": "shared",
+                "listRule": "",
+                "viewRule": "",
+                "fields": [{"name": "n", "type": "number"}],
+            },
+            headers=h,
+        )
+        assert r.status_code == 200, r.text
+        fields = r.json()["fields"]
+        # new connections, 8 at a time, until each process holds one (the kernel hands each
+        # connection to whichever process accepts it first)
+        by_pid: dict[int, Conn] = {}
+        deadline = time.monotonic() + 30
+        while len(by_pid) < 2 and time.monotonic() < deadline:
+            batch = [Conn(srv.url, h) for _ in range(8)]
+            base = len(conns)
+            conns += batch
+            with ThreadPoolExecutor(len(batch)) as pool:
+                list(pool.map(Conn.write, batch, range(base, base + len(batch))))
+            served = _served(log)
+            for conn in batch:
+                by_pid.setdefault(served[conn.wrote[0]], conn)
+        assert len(by_pid) == 2, f"one process took all {len(conns)} connections"
+        (pid_a, a), (pid_b, b) = sorted(by_pid.items())
+        # both are worker processes of this server
+        assert _parent(pid_a) == _parent(pid_b) == srv.proc.pid
+
+        total, n = len(conns), len(conns)
+        for i in range(40):  # each write is read at once through the other process
+            writer, reader = (a, b) if i % 2 == 0 else (b, a)
+            rec = writer.write(n)
+            n, total = n + 1, total + 1
+            got = reader.request("GET", "/api/collections/shared/records", params={"perPage": 1})
+            assert got.status_code == 200 and got.json()["totalItems"] == total, got.text
+            got = reader.request("GET", f"/api/collections/shared/records/{rec['id']}")
+            assert got.status_code == 200 and got.json()["n"] == rec["n"], got.text
+
+        # a schema change through one process is in force at once in the other
+        for name, changer, other in (("extra_a", a, b), ("extra_b", b, a)):
+            fields = [*fields, {"name": name, "type": "text"}]
+            r = changer.request("PATCH", "/api/collections/shared", json={"fields": fields})
             assert r.status_code == 200, r.text
-            # every request may land on either process: each must see the new schema and data at once
-            for i in range(40):
-                assert c.post("/api/collections/shared/records", json={"n": i}).status_code == 200
-                got = httpx.get(srv.url + "/api/collections/shared/records", params={"perPage": 1})
-                assert got.status_code == 200 and got.json()["totalItems"] == i + 1
-            fields = r.json()["fields"] + [{"name": "extra", "type": "text"}]
-            assert c.patch("/api/collections/shared", json={"fields": fields}).status_code == 200
-            for _ in range(10):
-                item = httpx.get(srv.url + "/api/collections/shared/records").json()["items"][0]
-                assert item["extra"] == ""
+            fields = r.json()["fields"]
+            got = other.request("GET", "/api/collections/shared/records", params={"perPage": 1})
+            assert got.status_code == 200, got.text
+            item = got.json()["items"][0]
+            assert item.get(name) == "", f"answered with the schema before the change: {item}"
+            value = f"{name}, written through the other process"
+            rec = other.write(n, **{name: value})
+            n += 1
+            assert rec[name] == value
+            got = changer.request("GET", f"/api/collections/shared/records/{rec['id']}")
+            assert got.status_code == 200 and got.json()[name] == value, got.text
     finally:
+        for conn in conns:
+            conn.http.close()
         stop_server(srv)
+    # every request of a connection went over that one connection, to its process
+    served = _served(log)
+    for pid, conn in ((pid_a, a), (pid_b, b)):
+        assert len(conn.ports) == 1, conn.ports
+        assert {served[k] for k in conn.wrote} == {pid}
+    assert len(a.wrote) > 20 and len(b.wrote) > 20  # the loop's writes, half through each
 
 
 def test_demo_loads(tmp_path: Path) -> None:

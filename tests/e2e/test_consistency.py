@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import RedisServer, Server, _fresh_pg_database, start_server, stop_server
+from tests.helpers.servers import RedisServer, Server, fresh_pg_database, start_server, stop_server
 
 RECORDS = 6
 
@@ -129,7 +129,7 @@ def _run(servers: list[Server], seconds: float, during: Any = None, readers: int
 
 @pytest.fixture
 def pg_url(request: pytest.FixtureRequest) -> str:
-    return _fresh_pg_database(request.getfixturevalue("pg_admin_url"))
+    return fresh_pg_database(request.getfixturevalue("pg_admin_url"))
 
 
 def test_two_processes_on_postgres_and_redis_never_read_stale(

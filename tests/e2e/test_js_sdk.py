@@ -25,9 +25,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import SUPERUSER, Server, free_port
+from tests.helpers.servers import SUPERUSER, Server, free_port
 
-pytestmark = pytest.mark.e2e
+# `npm ci` and the conformance run each have a hard stop of 300 s; this bound sits above both
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(720)]
 
 JS_DIR = Path(__file__).parent / "js"
 SCRIPT = JS_DIR / "conformance.mjs"

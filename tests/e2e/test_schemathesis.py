@@ -20,9 +20,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Server, free_port, start_server, stop_server
+from tests.helpers.servers import Server, free_port, start_server, stop_server
 
-pytestmark = pytest.mark.e2e
+# four schemathesis runs, each with a hard stop of its budget + 90 s (455 s together)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 SEED = "20240131"

@@ -16,13 +16,15 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
 import pytest
 
-from tests.conftest import Server, start_server, stop_server
-from tests.webhook_receiver import Receiver, wait_until
+from tests.helpers.servers import Server, start_server, stop_server
+from tests.helpers.wait import poll_until
+from tests.helpers.webhook_receiver import Receiver
 
 WRITERS = 3
 WRITES_PER_WRITER = 50  # 150 writes
@@ -91,7 +93,7 @@ def _play_outage(receiver: Receiver, start: float) -> None:
         if mode == "stopped":
             receiver.stop()
             continue
-        if receiver._server is None:
+        if not receiver.listening:
             receiver.start()
         receiver.mode = mode
 
@@ -118,9 +120,27 @@ def test_receiver_outage(backend: str, database_url: str, tmp_path: Path) -> Non
             stop_server(s)
         receiver.stop()
     for s in servers:  # read after the processes ended: every line is flushed
-        log = (Path(s.env["SHIPYARD_DATA_DIR"]) / "server.log").read_text(errors="replace")
+        log = s.log_path.read_text(errors="replace")
         assert "Shipyard listening" in log  # the check below reads the real output
         assert secret not in log and secret.removeprefix("whsec_") not in log
+
+
+def _delivery_log(url: str, h: dict[str, str], hook_id: str) -> list[dict[str, Any]]:
+    """Every attempt of the subscription's delivery log, all pages."""
+    out: list[dict[str, Any]] = []
+    for page in range(1, 1000):
+        r = httpx.get(
+            f"{url}/api/webhooks/{hook_id}/deliveries",
+            params={"page": page, "perPage": 500},
+            headers=h,
+        )
+        assert r.status_code == 200, r.text
+        body = r.json()
+        out += body["items"]
+        if page >= body["totalPages"]:
+            break
+    assert len(out) == body["totalItems"]
+    return out
 
 
 def _run(servers: list[Server], receiver: Receiver) -> str:
@@ -171,7 +191,7 @@ def _run(servers: list[Server], receiver: Receiver) -> str:
         return ok_keys >= expected
 
     recovered = time.monotonic()
-    wait_until(all_delivered, timeout=45, step=0.1)
+    poll_until(all_delivered, timeout=45, step=0.1)
     caught_up = time.monotonic() - recovered
     got = receiver.snapshot()
 
@@ -197,10 +217,22 @@ def _run(servers: list[Server], receiver: Receiver) -> str:
         return dict(stats["kinds"].get("webhook", {}))
 
     # one job per event, all completed (none discarded, none left behind)
-    jobs = wait_until(lambda: webhook_jobs() == {"completed": len(expected)} or None, 10)
+    jobs = poll_until(lambda: webhook_jobs() == {"completed": len(expected)} or None, 10)
     assert jobs, webhook_jobs()
-    log = httpx.get(f"{first}/api/webhooks/{hook['id']}/deliveries?perPage=1", headers=h).json()
-    assert log["totalItems"] >= len(got)  # every attempt that reached the receiver, and more
+    attempts = _delivery_log(first, h, hook["id"])
+    assert len(attempts) >= len(got)  # every attempt that reached the receiver, and more
+    # the outage happened, in each of its forms, and was retried through
+    assert {r.answered for r in got} == {200, 503, None}  # answered, 503, closed unanswered
+    failed = [a for a in attempts if a["status"] == "failed"]
+    refused = [a for a in failed if a["code"] is None and a["error"].startswith("ConnectError")]
+    closed = [a for a in failed if a["code"] is None and not a["error"].startswith("ConnectError")]
+    assert refused, "no attempt met the stopped receiver"  # never reached it: log only
+    assert len(closed) >= sum(r.answered is None for r in got) > 0
+    assert sum(a["code"] == 503 for a in failed) == sum(r.answered == 503 for r in got)
+    delivered = [a for a in attempts if a["status"] == "delivered"]
+    assert {a["event"] for a in delivered} == set(bodies)  # every event, logged delivered
+    assert any(a["attempt"] > 1 for a in delivered), "no event was delivered on a retry"
+    assert {a["status"] for a in attempts} == {"delivered", "failed"}
     print(
         f"\n[{len(servers)} server(s)] writes: {len(expected)} in {wrote_for:.1f} s; "
         f"events: {len(bodies)}; requests received: {len(got)} "
@@ -209,7 +241,7 @@ def _run(servers: list[Server], receiver: Receiver) -> str:
         f"events retried: {sum(1 for n in tries.values() if n > 1)}; "
         f"duplicates by id (200 more than once): {sum(1 for n in ok_ids.values() if n > 1)}; "
         f"most requests for one event: {max(tries.values())}; delivery log rows (attempts, "
-        f"incl. refused connections): {log['totalItems']}; all delivered "
+        f"incl. refused connections): {len(attempts)} ({len(refused)} refused); all delivered "
         f"{caught_up:.1f} s after the writes"
     )
     return secret

@@ -22,8 +22,8 @@ import shipyard.tools.attempts as attempts_module
 from shipyard.app import create_app
 from shipyard.core import superusers
 from shipyard.settings import load_settings
-from tests.conftest import SUPERUSER
-from tests.security.conftest import PW
+from tests.helpers.security import PW
+from tests.helpers.servers import SUPERUSER
 
 H = dict[str, str]
 USERS = {

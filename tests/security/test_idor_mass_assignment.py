@@ -13,7 +13,7 @@ import jwt
 import pytest
 
 from shipyard.core.auth import issue_token
-from tests.security.conftest import PW, Actor, SharedApp
+from tests.helpers.security import PW, Actor, SharedApp
 
 OWNER = "owner = @request.auth.id"
 # The update rule that stops a handover: the owner may write, but `owner` only to themself.

@@ -16,7 +16,7 @@ import pytest
 
 from shipyard.core.accounts import purpose_token
 from shipyard.core.auth import issue_token
-from tests.security.conftest import (
+from tests.helpers.security import (
     PW,
     SUPERUSERS_ID,
     Actor,

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.security.conftest import PW, Actor, SharedApp
+from tests.helpers.security import PW, Actor, SharedApp
 
 OWNER = "owner = @request.auth.id"
 

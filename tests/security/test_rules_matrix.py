@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from tests.security.conftest import H, SharedApp
+from tests.helpers.security import H, SharedApp
 
 KINDS: dict[str, str | None] = {
     "locked": None,

@@ -12,7 +12,7 @@ import pytest
 
 from shipyard.tools.attempts import AttemptLimiter
 from shipyard.tools.db import Database, connect
-from tests.conftest import _fresh_pg_database
+from tests.helpers.servers import fresh_pg_database
 
 Target = tuple[str, Path]  # (database URL, SQLite path); an empty URL means SQLite
 Body = Callable[[AttemptLimiter], Awaitable[None]]
@@ -28,12 +28,12 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Target:
     sqlite_path = tmp_path / "data.db"
     if request.param == "sqlite":
         return "", sqlite_path
-    return _fresh_pg_database(request.getfixturevalue("pg_admin_url")), sqlite_path
+    return fresh_pg_database(request.getfixturevalue("pg_admin_url")), sqlite_path
 
 
 @pytest.fixture
 def pg_target(pg_admin_url: str, tmp_path: Path) -> Target:
-    return _fresh_pg_database(pg_admin_url), tmp_path / "unused.db"
+    return fresh_pg_database(pg_admin_url), tmp_path / "unused.db"
 
 
 async def _open(target: Target, max_size: int = 10) -> Database:

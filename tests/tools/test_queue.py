@@ -11,6 +11,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import pytest
 from shipyard.tools.db import Database, connect
 from shipyard.tools.queue import Job, Queue, QueueError, backoff
 from shipyard.tools.worker import Discard, KindPolicy, Worker
+from tests.helpers.wait import wait_until_async as wait_for
 
 T0 = 1_000_000.0
 Body = Callable[[Queue], Awaitable[None]]
@@ -450,15 +452,6 @@ def make_worker(q: Queue, runner: Callable[[Job], Awaitable[Any]], **kw: Any) ->
     return Worker(q, runner, **opts)  # type: ignore[arg-type]
 
 
-async def wait_for(cond: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await cond():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not reached in time")
-
-
 def test_worker_retries_discards_and_times_out(target: Target) -> None:
     async def body(q: Queue) -> None:
         trace = Trace()
@@ -714,28 +707,41 @@ def test_a_due_job_the_worker_cannot_take_does_not_make_it_spin(target: Target) 
     async def body(q: Queue) -> None:
         cq = CountingQueue(q.db)
 
+        spans: list[tuple[float, float]] = []
+
         async def runner(job: Job) -> Any:
+            start = time.monotonic()
             await asyncio.sleep(0.6)
+            spans.append((start, time.monotonic()))
 
         await cq.enqueue(q.db, "from-a-newer-release", {})
         for _ in range(3):
             await cq.enqueue(q.db, "limited", {})
+        poll = 0.25
         w = make_worker(
             cq,
             runner,
             kinds=["limited"],
             limited_kinds=lambda: {"limited": 1},
-            poll_interval=0.25,
+            poll_interval=poll,
         )
+
+        async def limited_done() -> bool:
+            return (await q.counts()).get("limited") == {"completed": 3}
+
+        started = time.monotonic()
         w.start()
         try:
-            await asyncio.sleep(1.5)
+            await wait_for(limited_done, timeout=30, what="the three limited jobs completed")
+            elapsed, claims = time.monotonic() - started, cq.claims
         finally:
             await w.stop(grace=0.1)
-        # about 1.5 / 0.25 polls plus a wake-up per finished job; a spinning loop makes
-        # hundreds
-        assert cq.claims <= 20, cq.claims
-        assert w.stats.completed >= 2  # the limited jobs still ran one after the other
+        # one round per poll interval, the first round and wake-ups as jobs finish (13 in
+        # 1.8 s here), with slack; a spinning loop makes hundreds per second
+        assert claims <= elapsed / poll + 12, (claims, elapsed)
+        assert w.stats.completed == 3
+        # the limited jobs ran one after the other
+        assert len(spans) == 3 and all(b[0] >= a[1] for a, b in pairwise(spans)), spans
         job = (await cq.list(kind="from-a-newer-release"))[0][0]
         assert job.state == "available" and job.attempt == 0
 

@@ -14,13 +14,23 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from shipyard.api.http import services
+from shipyard.api.http import resolve_auth, services
+from shipyard.api.openapi_access import (
+    GUARD_EMAILED_TOKEN,
+    GUARD_EMAILED_TOKEN_AND_PASSWORD,
+    GUARD_IDENTITY_PASSWORD,
+    GUARD_OWN_TOKEN,
+    GUARD_PUBLIC,
+    GUARD_RULE,
+    GUARD_SUPERUSER,
+    RULE_EFFECT,
+    Views,
+)
 from shipyard.core.collections import Collection
 from shipyard.core.fields import (
     AutodateField,
@@ -41,6 +51,7 @@ from shipyard.settings import Settings
 OPENAPI_PATH = "/api/openapi.json"
 DOCS_PATH = "/api/docs"
 STATIC_PATH = "/api/docs/static"
+_OWN_STATIC = Path(__file__).parent / "static"
 
 Schema = dict[str, Any]
 
@@ -64,16 +75,6 @@ def _version() -> str:
 # ---------------------------------------------------------------------- access rules
 
 RULE_ACTIONS = ("list", "view", "create", "update", "delete")
-
-# what a rule expression does to a caller it does not match, per action
-_RULE_EFFECT = {
-    "list": "records it does not match are left out of the page",
-    "view": "a record it does not match answers 404",
-    "create": "a new record it does not match is refused with 400",
-    "update": "a record it does not match answers 404",
-    "delete": "a record it does not match answers 404",
-}
-
 
 def code_span(text: str) -> str:
     """`text` as a Markdown code span, whatever backticks it holds."""
@@ -109,7 +110,7 @@ def rule_description(c: Collection, action: str) -> str:
         text = f'Guarded by {name}: public (`""`): anyone may, guests included.'
     else:
         text = (
-            f"Guarded by {name}: {code_span(rule)}; {_RULE_EFFECT[action]}. Superusers bypass it."
+            f"Guarded by {name}: {code_span(rule)}; {RULE_EFFECT[action]}. Superusers bypass it."
         )
     if action == "update" and c.type == "auth":
         manage = c.options.get("manageRule")
@@ -642,16 +643,6 @@ _SUPERUSER_NOTE = (
     "token of any other collection)."
 )
 
-# `x-shipyard-guard`: what lets a caller through, on every operation
-GUARD_PUBLIC = "public"  # anyone, guests included
-GUARD_SUPERUSER = "superuser"  # a superuser's auth token
-GUARD_OWN_TOKEN = "own-auth-token"  # the auth token of a record of the path's collection
-GUARD_IDENTITY_PASSWORD = "identity-password"  # login credentials in the body
-GUARD_EMAILED_TOKEN = "emailed-token"  # the token of a mailed link
-GUARD_EMAILED_TOKEN_AND_PASSWORD = "emailed-token-and-password"
-GUARD_RULE = "rule"  # the collection's API rule named in `x-shipyard-rule`
-
-
 # ---------------------------------------------------------------------- paths
 
 
@@ -1173,7 +1164,7 @@ _MODULE_TAGS = {
 def _module_paths() -> Schema:
     """Paths of route modules that describe themselves with `openapi_paths()`."""
     out: Schema = {}
-    for name in _MODULE_TAGS:
+    for name in (*_MODULE_TAGS, "account_pages"):
         try:
             module = importlib.import_module(f"shipyard.api.{name}")
         except ImportError:
@@ -1290,16 +1281,23 @@ def build_document(
 
 
 async def openapi_json(request: Request) -> Response:
-    """Serve the document, rebuilt only when another schema version is live."""
+    """Serve the caller's view of the document; the document is rebuilt only when another
+    schema version is live. The view depends on the Authorization header, so no shared
+    cache may keep it for someone else."""
     svc = services(request)
+    auth = await resolve_auth(request)
     await svc.store.refresh()
     version = svc.store.version
-    cached: tuple[int, bytes] | None = getattr(request.app.state, "openapi_cache", None)
-    if cached is None or cached[0] != version:
-        doc = build_document(svc.store.all(), svc.settings, version)
-        cached = (version, orjson.dumps(doc))
-        request.app.state.openapi_cache = cached
-    return Response(cached[1], media_type="application/json", headers={"Cache-Control": "no-cache"})
+    views: Views | None = getattr(request.app.state, "openapi_cache", None)
+    if views is None or views.version != version:
+        collections = svc.store.all()
+        views = Views(version, build_document(collections, svc.settings, version), collections)
+        request.app.state.openapi_cache = views
+    return Response(
+        views.body_for(auth),
+        media_type="application/json",
+        headers={"Cache-Control": "private, no-cache", "Vary": "Authorization"},
+    )
 
 
 def swagger_ui_dir() -> Path | None:
@@ -1325,17 +1323,7 @@ _DOCS_HTML = """<!doctype html>
   <div id="swagger-ui"></div>
   <script src="docs/static/swagger-ui-bundle.js"></script>
   <script src="docs/static/swagger-ui-standalone-preset.js"></script>
-  <script>
-    window.ui = SwaggerUIBundle({{
-      url: "openapi.json",
-      dom_id: "#swagger-ui",
-      deepLinking: true,
-      persistAuthorization: true,
-      validatorUrl: null,
-      presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
-      layout: "StandaloneLayout"
-    }});
-  </script>
+  <script src="docs/app/docs.js"></script>
 </body>
 </html>
 """
@@ -1347,16 +1335,28 @@ The API description is at <a href="openapi.json">openapi.json</a>.</p></body></h
 """
 
 
+# Swagger UI injects a <style> element and its CSS has data: images; code and requests
+# stay on the origin
+DOCS_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; "
+    "style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; "
+    "font-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
 async def docs_page(request: Request) -> Response:
     # relative asset URLs keep working when Shipyard is served below a path prefix
     page = _DOCS_HTML if swagger_ui_dir() is not None else _MISSING_HTML
-    return HTMLResponse(page.format(title=html.escape("Shipyard API")))
+    return HTMLResponse(page.format(title=html.escape("Shipyard API")), headers=DOCS_HEADERS)
 
 
 def _routes() -> list[BaseRoute]:
     out: list[BaseRoute] = [
         Route(OPENAPI_PATH, openapi_json, methods=["GET"]),
         Route(DOCS_PATH, docs_page, methods=["GET"]),
+        Mount(DOCS_PATH + "/app", app=StaticFiles(directory=_OWN_STATIC / "docs"), name="docs"),
     ]
     static = swagger_ui_dir()
     if static is not None:

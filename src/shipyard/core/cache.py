@@ -1,8 +1,9 @@
 """Response cache: ready response bytes in process memory, kept coherent by version tokens.
 
 A cached response is valid only under the *token* it was computed with: the versions of every
-collection the response can depend on (its relation neighbourhood, the collections its rules
-name, the asker's auth collection) plus the schema version. Writes change the versions after
+collection the response can read (all that is reachable from its collection, from the asker's
+auth collection and from the `@collection` references of its filter; see `scope_of`) plus
+the schema version. Writes change the versions after
 they commit and before they answer, so a read that starts after a write's response has
 arrived reads a new token and cannot be served the old bytes. The token is read *before*
 the query runs, so an entry computed while a write commits is filed under the old token.
@@ -25,7 +26,6 @@ import asyncio
 import hashlib
 import logging
 import random
-import re
 import secrets
 import time
 from collections import OrderedDict
@@ -33,21 +33,19 @@ from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from shipyard.core import query
 from shipyard.core.auth import Auth
 from shipyard.core.collections import Collection
-from shipyard.core.fields import RelationField
+from shipyard.core.query import NO_REFS, Refs
 from shipyard.core.schema import SchemaStore
 from shipyard.settings import Settings, parse_ttls
 from shipyard.tools.redisclient import ResilientRedis
 
 log = logging.getLogger("shipyard.cache")
 
-# Anything with `@` other than @request/@collection is a date macro or @random: time-dependent.
-_VOLATILE_RE = re.compile(r"@(?!request\b|collection\b)[A-Za-z]")
-_HEADERS_RE = re.compile(r"@request\.headers\b")
-_COLLECTION_REF_RE = re.compile(r"@collection\.(\w+)")
 _RULES = ("listRule", "viewRule", "createRule", "updateRule", "deleteRule")
 JITTER = 0.1  # entries live ttl ± 10 % so that keys filled together do not expire together
+MAX_SCOPES = 4096  # memoized (collection, asker collection, @collection refs) unions
 
 
 def etag_of(body: bytes) -> str:
@@ -56,7 +54,7 @@ def etag_of(body: bytes) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Scope:
-    """What the responses of one collection can depend on (per schema version)."""
+    """Tables a response can read, and whether rules make it per request (per schema)."""
 
     tables: tuple[str, ...]
     rules_vary: bool  # a rule in reach reads headers or the clock: per-request answers
@@ -87,32 +85,53 @@ def _rules_of(c: Collection) -> list[str]:
     return out
 
 
-def scope_of(store: SchemaStore, c: Collection) -> Scope:
-    """The collection's relation neighbourhood, followed both ways and through the
-    `@collection` references of rules, to a fixpoint. Over-approximates on purpose:
-    invalidating too much costs hit rate, too little would serve stale data."""
-    incoming: dict[str, list[Collection]] = {}
+def incoming_relations(store: SchemaStore) -> dict[str, list[Collection]]:
+    """Collection id -> the collections with a relation field pointing to it."""
+    out: dict[str, list[Collection]] = {}
     for other in store.all():
         for f in other.relation_fields():
-            incoming.setdefault(str(f.options.get("collectionId")), []).append(other)
+            target = store.get(str(f.options.get("collectionId") or ""))
+            if target is not None:
+                out.setdefault(target.id, []).append(other)
+    return out
+
+
+def scope_of(
+    store: SchemaStore,
+    roots: Iterable[Collection],
+    incoming: dict[str, list[Collection]] | None = None,
+) -> Scope:
+    """Every collection reachable from `roots` through relations, followed both ways, and
+    through the `@collection` references of the rules (manageRule included) of every
+    collection reached, to a fixpoint.
+
+    That is every step the filter compiler and expand can take from a collection:
+    relations forward, back-relations `x_via_y` backward, `@collection` jumps, and the
+    rules of whatever they reach. The roots add what starts elsewhere: the asker's auth
+    collection (`@request.auth.<relation>…` in rules and filters) and a client filter's
+    own `@collection` references. Over-approximates on purpose: invalidating too much
+    costs hit rate, too little would serve stale data. `rules_vary`: a rule in reach
+    reads headers or the clock (or does not parse), so answers are per request."""
+    if incoming is None:
+        incoming = incoming_relations(store)
     seen: dict[str, Collection] = {}
-    todo = [c]
+    todo = list(roots)
     vary = False
     while todo:
         cur = todo.pop()
         if cur.id in seen:
             continue
         seen[cur.id] = cur
-        for field in cur.fields:
-            if isinstance(field, RelationField):
-                target = store.get(str(field.options.get("collectionId")))
-                if target is not None:
-                    todo.append(target)
+        for f in cur.relation_fields():
+            target = store.get(str(f.options.get("collectionId") or ""))
+            if target is not None:
+                todo.append(target)
         todo += incoming.get(cur.id, [])
         for rule in _rules_of(cur):
-            if _VOLATILE_RE.search(rule) or _HEADERS_RE.search(rule):
+            refs = query.references(rule)
+            if refs is None or refs.headers or refs.clock:
                 vary = True
-            for name in _COLLECTION_REF_RE.findall(rule):
+            for name in refs.collections if refs is not None else ():
                 ref = store.get(name)
                 if ref is not None:
                     todo.append(ref)
@@ -220,7 +239,14 @@ class ResponseCache:
         self.entries: OrderedDict[Hashable, Entry] = OrderedDict()
         self.size = 0
         self._inflight: dict[tuple[Hashable, Hashable], asyncio.Future[Entry]] = {}
-        self._scopes: dict[str, Scope] = {}
+        self.limits = query.FilterLimits(  # as Records compiles client filters
+            max_length=settings.max_filter_length,
+            max_expressions=settings.max_filter_expressions,
+            max_relation_depth=settings.max_expand_depth,
+        )
+        self._incoming: dict[str, list[Collection]] = {}
+        self._scopes: dict[tuple[str, str, frozenset[str]], Scope] = {}
+        self._refs: dict[str, Refs | None] = {}  # client filter -> Refs (None: uncacheable)
         self._scopes_version = -1
         self.hits = self.misses = self.bypasses = 0
         self.counts: OrderedDict[Hashable, tuple[Hashable, int]] = OrderedDict()
@@ -231,13 +257,51 @@ class ResponseCache:
 
     # ------------------------------------------------------------------ what to cache
 
-    def scope(self, c: Collection) -> Scope:
+    def scope(self, c: Collection, asker: Collection | None, refs: Refs) -> Scope:
+        """What is reachable from `c`, from the asker's auth collection (rules and filters
+        follow `@request.auth.<relation>…` from there) and from the collections a client
+        filter names with `@collection`: a superset of every table the answer can read.
+        Memoized per schema version, so a hit costs one dictionary lookup."""
         if self._scopes_version != self.store.version:
+            self._incoming = incoming_relations(self.store)
             self._scopes = {}
             self._scopes_version = self.store.version
-        got = self._scopes.get(c.id)
+        key = (c.id, asker.id if asker is not None else "", refs.collections)
+        got = self._scopes.get(key)
         if got is None:
-            got = self._scopes[c.id] = scope_of(self.store, c)
+            roots = [c] if asker is None else [c, asker]
+            named = [self.store.get(name) for name in refs.collections]
+            roots += (o for o in named if o is not None)
+            got = scope_of(self.store, roots, self._incoming)
+            if None in named:  # the compile will fail: not worth a memo slot
+                return got
+            if len(self._scopes) >= MAX_SCOPES:
+                self._scopes.clear()
+            self._scopes[key] = got
+        return got
+
+    def refs(self, params: dict[str, str]) -> Refs | None:
+        """What the client's filter reads outside relation paths; None when the answer
+        differs per request (headers, the clock, `@random`) and must not be cached."""
+        sort = params.get("sort")
+        if sort and "@random" in sort:
+            return None
+        filt = params.get("filter")
+        if not filt:
+            return NO_REFS
+        return self._filter_refs(filt)
+
+    def _filter_refs(self, filt: str) -> Refs | None:
+        try:
+            return self._refs[filt]
+        except KeyError:
+            pass
+        got = query.references(filt, self.limits) if filt.strip() else NO_REFS
+        if got is not None and (got.headers or got.clock):
+            got = None
+        if len(self._refs) >= MAX_SCOPES:
+            self._refs.clear()
+        self._refs[filt] = got
         return got
 
     def plan(self, c: Collection, target: str, params: dict[str, str], auth: Auth) -> Plan | None:
@@ -247,25 +311,20 @@ class ResponseCache:
         ttl = self.ttls.get(c.name, self.default_ttl)
         if ttl <= 0:
             return None
-        for name in ("filter", "sort"):
-            text = params.get(name)
-            if text and _VOLATILE_RE.search(text):
-                return None
-        scope = self.scope(c)
-        tables = scope.tables
-        if auth.is_superuser:
-            who = "su"
-        elif auth.collection is not None:
-            if scope.rules_vary:
-                return None
-            who = f"{auth.collection.id}:{auth.id}"
-            if auth.collection.table not in tables:
-                tables = (*tables, auth.collection.table)
-        else:
-            if scope.rules_vary:
-                return None
+        refs = self.refs(params) if params else NO_REFS
+        if refs is None:
+            return None
+        asker = auth.collection
+        scope = self.scope(c, asker, refs)
+        if asker is None:
             who = ""
-        return Plan((target, who), tables, ttl, public=who == "")
+        elif auth.is_superuser and not refs.auth:
+            who = "su"  # rules do not apply to superusers: one entry for all of them
+        else:
+            who = f"{asker.id}:{auth.id}"
+        if scope.rules_vary and not auth.is_superuser:
+            return None
+        return Plan((target, who), scope.tables, ttl, public=who == "")
 
     # ------------------------------------------------------------------ lookups
 
@@ -331,13 +390,25 @@ class ResponseCache:
     # ------------------------------------------------------------------ list totals
 
     async def count(
-        self, c: Collection, key: Hashable, compute: Callable[[], Awaitable[int]]
+        self,
+        c: Collection,
+        auth: Auth,
+        filt: str,
+        key: Hashable,
+        compute: Callable[[], Awaitable[int]],
     ) -> int:
         """`totalItems` under the same tokens as responses: a COUNT over a big table runs
-        once per version of its scope, not once per request (hits or `no-cache` misses)."""
-        token = await self.token(self.scope(c).tables) if self.versions is not None else None
-        if token is None:
+        once per version of its scope, not once per request (hits or `no-cache` misses).
+        `key` is the COUNT's SQL and parameters, which hold every request value it uses
+        (headers and dates included), so only the tables it reads need versions."""
+        refs = query.references(filt, self.limits) if filt.strip() else NO_REFS
+        scope = self.scope(c, auth.collection, refs) if refs is not None else None
+        token = await self.token(scope.tables) if scope is not None else None
+        if token is None or scope is None:
             return await compute()
+        # askers of other auth collections may send the same SQL with other version sets,
+        # and tokens are comparable only over the same tables
+        key = (scope.tables, key)
         got = self.counts.get(key)
         if got is not None and got[0] == token:
             self.counts.move_to_end(key)

@@ -36,7 +36,7 @@ def _body(intro: str, action: str, label: str, notice: str) -> str:
     )
 
 
-# (subject, html body); the action links are PocketBase's defaults, served by its admin UI
+# (subject, html body); the action links are PocketBase's defaults, served at /_/ as there
 BUILTIN: dict[MailKind, tuple[str, str]] = {
     "verification": (
         "Verify your {APP_NAME} email",

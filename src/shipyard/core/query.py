@@ -60,7 +60,7 @@ from shipyard.tools.filterexpr import (
     parse_sort,
 )
 
-__all__ = ["FilterLimits", "compile_filter", "compile_sort"]
+__all__ = ["FilterLimits", "Refs", "compile_filter", "compile_sort", "references"]
 
 
 class Registry(Protocol):
@@ -1337,6 +1337,51 @@ def compile_filter(
         raise bad_request(f"Invalid filter: {tree.message}.")
     compiler = _Compiler(collection, registry, dialect, alias, request, now, allow_hidden, lim)
     return compiler.compile(tree)
+
+
+@dataclass(frozen=True, slots=True)
+class Refs:
+    """What a filter or rule reads beyond its own collection's relations (see `references`)."""
+
+    collections: frozenset[str] = frozenset()  # `@collection.<id or name>` targets
+    auth: bool = False  # `@request.auth.*`: the asker's record and whatever it relates to
+    headers: bool = False  # `@request.headers.*`: differs per request
+    clock: bool = False  # date macros (and any other `@` identifier): differs over time
+
+
+NO_REFS = Refs()
+
+
+@lru_cache(maxsize=2048)
+def references(text: str, limits: FilterLimits = DEFAULT_LIMITS) -> Refs | None:
+    """Every identifier of the compiler's own parse of `text` that leads outside the base
+    collection's relation paths; None when `text` does not parse (the compile fails too).
+    Request values other than auth and headers (query, body, method) are fixed by the URL."""
+    tree = _parse_cached(text, limits)
+    if isinstance(tree, FilterSyntaxError):
+        return None
+    names: set[str] = set()
+    flags = {"auth": False, "headers": False, "clock": False}
+    todo: list[Node | Operand] = [tree]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, Logical):
+            todo += node.items
+        elif isinstance(node, Comparison):
+            todo += (node.left, node.right)
+        elif isinstance(node, Call):
+            todo += node.args
+        elif isinstance(node, Identifier) and node.name[0] == "@":
+            head, _, rest = node.name.partition(".")
+            head = head.partition(":")[0]
+            first = rest.partition(".")[0].partition(":")[0]  # without alias or modifier
+            if head == "@collection":
+                names.add(first)
+            elif head == "@request" and first in ("auth", "headers"):
+                flags[first] = True
+            elif head != "@request":
+                flags["clock"] = True
+    return Refs(frozenset(names), **flags)
 
 
 def compile_sort(

@@ -396,7 +396,7 @@ class Records:
             if self.cache is None or "RANDOM()" in count_sql:
                 total = await count()
             else:
-                total = await self.cache.count(c, (count_sql, *args), count)
+                total = await self.cache.count(c, auth, filt, (count_sql, *args), count)
             pages = math.ceil(total / per_page) if per_page else 0
         items = [decode_row(c, sh, r) for r in rows]
         await self._expand_and_project(c, items, params, auth)

