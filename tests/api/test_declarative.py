@@ -11,21 +11,19 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from email import message_from_bytes
-from email.message import Message
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from starlette.testclient import TestClient
 
 from shipyard.app import create_app
 from shipyard.core import superusers
 from shipyard.settings import Settings, load_settings
-from tests.conftest import SUPERUSER, _fresh_pg_database, free_port
+from tests.helpers.servers import SUPERUSER, fresh_pg_database
+from tests.helpers.smtp import SMTPServer, smtp_server
+from tests.helpers.wait import wait_until
 
 H = dict[str, str]
 PW = "first-pass-1"
@@ -96,7 +94,7 @@ def _settings(database_url: str, data_dir: Path, **extra: Any) -> Settings:
 def _db(backend: str, request: pytest.FixtureRequest) -> str:
     if backend == "sqlite":
         return ""
-    return _fresh_pg_database(request.getfixturevalue("pg_admin_url"))
+    return fresh_pg_database(request.getfixturevalue("pg_admin_url"))
 
 
 def _su(c: TestClient) -> H:
@@ -195,42 +193,28 @@ def test_file_gives_exactly_what_the_api_gives(
 # --------------------------------------------------------------- the accounts it creates
 
 
-class Inbox:
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.messages: list[Message] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(message_from_bytes(envelope.content))
-        return "250 OK"
-
-    def wait_token(self, count: int, kind: str) -> str:
-        """The token in mail number `count` (sending may go through the job queue)."""
-        deadline = time.monotonic() + 30
-        while len(self.messages) < count:
-            assert time.monotonic() < deadline, f"no mail {count} arrived"
-            time.sleep(0.05)
-        msg = self.messages[count - 1]
-        html = next(p for p in msg.walk() if p.get_content_type() == "text/html")
-        m = re.search(rf"/auth/{kind}/([A-Za-z0-9._-]+)", html.get_payload(decode=True).decode())
-        assert m
-        return m.group(1)
-
-
 @pytest.fixture
-def inbox() -> Iterator[Inbox]:
-    box = Inbox(free_port())
-    ctl = Controller(box, hostname="127.0.0.1", port=box.port)
-    ctl.start()
-    try:
-        yield box
-    finally:
-        ctl.stop()
+def inbox() -> Iterator[SMTPServer]:
+    with smtp_server() as server:
+        yield server
+
+
+def _mailed_token(inbox: SMTPServer, count: int, kind: str) -> str:
+    """The token in mail number `count` (sending may go through the job queue)."""
+    got = wait_until(lambda: len(inbox.handler.received) >= count, 30, what=f"mail {count}")
+    assert got
+    msg = inbox.handler.received[count - 1].message
+    html = next(p for p in msg.walk() if p.get_content_type() == "text/html")
+    payload = html.get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    m = re.search(rf"/auth/{kind}/([A-Za-z0-9._-]+)", payload.decode())
+    assert m
+    return m.group(1)
 
 
 @pytest.mark.parametrize("case", sorted(BODIES))
 def test_accounts_of_a_declared_auth_collection_are_protected(
-    database_url: str, tmp_path: Path, inbox: Inbox, case: str
+    database_url: str, tmp_path: Path, inbox: SMTPServer, case: str
 ) -> None:
     schema = tmp_path / "collections.json"
     schema.write_text(json.dumps(BODIES[case]))
@@ -274,7 +258,7 @@ def test_accounts_of_a_declared_auth_collection_are_protected(
         # a reset link works once
         r = c.post(f"{users}/request-password-reset", json={"email": "ann@example.com"})
         assert r.status_code == 204
-        token = inbox.wait_token(1, "confirm-password-reset")
+        token = _mailed_token(inbox, 1, "confirm-password-reset")
         third = "third-pass-333"
         body = {"token": token, "password": third, "passwordConfirm": third}
         assert c.post(f"{users}/confirm-password-reset", json=body).status_code == 204

@@ -7,18 +7,18 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from email import message_from_bytes
-from email.message import Message
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from aiosmtpd.controller import Controller
 from starlette.testclient import TestClient
 
 from shipyard.app import create_app
 from shipyard.core import superusers
 from shipyard.settings import load_settings
-from tests.conftest import SUPERUSER, free_port
+from tests.helpers.servers import SUPERUSER
+from tests.helpers.smtp import SMTPServer, smtp_server
+from tests.helpers.wait import wait_until
 
 H = dict[str, str]
 HEADER = "from shipyard.functions import Functions\n\nfunctions = Functions()\n\n"
@@ -26,23 +26,25 @@ FINAL = {"completed", "discarded", "cancelled"}
 
 
 class Inbox:
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.messages: list[Message] = []
+    """The mails an SMTP server (tests/helpers/smtp.py) received."""
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(message_from_bytes(envelope.content))
-        return "250 OK"
+    def __init__(self, server: SMTPServer) -> None:
+        self.port = server.port
+        self._handler = server.handler
 
-    def wait(self, count: int, timeout: float = 30.0) -> list[Message]:
-        deadline = time.monotonic() + timeout
-        while len(self.messages) < count:
-            assert time.monotonic() < deadline, f"{len(self.messages)} of {count} mails came"
-            time.sleep(0.05)
-        return self.messages
+    @property
+    def messages(self) -> list[EmailMessage]:
+        return [r.message for r in self._handler.received]
+
+    def wait(self, count: int, timeout: float = 30.0) -> list[EmailMessage]:
+        return wait_until(
+            lambda: self.messages if len(self.messages) >= count else None,
+            timeout,
+            what=f"{count} mail(s)",
+        )
 
 
-def body_of(msg: Message, ctype: str) -> str:
+def body_of(msg: EmailMessage, ctype: str) -> str:
     part = next(p for p in msg.walk() if p.get_content_type() == ctype)
     payload = part.get_payload(decode=True)
     assert isinstance(payload, bytes)
@@ -51,13 +53,8 @@ def body_of(msg: Message, ctype: str) -> str:
 
 @contextmanager
 def inbox_running() -> Iterator[Inbox]:
-    box = Inbox()
-    ctl = Controller(box, hostname="127.0.0.1", port=box.port)
-    ctl.start()
-    try:
-        yield box
-    finally:
-        ctl.stop()
+    with smtp_server() as server:
+        yield Inbox(server)
 
 
 @contextmanager

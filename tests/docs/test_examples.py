@@ -32,7 +32,7 @@ from tests.docs.common import (
     same_shape,
     wait_jobs,
 )
-from tests.webhook_receiver import Receiver
+from tests.helpers.webhook_receiver import Receiver
 
 PW = "first-pass-1"
 URL = "/api/collections"

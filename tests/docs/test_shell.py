@@ -17,17 +17,17 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from tests.conftest import (
+from tests.docs.blocks import DOCS, block, replace
+from tests.docs.common import Inbox, app, inbox_running, ok
+from tests.helpers.servers import (
     SUPERUSER,
     Server,
-    _fresh_pg_database,
     free_port,
+    fresh_pg_database,
     start_server,
     stop_server,
 )
-from tests.docs.blocks import DOCS, block, replace
-from tests.docs.common import Inbox, app, inbox_running, ok
-from tests.webhook_receiver import Receiver
+from tests.helpers.webhook_receiver import Receiver
 
 BIN = str(Path(sys.executable).parent)
 BASE = "http://127.0.0.1:8090"
@@ -213,7 +213,7 @@ def served(
     url = (
         ""
         if request.param == "sqlite"
-        else _fresh_pg_database(request.getfixturevalue("pg_admin_url"))
+        else fresh_pg_database(request.getfixturevalue("pg_admin_url"))
     )
     (tmp / "hooks.py").write_text(block("hooks-module").text)
     with inbox_running() as box:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SUPERUSER, Server, free_port
+from tests.helpers.servers import SUPERUSER, Server, free_port
 
 SDK = Path(__file__).parent / "js" / "node_modules" / "pocketbase" / "dist" / "pocketbase.umd.js"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import SUPERUSER, free_port, start_server, stop_server
+from tests.helpers.servers import SUPERUSER, free_port, start_server, stop_server
 
 ALLOWED = "http://a.test,http://b.test"
 
