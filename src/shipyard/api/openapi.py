@@ -76,6 +76,7 @@ def _version() -> str:
 
 RULE_ACTIONS = ("list", "view", "create", "update", "delete")
 
+
 def code_span(text: str) -> str:
     """`text` as a Markdown code span, whatever backticks it holds."""
     longest = run = 0
@@ -109,9 +110,7 @@ def rule_description(c: Collection, action: str) -> str:
     elif rule.strip() == "":
         text = f'Guarded by {name}: public (`""`): anyone may, guests included.'
     else:
-        text = (
-            f"Guarded by {name}: {code_span(rule)}; {RULE_EFFECT[action]}. Superusers bypass it."
-        )
+        text = f"Guarded by {name}: {code_span(rule)}; {RULE_EFFECT[action]}. Superusers bypass it."
     if action == "update" and c.type == "auth":
         manage = c.options.get("manageRule")
         who = (

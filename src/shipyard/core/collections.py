@@ -169,6 +169,11 @@ def _err(code: str, message: str) -> dict[str, str]:
     return {"code": code, "message": message}
 
 
+def failure_message(existing: Collection | None) -> str:
+    """PocketBase's message of a refused create or update (the JS SDK shows it)."""
+    return "Failed to create collection." if existing is None else "Failed to update collection."
+
+
 def _name_error(name: Any, existing: Collection | None, trusted: bool) -> dict[str, str] | None:
     """PocketBase's codes for a bad collection name (Shipyard's rule is stricter: at most 55
     characters, no leading digit, and a leading _ is reserved for system collections)."""
@@ -337,21 +342,22 @@ def collection_from_dict(
     if index_errors:
         errors["indexes"] = index_errors
 
+    failed = failure_message(existing)
     if errors:
-        raise bad_request("Failed to validate the collection.", errors)
+        raise bad_request(failed, errors)
 
     now = now_str()
     cid = existing.id if existing else (merged.get("id") or new_collection_id())
     if not isinstance(cid, str) or not re.match(r"^[A-Za-z0-9_]{3,50}$", cid):
         raise bad_request(
-            "Failed to validate the collection.",
+            failed,
             {"id": _err("validation_match_invalid", "Must be in a valid format.")},
         )
     options = dict(existing.options) if existing else {}
     if ctype == "auth":
         options = _auth_options(merged, options, errors)
         if errors:
-            raise bad_request("Failed to validate the collection.", errors)
+            raise bad_request(failed, errors)
     index_list = [_normalize_index(i, name) for i in indexes]
     if ctype == "auth":
         for col in ("email", "tokenKey"):

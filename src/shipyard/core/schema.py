@@ -24,6 +24,7 @@ from shipyard.core.collections import (
     auth_system_fields,
     collection_from_dict,
     collection_from_stored,
+    failure_message,
     stored_dict,
 )
 from shipyard.core.errors import ApiError, FieldError, bad_request, not_found
@@ -252,7 +253,7 @@ class SchemaStore:
             (c.id, c.name, orjson.dumps(stored_dict(c)).decode()),
         )
 
-    def _check_relations(self, c: Collection) -> None:
+    def _check_relations(self, c: Collection, existing: Collection | None) -> None:
         errors: dict[str, Any] = {}
         for f in c.relation_fields():
             target_id = str(f.options.get("collectionId") or "")
@@ -265,14 +266,14 @@ class SchemaStore:
             elif known is not None:
                 f.options["collectionId"] = known.id
         if errors:
-            raise bad_request("Failed to validate the collection.", {"fields": errors})
+            raise bad_request(failure_message(existing), {"fields": errors})
 
     def _check_name_free(self, c: Collection, existing: Collection | None) -> None:
         other = self._by_name.get(c.name)
         clash = other is not None and (existing is None or other.id != existing.id)
         if clash or (existing is None and c.id in self._by_id):
             raise bad_request(
-                "Failed to validate the collection.",
+                failure_message(existing),
                 {
                     "name": {
                         "code": "validation_collection_name_exists",
@@ -284,7 +285,7 @@ class SchemaStore:
     async def create(self, data: Any, *, trusted: bool = False) -> Collection:
         c = collection_from_dict(data, trusted=trusted)
         self._check_name_free(c, None)
-        self._check_relations(c)
+        self._check_relations(c, None)
         async with self.db.transaction() as tx:
             try:
                 await self._write_new(tx, c)
@@ -315,7 +316,7 @@ class SchemaStore:
     ) -> Collection:
         new = collection_from_dict(data, existing=old, trusted=trusted or old.system)
         self._check_name_free(new, old)
-        self._check_relations(new)
+        self._check_relations(new, old)
         change = self.plan(old, new)
         async with self.db.transaction() as tx:
             lossy = await self._migrate(tx, old, new, change, dry_run=True)
