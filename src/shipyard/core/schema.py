@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from shipyard.core import index_names
+from shipyard.core import authids, index_names
 from shipyard.core.collections import (
     SUPERUSERS,
     SUPERUSERS_ID,
@@ -190,7 +190,7 @@ class SchemaStore:
         async with self.db.transaction() as tx:
             if self.dialect == "postgres":
                 await tx.execute("SELECT pg_advisory_xact_lock(7412)")  # one initializer at a time
-            for stmt in SYSTEM_DDL:
+            for stmt in [*SYSTEM_DDL, *authids.system_ddl(self.dialect)]:
                 await tx.execute(stmt)
             await tx.execute(
                 """INSERT INTO "_meta" ("key", "value") VALUES ('schema_version', '0')
@@ -203,6 +203,10 @@ class SchemaStore:
                 su = superusers_collection()
                 await self._write_new(tx, su)
                 await self._bump(tx)
+            stored = await tx.fetchall('SELECT "data" FROM "_collections"')
+            found = [collection_from_stored(orjson.loads(data)) for (data,) in stored]
+            found.sort(key=lambda c: (not c.system, c.created, c.name))
+            await authids.backfill(tx, self.dialect, found)
         await self.load()
         if self.dialect == "postgres" and self._listener is None:
             self._listener = asyncio.create_task(self._listen())
@@ -250,7 +254,7 @@ class SchemaStore:
             await tx.execute("SELECT pg_advisory_xact_lock(7412)")
 
     async def _write_new(self, tx: Executor, c: Collection) -> None:
-        for stmt in table_ddl(c, self.dialect):
+        for stmt in [*table_ddl(c, self.dialect), *authids.trigger_ddl(c, self.dialect)]:
             await tx.execute(stmt)
         await index_names.create(tx, self.dialect, c, c.table)
         await tx.execute(
@@ -426,6 +430,7 @@ class SchemaStore:
             await self._lock(tx)
             # the table's own indexes go with it; an index of this name elsewhere stays
             await tx.execute(f'DROP TABLE "{c.table}"')
+            await authids.forget(tx, c)
             await tx.execute('DELETE FROM "_collections" WHERE "id" = ?', (c.id,))
             await self._bump(tx)
         await self.load()
