@@ -235,3 +235,35 @@ def test_existing_databases_are_backfilled_at_start(
         assert sign_up(c, "staff", kept).status_code == 200
     finally:
         c.__exit__(None, None, None)
+
+
+def test_the_registry_survives_schema_changes(client: TestClient, su: H) -> None:
+    """The triggers belong to the table: renaming the collection and adding, renaming,
+    retyping and dropping its fields keep ids registered and released."""
+    c = client
+    body = {"name": "users", **AUTH, "fields": [{"name": "nick", "type": "text"}]}
+    assert c.post("/api/collections", json=body, headers=su).status_code == 200
+    assert c.post("/api/collections", json={"name": "staff", **AUTH}, headers=su).status_code == 200
+    before = new_id()
+    assert sign_up(c, "users", before).status_code == 200
+    fields = c.get("/api/collections/users", headers=su).json()["fields"]
+    nick = next(f for f in fields if f["name"] == "nick")
+    changed = [f for f in fields if f["name"] != "nick"]
+    changed += [{**nick, "name": "alias", "type": "number"}, {"name": "age", "type": "number"}]
+    r = c.patch(
+        "/api/collections/users?confirmDataLoss=true",
+        json={"name": "members", "fields": changed},
+        headers=su,
+    )
+    assert r.status_code == 200, r.text
+    fields = [f for f in r.json()["fields"] if f["name"] != "alias"]
+    r = c.patch(
+        "/api/collections/members?confirmDataLoss=true", json={"fields": fields}, headers=su
+    )
+    assert r.status_code == 200, r.text
+    assert sign_up(c, "staff", before).json() == TWIN
+    after = new_id()
+    assert sign_up(c, "members", after).status_code == 200
+    assert sign_up(c, "staff", after).json() == TWIN
+    assert c.delete(f"/api/collections/members/records/{after}", headers=su).status_code == 204
+    assert sign_up(c, "staff", after).status_code == 200
