@@ -844,16 +844,20 @@ class _AccountAction:
         self.security = security or [{}]
 
 
+_ACCOUNT_MAIL_CODES = _validation_note(
+    _codes("email", "validation_required", "validation_length_out_of_range", "validation_is_email")
+)
 _ACCOUNT_ACTIONS: dict[str, _AccountAction] = {
     "request-verification": _AccountAction(
         "Mail a verification link",
         GUARD_PUBLIC,
         "Public: anyone may ask; the link goes to the address, so only its owner can use it. "
-        "Answers 204 whether or not the address belongs to an (unverified) account, so it "
-        "cannot reveal who has one. Template `verification` (docs/mail.md)."
-        + _validation_note(_codes("email", "validation_required")),
+        "Answers 204 whether or not the address belongs to an (unverified) account, in the "
+        "same time, so it cannot reveal who has one: the job queue sends the mail (template "
+        "`verification`, docs/mail.md). Limited per address (further requests: 204, no "
+        "mail) and per client address (429)." + _ACCOUNT_MAIL_CODES,
         _object({"email": _EMAIL}, ["email"]),
-        (400, 404, 413),
+        (400, 404, 413, 429),
     ),
     "confirm-verification": _AccountAction(
         "Mark the account verified with the mailed token",
@@ -868,10 +872,11 @@ _ACCOUNT_ACTIONS: dict[str, _AccountAction] = {
         "Mail a password reset link",
         GUARD_PUBLIC,
         "Public: anyone may ask; the link goes to the address, so only its owner can use it. "
-        "Answers 204 whether or not the address has an account. Template `password-reset`."
-        + _validation_note(_codes("email", "validation_required")),
+        "Answers 204 whether or not the address has an account, in the same time: the job "
+        "queue sends the mail (template `password-reset`). Limited as request-verification."
+        + _ACCOUNT_MAIL_CODES,
         _object({"email": _EMAIL}, ["email"]),
-        (400, 404, 413),
+        (400, 404, 413, 429),
     ),
     "confirm-password-reset": _AccountAction(
         "Set a new password with the mailed token",
@@ -905,8 +910,8 @@ _ACCOUNT_ACTIONS: dict[str, _AccountAction] = {
         "Guarded by the record's own auth token: 401 without a valid token, 403 with a token "
         "of another collection (superusers included: they change addresses directly, and on "
         "`_superusers` this answers 400). The mail (template `email-change`) goes to the new "
-        "address and carries an `emailChange` token valid 30 minutes; nothing changes until "
-        "it is confirmed."
+        "address through the job queue and carries an `emailChange` token valid 30 minutes; "
+        "nothing changes until it is confirmed. Limited as request-verification (429)."
         + _validation_note(
             _codes(
                 "newEmail",
@@ -921,7 +926,7 @@ _ACCOUNT_ACTIONS: dict[str, _AccountAction] = {
             {"newEmail": {**_EMAIL, "format": "email", "description": "The new address."}},
             ["newEmail"],
         ),
-        (400, 401, 403, 404, 413),
+        (400, 401, 403, 404, 413, 429),
         security=[{"Authorization": []}],
     ),
     "confirm-email-change": _AccountAction(

@@ -61,7 +61,8 @@ class IndexDef:
                 expr = f'LOWER("{col}")' if dialect == "postgres" else f'"{col}" COLLATE NOCASE'
             cols.append(expr + (" DESC" if desc else ""))
         unique = "UNIQUE " if self.unique else ""
-        return f'CREATE {unique}INDEX IF NOT EXISTS "{self.name}" ON "{table}" ({", ".join(cols)})'
+        # no IF NOT EXISTS: a name taken meanwhile must fail, not leave the index uncreated
+        return f'CREATE {unique}INDEX "{self.name}" ON "{table}" ({", ".join(cols)})'
 
 
 def parse_index(text: str) -> IndexDef:
@@ -290,6 +291,7 @@ def collection_from_dict(
         indexes = []
     names_now = {f.name for f in fields}
     index_errors: dict[str, Any] = {}
+    index_names: set[str] = set()
     for i, text in enumerate(indexes):
         try:
             idef = parse_index(text)
@@ -299,6 +301,13 @@ def collection_from_dict(
                 "message": str(exc),
             }
             continue
+        if idef.name.lower() in index_names:  # SQLite's names ignore case: so do ours
+            index_errors[str(i)] = {
+                "code": "validation_duplicated_index_name",
+                "message": "The index name already exists.",
+            }
+            continue
+        index_names.add(idef.name.lower())
         missing = [c for c, _, _ in idef.columns if c not in names_now]
         if missing:
             index_errors[str(i)] = {
