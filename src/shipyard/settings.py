@@ -63,6 +63,11 @@ class Settings:
     mail_templates_dir: str = ""  # empty: built-in templates only
     app_url: str = "http://127.0.0.1:8090"  # public base URL used in mailed links
     app_name: str = "Shipyard"
+    # account mails requested per window (docs/mail.md): past the address's share nothing
+    # more is sent (the answer stays 204); past the client address's share, 429 for any
+    account_mail_max_per_address: int = 3
+    account_mail_max_per_ip: int = 20
+    account_mail_window: int = 900  # seconds
     # response cache (docs/caching.md)
     cache: str = "auto"  # auto | off
     cache_ttl: int = 300  # seconds an entry may live; writes invalidate it sooner
@@ -127,6 +132,9 @@ _POSITIVE_INTS = {
     "auth_max_failures_per_ip",
     "auth_failure_window",
     "smtp_port",
+    "account_mail_max_per_address",
+    "account_mail_max_per_ip",
+    "account_mail_window",
     "cache_max_bytes",
     "cache_max_entry_bytes",
     "jobs_concurrency",

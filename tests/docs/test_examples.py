@@ -55,6 +55,18 @@ def test_collection_error(tmp_path: Path, database_url: str, inbox: Inbox) -> No
         assert r.status_code == 400 and r.json() == json.loads(block("collection-error").text)
 
 
+def test_index_name_taken(tmp_path: Path, database_url: str, inbox: Inbox) -> None:
+    with app(tmp_path, database_url, inbox) as (c, su):
+        fields = [{"name": "title", "type": "text"}]
+        index = "CREATE INDEX idx_title ON {} (title)"
+        body = {"name": "posts", "fields": fields, "indexes": [index.format("posts")]}
+        _collection(c, su, body)
+        r = c.post(
+            URL, json={**body, "name": "news", "indexes": [index.format("news")]}, headers=su
+        )
+        assert r.status_code == 400 and r.json() == json.loads(block("index-name-taken").text)
+
+
 def test_record_error(tmp_path: Path, database_url: str, inbox: Inbox) -> None:
     with app(tmp_path, database_url, inbox) as (c, su):
         _collection(

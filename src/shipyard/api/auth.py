@@ -53,13 +53,14 @@ def _account_action(action: str) -> Any:
             # the token is checked before the body is read, as PocketBase's middleware does
             auth = await resolve_auth(request)
             require_own_collection(auth, c)
-            await accounts.request_email_change(svc, c, auth, await parse_body(request))
+            body = await parse_body(request)
+            await accounts.request_email_change(svc, c, auth, body, client_ip(request))
             return Response(status_code=204)
         body = await parse_body(request)
         if action == "request-verification":
-            await accounts.request(svc, c, body, "verification")
+            await accounts.request(svc, c, body, "verification", client_ip(request))
         elif action == "request-password-reset":
-            await accounts.request(svc, c, body, "passwordReset")
+            await accounts.request(svc, c, body, "passwordReset", client_ip(request))
         elif action == "confirm-verification":
             await accounts.confirm_verification(svc, c, body)
         elif action == "confirm-email-change":

@@ -2,9 +2,13 @@
 
 The links carry purpose tokens (JWTs with `type` = the purpose) signed with the record's
 tokenKey among the key material: a password or e-mail change rotates the tokenKey, so each
-reset or e-mail change link works once and dies with every session. Requests for
-verification and reset always answer the same whether or not the address exists, so they
-cannot be used to find out who has an account.
+reset or e-mail change link works once and dies with every session.
+
+Requests for verification and reset must not tell who has an account, by their answer nor
+by their time: the request only counts itself against the limits and queues an
+`account_mail` job, the same work whatever the address; the job worker looks the address
+up, makes the link and talks to the mail server. A mail that cannot be sent fails its job
+(retried, then dead-lettered and logged): the operator's problem, never the caller's answer.
 
 The e-mail change follows PocketBase: the record asks with its own token
 (`request-email-change`, `{newEmail}`), the mail goes to the new address, and
@@ -13,7 +17,7 @@ The e-mail change follows PocketBase: the record asks with its own token
 
 from __future__ import annotations
 
-import logging
+import math
 import secrets
 import time
 from typing import TYPE_CHECKING, Any, Literal
@@ -24,14 +28,13 @@ from shipyard.core.auth import Auth, verify_password
 from shipyard.core.collections import SUPERUSERS, Collection
 from shipyard.core.errors import ApiError, bad_request, forbidden, unauthorized
 from shipyard.core.fields import EMAIL_RE
-from shipyard.core.mails import MailKind, mailer_from_settings, send_auth_mail
+from shipyard.core.mails import MailKind, mailer_from_settings, render
 from shipyard.core.superusers import system_actor
-from shipyard.tools.mailer import MailError
+from shipyard.tools.worker import Discard
 
 if TYPE_CHECKING:
     from shipyard.core.services import Services
 
-log = logging.getLogger("shipyard.accounts")
 Purpose = Literal["verification", "passwordReset", "emailChange"]
 # token lifetimes in seconds, PocketBase's defaults
 DURATIONS: dict[str, int] = {"verification": 86400, "passwordReset": 1800, "emailChange": 1800}
@@ -41,6 +44,7 @@ _MAIL_KIND: dict[Purpose, MailKind] = {
     "emailChange": "email-change",
 }
 _VALIDATION = "An error occurred while validating the submitted data."
+MAIL_JOB = "account_mail"  # the built-in job kind that sends every account mail
 _LOADING = "An error occurred while loading the submitted data."
 
 
@@ -73,12 +77,21 @@ def _auth_collection(coll: Collection) -> None:
 
 
 def _email(body: dict[str, Any]) -> str:
-    email = body.get("email")
-    if not isinstance(email, str) or not email.strip() or len(email) > 255:
-        raise bad_request(
-            _VALIDATION,
-            {"email": {"code": "validation_required", "message": "Cannot be blank."}},
-        )
+    """The requested address, checked as PocketBase does (its codes, none of which depends
+    on whether an account has the address)."""
+    (email,) = _strings(body, "email")
+    problem: dict[str, Any] | None = None
+    if not email.strip():
+        problem = _error("validation_required", "Cannot be blank.")
+    elif len(email) > 255:
+        problem = {
+            **_error("validation_length_out_of_range", "The length must be between 1 and 255."),
+            "params": {"max": 255, "min": 1},
+        }
+    elif not EMAIL_RE.match(email.strip()):
+        problem = _error("validation_is_email", "Must be a valid email address.")
+    if problem is not None:
+        raise bad_request(_VALIDATION, {"email": problem})
     return email.strip()
 
 
@@ -88,40 +101,71 @@ def _mail_record(coll: Collection, rec: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in rec.items() if k not in hidden}
 
 
-async def _send(
-    svc: Services,
-    coll: Collection,
-    rec: dict[str, Any],
-    purpose: Purpose,
-    token: str,
-    failure: str,
-    to: str | None = None,
+async def _within_limits(svc: Services, address: str, ip: str) -> bool:
+    """Count this request against the client address, then against the mail address; each
+    count is one atomic statement read back after it, so concurrent requests in any
+    process cannot all pass. Past the client address's share: 429, whatever the mail
+    address. Past the mail address's share: False, nothing more is sent and the caller
+    gets the usual answer. Requests count whether or not an account has the address, so
+    neither limit tells who has one."""
+    s = svc.settings
+    window = s.account_mail_window
+    ip_key = f"mail:ip:{ip}"
+    await svc.attempts.record_failure([ip_key], window)
+    wait = await svc.attempts.check([ip_key], s.account_mail_max_per_ip + 1, window)
+    if wait is not None:
+        seconds = max(1, math.ceil(wait))
+        raise ApiError(429, "Too Many Requests.", headers={"Retry-After": str(seconds)})
+    to_key = f"mail:to:{address.strip().lower()}"
+    await svc.attempts.record_failure([to_key], window)
+    if secrets.randbelow(50) == 0:
+        await svc.attempts.prune()
+    return await svc.attempts.check([to_key], s.account_mail_max_per_address + 1, window) is None
+
+
+async def request(
+    svc: Services, coll: Collection, body: dict[str, Any], purpose: Purpose, ip: str = ""
 ) -> None:
-    try:
-        await send_auth_mail(
-            mailer_from_settings(svc.settings),
-            _MAIL_KIND[purpose],
-            svc.settings,
-            coll.name,
-            _mail_record(coll, rec),
-            token,
-            to=to,
-        )
-    except MailError as exc:
-        log.error("could not send the %s mail: %s", purpose, exc)
-        raise bad_request(failure) from None
-
-
-async def request(svc: Services, coll: Collection, body: dict[str, Any], purpose: Purpose) -> None:
-    """Send the mail if the address belongs to a record (and, for verification, an unverified
-    one); answer the same either way."""
+    """Queue the mail for the job worker, which sends it if the address belongs to a
+    record (for verification, an unverified one); 204 either way."""
     _auth_collection(coll)
     email = _email(body)
-    rec = await svc.auth_record_by(coll, "email", email)
+    if await _within_limits(svc, email, ip):
+        args = {"collection": coll.id, "purpose": purpose, "email": email}
+        await svc.jobs.enqueue(MAIL_JOB, args)
+
+
+async def send_account_mail(ctx: Any, args: Any) -> dict[str, Any]:
+    """The `account_mail` job: find the account, make its link, send the mail. The token
+    is made here, so job arguments (listed by the jobs API) hold no secret. A mail server
+    failure fails the attempt (retried with backoff, then dead-lettered and logged)."""
+    svc: Services = ctx.services
+    if not isinstance(args, dict):
+        raise Discard("account_mail: args must be {collection, purpose, email[, record]}")
+    purpose, address = args.get("purpose"), args.get("email")
+    coll = svc.store.get(str(args.get("collection", "")))
+    if purpose not in _MAIL_KIND or coll is None or coll.type != "auth":
+        raise Discard("account_mail: unknown purpose or auth collection")
+    if not isinstance(address, str):
+        raise Discard("account_mail: 'email' must be an address")
+    extra: dict[str, Any] | None = None
+    if purpose == "emailChange":  # to the new address, for the record that asked
+        rec = await svc.auth_record_by(coll, "id", str(args.get("record", "")))
+        to: str | None = address
+        extra = {"newEmail": address}
+    else:
+        rec = await svc.auth_record_by(coll, "email", address)
+        to = None
     if rec is None or (purpose == "verification" and rec.get("verified")):
-        return
-    token = purpose_token(svc, coll, rec, purpose)
-    await _send(svc, coll, rec, purpose, token, "Failed to send the e-mail; try again later.")
+        return {"sent": False}
+    mailer = mailer_from_settings(svc.settings)
+    if mailer is None:
+        raise Discard("mail is disabled: set SHIPYARD_SMTP_HOST to send account mails")
+    token = purpose_token(svc, coll, rec, purpose, extra)
+    kind = _MAIL_KIND[purpose]
+    message = render(kind, svc.settings, coll.name, _mail_record(coll, rec), token, to=to)
+    await mailer.send(message)
+    return {"sent": True, "to": message.to}
 
 
 _INVALID = {"token": {"code": "validation_invalid_token", "message": "Invalid or expired token."}}
@@ -222,10 +266,11 @@ def _strings(body: dict[str, Any], *names: str) -> list[str]:
 
 
 async def request_email_change(
-    svc: Services, coll: Collection, auth: Auth, body: dict[str, Any]
+    svc: Services, coll: Collection, auth: Auth, body: dict[str, Any], ip: str = ""
 ) -> None:
-    """Mail a confirmation link to the new address. Only the record itself may ask: its own
-    token is required (401 without one, 403 with a token of another collection)."""
+    """Queue the confirmation mail to the new address (as `request`, with its limits).
+    Only the record itself may ask: its own token is required (401 without one, 403 with
+    a token of another collection)."""
     require_own_collection(auth, coll)
     _auth_collection(coll)
     _no_superusers(coll)
@@ -252,8 +297,9 @@ async def request_email_change(
     rec = await svc.auth_record_by(coll, "id", auth.id)
     if rec is None:  # deleted since its token was checked
         raise unauthorized()
-    token = purpose_token(svc, coll, rec, "emailChange", {"newEmail": new_email})
-    await _send(svc, coll, rec, "emailChange", token, "Failed to request email change.", new_email)
+    if await _within_limits(svc, new_email, ip):
+        args = {"collection": coll.id, "purpose": "emailChange", "email": new_email}
+        await svc.jobs.enqueue(MAIL_JOB, {**args, "record": rec["id"]})
 
 
 class _TokenProblem(Exception):

@@ -1,5 +1,6 @@
 """Built-in jobs, registered through the same `Functions` API as the team's hooks:
-`send_email`, `export_collection` and `webhook` (one signed delivery)."""
+`send_email`, `account_mail` (verification, password reset and e-mail change mails),
+`export_collection` and `webhook` (one signed delivery)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from shipyard.core.accounts import MAIL_JOB, send_account_mail
 from shipyard.core.errors import ApiError
 from shipyard.core.functions import Functions
 from shipyard.core.mails import mailer_from_settings
@@ -27,6 +29,7 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 def builtin_functions(settings: Settings) -> Functions:
     f = Functions()
     f.add_job("send_email", send_email, builtin=True, queue="mail")
+    f.add_job(MAIL_JOB, send_account_mail, builtin=True, queue="mail")
     f.add_job(
         "export_collection",
         export_collection,

@@ -65,7 +65,8 @@ class IndexDef:
                 expr = f'LOWER("{col}")' if dialect == "postgres" else f'"{col}" COLLATE NOCASE'
             cols.append(expr + (" DESC" if desc else ""))
         unique = "UNIQUE " if self.unique else ""
-        return f'CREATE {unique}INDEX IF NOT EXISTS "{self.name}" ON "{table}" ({", ".join(cols)})'
+        # no IF NOT EXISTS: a name taken meanwhile must fail, not leave the index uncreated
+        return f'CREATE {unique}INDEX "{self.name}" ON "{table}" ({", ".join(cols)})'
 
 
 def parse_index(text: str) -> IndexDef:
@@ -169,9 +170,13 @@ def _err(code: str, message: str) -> dict[str, str]:
     return {"code": code, "message": message}
 
 
+CREATE_FAILED = "Failed to create collection."
+UPDATE_FAILED = "Failed to update collection."
+
+
 def failure_message(existing: Collection | None) -> str:
     """PocketBase's message of a refused create or update (the JS SDK shows it)."""
-    return "Failed to create collection." if existing is None else "Failed to update collection."
+    return CREATE_FAILED if existing is None else UPDATE_FAILED
 
 
 def _name_error(name: Any, existing: Collection | None, trusted: bool) -> dict[str, str] | None:
@@ -328,7 +333,7 @@ def collection_from_dict(
         except ValueError as exc:
             index_errors[str(i)] = _err("validation_invalid_index_expression", str(exc))
             continue
-        if idef.name.lower() in index_names:
+        if idef.name.lower() in index_names:  # SQLite's names ignore case: so do ours
             index_errors[str(i)] = _err(
                 "validation_duplicated_index_name", "The index name already exists."
             )

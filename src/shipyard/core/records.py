@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from shipyard.core import query
+from shipyard.core import authids, query
 from shipyard.core.auth import Auth, hash_password, verify_password
 from shipyard.core.collections import Collection
 from shipyard.core.errors import (
@@ -55,6 +55,10 @@ MAX_BACK_RELATION_EXPAND = 1000
 MAX_PAGE = 2**31 - 1  # keeps OFFSET inside a 64-bit integer on both engines
 ONLY_SUPERUSERS = "Only superusers can perform this action."
 _METHODS = {"list": "GET", "view": "GET", "create": "POST", "update": "PATCH", "delete": "DELETE"}
+# PocketBase's answer to an auth record id that an account of another auth collection has
+_SHARED_ID = {
+    "id": FieldError("validation_invalid_auth_id", "Invalid or duplicated auth record id.")
+}
 
 
 # ---------------------------------------------------------------------- storage codecs
@@ -865,25 +869,6 @@ class Records:
         if errors:
             raise validation_failed(f"Failed to {action} record.", errors)
 
-    async def _refuse_shared_auth_id(self, c: Collection, rid: str, tx: Executor) -> None:
-        """A chosen id must not exist in another auth collection: rules compare
-        `@request.auth.id` with plain ids, so a twin id would act as the other account."""
-        for other in self.store.all():
-            if (
-                other.type == "auth"
-                and other.id != c.id
-                and await tx.fetchone(f'SELECT 1 FROM "{other.table}" WHERE "id" = ?', (rid,))
-            ):
-                raise validation_failed(
-                    "Failed to create record.",
-                    {
-                        "id": FieldError(
-                            "validation_invalid_auth_id",
-                            "Invalid or duplicated auth record id.",
-                        )
-                    },
-                )
-
     def _unique_error(self, c: Collection, exc: IntegrityError, action: str) -> ApiError:
         text = str(exc)
         fields: list[str] = []
@@ -931,9 +916,10 @@ class Records:
                     row,
                 )
             except IntegrityError as exc:
+                if c.type == "auth" and authids.is_conflict(exc):
+                    # another auth collection's account has this id (core/authids.py)
+                    raise validation_failed("Failed to create record.", _SHARED_ID) from exc
                 raise self._unique_error(c, exc, "create") from exc
-            if c.type == "auth" and body.get("id") not in (None, ""):
-                await self._refuse_shared_auth_id(c, str(values["id"]), tx)
             if needs_manage and not await self._manages(c, values["id"], auth, params, body, tx):
                 raise validation_failed("Failed to create record.", refused)
             if not auth.is_superuser and (c.createRule or "").strip():
