@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import jwt
 
-from shipyard.core.auth import Auth, verify_password
+from shipyard.core.auth import Auth
 from shipyard.core.collections import SUPERUSERS, Collection
 from shipyard.core.errors import ApiError, bad_request, forbidden, unauthorized
 from shipyard.core.fields import EMAIL_RE
@@ -333,17 +333,8 @@ async def confirm_email_change(
             **_error("validation_length_out_of_range", "The length must be between 1 and 100."),
             "params": {"max": 100, "min": 1},
         }
-    elif rec is None:
+    elif rec is None or not await svc.check_password(coll, rec, password, ip):
         errors["password"] = invalid_password
-    else:
-        id_key = f"login:id:{coll.id}:{str(rec.get('email', '')).strip().lower()}"
-        ip_key = f"login:ip:{ip}"
-        await svc._refuse_if_blocked(id_key, ip_key)
-        if verify_password(rec.get("password", ""), password):
-            await svc.attempts.reset([id_key])
-        else:
-            await svc.attempts.record_failure([id_key, ip_key], svc.settings.auth_failure_window)
-            errors["password"] = invalid_password
     if errors:
         raise bad_request(_VALIDATION, errors)
     assert rec is not None

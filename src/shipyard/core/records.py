@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from shipyard.core import query
-from shipyard.core.auth import Auth, hash_password, verify_password
+from shipyard.core.auth import Auth, NewPassword, PasswordHashing, hash_new_passwords
 from shipyard.core.collections import Collection
 from shipyard.core.errors import (
     ApiError,
@@ -222,6 +222,7 @@ class Records:
             max_expressions=settings.max_filter_expressions,
             max_relation_depth=settings.max_expand_depth,
         )
+        self.passwords = PasswordHashing(settings.password_hash_concurrency)
         self.cache: ResponseCache | None = None  # set by Services; caches list totals
         self.events: RecordEvents | None = None  # set by Services; record-change triggers
         # insertion order: the default sort and every sort's tie-breaker
@@ -795,15 +796,12 @@ class Records:
                 "validation_values_mismatch", "Values don't match."
             )
             return
-        if not creating and not privileged:
-            old_hash = (old or {}).get(f.name, "")
-            given = body.get("oldPassword")
-            if not isinstance(given, str) or not verify_password(old_hash, given):
-                errors["oldPassword"] = FieldError(
-                    "validation_invalid_old_password", "Missing or invalid old password."
-                )
-                return
-        values[f.name] = hash_password(pw)
+        given, check_old = body.get("oldPassword"), not creating and not privileged
+        values[f.name] = NewPassword(  # hashed off the event loop by hash_new_passwords
+            pw,
+            str((old or {}).get(f.name) or "") if check_old else None,
+            given if isinstance(given, str) else "",
+        )
 
     def _may_set_protected(
         self,
@@ -919,6 +917,7 @@ class Records:
         )
         if needs_manage:
             values, errors = self._prepare(c, body, None, auth, privileged=True)
+        await hash_new_passwords(self.passwords, values, errors)
         cols = list(values)
         fields = {f.name: f for f in c.fields}
         row = [encode_stored(fields[k], values[k]) if k != "id" else values[k] for k in cols]
@@ -971,6 +970,7 @@ class Records:
                 decoded["password"] = row[0] if row else ""
             privileged = c.type == "auth" and await self._manages(c, rid, auth, params, body, tx)
             values, errors = self._prepare(c, body, decoded, auth, privileged=privileged)
+            await hash_new_passwords(self.passwords, values, errors)
             fields = {f.name: f for f in c.fields}
             await self._check_relations(c, values, tx, errors, "update")
             if values:
