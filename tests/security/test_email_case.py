@@ -186,22 +186,24 @@ def test_accounts_with_case_twins_in_another_identity_keep_separate_counts(
 # ---------------------------------------------------------------- existing databases
 
 
-def _make_legacy(c: TestClient, coll_name: str) -> None:
+def _make_legacy(c: TestClient, coll_name: str, dropped: bool = False) -> None:
     """Turn a collection's email index back into the case-sensitive one older versions made
-    (index and stored definition), as a database from before this change has it."""
+    (index and stored definition), or drop it (which they allowed), as a database from
+    before this change has it."""
     svc = c.app.state.services  # type: ignore[attr-defined]
     coll = svc.store.require(coll_name)
     name = f"idx_email_{coll.id}"
+    legacy = f"CREATE UNIQUE INDEX `{name}` ON `{coll.table}` (`email`)"
 
     async def go() -> None:
         async with svc.db.transaction() as tx:
             await tx.execute(f'DROP INDEX "{name}"')
-            await tx.execute(f'CREATE UNIQUE INDEX "{name}" ON "{coll.table}" ("email")')
+            if not dropped:
+                await tx.execute(f'CREATE UNIQUE INDEX "{name}" ON "{coll.table}" ("email")')
             row = await tx.fetchone('SELECT "data" FROM "_collections" WHERE "id" = ?', (coll.id,))
             data = orjson.loads(row[0])
             data["indexes"] = [
-                f"CREATE UNIQUE INDEX `{name}` ON `{coll.table}` (`email`)" if name in i else i
-                for i in data["indexes"]
+                legacy if name in i else i for i in data["indexes"] if not (dropped and name in i)
             ]
             await tx.execute(
                 'UPDATE "_collections" SET "data" = ? WHERE "id" = ?',
@@ -218,17 +220,32 @@ def _email_index(c: TestClient, su: H, coll: str = "users") -> str:
 
 def test_startup_migrates_the_email_index(settings: Settings, app: TestClient) -> None:
     ann = _signup(app, "ann@example.com").json()["id"]
+    r = app.post(
+        "/api/collections", json={**USERS, "name": "members", "indexes": []}, headers=_su(app)
+    )
+    assert r.status_code == 200, r.text
+    r = app.post(
+        "/api/collections/members/records",
+        json={"email": "bob@example.com", "password": PW, "passwordConfirm": PW},
+    )
+    assert r.status_code == 200, r.text
     _make_legacy(app, "users")
     _make_legacy(app, "_superusers")
+    _make_legacy(app, "members", dropped=True)
     _stop(app)
     c = _app(settings)
     try:
         su = _su(c, SUPERUSER[0].upper())
-        assert _email_index(c, su).endswith("(`email` COLLATE NOCASE)")
-        assert _email_index(c, su, "_superusers").endswith("(`email` COLLATE NOCASE)")
+        for coll in ("users", "_superusers", "members"):
+            assert _email_index(c, su, coll).endswith("(`email` COLLATE NOCASE)"), coll
         _not_unique(_signup(c, "ANN@example.com"))
         r = _login(c, "ANN@EXAMPLE.COM")
         assert r.status_code == 200 and r.json()["record"]["id"] == ann
+        r = c.post(
+            "/api/collections/members/records",
+            json={"email": "BOB@example.com", "password": PW, "passwordConfirm": PW},
+        )
+        _not_unique(r)
     finally:
         _stop(c)
 

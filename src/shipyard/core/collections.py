@@ -419,11 +419,12 @@ def email_index(name: str, table: str, nocase: bool = True) -> str:
     return f"CREATE UNIQUE INDEX `{name}` ON `{table}` (`email`{collate})"
 
 
-def case_sensitive_email_index(indexes: list[str]) -> IndexDef | None:
-    """The email index of an auth collection made before e-mails were unique regardless of
-    case (SchemaStore migrates it at start-up when the stored addresses allow)."""
+def legacy_email_index(indexes: list[str]) -> bool:
+    """Whether an auth collection predates e-mails unique regardless of case: its email
+    index is case-sensitive, or was dropped (SchemaStore migrates it at start-up when the
+    stored addresses allow)."""
     idef = unique_index(indexes, "email")
-    return idef if idef is not None and not idef.columns[0][2] else None
+    return idef is None or not idef.columns[0][2]
 
 
 def _auth_indexes(
@@ -434,7 +435,7 @@ def _auth_indexes(
     the email index is COLLATE NOCASE, so `Ann@x.io` cannot sign up beside `ann@x.io`.
     Only a collection whose stored index is still case-sensitive (its addresses clash in
     case, see SchemaStore.upgrade_email_indexes) keeps the index as given."""
-    legacy = existing is not None and case_sensitive_email_index(existing.indexes) is not None
+    legacy = existing is not None and legacy_email_index(existing.indexes)
     out = list(indexes)
     current = unique_index(out, "email")
     if current is None:

@@ -22,12 +22,13 @@ from shipyard.core.collections import (
     SUPERUSERS_ID,
     Collection,
     auth_system_fields,
-    case_sensitive_email_index,
     collection_from_dict,
     collection_from_stored,
     email_index,
+    legacy_email_index,
     parse_index,
     stored_dict,
+    unique_index,
 )
 from shipyard.core.errors import ApiError, FieldError, bad_request, not_found
 from shipyard.core.fields import (
@@ -219,7 +220,7 @@ class SchemaStore:
         warning naming the records, until they are made distinct: each start-up retries."""
         changed = False
         for c in self.all():
-            if c.type != "auth" or case_sensitive_email_index(c.indexes) is None:
+            if c.type != "auth" or not legacy_email_index(c.indexes):
                 continue
             try:
                 async with self.db.transaction() as tx:
@@ -229,9 +230,9 @@ class SchemaStore:
                         'SELECT "data" FROM "_collections" WHERE "id" = ?', (c.id,)
                     )
                     now = collection_from_stored(orjson.loads(row[0])) if row else None
-                    old = case_sensitive_email_index(now.indexes) if now else None
-                    if now is None or old is None:
-                        continue  # done by another process meanwhile
+                    if now is None or not legacy_email_index(now.indexes):
+                        changed = True  # done by another process meanwhile
+                        continue
                     t = now.table
                     clashes = await tx.fetchall(
                         f'SELECT "id" FROM "{t}" WHERE LOWER("email") IN (SELECT LOWER("email") '
@@ -246,12 +247,14 @@ class SchemaStore:
                             ", ".join(str(r[0]) for r in clashes[:20]),
                         )
                         continue
+                    old = unique_index(now.indexes, "email")  # None: dropped by an old version
+                    name = old.name if old else f"idx_email_{now.id}"
                     now.indexes = [
-                        email_index(old.name, t) if parse_index(i) == old else i
+                        email_index(name, t) if old and parse_index(i) == old else i
                         for i in now.indexes
-                    ]
-                    await tx.execute(f'DROP INDEX IF EXISTS "{old.name}"')
-                    await tx.execute(parse_index(email_index(old.name, t)).sql(t, self.dialect))
+                    ] + ([] if old else [email_index(name, t)])
+                    await tx.execute(f'DROP INDEX IF EXISTS "{name}"')
+                    await tx.execute(parse_index(email_index(name, t)).sql(t, self.dialect))
                     await tx.execute(
                         'UPDATE "_collections" SET "data" = ? WHERE "id" = ?',
                         (orjson.dumps(stored_dict(now)).decode(), now.id),

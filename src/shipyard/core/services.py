@@ -159,9 +159,11 @@ class Services:
         makes the field an identity. So a lookup finds at most one record, and no name
         outside the collection's fields reaches the SQL."""
         idef = unique_index(coll.indexes, field)
+        col = '"_r".' + quote_ident(field)
+        if idef is None and field == "email" and coll.type == "auth":
+            return f"{col} = ?", False  # its index dropped by an old version: as that one did
         if idef is None or coll.field(field) is None:
             return None
-        col = '"_r".' + quote_ident(field)
         if not idef.columns[0][2]:
             return f"{col} = ?", False
         # the very expressions the engines' indexes are built on (IndexDef.sql)
