@@ -50,6 +50,8 @@ class Settings:
     auth_max_failures_per_identity: int = 5
     auth_max_failures_per_ip: int = 20
     auth_failure_window: int = 300  # seconds
+    # argon2id hashes/verifications running at once per process; more get a fast 503
+    password_hash_concurrency: int = 4
     # outgoing mail (auth collections' verification / password reset / e-mail change)
     smtp_host: str = ""  # empty: mail disabled
     smtp_port: int = 587
@@ -128,6 +130,7 @@ _POSITIVE_INTS = {
     "auth_max_failures_per_identity",
     "auth_max_failures_per_ip",
     "auth_failure_window",
+    "password_hash_concurrency",
     "smtp_port",
     "account_mail_max_per_address",
     "account_mail_max_per_ip",

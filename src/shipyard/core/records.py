@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from shipyard.core import authids, query
-from shipyard.core.auth import Auth, hash_password, verify_password
+from shipyard.core import authids, passwords, query
+from shipyard.core.auth import Auth
 from shipyard.core.collections import Collection
 from shipyard.core.errors import (
     ApiError,
@@ -226,6 +226,7 @@ class Records:
             max_expressions=settings.max_filter_expressions,
             max_relation_depth=settings.max_expand_depth,
         )
+        self.passwords = passwords.PasswordHashing(settings.password_hash_concurrency)
         self.cache: ResponseCache | None = None  # set by Services; caches list totals
         self.events: RecordEvents | None = None  # set by Services; record-change triggers
         # insertion order: the default sort and every sort's tie-breaker
@@ -799,15 +800,12 @@ class Records:
                 "validation_values_mismatch", "Values don't match."
             )
             return
-        if not creating and not privileged:
-            old_hash = (old or {}).get(f.name, "")
-            given = body.get("oldPassword")
-            if not isinstance(given, str) or not verify_password(old_hash, given):
-                errors["oldPassword"] = FieldError(
-                    "validation_invalid_old_password", "Missing or invalid old password."
-                )
-                return
-        values[f.name] = hash_password(pw)
+        given, check_old = body.get("oldPassword"), not creating and not privileged
+        values[f.name] = passwords.NewPassword(  # hashed off the event loop by hash_new_passwords
+            pw,
+            str((old or {}).get(f.name) or "") if check_old else None,
+            given if isinstance(given, str) else "",
+        )
 
     def _may_set_protected(
         self,
@@ -904,6 +902,7 @@ class Records:
         )
         if needs_manage:
             values, errors = self._prepare(c, body, None, auth, privileged=True)
+        await passwords.hash_new_passwords(self.passwords, values, errors, None)
         cols = list(values)
         fields = {f.name: f for f in c.fields}
         row = [encode_stored(fields[k], values[k]) if k != "id" else values[k] for k in cols]
@@ -937,6 +936,20 @@ class Records:
     async def update(
         self, c: Collection, rid: str, body: dict[str, Any], auth: Auth, params: dict[str, str]
     ) -> dict[str, Any]:
+        # a password change's argon2 work runs outside the transaction (passwords.py)
+        return await passwords.outside_transaction(
+            self.passwords, lambda argon2: self._update(c, rid, body, auth, params, argon2)
+        )
+
+    async def _update(
+        self,
+        c: Collection,
+        rid: str,
+        body: dict[str, Any],
+        auth: Auth,
+        params: dict[str, str],
+        argon2: passwords.Done | None,
+    ) -> dict[str, Any]:
         if not auth.is_superuser and c.updateRule is None:
             raise forbidden(ONLY_SUPERUSERS)
         async with self.store.db.transaction() as tx:
@@ -957,6 +970,7 @@ class Records:
                 decoded["password"] = row[0] if row else ""
             privileged = c.type == "auth" and await self._manages(c, rid, auth, params, body, tx)
             values, errors = self._prepare(c, body, decoded, auth, privileged=privileged)
+            await passwords.hash_new_passwords(self.passwords, values, errors, argon2)
             fields = {f.name: f for f in c.fields}
             await self._check_relations(c, values, tx, errors, "update")
             if values:
