@@ -69,10 +69,17 @@ class Registry(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class FilterLimits:
+    """What one filter may ask for. The join limits bound its cost up front: each distinct
+    `@collection` source or back-relation is a pass over a whole collection for every row
+    it is joined to, so k of them in one scope cost n^(k+1). Rules are the admins' own and
+    keep the generous defaults; client filters get the settings'."""
+
     max_length: int = 3500
     max_expressions: int = 200
     max_depth: int = 32
     max_relation_depth: int = 6
+    max_collection_joins: int = 64
+    max_back_relations: int = 64
 
 
 DEFAULT_LIMITS = FilterLimits()
@@ -496,11 +503,30 @@ class _Compiler:
         self.counter = 0
         self.scope: dict[str, _ScopeJoin] = {}
         self.comparisons = 0
+        self.joined: dict[str, set[str]] = {"coll": set(), "back": set()}
 
     # -------------------------------------------------------------- small utilities
 
     def err(self, message: str, pos: int) -> ApiError:
         return bad_request(f"Invalid {self.what}: {message} at position {pos}.")
+
+    def count_join(self, kind: str, key: str, pos: int) -> None:
+        """Refuse the filter once it joins more distinct sources of `kind` than allowed."""
+        seen = self.joined[kind]
+        if key in seen:
+            return
+        seen.add(key)
+        if kind == "coll" and len(seen) > self.limits.max_collection_joins:
+            raise self.err(
+                "too many @collection sources in one filter "
+                f"(at most {self.limits.max_collection_joins})",
+                pos,
+            )
+        if kind == "back" and len(seen) > self.limits.max_back_relations:
+            raise self.err(
+                f"too many back-relations in one filter (at most {self.limits.max_back_relations})",
+                pos,
+            )
 
     def fresh(self, prefix: str) -> str:
         self.counter += 1
@@ -1025,6 +1051,7 @@ class _Compiler:
         if f.hidden and not self.allow_hidden:
             raise self.err(f'field "{f.name}" is hidden and cannot be used in a {self.what}', pos)
         self.guard(target, pos)
+        self.count_join("back", key, pos)
         return target, _Hop("back", target.name, f.name, key, True, f.is_multi)
 
     def guard(self, target: Collection, pos: int) -> None:
@@ -1088,6 +1115,7 @@ class _Compiler:
             raise self.err(f'unknown collection "{m.group(1)}"', ident.pos)
         self.guard(target, ident.pos)
         key = "@collection." + m.group(1) + (":" + m.group(2) if m.group(2) else "")
+        self.count_join("coll", key, ident.pos)
         hop = _Hop("coll", target.name, "", key, True)
         rest_pos = ident.pos + len(ident.name) - len(m.group(3))
         parts, modifier = self.split(m.group(3), rest_pos)

@@ -221,6 +221,8 @@ class Records:
             max_length=settings.max_filter_length,
             max_expressions=settings.max_filter_expressions,
             max_relation_depth=settings.max_expand_depth,
+            max_collection_joins=settings.max_filter_collection_joins,
+            max_back_relations=settings.max_filter_back_relations,
         )
         self.cache: ResponseCache | None = None  # set by Services; caches list totals
         self.events: RecordEvents | None = None  # set by Services; record-change triggers
