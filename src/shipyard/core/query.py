@@ -232,6 +232,26 @@ def _clean(text: str) -> str:
     return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
 
 
+_PG_ESCAPED_BACKSLASH = r"E'\\\\'"  # the two characters \\ of JSON text
+_PG_ESCAPED_NUL = r"E'\\u0000'"  # the six characters \u0000 of JSON text
+
+
+def _pg_jsonb(col: str) -> str:
+    r"""Stored JSON text as JSONB, which cannot hold U+0000: its escape `\u0000` is dropped
+    for the comparison (the stored text, and what the API returns, keep it). Without this
+    one record holding it would make every filter reading the column fail, for everyone.
+    Escaped backslashes are parked on U+0001 first (JSON text never holds it raw), so a
+    literal backslash followed by `u0000` is left alone. Rows without the escape pay one
+    STRPOS."""
+    fixed = (
+        f"REPLACE(REPLACE(REPLACE({col}, {_PG_ESCAPED_BACKSLASH}, CHR(1)), "
+        f"{_PG_ESCAPED_NUL}, ''), CHR(1), {_PG_ESCAPED_BACKSLASH})"
+    )
+    return (
+        f"CAST(CASE WHEN STRPOS({col}, {_PG_ESCAPED_NUL}) > 0 THEN {fixed} ELSE {col} END AS JSONB)"
+    )
+
+
 def _like_pattern(value: str) -> str:
     """PocketBase's rule: a value without an unescaped `%` means "contains": escape
     `\\ % _` (keeping existing escapes) and wrap it in `%`; otherwise use it as written."""
@@ -824,7 +844,7 @@ class _Compiler:
 
     def json_extract(self, col: str, path: tuple[str, ...]) -> str:
         if self.pg:  # JSON null reads as SQL NULL, as with SQLite's json_extract
-            value = f"CAST({col} AS JSONB)"
+            value = _pg_jsonb(col)
             if path:
                 value = f"({value} #> '{{{','.join(path)}}}')"
             return f"NULLIF({value}, 'null')"
@@ -836,7 +856,7 @@ class _Compiler:
         if not array:
             return f"(CASE WHEN {empty} THEN 0 ELSE 1 END)"
         if self.pg:
-            counted = f"WHEN LEFT({col}, 1) = '[' THEN jsonb_array_length(CAST({col} AS JSONB))"
+            counted = f"WHEN LEFT({col}, 1) = '[' THEN jsonb_array_length({_pg_jsonb(col)})"
         else:
             counted = f"WHEN json_valid({col}) THEN json_array_length({col})"
         return f"(CASE WHEN {empty} THEN 0 {counted} ELSE 1 END)"
@@ -844,7 +864,7 @@ class _Compiler:
     def array_guard(self, col: str) -> str:
         """A JSON array whatever the column holds (legacy scalars become one item)."""
         if self.pg:
-            return f"CASE WHEN LEFT({col}, 1) = '[' THEN CAST({col} AS JSONB) ELSE jsonb_build_array({col}) END"
+            return f"CASE WHEN LEFT({col}, 1) = '[' THEN {_pg_jsonb(col)} ELSE jsonb_build_array({col}) END"
         return (
             f"CASE WHEN CASE WHEN json_valid({col}) THEN json_type({col}) = 'array' ELSE 0 END "
             f"THEN {col} ELSE json_array({col}) END"
