@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from shipyard.core.auth import ANONYMOUS, Auth
 from shipyard.core.errors import ApiError, bad_request, bad_value, busy, too_large, too_slow
+from shipyard.core.params import parse_int
 from shipyard.core.records import REQUEST_HEADERS, rule_headers
 from shipyard.core.services import Services
 from shipyard.tools.db import DataValueError, PoolExhausted, QueryTimeout
@@ -168,11 +169,5 @@ async def require_superuser(request: Request) -> Auth:
 
 def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
     """A bounded integer query parameter; anything else is a 400 naming it."""
-    raw = request.query_params.get(name, "") or str(default)
-    try:
-        value = int(raw)
-    except ValueError:
-        raise bad_request(f"Invalid {name} parameter: expected an integer.") from None
-    if not low <= value <= high:
-        raise bad_request(f"Invalid {name} parameter: expected {low}..{high}.")
-    return value
+    raw = request.query_params.get(name, "")
+    return parse_int(raw, f"{name} parameter", low, high) if raw else default

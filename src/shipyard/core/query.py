@@ -400,7 +400,7 @@ def _lookup(root: Any, keys: list[str]) -> tuple[bool, Any]:
                     cur = norm[key.lower()]
                     continue
             return False, None
-        if isinstance(cur, list) and key.isdigit() and int(key) < len(cur):
+        if isinstance(cur, list) and key.isdigit() and len(key) < 10 and int(key) < len(cur):
             cur = cur[int(key)]
             continue
         return False, None
