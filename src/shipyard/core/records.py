@@ -39,6 +39,7 @@ from shipyard.core.fields import (
     new_record_id,
     now_str,
 )
+from shipyard.core.params import parse_int
 from shipyard.core.schema import SchemaStore
 from shipyard.settings import Settings
 from shipyard.tools.db import Executor, IntegrityError
@@ -166,15 +167,27 @@ def hide_emails(
 
 
 def _int_param(params: dict[str, str], name: str, default: int) -> int:
+    """A 64-bit integer, as PocketBase takes it (the caller clamps it to what it serves)."""
     raw = params.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise bad_request(
-            f"Invalid {name!r} parameter: expected an integer, got {raw[:40]!r}."
-        ) from None
+    return parse_int(raw, f"{name} parameter")
+
+
+def _cursor_value(value: Any, kind: str) -> Any:
+    """A cursor position as the column holds it (a cursor is the client's to forge: a value of
+    another type or out of range must be a 400, not a type error in the database)."""
+    if kind == "text" and isinstance(value, str):
+        return value
+    if kind == "bool" and (isinstance(value, bool) or value in (0, 1)):
+        return bool(value)
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if kind == "number" and isinstance(value, (int, float)) and math.isfinite(value):
+        return float(value)
+    if kind == "rowid" and isinstance(value, int) and 0 <= value < 2**63:
+        return value
+    raise ValueError(value)
 
 
 def _truthy(raw: str | None) -> bool:
@@ -225,6 +238,8 @@ class Records:
             max_length=settings.max_filter_length,
             max_expressions=settings.max_filter_expressions,
             max_relation_depth=settings.max_expand_depth,
+            max_collection_joins=settings.max_filter_collection_joins,
+            max_back_relations=settings.max_filter_back_relations,
         )
         self.passwords = passwords.PasswordHashing(settings.password_hash_concurrency)
         self.cache: ResponseCache | None = None  # set by Services; caches list totals
@@ -432,6 +447,7 @@ class Records:
         except FilterSyntaxError as exc:
             raise bad_request(f"Invalid sort: {exc.message}.") from None
         cols: list[tuple[str, bool]] = []
+        kinds: list[str] = []  # what each position holds, to check a cursor's values
         for name, desc in keys:
             f = c.field(name)
             hidden = f is not None and (f.hidden or (c.type == "auth" and name == "email"))
@@ -441,16 +457,17 @@ class Records:
                     "own visible fields can be used."
                 )
             cols.append((f'"_r"."{name}"', desc))
+            kinds.append(f.storage)
         last_desc = cols[-1][1] if cols else False
         cols.append((self._rowid, last_desc))  # the tie-breaker makes every position unique
+        kinds.append("rowid")
         cursor = params["cursor"]
         if cursor:
             try:
                 signed, values = orjson.loads(base64.urlsafe_b64decode(cursor + "=="))
                 if signed != sort_text or len(values) != len(cols):
                     raise ValueError(cursor)
-                if not all(isinstance(v, (str, int, float, bool)) for v in values):
-                    raise ValueError(cursor)
+                values = [_cursor_value(v, k) for v, k in zip(values, kinds, strict=True)]
             except (ValueError, TypeError, orjson.JSONDecodeError):
                 raise bad_request(
                     "Invalid cursor: pass back the nextCursor of the previous page with the "
