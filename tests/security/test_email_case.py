@@ -23,8 +23,8 @@ from starlette.testclient import TestClient
 from shipyard.app import create_app
 from shipyard.core import superusers
 from shipyard.settings import Settings, load_settings
-from tests.conftest import SUPERUSER
-from tests.security.conftest import PW
+from tests.helpers.security import PW
+from tests.helpers.servers import SUPERUSER
 
 H = dict[str, str]
 USERS = {

@@ -20,8 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Server, start_server, stop_server
-from tests.security.conftest import PW
+from tests.helpers.security import PW
+from tests.helpers.servers import Server, start_server, stop_server
 
 SIGNUP_WORKERS = LOGIN_WORKERS = 4
 ADMITTED = 6  # hash-bound requests that must have run while the pool was contended

@@ -19,7 +19,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.security.conftest import SharedApp
+from tests.helpers.security import SharedApp
 
 INT64_MAX = 2**63 - 1
 HUGE = "9" * 5000  # past Python's 4,300-digit int() limit

@@ -18,7 +18,7 @@ import orjson
 import pytest
 from starlette.testclient import TestClient
 
-from tests.security.conftest import PW
+from tests.helpers.security import PW
 
 H = dict[str, str]
 INJECTION = 'email" IS NOT NULL OR "email'

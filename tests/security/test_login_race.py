@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Server, start_server, stop_server
-from tests.security.conftest import PW
+from tests.helpers.security import PW
+from tests.helpers.servers import Server, start_server, stop_server
 
 PER_IDENTITY, PER_IP = 5, 8
 USERS = {"name": "users", "type": "auth", "createRule": "", "fields": []}

@@ -28,8 +28,9 @@ import psycopg
 import pytest
 
 from shipyard.tools.db import connect
-from tests.conftest import Server, _fresh_pg_database, start_server, stop_server
-from tests.security.conftest import SharedApp
+from tests.helpers.security import SharedApp
+from tests.helpers.servers import Server, start_server, stop_server
+from tests.helpers.servers import fresh_pg_database as _fresh_pg_database
 
 TOO_SLOW = {
     "status": 503,

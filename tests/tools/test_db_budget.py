@@ -90,7 +90,7 @@ def test_transactions_are_never_budgeted(database_url: str, tmp_path: Path) -> N
 def test_a_busy_pool_is_pool_exhausted(pg_admin_url: str) -> None:
     """PostgreSQL only (SQLite has one connection and no pool): every connection held past
     the pool timeout is `PoolExhausted`, and the pool serves again once one is free."""
-    from tests.conftest import _fresh_pg_database
+    from tests.helpers.servers import fresh_pg_database as _fresh_pg_database
 
     url = _fresh_pg_database(pg_admin_url)
 
