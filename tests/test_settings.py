@@ -30,6 +30,9 @@ def test_env_overrides_toml(tmp_path: Path) -> None:
         ({"SHIPYARD_DATABASE_URL": "mysql://x"}, "SHIPYARD_DATABASE_URL"),
         ({"SHIPYARD_DEMO": "perhaps"}, "SHIPYARD_DEMO"),
         ({"SHIPYARD_DEFAULT_PER_PAGE": "5000"}, "SHIPYARD_DEFAULT_PER_PAGE"),
+        ({"SHIPYARD_QUERY_BUDGET_MS": "-1"}, "SHIPYARD_QUERY_BUDGET_MS"),
+        ({"SHIPYARD_MAX_FILTER_COLLECTION_JOINS": "-1"}, "SHIPYARD_MAX_FILTER_COLLECTION_JOINS"),
+        ({"SHIPYARD_MAX_FILTER_BACK_RELATIONS": "-1"}, "SHIPYARD_MAX_FILTER_BACK_RELATIONS"),
     ],
 )
 def test_bad_values_name_the_setting(env: dict[str, str], needle: str) -> None:

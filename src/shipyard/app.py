@@ -17,11 +17,10 @@ from shipyard.api import jobs as jobs_api
 from shipyard.api import webhooks as webhooks_api
 from shipyard.api.cors import Cors
 from shipyard.api.gateway import Gateway
-from shipyard.api.http import JSON, error_response
-from shipyard.core.errors import ApiError, bad_value, too_slow
+from shipyard.api.http import DB_ERRORS, JSON, db_error, error_response
+from shipyard.core.errors import ApiError
 from shipyard.core.services import Services
 from shipyard.settings import Settings, load_settings, parse_origins
-from shipyard.tools.db import DataValueError, QueryTimeout
 
 log = logging.getLogger("shipyard")
 
@@ -40,13 +39,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     )
 
 
-async def _data_value_error(request: Request, exc: Exception) -> Response:
-    return error_response(bad_value())
-
-
-async def _query_timeout(request: Request, exc: Exception) -> Response:
-    log.warning("statement timeout on %s %s", request.method, request.url.path)
-    return error_response(too_slow())
+async def _db_error(request: Request, exc: Exception) -> Response:
+    return error_response(db_error(exc, request.method, request.url.path))
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
@@ -89,8 +83,7 @@ def create_app(settings: Settings | None = None) -> Gateway:
         exception_handlers={
             ApiError: _api_error,
             HTTPException: _http_error,
-            DataValueError: _data_value_error,
-            QueryTimeout: _query_timeout,
+            **{cls: _db_error for cls in DB_ERRORS},
             Exception: _server_error,
         },
     )

@@ -35,6 +35,10 @@ class Settings:
     max_filter_expressions: int = 200
     max_expand_depth: int = 6
     max_sort_fields: int = 8
+    # what one client filter may join: each costs a pass over a whole collection per row
+    max_filter_collection_joins: int = 1  # distinct @collection sources (name or name:alias)
+    max_filter_back_relations: int = 2  # distinct back-relation hops (<collection>_via_<field>)
+    query_budget_ms: int = 3000  # database time of one records API request; 0: no limit
     db_pool_min: int = 1
     db_pool_max: int = 10
     db_pool_timeout: float = 10.0
@@ -51,6 +55,8 @@ class Settings:
     auth_max_failures_per_identity: int = 5
     auth_max_failures_per_ip: int = 20
     auth_failure_window: int = 300  # seconds
+    # argon2id hashes/verifications running at once per process; more get a fast 503
+    password_hash_concurrency: int = 4
     # outgoing mail (auth collections' verification / password reset / e-mail change)
     smtp_host: str = ""  # empty: mail disabled
     smtp_port: int = 587
@@ -131,6 +137,7 @@ _POSITIVE_INTS = {
     "auth_max_failures_per_identity",
     "auth_max_failures_per_ip",
     "auth_failure_window",
+    "password_hash_concurrency",
     "smtp_port",
     "account_mail_max_per_address",
     "account_mail_max_per_ip",
@@ -271,6 +278,11 @@ def _validate(s: Settings) -> None:
         raise SettingsError("SHIPYARD_DB_POOL_MAX_IDLE: must be greater than 0")
     if s.db_statement_timeout_ms < 0:
         raise SettingsError("SHIPYARD_DB_STATEMENT_TIMEOUT_MS: must be 0 (no limit) or more")
+    if s.query_budget_ms < 0:
+        raise SettingsError("SHIPYARD_QUERY_BUDGET_MS: must be 0 (no limit) or more")
+    for name in ("max_filter_collection_joins", "max_filter_back_relations"):
+        if getattr(s, name) < 0:
+            raise SettingsError(f"{_env_name(name)}: must be 0 (none allowed) or more")
     if not s.slow_query_ms >= 0:  # also refuses nan
         raise SettingsError("SHIPYARD_SLOW_QUERY_MS: must be 0 (off) or more milliseconds")
     if s.database_url and not (s.is_postgres or s.database_url.startswith("sqlite:")):

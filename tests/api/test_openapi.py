@@ -339,16 +339,16 @@ def test_document_names_the_rule_of_every_record_operation(client: TestClient, s
 
 AUTH_ENDPOINTS: dict[str, tuple[str, str, set[int]]] = {
     # path tail: (method, x-shipyard-guard, documented error statuses)
-    "auth-with-password": ("post", "identity-password", {400, 404, 429}),
+    "auth-with-password": ("post", "identity-password", {400, 404, 429, 503}),
     "auth-refresh": ("post", "own-auth-token", {401, 403, 404}),
     "auth-methods": ("get", "public", {404}),
     "impersonate/{id}": ("post", "superuser", {400, 401, 403, 404}),
     "request-verification": ("post", "public", {400, 404, 429}),
     "confirm-verification": ("post", "emailed-token", {400, 404}),
     "request-password-reset": ("post", "public", {400, 404, 429}),
-    "confirm-password-reset": ("post", "emailed-token", {400, 404}),
+    "confirm-password-reset": ("post", "emailed-token", {400, 404, 503}),
     "request-email-change": ("post", "own-auth-token", {400, 401, 403, 404, 429}),
-    "confirm-email-change": ("post", "emailed-token-and-password", {400, 404, 429}),
+    "confirm-email-change": ("post", "emailed-token-and-password", {400, 404, 429, 503}),
 }
 AUTH_BODIES = {
     "request-verification": {"email"},

@@ -31,11 +31,6 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Target:
     return fresh_pg_database(request.getfixturevalue("pg_admin_url")), sqlite_path
 
 
-@pytest.fixture
-def pg_target(pg_admin_url: str, tmp_path: Path) -> Target:
-    return fresh_pg_database(pg_admin_url), tmp_path / "unused.db"
-
-
 async def _open(target: Target, max_size: int = 10) -> Database:
     url, path = target
     return await connect(url, path, min_size=1, max_size=max_size)
@@ -63,26 +58,34 @@ async def failures(limiter: AttemptLimiter, key: str) -> int:
     return int(row[0]) if row else 0
 
 
-def test_under_limit_is_allowed(target: Target) -> None:
+def test_reserve_counts_until_the_limit(target: Target) -> None:
     async def body(lim: AttemptLimiter) -> None:
-        assert await lim.check([IP, ID], 3, WINDOW, now=T0) is None  # nothing recorded yet
-        await lim.record_failure([IP, ID], WINDOW, now=T0)
-        await lim.record_failure([IP, ID], WINDOW, now=T0 + 1)
-        assert await lim.check([IP, ID], 3, WINDOW, now=T0 + 2) is None
-        assert await lim.check([], 3, WINDOW, now=T0 + 2) is None
+        for i in range(3):
+            assert await lim.reserve([(ID, 3)], WINDOW, now=T0 + i * 10) is None
+        assert await failures(lim, ID) == 3
+        wait = await lim.reserve([(ID, 3)], WINDOW, now=T0 + 30)
+        assert wait == pytest.approx(30.0)  # the window opened at T0 ends at T0 + 60
+        assert await failures(lim, ID) == 3  # a refused attempt is not counted
+        # a higher limit (the per-IP one) is not reached by the same count
+        assert await lim.reserve([(ID, 4)], WINDOW, now=T0 + 30) is None
+        assert await lim.count(ID, now=T0 + 30) == 4
+        assert await lim.reserve([], WINDOW) is None
 
     run(target, body)
 
 
-def test_reaching_limit_gives_retry_after(target: Target) -> None:
+def test_reserve_is_all_or_none(target: Target) -> None:
     async def body(lim: AttemptLimiter) -> None:
-        for i in range(3):
-            await lim.record_failure([ID], WINDOW, now=T0 + i * 10)
-        wait = await lim.check([ID], 3, WINDOW, now=T0 + 30)
-        assert wait == pytest.approx(30.0)  # the window opened at T0 ends at T0 + 60
-        assert wait is not None and 0 < wait <= WINDOW
-        # a higher limit (the per-IP one) is not reached by the same count
-        assert await lim.check([ID], 4, WINDOW, now=T0 + 30) is None
+        for _ in range(2):
+            assert await lim.reserve([(ID, 2)], WINDOW, now=T0) is None
+        # the identity is at its limit: the address is not charged for the refused attempt
+        assert await lim.reserve([(IP, 10), (ID, 2)], WINDOW, now=T0 + 1) is not None
+        assert await failures(lim, IP) == 0
+        assert await lim.reserve([(IP, 10)], WINDOW, now=T0 + 1) is None
+        assert await failures(lim, IP) == 1
+        # the same key twice counts once, under the lower limit
+        assert await lim.reserve([(IP, 10), (IP, 1)], WINDOW, now=T0 + 2) is not None
+        assert await failures(lim, IP) == 1
 
     run(target, body)
 
@@ -90,30 +93,39 @@ def test_reaching_limit_gives_retry_after(target: Target) -> None:
 def test_window_expiry_starts_over(target: Target) -> None:
     async def body(lim: AttemptLimiter) -> None:
         for _ in range(3):
-            await lim.record_failure([ID], WINDOW, now=T0)
-        assert await lim.check([ID], 3, WINDOW, now=T0 + WINDOW - 0.5) is not None
-        assert await lim.check([ID], 3, WINDOW, now=T0 + WINDOW) is None
-        # the next failure opens a new window at 1, not 4
-        await lim.record_failure([ID], WINDOW, now=T0 + WINDOW + 1)
+            assert await lim.reserve([(ID, 3)], WINDOW, now=T0) is None
+        assert await lim.reserve([(ID, 3)], WINDOW, now=T0 + WINDOW - 0.5) is not None
+        # the first attempt after the window opens a new one at 1, not 4
+        assert await lim.reserve([(ID, 3)], WINDOW, now=T0 + WINDOW + 1) is None
         assert await failures(lim, ID) == 1
-        assert await lim.check([ID], 3, WINDOW, now=T0 + WINDOW + 2) is None
-        await lim.record_failure([ID], WINDOW, now=T0 + WINDOW + 2)
-        await lim.record_failure([ID], WINDOW, now=T0 + WINDOW + 3)
-        wait = await lim.check([ID], 3, WINDOW, now=T0 + WINDOW + 4)
+        for i in (2, 3):
+            assert await lim.reserve([(ID, 3)], WINDOW, now=T0 + WINDOW + i) is None
+        wait = await lim.reserve([(ID, 3)], WINDOW, now=T0 + WINDOW + 4)
         assert wait == pytest.approx(WINDOW - 3)  # new window ends at T0 + 2*WINDOW + 1
 
     run(target, body)
 
 
-def test_reset_clears_only_given_keys(target: Target) -> None:
+def test_release_and_reset(target: Target) -> None:
     async def body(lim: AttemptLimiter) -> None:
         for _ in range(3):
-            await lim.record_failure([IP, ID], WINDOW, now=T0)
+            assert await lim.reserve([(IP, 5), (ID, 3)], WINDOW, now=T0) is None
+        await lim.release([IP], now=T0 + 1)
+        assert await failures(lim, IP) == 2
+        assert await failures(lim, ID) == 3
         await lim.reset([ID])
-        assert await lim.check([ID], 3, WINDOW, now=T0 + 1) is None
-        assert await lim.check([IP], 3, WINDOW, now=T0 + 1) is not None
         assert await failures(lim, ID) == 0
+        assert await lim.reserve([(ID, 3)], WINDOW, now=T0 + 1) is None
         await lim.reset([])  # no-op
+        await lim.release([])
+        # a count never goes below zero, and an expired window is left alone
+        for _ in range(3):
+            await lim.release([IP], now=T0 + 2)
+        assert await failures(lim, IP) == 0
+        assert await lim.reserve([(IP, 5)], WINDOW, now=T0 + 3) is None
+        await lim.release([IP], now=T0 + WINDOW + 1)
+        assert await failures(lim, IP) == 1
+        assert await lim.count(IP, now=T0 + WINDOW + 1) == 0
 
     run(target, body)
 
@@ -123,17 +135,15 @@ def test_keys_are_independent(target: Target) -> None:
 
     async def body(lim: AttemptLimiter) -> None:
         for _ in range(3):
-            await lim.record_failure([ID], WINDOW, now=T0)
-        await lim.record_failure([other], WINDOW, now=T0)
-        assert await lim.check([other], 3, WINDOW, now=T0 + 1) is None
-        assert await lim.check([IP], 3, WINDOW, now=T0 + 1) is None
+            assert await lim.reserve([(ID, 3)], WINDOW, now=T0) is None
+        assert await lim.reserve([(other, 3)], WINDOW, now=T0) is None
+        assert await failures(lim, other) == 1
+        assert await failures(lim, IP) == 0
         # any blocked key blocks the request; the longest wait wins
         for _ in range(2):
-            await lim.record_failure([other], WINDOW, now=T0 + 20)
-        assert await lim.check([other, ID], 3, WINDOW, now=T0 + 30) == pytest.approx(30.0)
-        # duplicate keys in one call count once
-        await lim.record_failure([IP, IP], WINDOW, now=T0)
-        assert await failures(lim, IP) == 1
+            assert await lim.reserve([(other, 3)], WINDOW, now=T0 + 20) is None
+        wait = await lim.reserve([(other, 3), (ID, 3)], WINDOW, now=T0 + 30)
+        assert wait == pytest.approx(30.0)
 
     run(target, body)
 
@@ -141,16 +151,16 @@ def test_keys_are_independent(target: Target) -> None:
 def test_retry_after_never_exceeds_window(target: Target) -> None:
     async def body(lim: AttemptLimiter) -> None:
         # a process with a clock running 100 s ahead opened the window
-        await lim.record_failure([ID], WINDOW, now=T0 + 100)
-        assert await lim.check([ID], 1, WINDOW, now=T0) == WINDOW
+        assert await lim.reserve([(ID, 1)], WINDOW, now=T0 + 100) is None
+        assert await lim.reserve([(ID, 1)], WINDOW, now=T0) == WINDOW
 
     run(target, body)
 
 
 def test_prune_deletes_expired_rows(target: Target) -> None:
     async def body(lim: AttemptLimiter) -> None:
-        await lim.record_failure([ID], WINDOW, now=T0)
-        await lim.record_failure([IP], WINDOW, now=T0 + 30)
+        await lim.reserve([(ID, 5)], WINDOW, now=T0)
+        await lim.reserve([(IP, 5)], WINDOW, now=T0 + 30)
         assert await lim.prune(T0 + WINDOW) == 1
         assert await failures(lim, ID) == 0
         assert await failures(lim, IP) == 1
@@ -163,7 +173,7 @@ def test_prune_deletes_expired_rows(target: Target) -> None:
 def test_table_holds_no_raw_keys(target: Target) -> None:
     async def body(lim: AttemptLimiter) -> None:
         await lim.ensure_schema()  # idempotent
-        await lim.record_failure([IP, ID], WINDOW, now=T0)
+        await lim.reserve([(IP, 5), (ID, 5)], WINDOW, now=T0)
         rows = await lim.db.fetchall('SELECT * FROM "_attempts"')
         dump = repr(rows)
         for raw in ("alice", "example.com", "203.0.113.7", "login:"):
@@ -182,24 +192,25 @@ def test_bad_table_name_is_rejected() -> None:
         AttemptLimiter(cast(Database, None), table='x"; DROP TABLE y; --')
 
 
-def test_concurrent_failures_from_two_processes_all_count(pg_target: Target) -> None:
-    """Two pools stand in for two API processes; no increment may be lost or deadlock."""
+def test_concurrent_reservations_from_two_pools_stop_at_the_limit(target: Target) -> None:
+    """Two connections stand in for two API processes: of 60 racing reservations exactly the
+    limit get through, on every key, and none deadlocks (keys listed in either order)."""
 
     async def main() -> None:
-        a, b = await _open(pg_target), await _open(pg_target)
+        a, b = await _open(target), await _open(target)
         try:
             la, lb = AttemptLimiter(a), AttemptLimiter(b)
             await asyncio.gather(la.ensure_schema(), lb.ensure_schema())
-            # half list the keys in the other order: rows must still be locked consistently
+            limits = [(IP, 9), (ID, 7)]
             calls = [
-                (la if i % 2 else lb).record_failure([IP, ID] if i % 3 else [ID, IP], WINDOW)
-                for i in range(50)
+                (la if i % 2 else lb).reserve(limits if i % 3 else limits[::-1], WINDOW)
+                for i in range(60)
             ]
-            await asyncio.gather(*calls)
-            assert await failures(la, ID) == 50
-            assert await failures(lb, IP) == 50
-            assert await la.check([ID], 50, WINDOW) is not None
-            assert await lb.check([ID], 51, WINDOW) is None
+            outcomes = await asyncio.gather(*calls)
+            assert sum(1 for w in outcomes if w is None) == 7
+            assert all(w is None or 0 < w <= WINDOW for w in outcomes)
+            assert await failures(la, ID) == 7
+            assert await failures(lb, IP) == 7  # refused attempts charged nothing
         finally:
             await a.close()
             await b.close()

@@ -10,6 +10,7 @@ from starlette.routing import Route
 
 from shipyard.api.http import JSON, parse_body, query_params, resolve_auth, services
 from shipyard.core.errors import ApiError, bad_request
+from shipyard.core.params import parse_int
 
 
 async def _superuser(request: Request) -> None:
@@ -45,11 +46,8 @@ async def list_collections(request: Request) -> Response:
             for i in items
             if (i["name"] == value if op == "=" else value.lower() in i["name"].lower())
         ]
-    try:
-        page = min(max(int(params.get("page", "1") or 1), 1), 2**31 - 1)
-        per_page = min(max(int(params.get("perPage", "30") or 30), 1), 1000)
-    except ValueError:
-        raise bad_request("Invalid page or perPage parameter: expected an integer.") from None
+    page = min(max(parse_int(params.get("page") or "1", "page parameter"), 1), 2**31 - 1)
+    per_page = min(max(parse_int(params.get("perPage") or "30", "perPage parameter"), 1), 1000)
     total = len(items)
     chunk = items[(page - 1) * per_page : page * per_page]
     return JSON(

@@ -20,6 +20,7 @@ from shipyard.api import spec
 from shipyard.api.http import JSON, parse_body, require_superuser, services
 from shipyard.core import advise
 from shipyard.core.errors import bad_request
+from shipyard.core.params import parse_int
 
 
 async def _superuser(request: Request) -> None:
@@ -27,11 +28,9 @@ async def _superuser(request: Request) -> None:
 
 
 def _top(request: Request) -> int:
-    raw = request.query_params.get("top", "") or "20"
-    try:
-        return int(raw)
-    except ValueError:
-        raise bad_request("Invalid top parameter: expected an integer.") from None
+    return parse_int(
+        request.query_params.get("top", "") or "20", "top parameter", 1, advise.MAX_TOP
+    )
 
 
 async def get_advice(request: Request) -> Response:

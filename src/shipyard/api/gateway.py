@@ -17,13 +17,13 @@ from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
 from shipyard.api.cors import Cors, Headers
-from shipyard.api.http import token_from_header
+from shipyard.api.http import DB_ERRORS, db_error, token_from_header
 from shipyard.core.auth import ANONYMOUS
 from shipyard.core.cache import etag_of
-from shipyard.core.errors import ApiError, bad_value, too_slow
+from shipyard.core.errors import ApiError
 from shipyard.core.records import REQUEST_HEADERS, rule_headers
 from shipyard.core.services import Services
-from shipyard.tools.db import DataValueError, QueryTimeout
+from shipyard.tools.db import budget
 
 log = logging.getLogger("shipyard.api")
 _PREFIX = "/api/collections/"
@@ -56,14 +56,23 @@ class Gateway:
             return
         cors = self.cors.headers(scope["headers"])
         svc: Services | None = getattr(self.app.state, "services", None)
-        if svc is not None:
-            await svc.store.refresh()
         path: str = scope["path"]
-        if svc is not None and path.startswith(_PREFIX):
-            parts = path[len(_PREFIX) :].split("/")
-            if parts[0] and svc.store.get(unquote(parts[0])) is None:
-                # created by another process whose notification has not arrived yet
-                await svc.store.reload()
+        parts: list[str] = []
+        try:
+            if svc is not None:
+                await svc.store.refresh()
+                if path.startswith(_PREFIX):
+                    parts = path[len(_PREFIX) :].split("/")
+                    if parts[0] and svc.store.get(unquote(parts[0])) is None:
+                        # created by another process whose notification has not arrived yet
+                        await svc.store.reload()
+        except DB_ERRORS as exc:
+            err = db_error(exc, scope["method"], path)
+            headers = [(k.lower().encode(), v.encode()) for k, v in err.headers.items()]
+            body = orjson.dumps(err.to_dict())
+            await _send(send, err.status, [*_JSON_HEADERS, *cors, *headers], body)
+            return
+        if svc is not None and parts:
             is_read = len(parts) in (2, 3) and parts[1] == "records" and all(parts)
             if is_read and scope["method"] == "GET":
                 await self._read(svc, scope, send, parts, cors)
@@ -95,10 +104,11 @@ class Gateway:
                     if_none_match = value.decode("latin-1")
 
             async def compute() -> tuple[int, bytes]:
-                if len(parts) == 2:
-                    data = await svc.records.list_page(c, params, auth)
-                else:
-                    data = await svc.records.view(c, unquote(parts[2]), params, auth)
+                with budget(svc.settings.query_budget_ms / 1000):
+                    if len(parts) == 2:
+                        data = await svc.records.list_page(c, params, auth)
+                    else:
+                        data = await svc.records.view(c, unquote(parts[2]), params, auth)
                 return 200, orjson.dumps(data)
 
             outcome = b"bypass"
@@ -126,14 +136,10 @@ class Gateway:
             ]
             if if_none_match is not None and _etag_matches(if_none_match, etag):
                 status, body = 304, b""
-        except (ApiError, DataValueError, QueryTimeout) as exc:
-            if isinstance(exc, DataValueError):
-                exc = bad_value()
-            elif isinstance(exc, QueryTimeout):
-                log.warning("statement timeout on GET %s", scope["path"])
-                exc = too_slow()
-            status, body = exc.status, orjson.dumps(exc.to_dict())
-            headers += [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
+        except (ApiError, *DB_ERRORS) as exc:
+            err = exc if isinstance(exc, ApiError) else db_error(exc, "GET", scope["path"])
+            status, body = err.status, orjson.dumps(err.to_dict())
+            headers += [(k.lower().encode(), v.encode()) for k, v in err.headers.items()]
         except Exception:
             log.exception("unhandled error on GET %s", scope["path"])
             status = 500
@@ -144,11 +150,15 @@ class Gateway:
                     "data": {},
                 }
             )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [*headers, (b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await _send(send, status, headers, body)
+
+
+async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*headers, (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

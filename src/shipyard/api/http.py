@@ -12,9 +12,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from shipyard.core.auth import ANONYMOUS, Auth
-from shipyard.core.errors import ApiError, bad_request, too_large
+from shipyard.core.errors import ApiError, bad_request, bad_value, busy, too_large, too_slow
+from shipyard.core.params import parse_int
 from shipyard.core.records import REQUEST_HEADERS, rule_headers
 from shipyard.core.services import Services
+from shipyard.tools.db import DataValueError, PoolExhausted, QueryTimeout
 
 log = logging.getLogger("shipyard.api")
 
@@ -28,6 +30,22 @@ class JSON(Response):
 
 def error_response(err: ApiError) -> Response:
     return JSON(err.to_dict(), status_code=err.status, headers=err.headers or None)
+
+
+# database failures that are the request's or the load's doing, never the server's: both
+# read paths (the gateway and the Starlette routes) answer them through `db_error`
+DB_ERRORS = (DataValueError, QueryTimeout, PoolExhausted)
+
+
+def db_error(exc: Exception, method: str, path: str) -> ApiError:
+    """The API answer to one of DB_ERRORS (logged when it is about load, not input)."""
+    if isinstance(exc, DataValueError):
+        return bad_value()
+    if isinstance(exc, QueryTimeout):
+        log.warning("query time limit hit on %s %s", method, path)
+        return too_slow()
+    log.warning("database pool exhausted on %s %s", method, path)
+    return busy()
 
 
 def client_ip(request: Request) -> str:
@@ -151,11 +169,5 @@ async def require_superuser(request: Request) -> Auth:
 
 def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
     """A bounded integer query parameter; anything else is a 400 naming it."""
-    raw = request.query_params.get(name, "") or str(default)
-    try:
-        value = int(raw)
-    except ValueError:
-        raise bad_request(f"Invalid {name} parameter: expected an integer.") from None
-    if not low <= value <= high:
-        raise bad_request(f"Invalid {name} parameter: expected {low}..{high}.")
-    return value
+    raw = request.query_params.get(name, "")
+    return parse_int(raw, f"{name} parameter", low, high) if raw else default

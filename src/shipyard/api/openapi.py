@@ -369,6 +369,11 @@ _ERRORS = {
     404: ("NotFound", "The collection or record does not exist (or the rule hides it)."),
     429: ("TooManyRequests", "Too many failed attempts; retry after `Retry-After` seconds."),
     413: ("TooLarge", "The request body exceeds the configured size limit."),
+    503: (
+        "Busy",
+        "Every password-hashing slot of the server is taken "
+        "(SHIPYARD_PASSWORD_HASH_CONCURRENCY); retry after `Retry-After` seconds.",
+    ),
 }
 
 
@@ -902,7 +907,7 @@ _ACCOUNT_ACTIONS: dict[str, _AccountAction] = {
             },
             ["token", "password", "passwordConfirm"],
         ),
-        (400, 404, 413),
+        (400, 404, 413, 503),
     ),
     "request-email-change": _AccountAction(
         "Mail a link confirming a new e-mail address",
@@ -966,7 +971,7 @@ _ACCOUNT_ACTIONS: dict[str, _AccountAction] = {
             },
             ["token", "password"],
         ),
-        (400, 404, 413, 429),
+        (400, 404, 413, 429, 503),
     ),
 }
 
@@ -1049,15 +1054,16 @@ def _auth_ops(c: Collection | None) -> tuple[Schema, Schema]:
         "description": "Guarded by the identity (e-mail, or another identity field of the "
         "collection) and its password; no token needed. Returns a token to send as the "
         "`Authorization` header (raw or `Bearer `). Wrong credentials answer 400 `Failed to "
-        "authenticate.`; after too many failures for the identity or the client address, 429 "
-        "with `Retry-After`."
+        "authenticate.`; after too many failures for the account or the client address, 429 "
+        "with `Retry-After`; 503 with `Retry-After` while every password-hashing slot is "
+        "taken."
         + _validation_note(
             _codes("identity", "validation_required"), _codes("password", "validation_required")
         ),
         "security": [{}],
         "x-shipyard-guard": GUARD_IDENTITY_PASSWORD,
         "requestBody": _body(_ref("PasswordAuth")),
-        "responses": {**_json_ok(response), **_errors(400, 404, 413, 429)},
+        "responses": {**_json_ok(response), **_errors(400, 404, 413, 429, 503)},
     }
     refresh = {
         "tags": [tag],
@@ -1102,6 +1108,8 @@ def _record_ops(c: Collection | None) -> tuple[Schema, Schema]:
         return out
 
     where = f"`{c.name}`" if c else "a collection"
+    # setting a password hashes it: 503 while every hashing slot is taken
+    hashing = (400, 403, 404, 413) + ((503,) if c is None or c.type == "auth" else ())
     links: Schema = {}
     if c is not None:
         links = {
@@ -1128,7 +1136,7 @@ def _record_ops(c: Collection | None) -> tuple[Schema, Schema]:
             "create",
             "createRecord",
             f"Create a record in {where}",
-            {**created, **_errors(400, 403, 404, 413)},
+            {**created, **_errors(*hashing)},
             parameters=view,
             requestBody=_body(create_body),
         ),
@@ -1145,7 +1153,7 @@ def _record_ops(c: Collection | None) -> tuple[Schema, Schema]:
             "update",
             "updateRecord",
             f"Update a record of {where}",
-            {**_json_ok(rec), **_errors(400, 403, 404, 413)},
+            {**_json_ok(rec), **_errors(*hashing)},
             parameters=view,
             requestBody=_body(update_body, required=False),
         ),

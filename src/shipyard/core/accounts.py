@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import jwt
 
-from shipyard.core.auth import Auth, verify_password
+from shipyard.core.auth import Auth
 from shipyard.core.collections import SUPERUSERS, Collection
 from shipyard.core.errors import ApiError, bad_request, forbidden, unauthorized
 from shipyard.core.fields import EMAIL_RE
@@ -110,17 +110,14 @@ async def _within_limits(svc: Services, address: str, ip: str) -> bool:
     neither limit tells who has one."""
     s = svc.settings
     window = s.account_mail_window
-    ip_key = f"mail:ip:{ip}"
-    await svc.attempts.record_failure([ip_key], window)
-    wait = await svc.attempts.check([ip_key], s.account_mail_max_per_ip + 1, window)
+    wait = await svc.attempts.reserve([(f"mail:ip:{ip}", s.account_mail_max_per_ip)], window)
     if wait is not None:
         seconds = max(1, math.ceil(wait))
         raise ApiError(429, "Too Many Requests.", headers={"Retry-After": str(seconds)})
     to_key = f"mail:to:{address.strip().lower()}"
-    await svc.attempts.record_failure([to_key], window)
     if secrets.randbelow(50) == 0:
         await svc.attempts.prune()
-    return await svc.attempts.check([to_key], s.account_mail_max_per_address + 1, window) is None
+    return await svc.attempts.reserve([(to_key, s.account_mail_max_per_address)], window) is None
 
 
 async def request(
@@ -379,17 +376,8 @@ async def confirm_email_change(
             **_error("validation_length_out_of_range", "The length must be between 1 and 100."),
             "params": {"max": 100, "min": 1},
         }
-    elif rec is None:
+    elif rec is None or not await svc.check_password(coll, rec, password, ip):
         errors["password"] = invalid_password
-    else:
-        id_key = f"login:id:{coll.id}:{str(rec.get('email', '')).strip().lower()}"
-        ip_key = f"login:ip:{ip}"
-        await svc._refuse_if_blocked(id_key, ip_key)
-        if verify_password(rec.get("password", ""), password):
-            await svc.attempts.reset([id_key])
-        else:
-            await svc.attempts.record_failure([id_key, ip_key], svc.settings.auth_failure_window)
-            errors["password"] = invalid_password
     if errors:
         raise bad_request(_VALIDATION, errors)
     assert rec is not None

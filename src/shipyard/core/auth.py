@@ -1,4 +1,4 @@
-"""Passwords (argon2id) and auth tokens shaped like PocketBase's, so the JS SDK's auth store works.
+"""Auth tokens shaped like PocketBase's, so the JS SDK's auth store works (passwords: passwords.py).
 
 A token is signed with `settings.secret_key + collection secret + record tokenKey`: rotating
 the record's tokenKey (done on every password change) invalidates every token it was given.
@@ -11,25 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 
 from shipyard.core.collections import SUPERUSERS, Collection
-
-_hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
-_DUMMY_HASH = _hasher.hash("shipyard-timing-equalizer")
-
-
-def hash_password(password: str) -> str:
-    return _hasher.hash(password)
-
-
-def verify_password(hashed: str, password: str) -> bool:
-    """Constant-ish time: an unknown identity still pays for one verification."""
-    try:
-        return _hasher.verify(hashed or _DUMMY_HASH, password) and bool(hashed)
-    except (VerificationError, InvalidHashError):
-        return False
 
 
 @dataclass

@@ -90,6 +90,11 @@ def parse_index(text: str) -> IndexDef:
     return IndexDef(name=m.group("name"), unique=bool(m.group("unique")), columns=cols)
 
 
+def quote_ident(name: str) -> str:
+    """An SQL identifier, quoted so that no name can end the quoting."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def new_collection_id() -> str:
     return "pbc_" + random_string(10, "0123456789")
 
@@ -359,15 +364,13 @@ def collection_from_dict(
             {"id": _err("validation_match_invalid", "Must be in a valid format.")},
         )
     options = dict(existing.options) if existing else {}
-    if ctype == "auth":
-        options = _auth_options(merged, options, errors)
-        if errors:
-            raise bad_request(failed, errors)
     index_list = [_normalize_index(i, name) for i in indexes]
     if ctype == "auth":
-        for col in ("email", "tokenKey"):
-            if not any(_is_unique_on(i, col) for i in index_list):
-                index_list.append(f"CREATE UNIQUE INDEX `idx_{col}_{cid}` ON `{name}` (`{col}`)")
+        index_list = _auth_indexes(index_list, cid, name, existing)
+        options = _auth_options(merged, options, errors)
+        _check_identity_fields(options["passwordAuth"], fields, index_list, errors)
+        if errors:
+            raise bad_request(failed, errors)
     return Collection(
         id=cid,
         name=name,
@@ -476,11 +479,6 @@ def _check_system_fields(
             return
 
 
-def _is_unique_on(index: str, column: str) -> bool:
-    idef = parse_index(index)
-    return idef.unique and [c for c, _, _ in idef.columns] == [column]
-
-
 def auth_system_fields() -> list[Field]:
     """The fields every auth collection has, as in PocketBase (password and tokenKey hidden),
     with the ids PocketBase gives them."""
@@ -539,6 +537,79 @@ def _auth_options(
         manage = None
     out["manageRule"] = manage
     return out
+
+
+def unique_index(indexes: list[str], column: str) -> IndexDef | None:
+    """The UNIQUE index on exactly `column`, if any: what makes a field an identity (its
+    COLLATE NOCASE says whether lookups ignore case)."""
+    for text in indexes:
+        idef = parse_index(text)
+        if idef.unique and [col for col, _, _ in idef.columns] == [column]:
+            return idef
+    return None
+
+
+def email_index(name: str, table: str, nocase: bool = True) -> str:
+    collate = " COLLATE NOCASE" if nocase else ""
+    return f"CREATE UNIQUE INDEX `{name}` ON `{table}` (`email`{collate})"
+
+
+def legacy_email_index(indexes: list[str]) -> bool:
+    """Whether an auth collection predates e-mails unique regardless of case: its email
+    index is case-sensitive, or was dropped (SchemaStore migrates it at start-up when the
+    stored addresses allow)."""
+    idef = unique_index(indexes, "email")
+    return idef is None or not idef.columns[0][2]
+
+
+def _auth_indexes(
+    indexes: list[str], cid: str, table: str, existing: Collection | None
+) -> list[str]:
+    """An auth collection always keeps its UNIQUE `tokenKey` and `email` indexes (re-added
+    when left out, as PocketBase does), and e-mails are unique regardless of letter case:
+    the email index is COLLATE NOCASE, so `Ann@x.io` cannot sign up beside `ann@x.io`.
+    Only a collection whose stored index is still case-sensitive (its addresses clash in
+    case, see SchemaStore.upgrade_email_indexes) keeps the index as given."""
+    legacy = existing is not None and legacy_email_index(existing.indexes)
+    out = list(indexes)
+    current = unique_index(out, "email")
+    if current is None:
+        out.append(email_index(f"idx_email_{cid}", table, nocase=not legacy))
+    elif not current.columns[0][2] and not legacy:
+        out = [email_index(current.name, table) if parse_index(i) == current else i for i in out]
+    if unique_index(out, "tokenKey") is None:
+        out.append(f"CREATE UNIQUE INDEX `idx_tokenKey_{cid}` ON `{table}` (`tokenKey`)")
+    return out
+
+
+def _check_identity_fields(
+    pw: dict[str, Any], fields: list[Field], indexes: list[str], errors: dict[str, Any]
+) -> None:
+    """Identity fields must be fields with a UNIQUE index of their own (PocketBase's rule
+    and error codes): a login finds at most one record, by a name known to be a column."""
+    if "passwordAuth" in errors:
+        return
+    names = {f.name for f in fields}
+    problem: dict[str, Any] | None = None
+    if pw["enabled"] and not pw["identityFields"]:
+        problem = {"code": "validation_required", "message": "Cannot be blank."}
+    for name in pw["identityFields"]:
+        if problem is not None:
+            break
+        if name not in names:
+            problem = {
+                "code": "validation_missing_field",
+                "message": f"Invalid or missing field {name}.",
+            }
+        elif unique_index(indexes, name) is None:
+            problem = {
+                "code": "validation_missing_unique_constraint",
+                "message": f"The field {name} doesn't have a UNIQUE constraint.",
+            }
+        if problem is not None:
+            problem["params"] = {"fieldName": name}
+    if problem is not None:
+        errors["passwordAuth"] = {"identityFields": problem}
 
 
 def _normalize_index(text: str, table: str) -> str:

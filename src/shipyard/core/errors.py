@@ -47,9 +47,19 @@ def bad_value() -> ApiError:
 
 
 def too_slow() -> ApiError:
-    """The database cancelled a statement at its time limit: the server is not broken,
-    the request asked for too much (or the database is overloaded)."""
+    """The database cancelled a statement at its time limit (the request's query budget or
+    the engine's statement timeout): the server is not broken, the request asked for too
+    much (or the database is overloaded)."""
     return ApiError(503, "The request took too long to process; try again or narrow it.")
+
+
+def busy(retry_after: int = 1) -> ApiError:
+    """Every database connection stayed busy for the pool timeout: a transient overload."""
+    return ApiError(
+        503,
+        "The server is too busy to process the request; try again shortly.",
+        headers={"Retry-After": str(retry_after)},
+    )
 
 
 def too_large(limit: int) -> ApiError:

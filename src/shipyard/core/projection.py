@@ -8,9 +8,10 @@ from functools import lru_cache
 from typing import Any
 
 from shipyard.core.errors import bad_request
+from shipyard.core.params import INT64_MAX, parse_int
 
 _EXCERPT = re.compile(
-    r"^(?P<name>[^:]+):excerpt\(\s*(?P<n>\d+)\s*(?:,\s*(?P<e>true|false|1|0)\s*)?\)$"
+    r"^(?P<name>[^:]+):excerpt\(\s*(?P<n>[0-9]+)\s*(?:,\s*(?P<e>true|false|1|0)\s*)?\)$"
 )
 _TAGS = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
@@ -29,7 +30,8 @@ def parse_fields(text: str) -> Spec:
         m = _EXCERPT.match(path)
         if m:
             path = m.group("name")
-            modifier = (int(m.group("n")), (m.group("e") or "false") in ("true", "1"))
+            n = parse_int(m.group("n"), "fields parameter (excerpt length)", 1, INT64_MAX)
+            modifier = (n, (m.group("e") or "false") in ("true", "1"))
         elif ":" in path:
             raise bad_request(f"Invalid fields parameter: unknown modifier in {raw.strip()!r}.")
         node = tree

@@ -69,10 +69,17 @@ class Registry(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class FilterLimits:
+    """What one filter may ask for. The join limits bound its cost up front: each distinct
+    `@collection` source or back-relation is a pass over a whole collection for every row
+    it is joined to, so k of them in one scope cost n^(k+1). Rules are the admins' own and
+    keep the generous defaults; client filters get the settings'."""
+
     max_length: int = 3500
     max_expressions: int = 200
     max_depth: int = 32
     max_relation_depth: int = 6
+    max_collection_joins: int = 64
+    max_back_relations: int = 64
 
 
 DEFAULT_LIMITS = FilterLimits()
@@ -225,6 +232,26 @@ def _clean(text: str) -> str:
     return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
 
 
+_PG_ESCAPED_BACKSLASH = r"E'\\\\'"  # the two characters \\ of JSON text
+_PG_ESCAPED_NUL = r"E'\\u0000'"  # the six characters \u0000 of JSON text
+
+
+def _pg_jsonb(col: str) -> str:
+    r"""Stored JSON text as JSONB, which cannot hold U+0000: its escape `\u0000` is dropped
+    for the comparison (the stored text, and what the API returns, keep it). Without this
+    one record holding it would make every filter reading the column fail, for everyone.
+    Escaped backslashes are parked on U+0001 first (JSON text never holds it raw), so a
+    literal backslash followed by `u0000` is left alone. Rows without the escape pay one
+    STRPOS."""
+    fixed = (
+        f"REPLACE(REPLACE(REPLACE({col}, {_PG_ESCAPED_BACKSLASH}, CHR(1)), "
+        f"{_PG_ESCAPED_NUL}, ''), CHR(1), {_PG_ESCAPED_BACKSLASH})"
+    )
+    return (
+        f"CAST(CASE WHEN STRPOS({col}, {_PG_ESCAPED_NUL}) > 0 THEN {fixed} ELSE {col} END AS JSONB)"
+    )
+
+
 def _like_pattern(value: str) -> str:
     """PocketBase's rule: a value without an unescaped `%` means "contains": escape
     `\\ % _` (keeping existing escapes) and wrap it in `%`; otherwise use it as written."""
@@ -373,7 +400,7 @@ def _lookup(root: Any, keys: list[str]) -> tuple[bool, Any]:
                     cur = norm[key.lower()]
                     continue
             return False, None
-        if isinstance(cur, list) and key.isdigit() and int(key) < len(cur):
+        if isinstance(cur, list) and key.isdigit() and len(key) < 10 and int(key) < len(cur):
             cur = cur[int(key)]
             continue
         return False, None
@@ -496,11 +523,30 @@ class _Compiler:
         self.counter = 0
         self.scope: dict[str, _ScopeJoin] = {}
         self.comparisons = 0
+        self.joined: dict[str, set[str]] = {"coll": set(), "back": set()}
 
     # -------------------------------------------------------------- small utilities
 
     def err(self, message: str, pos: int) -> ApiError:
         return bad_request(f"Invalid {self.what}: {message} at position {pos}.")
+
+    def count_join(self, kind: str, key: str, pos: int) -> None:
+        """Refuse the filter once it joins more distinct sources of `kind` than allowed."""
+        seen = self.joined[kind]
+        if key in seen:
+            return
+        seen.add(key)
+        if kind == "coll" and len(seen) > self.limits.max_collection_joins:
+            raise self.err(
+                "too many @collection sources in one filter "
+                f"(at most {self.limits.max_collection_joins})",
+                pos,
+            )
+        if kind == "back" and len(seen) > self.limits.max_back_relations:
+            raise self.err(
+                f"too many back-relations in one filter (at most {self.limits.max_back_relations})",
+                pos,
+            )
 
     def fresh(self, prefix: str) -> str:
         self.counter += 1
@@ -798,7 +844,7 @@ class _Compiler:
 
     def json_extract(self, col: str, path: tuple[str, ...]) -> str:
         if self.pg:  # JSON null reads as SQL NULL, as with SQLite's json_extract
-            value = f"CAST({col} AS JSONB)"
+            value = _pg_jsonb(col)
             if path:
                 value = f"({value} #> '{{{','.join(path)}}}')"
             return f"NULLIF({value}, 'null')"
@@ -810,7 +856,7 @@ class _Compiler:
         if not array:
             return f"(CASE WHEN {empty} THEN 0 ELSE 1 END)"
         if self.pg:
-            counted = f"WHEN LEFT({col}, 1) = '[' THEN jsonb_array_length(CAST({col} AS JSONB))"
+            counted = f"WHEN LEFT({col}, 1) = '[' THEN jsonb_array_length({_pg_jsonb(col)})"
         else:
             counted = f"WHEN json_valid({col}) THEN json_array_length({col})"
         return f"(CASE WHEN {empty} THEN 0 {counted} ELSE 1 END)"
@@ -818,7 +864,7 @@ class _Compiler:
     def array_guard(self, col: str) -> str:
         """A JSON array whatever the column holds (legacy scalars become one item)."""
         if self.pg:
-            return f"CASE WHEN LEFT({col}, 1) = '[' THEN CAST({col} AS JSONB) ELSE jsonb_build_array({col}) END"
+            return f"CASE WHEN LEFT({col}, 1) = '[' THEN {_pg_jsonb(col)} ELSE jsonb_build_array({col}) END"
         return (
             f"CASE WHEN CASE WHEN json_valid({col}) THEN json_type({col}) = 'array' ELSE 0 END "
             f"THEN {col} ELSE json_array({col}) END"
@@ -1025,6 +1071,7 @@ class _Compiler:
         if f.hidden and not self.allow_hidden:
             raise self.err(f'field "{f.name}" is hidden and cannot be used in a {self.what}', pos)
         self.guard(target, pos)
+        self.count_join("back", key, pos)
         return target, _Hop("back", target.name, f.name, key, True, f.is_multi)
 
     def guard(self, target: Collection, pos: int) -> None:
@@ -1088,6 +1135,7 @@ class _Compiler:
             raise self.err(f'unknown collection "{m.group(1)}"', ident.pos)
         self.guard(target, ident.pos)
         key = "@collection." + m.group(1) + (":" + m.group(2) if m.group(2) else "")
+        self.count_join("coll", key, ident.pos)
         hop = _Hop("coll", target.name, "", key, True)
         rest_pos = ident.pos + len(ident.name) - len(m.group(3))
         parts, modifier = self.split(m.group(3), rest_pos)

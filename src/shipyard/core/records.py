@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from shipyard.core import authids, query
-from shipyard.core.auth import Auth, hash_password, verify_password
+from shipyard.core import authids, passwords, query
+from shipyard.core.auth import Auth
 from shipyard.core.collections import Collection
 from shipyard.core.errors import (
     ApiError,
@@ -39,6 +39,7 @@ from shipyard.core.fields import (
     new_record_id,
     now_str,
 )
+from shipyard.core.params import parse_int
 from shipyard.core.schema import SchemaStore
 from shipyard.settings import Settings
 from shipyard.tools.db import Executor, IntegrityError
@@ -166,15 +167,27 @@ def hide_emails(
 
 
 def _int_param(params: dict[str, str], name: str, default: int) -> int:
+    """A 64-bit integer, as PocketBase takes it (the caller clamps it to what it serves)."""
     raw = params.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise bad_request(
-            f"Invalid {name!r} parameter: expected an integer, got {raw[:40]!r}."
-        ) from None
+    return parse_int(raw, f"{name} parameter")
+
+
+def _cursor_value(value: Any, kind: str) -> Any:
+    """A cursor position as the column holds it (a cursor is the client's to forge: a value of
+    another type or out of range must be a 400, not a type error in the database)."""
+    if kind == "text" and isinstance(value, str):
+        return value
+    if kind == "bool" and (isinstance(value, bool) or value in (0, 1)):
+        return bool(value)
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if kind == "number" and isinstance(value, (int, float)) and math.isfinite(value):
+        return float(value)
+    if kind == "rowid" and isinstance(value, int) and 0 <= value < 2**63:
+        return value
+    raise ValueError(value)
 
 
 def _truthy(raw: str | None) -> bool:
@@ -225,7 +238,10 @@ class Records:
             max_length=settings.max_filter_length,
             max_expressions=settings.max_filter_expressions,
             max_relation_depth=settings.max_expand_depth,
+            max_collection_joins=settings.max_filter_collection_joins,
+            max_back_relations=settings.max_filter_back_relations,
         )
+        self.passwords = passwords.PasswordHashing(settings.password_hash_concurrency)
         self.cache: ResponseCache | None = None  # set by Services; caches list totals
         self.events: RecordEvents | None = None  # set by Services; record-change triggers
         # insertion order: the default sort and every sort's tie-breaker
@@ -431,6 +447,7 @@ class Records:
         except FilterSyntaxError as exc:
             raise bad_request(f"Invalid sort: {exc.message}.") from None
         cols: list[tuple[str, bool]] = []
+        kinds: list[str] = []  # what each position holds, to check a cursor's values
         for name, desc in keys:
             f = c.field(name)
             hidden = f is not None and (f.hidden or (c.type == "auth" and name == "email"))
@@ -440,16 +457,17 @@ class Records:
                     "own visible fields can be used."
                 )
             cols.append((f'"_r"."{name}"', desc))
+            kinds.append(f.storage)
         last_desc = cols[-1][1] if cols else False
         cols.append((self._rowid, last_desc))  # the tie-breaker makes every position unique
+        kinds.append("rowid")
         cursor = params["cursor"]
         if cursor:
             try:
                 signed, values = orjson.loads(base64.urlsafe_b64decode(cursor + "=="))
                 if signed != sort_text or len(values) != len(cols):
                     raise ValueError(cursor)
-                if not all(isinstance(v, (str, int, float, bool)) for v in values):
-                    raise ValueError(cursor)
+                values = [_cursor_value(v, k) for v, k in zip(values, kinds, strict=True)]
             except (ValueError, TypeError, orjson.JSONDecodeError):
                 raise bad_request(
                     "Invalid cursor: pass back the nextCursor of the previous page with the "
@@ -799,15 +817,12 @@ class Records:
                 "validation_values_mismatch", "Values don't match."
             )
             return
-        if not creating and not privileged:
-            old_hash = (old or {}).get(f.name, "")
-            given = body.get("oldPassword")
-            if not isinstance(given, str) or not verify_password(old_hash, given):
-                errors["oldPassword"] = FieldError(
-                    "validation_invalid_old_password", "Missing or invalid old password."
-                )
-                return
-        values[f.name] = hash_password(pw)
+        given, check_old = body.get("oldPassword"), not creating and not privileged
+        values[f.name] = passwords.NewPassword(  # hashed off the event loop by hash_new_passwords
+            pw,
+            str((old or {}).get(f.name) or "") if check_old else None,
+            given if isinstance(given, str) else "",
+        )
 
     def _may_set_protected(
         self,
@@ -904,6 +919,7 @@ class Records:
         )
         if needs_manage:
             values, errors = self._prepare(c, body, None, auth, privileged=True)
+        await passwords.hash_new_passwords(self.passwords, values, errors, None)
         cols = list(values)
         fields = {f.name: f for f in c.fields}
         row = [encode_stored(fields[k], values[k]) if k != "id" else values[k] for k in cols]
@@ -937,6 +953,20 @@ class Records:
     async def update(
         self, c: Collection, rid: str, body: dict[str, Any], auth: Auth, params: dict[str, str]
     ) -> dict[str, Any]:
+        # a password change's argon2 work runs outside the transaction (passwords.py)
+        return await passwords.outside_transaction(
+            self.passwords, lambda argon2: self._update(c, rid, body, auth, params, argon2)
+        )
+
+    async def _update(
+        self,
+        c: Collection,
+        rid: str,
+        body: dict[str, Any],
+        auth: Auth,
+        params: dict[str, str],
+        argon2: passwords.Done | None,
+    ) -> dict[str, Any]:
         if not auth.is_superuser and c.updateRule is None:
             raise forbidden(ONLY_SUPERUSERS)
         async with self.store.db.transaction() as tx:
@@ -957,6 +987,7 @@ class Records:
                 decoded["password"] = row[0] if row else ""
             privileged = c.type == "auth" and await self._manages(c, rid, auth, params, body, tx)
             values, errors = self._prepare(c, body, decoded, auth, privileged=privileged)
+            await passwords.hash_new_passwords(self.passwords, values, errors, argon2)
             fields = {f.name: f for f in c.fields}
             await self._check_relations(c, values, tx, errors, "update")
             if values:

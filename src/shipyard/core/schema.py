@@ -27,8 +27,12 @@ from shipyard.core.collections import (
     auth_system_fields,
     collection_from_dict,
     collection_from_stored,
+    email_index,
     failure_message,
+    legacy_email_index,
+    parse_index,
     stored_dict,
+    unique_index,
 )
 from shipyard.core.errors import ApiError, FieldError, bad_request, not_found
 from shipyard.core.fields import (
@@ -81,7 +85,7 @@ def superusers_collection() -> Collection:
         fields=fields,
         indexes=[
             "CREATE UNIQUE INDEX `idx_tokenKey_pbc_3142635823` ON `_superusers` (`tokenKey`)",
-            "CREATE UNIQUE INDEX `idx_email_pbc_3142635823` ON `_superusers` (`email`)",
+            email_index("idx_email_pbc_3142635823", SUPERUSERS),
         ],
         options={
             "authToken": {"duration": 86400},
@@ -212,8 +216,62 @@ class SchemaStore:
             found.sort(key=lambda c: (not c.system, c.created, c.name))
             await authids.backfill(tx, self.dialect, found)
         await self.load()
+        await self._upgrade_email_indexes()
         if self.dialect == "postgres" and self._listener is None:
             self._listener = asyncio.create_task(self._listen())
+
+    async def _upgrade_email_indexes(self) -> None:
+        """Make the email index of auth collections created before e-mails were unique
+        regardless of case COLLATE NOCASE (and their logins case-insensitive). Where stored
+        addresses already differ only in case, the collection keeps its index, and logs a
+        warning naming the records, until they are made distinct: each start-up retries."""
+        changed = False
+        for c in self.all():
+            if c.type != "auth" or not legacy_email_index(c.indexes):
+                continue
+            try:
+                async with self.db.transaction() as tx:
+                    if self.dialect == "postgres":
+                        await tx.execute("SELECT pg_advisory_xact_lock(7412)")
+                    row = await tx.fetchone(
+                        'SELECT "data" FROM "_collections" WHERE "id" = ?', (c.id,)
+                    )
+                    now = collection_from_stored(orjson.loads(row[0])) if row else None
+                    if now is None or not legacy_email_index(now.indexes):
+                        changed = True  # done by another process meanwhile
+                        continue
+                    t = now.table
+                    clashes = await tx.fetchall(
+                        f'SELECT "id" FROM "{t}" WHERE LOWER("email") IN (SELECT LOWER("email") '
+                        f'FROM "{t}" GROUP BY LOWER("email") HAVING COUNT(*) > 1) ORDER BY "id"'
+                    )
+                    if clashes:
+                        log.warning(
+                            "auth collection %s: records %s have e-mail addresses that differ "
+                            "only in letter case; its e-mails stay case-sensitive until they "
+                            "are made distinct (checked again at every start)",
+                            now.name,
+                            ", ".join(str(r[0]) for r in clashes[:20]),
+                        )
+                        continue
+                    old = unique_index(now.indexes, "email")  # None: dropped by an old version
+                    name = old.name if old else f"idx_email_{now.id}"
+                    now.indexes = [
+                        email_index(name, t) if old and parse_index(i) == old else i
+                        for i in now.indexes
+                    ] + ([] if old else [email_index(name, t)])
+                    await tx.execute(f'DROP INDEX IF EXISTS "{name}"')
+                    await tx.execute(parse_index(email_index(name, t)).sql(t, self.dialect))
+                    await tx.execute(
+                        'UPDATE "_collections" SET "data" = ? WHERE "id" = ?',
+                        (orjson.dumps(stored_dict(now)).decode(), now.id),
+                    )
+                    await self._bump(tx)
+                    changed = True
+            except DatabaseError as exc:  # a clash written meanwhile: the next start retries
+                log.warning("auth collection %s: email index unchanged: %s", c.name, _short(exc))
+        if changed:
+            await self.load()
 
     async def _listen(self) -> None:
         """Mark the cache stale on schema NOTIFYs from other processes (reconnecting on loss)."""

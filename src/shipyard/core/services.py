@@ -12,11 +12,10 @@ from shipyard.core.auth import (
     Auth,
     issue_token,
     unverified_claims,
-    verify_password,
     verify_token,
 )
 from shipyard.core.cache import ResponseCache, build_versions
-from shipyard.core.collections import Collection
+from shipyard.core.collections import Collection, quote_ident, unique_index
 from shipyard.core.errors import ApiError, bad_request
 from shipyard.core.records import Records, decode_row, shape
 from shipyard.core.schema import SchemaStore
@@ -83,7 +82,8 @@ class Services:
         await store.init()
         cache = ResponseCache(settings, store, build_versions(settings, store, redis))
         watched.on_write = cache.written
-        attempts = AttemptLimiter(watched, secret=settings.secret_key.encode())  # type: ignore[arg-type]
+        # on the raw database: its counters change no cached response
+        attempts = AttemptLimiter(db, secret=settings.secret_key.encode())
         await attempts.ensure_schema()
         records = Records(store, watched, settings)  # type: ignore[arg-type]
         records.cache = cache
@@ -130,6 +130,7 @@ class Services:
     async def close(self) -> None:
         if self.jobs is not None:
             await self.jobs.close()
+        self.records.passwords.close()
         if self.slowlog is not None:
             await self.slowlog.close()
         await self.store.close()
@@ -152,13 +153,34 @@ class Services:
         rec["password"] = row[-1]
         return rec
 
+    def _identity_match(self, coll: Collection, field: str) -> tuple[str, bool] | None:
+        """SQL comparing `field` with one value the way its UNIQUE index compares, and
+        whether that ignores (ASCII) case (a COLLATE NOCASE index); None if no such index
+        makes the field an identity. So a lookup finds at most one record, and no name
+        outside the collection's fields reaches the SQL."""
+        idef = unique_index(coll.indexes, field)
+        col = '"_r".' + quote_ident(field)
+        if idef is None and field == "email" and coll.type == "auth":
+            return f"{col} = ?", False  # its index dropped by an old version: as that one did
+        if idef is None or coll.field(field) is None:
+            return None
+        if not idef.columns[0][2]:
+            return f"{col} = ?", False
+        # the very expressions the engines' indexes are built on (IndexDef.sql)
+        if self.db.dialect == "postgres":
+            return f"LOWER({col}) = LOWER(?)", True
+        return f"{col} = ? COLLATE NOCASE", True
+
     async def auth_record_by(
         self, coll: Collection, field: str, value: Any
     ) -> dict[str, Any] | None:
-        """An auth record with its tokenKey (for signing), looked up by a unique field."""
-        if field not in ("id", "email"):
+        """An auth record with its tokenKey (for signing), by id or by a unique field."""
+        if field == "id":
+            return await self._auth_row(coll, '"_r"."id" = ?', [value])
+        match = self._identity_match(coll, field)
+        if match is None:
             raise ValueError(field)
-        return await self._auth_row(coll, f'"_r"."{field}" = ?', [value])
+        return await self._auth_row(coll, match[0], [value])
 
     async def authenticate(self, token: str) -> Auth:
         """The auth record of a valid token; anonymous for an invalid one (as PocketBase)."""
@@ -205,38 +227,53 @@ class Services:
         if errors:
             raise bad_request("An error occurred while validating the submitted data.", errors)
         assert isinstance(identity, str) and isinstance(password, str)
-        id_key = f"login:id:{coll.id}:{identity.strip().lower()}"
-        ip_key = f"login:ip:{ip}"
-        await self._refuse_if_blocked(id_key, ip_key)
         fields = coll.options.get("passwordAuth", {}).get("identityFields") or ["email"]
         if identity_field:
             if identity_field not in fields:
                 raise bad_request("Invalid identity field.")
             fields = [identity_field]
+        # a stored name without a UNIQUE index (saved before that was checked) finds nothing
+        matches = [m for m in (self._identity_match(coll, str(n)) for n in fields) if m]
         rec = None
-        for name in fields:
-            rec = await self._auth_row(coll, f'"_r"."{name}" = ?', [identity])
+        for where, _ in matches:
+            rec = await self._auth_row(coll, where, [identity])
             if rec is not None:
                 break
-        ok = verify_password(rec["password"] if rec else "", password)
-        if rec is None or not ok:
-            await self.attempts.record_failure([id_key, ip_key], self.settings.auth_failure_window)
-            if secrets.randbelow(50) == 0:
-                await self.attempts.prune()
+        # an unknown identity's count is shared by the spellings a lookup would not tell apart
+        folds = bool(matches) and all(nocase for _, nocase in matches)
+        unknown = f"login:id:{coll.id}:{identity.lower() if folds else identity}"
+        if not await self.check_password(coll, rec, password, ip, unknown):
             raise ApiError(400, "Failed to authenticate.")
-        await self.attempts.reset([id_key])
+        assert rec is not None
         return self.token_for(coll, rec), public_auth_record(rec)
 
-    async def _refuse_if_blocked(self, id_key: str, ip_key: str) -> None:
-        """429 with Retry-After once an identity or an address has failed too often."""
+    async def check_password(
+        self,
+        coll: Collection,
+        rec: dict[str, Any] | None,
+        password: str,
+        ip: str,
+        unknown_key: str = "",
+    ) -> bool:
+        """Whether `password` is the auth record's, as one attempt counted against the account
+        and the client address (brute-force protection, docs/settings.md).
+
+        The attempt is reserved before argon2 runs, atomically across processes, so no more
+        than the limit of guesses is ever verified per window: past it the answer is 429
+        with Retry-After, even for the right password. An unknown identity (`rec` None)
+        counts under `unknown_key` and still pays for one verification, so it answers and
+        locks like a known one. A right password takes its attempt back and clears the
+        account's count. Busy hashing is a 503 that counts nothing.
+        """
         s = self.settings
-        waits = [
-            await self.attempts.check(
-                [id_key], s.auth_max_failures_per_identity, s.auth_failure_window
-            ),
-            await self.attempts.check([ip_key], s.auth_max_failures_per_ip, s.auth_failure_window),
-        ]
-        wait = max((w for w in waits if w is not None), default=None)
+        id_key = f"login:rec:{coll.id}:{rec['id']}" if rec is not None else unknown_key
+        ip_key = f"login:ip:{ip}"
+        hashing = self.records.passwords
+        hashing.refuse_if_busy()  # before touching the database
+        wait = await self.attempts.reserve(
+            [(id_key, s.auth_max_failures_per_identity), (ip_key, s.auth_max_failures_per_ip)],
+            s.auth_failure_window,
+        )
         if wait is not None:
             seconds = max(1, math.ceil(wait))
             raise ApiError(
@@ -245,6 +282,18 @@ class Services:
                 {"retryAfter": seconds},
                 headers={"Retry-After": str(seconds)},
             )
+        try:
+            ok = await hashing.verify(rec["password"] if rec else "", password)
+        except ApiError:  # every slot taken meanwhile: this guess was never checked
+            await self.attempts.release([id_key, ip_key])
+            raise
+        if ok and rec is not None:
+            await self.attempts.reset([id_key])
+            await self.attempts.release([ip_key])
+            return True
+        if secrets.randbelow(50) == 0:
+            await self.attempts.prune()
+        return False
 
     async def impersonate(
         self, actor: Auth, coll: Collection, rid: str, duration: Any

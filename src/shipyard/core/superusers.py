@@ -17,9 +17,9 @@ def system_actor(svc: Services) -> Auth:
 
 
 async def _find(svc: Services, email: str) -> str | None:
-    c = svc.store.require(SUPERUSERS)
-    row = await svc.db.fetchone(f'SELECT "id" FROM "{c.table}" WHERE "email" = ?', (email,))
-    return str(row[0]) if row else None
+    """Matched as logins match it (regardless of case, like the unique index)."""
+    rec = await svc.auth_record_by(svc.store.require(SUPERUSERS), "email", email)
+    return str(rec["id"]) if rec else None
 
 
 async def create(svc: Services, email: str, password: str) -> dict[str, Any]:

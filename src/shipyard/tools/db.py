@@ -7,6 +7,13 @@ local SQLite query is faster than a thread hop. PostgreSQL uses psycopg's async 
 
 Every statement is timed with two `perf_counter()` calls; only one slower than the optional
 `QueryTimer`'s threshold costs anything more (see tools/slowlog.py, docs/performance.md).
+
+A `budget()` block gives the statements run inside it, outside explicit transactions, one
+deadline (a request's database time): SQLite interrupts a statement from a progress handler,
+PostgreSQL cancels it on the server (psycopg sends a cancel request when the awaiting task
+is cancelled at the deadline). Either way the caller gets `QueryTimeout` and the connection
+stays usable. Transactions (writes, maintenance) are never budgeted: a write is not cut half
+way, and maintenance keeps the engine's own, longer limit.
 """
 
 from __future__ import annotations
@@ -16,9 +23,10 @@ import contextlib
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
+from contextvars import ContextVar, Token
 from functools import lru_cache
 from pathlib import Path
-from time import perf_counter
+from time import monotonic, perf_counter
 from typing import Any, Protocol
 
 Row = tuple[Any, ...]
@@ -38,7 +46,49 @@ class DataValueError(DatabaseError):
 
 
 class QueryTimeout(DatabaseError):
-    """The engine cancelled a statement that ran past its time limit (statement_timeout)."""
+    """The engine cancelled a statement that ran past its time limit (statement_timeout, or
+    the deadline of the enclosing `budget()`)."""
+
+
+class PoolExhausted(DatabaseError):
+    """No pooled connection became free within the pool timeout: the server is saturated,
+    not broken (retry later)."""
+
+
+# The deadline (time.monotonic()) of the enclosing budget(); 0.0: none.
+_DEADLINE: ContextVar[float] = ContextVar("shipyard_db_deadline", default=0.0)
+# SQLite VM instructions between two deadline checks: a check costs ~0.1 us, and SQLite runs
+# tens of millions of instructions a second, so the overhead stays far below 1 % while an
+# interrupt lands within a fraction of a millisecond of the deadline.
+_PROGRESS_STEPS = 20000
+
+
+class budget:  # used like a function: `with budget(seconds):`
+    """Statements outside transactions run inside this block may together take `seconds`;
+    past that the running one is cut and the next refused (`QueryTimeout`). 0: no budget.
+    Nested budgets never extend an outer deadline. A plain class, not a generator context
+    manager: it wraps every records request and this is several times cheaper."""
+
+    __slots__ = ("_seconds", "_token")
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._token: Token[float] | None = None
+
+    def __enter__(self) -> None:
+        if self._seconds > 0:
+            deadline = monotonic() + self._seconds
+            outer = _DEADLINE.get()
+            self._token = _DEADLINE.set(min(deadline, outer) if outer else deadline)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            _DEADLINE.reset(self._token)
+            self._token = None
+
+
+def _over_budget() -> QueryTimeout:
+    return QueryTimeout("the request's query time budget is spent")
 
 
 class QueryTimer(Protocol):
@@ -137,6 +187,19 @@ def _sqlite_call(
             timer.slow(sql, elapsed, _row_count(out, mode) if ok else -1)
 
 
+class _Progress:
+    """SQLite's progress handler, installed once per connection (installing one per statement
+    costs more than the statement): interrupts while `deadline` is set and has passed."""
+
+    __slots__ = ("deadline",)
+
+    def __init__(self) -> None:
+        self.deadline = 0.0
+
+    def __call__(self) -> bool:
+        return self.deadline != 0.0 and monotonic() >= self.deadline
+
+
 def _sqlite_run(conn: sqlite3.Connection, sql: str, params: Params, mode: str) -> Any:
     try:
         cur = conn.execute(sql, params)
@@ -148,6 +211,8 @@ def _sqlite_run(conn: sqlite3.Connection, sql: str, params: Params, mode: str) -
     except sqlite3.IntegrityError as exc:
         raise IntegrityError(str(exc)) from exc
     except sqlite3.Error as exc:
+        if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_INTERRUPT:
+            raise _over_budget() from exc
         raise DatabaseError(str(exc)) from exc
     except OverflowError as exc:
         raise DataValueError(str(exc)) from exc
@@ -174,22 +239,38 @@ class SQLiteDatabase(_SQLiteTx):
         conn.execute("PRAGMA cache_size = -32000")
         super().__init__(conn, timer)
         self._lock = asyncio.Lock()
+        self._progress = _Progress()
+        conn.set_progress_handler(self._progress, _PROGRESS_STEPS)
+
+    def _call(self, sql: str, params: Params, mode: str) -> Any:
+        """A statement outside transactions: under the budget's deadline when there is one
+        (an interrupted statement is reset; the connection and any transaction stay usable)."""
+        deadline = _DEADLINE.get()
+        if not deadline:
+            return _sqlite_call(self._conn, sql, params, mode, self.timer)
+        if monotonic() >= deadline:
+            raise _over_budget()
+        self._progress.deadline = deadline
+        try:
+            return _sqlite_call(self._conn, sql, params, mode, self.timer)
+        finally:
+            self._progress.deadline = 0.0
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         if self._lock.locked():
             async with self._lock:
-                return _sqlite_call(self._conn, sql, params, "all", self.timer)
-        return _sqlite_call(self._conn, sql, params, "all", self.timer)
+                return self._call(sql, params, "all")
+        return self._call(sql, params, "all")
 
     async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
         if self._lock.locked():
             async with self._lock:
-                return _sqlite_call(self._conn, sql, params, "one", self.timer)
-        return _sqlite_call(self._conn, sql, params, "one", self.timer)
+                return self._call(sql, params, "one")
+        return self._call(sql, params, "one")
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         async with self._lock:
-            return _sqlite_call(self._conn, sql, params, "exec", self.timer)
+            return self._call(sql, params, "exec")
 
     async def executemany(self, sql: str, rows: Sequence[Params]) -> None:
         async with self.transaction() as tx:
@@ -202,7 +283,8 @@ class SQLiteDatabase(_SQLiteTx):
             try:
                 yield _SQLiteTx(self._conn, self.timer)
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:  # SQLite may have rolled back already
+                    self._conn.execute("ROLLBACK")
                 raise
             else:
                 self._conn.execute("COMMIT")
@@ -242,6 +324,22 @@ class _PgTx:
     def __init__(self, conn: Any, timer: QueryTimer | None = None) -> None:
         self._conn = conn
         self.timer = timer
+
+    async def _run_budgeted(self, sql: str, params: Params, mode: str) -> Any:
+        """`_run` cut at the budget's deadline: cancelling the awaiting task makes psycopg
+        cancel the statement on the server and wait for it to stop, so the connection goes
+        back to the pool idle."""
+        deadline = _DEADLINE.get()
+        if not deadline:
+            return await self._run(sql, params, mode)
+        left = deadline - monotonic()
+        if left <= 0:
+            raise _over_budget()
+        try:
+            async with asyncio.timeout(left):
+                return await self._run(sql, params, mode)
+        except TimeoutError:
+            raise _over_budget() from None
 
     async def _run(self, sql: str, params: Params, mode: str) -> Any:
         import psycopg
@@ -330,9 +428,20 @@ class PostgresDatabase:
     async def open(self) -> None:
         await self._pool.open(wait=True)
 
+    async def _getconn(self) -> Any:
+        from psycopg_pool import PoolTimeout
+
+        try:
+            return await self._pool.getconn()
+        except PoolTimeout as exc:
+            raise PoolExhausted(str(exc)) from exc
+
     async def _one_shot(self, sql: str, params: Params, mode: str) -> Any:
-        async with self._pool.connection() as conn:
-            return await _PgTx(conn, self.timer)._run(sql, params, mode)
+        conn = await self._getconn()
+        try:
+            return await _PgTx(conn, self.timer)._run_budgeted(sql, params, mode)
+        finally:
+            await self._pool.putconn(conn)
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         return await self._one_shot(sql, params, "all")
@@ -349,8 +458,12 @@ class PostgresDatabase:
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Executor]:
-        async with self._pool.connection() as conn, conn.transaction():
-            yield _PgTx(conn, self.timer)
+        conn = await self._getconn()
+        try:
+            async with conn.transaction():
+                yield _PgTx(conn, self.timer)
+        finally:
+            await self._pool.putconn(conn)
 
     async def close(self) -> None:
         await self._pool.close()
