@@ -67,6 +67,11 @@ def test_record_error_codes_are_all_documented() -> None:
 
 def test_collection_error_codes_are_all_documented() -> None:
     core = SRC / "core"
-    raised = _codes_in(core / "collections.py", core / "schema.py", core / "index_names.py")
+    raised = _codes_in(
+        *(
+            core / f
+            for f in ("collections.py", "collection_checks.py", "schema.py", "index_names.py")
+        )
+    )
     listed = _codes_listed("collections.md", "## Errors", "Unlike PocketBase")
     assert raised == listed

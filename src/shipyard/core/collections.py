@@ -7,18 +7,22 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+from shipyard.core.collection_checks import (
+    AUTH_FIELD_NAMES,
+    RESERVED_AUTH_NAMES,
+    assign_default_ids,
+    auth_fields,
+    check_system_fields,
+    err,
+    name_error,
+)
 from shipyard.core.errors import bad_request
 from shipyard.core.fields import (
     NAME_RE,
     AutodateField,
-    BoolField,
-    EmailField,
     Field,
     FileField,
-    PasswordField,
     RelationField,
-    TextField,
-    default_field_id,
     field_from_dict,
     id_field,
     now_str,
@@ -28,9 +32,6 @@ from shipyard.tools.ids import random_string
 RULES = ("listRule", "viewRule", "createRule", "updateRule", "deleteRule")
 COLLECTION_TYPES = ("base", "auth")
 RESERVED_NAMES = {"expand", "collectionId", "collectionName"}
-RESERVED_AUTH_NAMES = {"passwordConfirm", "oldPassword"}  # keys of the auth request bodies
-AUTH_FIELD_NAMES = ("password", "tokenKey", "email", "emailVisibility", "verified")
-MAX_NAME_LENGTH = 55
 SUPERUSERS_ID = "pbc_3142635823"  # the id the JS SDK's authStore.isSuperuser falls back to
 SUPERUSERS = "_superusers"
 
@@ -171,10 +172,6 @@ def _rule_value(data: dict[str, Any], key: str, errors: dict[str, Any]) -> str |
     return None
 
 
-def _err(code: str, message: str) -> dict[str, str]:
-    return {"code": code, "message": message}
-
-
 CREATE_FAILED = "Failed to create collection."
 UPDATE_FAILED = "Failed to update collection."
 
@@ -182,35 +179,6 @@ UPDATE_FAILED = "Failed to update collection."
 def failure_message(existing: Collection | None) -> str:
     """PocketBase's message of a refused create or update (the JS SDK shows it)."""
     return CREATE_FAILED if existing is None else UPDATE_FAILED
-
-
-def _name_error(name: Any, existing: Collection | None, trusted: bool) -> dict[str, str] | None:
-    """PocketBase's codes for a bad collection name (Shipyard's rule is stricter: at most 55
-    characters, no leading digit, and a leading _ is reserved for system collections)."""
-    if name is None or name == "":
-        return _err("validation_required", "Cannot be blank.")
-    if not isinstance(name, str):
-        return _err("validation_match_invalid", "Must be in a valid format.")
-    if len(name) > MAX_NAME_LENGTH:
-        return _err(
-            "validation_length_out_of_range",
-            f"The length must be between 1 and {MAX_NAME_LENGTH}.",
-        )
-    if "_via_" in name.lower():  # would read as a back-relation in filters and expand
-        return _err("validation_found_via", 'The value cannot contain "_via_".')
-    if not NAME_RE.match(name):
-        return _err("validation_match_invalid", "Must be in a valid format.")
-    if existing is not None and existing.system and name != existing.name:
-        return _err(
-            "validation_collection_system_name_change",
-            "System collection name cannot be changed.",
-        )
-    if name.startswith("_") and not trusted and (existing is None or not existing.system):
-        return _err(
-            "validation_collection_name_invalid",
-            "Names starting with _ are reserved for system collections.",
-        )
-    return None
 
 
 def collection_from_dict(
@@ -229,19 +197,19 @@ def collection_from_dict(
     merged = {**base, **data}
 
     name = merged.get("name")
-    name_error = _name_error(name, existing, trusted)
-    if name_error is not None:
-        errors["name"] = name_error
+    problem = name_error(name, existing, trusted)
+    if problem is not None:
+        errors["name"] = problem
     if not isinstance(name, str) or not NAME_RE.match(name):
         name = "invalid"
 
     ctype = merged.get("type") or "base"
     if existing and ctype != existing.type:
-        errors["type"] = _err(
+        errors["type"] = err(
             "validation_collection_type_change", "Collection type cannot be changed."
         )
     elif ctype not in COLLECTION_TYPES:
-        errors["type"] = _err("validation_in_invalid", "Must be a valid value.")
+        errors["type"] = err("validation_in_invalid", "Must be a valid value.")
 
     fields: list[Field] = []
     auth_given: dict[str, dict[str, Any]] = {}  # auth system fields as listed
@@ -250,7 +218,7 @@ def collection_from_dict(
     if raw_fields is None:
         raw_fields = merged.get("schema", [])  # PocketBase < 0.23
     if not isinstance(raw_fields, list):
-        errors["fields"] = _err("validation_invalid_fields", "Must be a list.")
+        errors["fields"] = err("validation_invalid_fields", "Must be a list.")
         raw_fields = []
     old_by_id = {f.id: f for f in existing.fields} if existing else {}
     seen: set[str] = set()
@@ -258,30 +226,30 @@ def collection_from_dict(
     for i, raw in enumerate(raw_fields):
         raw_name = raw.get("name") if isinstance(raw, dict) else None
         if isinstance(raw_name, str) and "_via_" in raw_name.lower():
-            field_errors[str(i)] = _err("validation_found_via", 'The value cannot contain "_via_".')
+            field_errors[str(i)] = err("validation_found_via", 'The value cannot contain "_via_".')
             continue
         try:
             fld = field_from_dict(raw)
         except ValueError as exc:
-            field_errors[str(i)] = _err("validation_invalid_field", str(exc))
+            field_errors[str(i)] = err("validation_invalid_field", str(exc))
             continue
         old = old_by_id.get(fld.id)
         if old is not None and old.system and not trusted:
             fld.system = True
         if fld.name.lower() in seen:
-            field_errors[str(i)] = _err(
+            field_errors[str(i)] = err(
                 "validation_duplicated_field_name", f"Duplicated field name {fld.name!r}."
             )
             continue
         reserved = RESERVED_NAMES | (RESERVED_AUTH_NAMES if ctype == "auth" else set())
         if fld.name in reserved:
-            field_errors[str(i)] = _err(
+            field_errors[str(i)] = err(
                 "validation_reserved_field_name", f"The field name {fld.name!r} is reserved."
             )
             continue
         opt_errors = fld.validate_options()
         if opt_errors:
-            field_errors[str(i)] = _err(
+            field_errors[str(i)] = err(
                 "validation_invalid_field_options",
                 "; ".join(f"{k}: {v}" for k, v in opt_errors.items()),
             )
@@ -307,10 +275,10 @@ def collection_from_dict(
         stable = id_field()
         stable.hidden = False
         if given.type != "text":
-            errors["fields"] = {"id": _err("validation_invalid_id", "id is text.")}
+            errors["fields"] = {"id": err("validation_invalid_id", "id is text.")}
         fields.insert(0, stable)
     if ctype == "auth":
-        fields[1:1] = _auth_fields(auth_given, existing, errors)
+        fields[1:1] = auth_fields(auth_given, existing, errors)
     if existing is None:
         names = {f.name for f in fields}
         for auto in ("created", "updated"):
@@ -320,14 +288,14 @@ def collection_from_dict(
                         name=auto, options={"onCreate": True, "onUpdate": auto == "updated"}
                     )
                 )
-    _assign_default_ids(fields, unnamed)
-    _check_system_fields(fields, existing, errors)
+    assign_default_ids(fields, unnamed)
+    check_system_fields(fields, existing, errors)
 
     rules = {key: _rule_value(merged, key, errors) for key in RULES}
 
     indexes = merged.get("indexes") or []
     if not isinstance(indexes, list) or not all(isinstance(i, str) for i in indexes):
-        errors["indexes"] = _err("validation_invalid_indexes", "Must be strings.")
+        errors["indexes"] = err("validation_invalid_indexes", "Must be strings.")
         indexes = []
     names_now = {f.name for f in fields}
     index_errors: dict[str, Any] = {}
@@ -336,17 +304,17 @@ def collection_from_dict(
         try:
             idef = parse_index(text)
         except ValueError as exc:
-            index_errors[str(i)] = _err("validation_invalid_index_expression", str(exc))
+            index_errors[str(i)] = err("validation_invalid_index_expression", str(exc))
             continue
         if idef.name.lower() in index_names:  # SQLite's names ignore case: so do ours
-            index_errors[str(i)] = _err(
+            index_errors[str(i)] = err(
                 "validation_duplicated_index_name", "The index name already exists."
             )
             continue
         index_names.add(idef.name.lower())
         missing = [c for c, _, _ in idef.columns if c not in names_now]
         if missing:
-            index_errors[str(i)] = _err(
+            index_errors[str(i)] = err(
                 "validation_invalid_index_expression", f"Unknown column(s): {', '.join(missing)}."
             )
     if index_errors:
@@ -361,7 +329,7 @@ def collection_from_dict(
     if not isinstance(cid, str) or not re.match(r"^[A-Za-z0-9_]{3,50}$", cid):
         raise bad_request(
             failed,
-            {"id": _err("validation_match_invalid", "Must be in a valid format.")},
+            {"id": err("validation_match_invalid", "Must be in a valid format.")},
         )
     options = dict(existing.options) if existing else {}
     index_list = [_normalize_index(i, name) for i in indexes]
@@ -383,118 +351,6 @@ def collection_from_dict(
         options=options,
         **rules,
     )
-
-
-def _auth_fields(
-    given: dict[str, dict[str, Any]], existing: Collection | None, errors: dict[str, Any]
-) -> list[Field]:
-    """The auth system fields, in their fixed places after `id`, as PocketBase keeps them:
-    one left out is kept as it is (or added); one listed takes the options it gives over
-    the ones it has (so `{"name": "email", "type": "email"}` changes nothing); and whatever
-    is given, all stay system, password and tokenKey stay hidden and required (a password
-    change rotates the tokenKey, ending sessions and reset links), and email stays visible
-    to the emailVisibility flag."""
-    out: list[Field] = []
-    for default in auth_system_fields():
-        current = existing.field(default.name) if existing else None
-        if current is None or current.type != default.type:
-            current = default
-        raw = given.get(default.name)
-        if raw is None:
-            fld = field_from_dict(current.to_dict())
-        else:
-            fld = field_from_dict({**current.to_dict(), **raw, "id": raw.get("id") or current.id})
-            if fld.type != default.type:
-                _field_error(errors)[default.name] = _err(
-                    "validation_system_field_change",
-                    f"The system field {default.name!r} must stay of type {default.type}.",
-                )
-            problems = fld.validate_options()
-            if problems:
-                _field_error(errors)[default.name] = _err(
-                    "validation_invalid_field_options",
-                    "; ".join(f"{k}: {v}" for k, v in problems.items()),
-                )
-        fld.system = True
-        if default.name in ("password", "tokenKey"):
-            fld.hidden = fld.required = True
-        elif default.name == "email":
-            fld.hidden = False
-        out.append(fld)
-    return out
-
-
-def _field_error(errors: dict[str, Any]) -> dict[str, Any]:
-    """The per-field error map under "fields" (a fresh one if "fields" holds another error)."""
-    current = errors.get("fields")
-    if not isinstance(current, dict) or "code" in current:
-        current = errors["fields"] = {}
-    return current
-
-
-def _assign_default_ids(fields: list[Field], unnamed: list[Field]) -> None:
-    """Fields given without an id get PocketBase's default (type + CRC-32 of the name),
-    numbered on when another field of the collection already holds it."""
-    without = {id(f) for f in unnamed}
-    taken = {f.id for f in fields if id(f) not in without}
-    for f in fields:
-        if id(f) not in without:
-            continue
-        base = default_field_id(f.type, f.name)
-        fid, n = base, 2
-        while fid in taken:
-            fid, n = f"{base}{n}", n + 1
-        f.id = fid
-        taken.add(fid)
-
-
-def _system_change() -> dict[str, str]:
-    return _err("validation_system_field_change", "System fields cannot be deleted or renamed.")
-
-
-def _check_system_fields(
-    fields: list[Field], existing: Collection | None, errors: dict[str, Any]
-) -> None:
-    """Field ids are unique, and an update keeps every system field (same id, name, type)."""
-    by_id: dict[str, Field] = {}
-    for f in fields:
-        if f.id in by_id:
-            old = existing.field(by_id[f.id].name) if existing else None
-            if old is not None and old.system and old.id == f.id:
-                errors.setdefault("fields", _system_change())
-            else:
-                errors.setdefault(
-                    "fields",
-                    _err(
-                        "validation_duplicated_field_id",
-                        f"Duplicated or invalid field id {f.id!r}.",
-                    ),
-                )
-            return
-        by_id[f.id] = f
-    for old in existing.fields if existing else []:
-        new = by_id.get(old.id)
-        if old.system and (new is None or new.name != old.name or new.type != old.type):
-            errors.setdefault("fields", _system_change())
-            return
-
-
-def auth_system_fields() -> list[Field]:
-    """The fields every auth collection has, as in PocketBase (password and tokenKey hidden),
-    with the ids PocketBase gives them."""
-    return [
-        PasswordField(name="password", system=True, hidden=True, required=True),
-        TextField(
-            name="tokenKey",
-            system=True,
-            hidden=True,
-            required=True,
-            options={"min": 30, "max": 60, "autogeneratePattern": "[a-zA-Z0-9]{50}"},
-        ),
-        EmailField(name="email", system=True, required=True),
-        BoolField(name="emailVisibility", system=True),
-        BoolField(name="verified", system=True),
-    ]
 
 
 def _auth_options(

@@ -18,13 +18,13 @@ from typing import Any
 import orjson
 
 from shipyard.core import authids, index_names
+from shipyard.core.collection_checks import auth_system_fields
 from shipyard.core.collections import (
     CREATE_FAILED,
     SUPERUSERS,
     SUPERUSERS_ID,
     UPDATE_FAILED,
     Collection,
-    auth_system_fields,
     collection_from_dict,
     collection_from_stored,
     email_index,
