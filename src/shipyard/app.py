@@ -15,11 +15,12 @@ from shipyard.api import account_pages, auth, collections, health, records
 from shipyard.api import db as db_api
 from shipyard.api import jobs as jobs_api
 from shipyard.api import webhooks as webhooks_api
+from shipyard.api.cors import Cors
 from shipyard.api.gateway import Gateway
 from shipyard.api.http import DB_ERRORS, JSON, db_error, error_response
 from shipyard.core.errors import ApiError
 from shipyard.core.services import Services
-from shipyard.settings import Settings, load_settings
+from shipyard.settings import Settings, load_settings, parse_origins
 
 log = logging.getLogger("shipyard")
 
@@ -87,7 +88,7 @@ def create_app(settings: Settings | None = None) -> Gateway:
         },
     )
     app.state.settings = settings
-    return Gateway(app)
+    return Gateway(app, Cors(parse_origins(settings.cors_origins)))
 
 
 async def startup(svc: Services) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -105,6 +106,8 @@ class Settings:
     webhook_backoff_base: float = 10.0  # seconds before the first retry; doubles each attempt
     webhook_allow_private: str = ""  # hosts/CIDRs allowed although private or loopback
     exports_dir: str = ""  # where export_collection writes; empty: <data_dir>/exports
+    # browsers on other origins (docs/records-api.md): "*" or a comma-separated origin list
+    cors_origins: str = "*"
 
     @property
     def exports_path(self) -> Path:
@@ -154,8 +157,7 @@ def _env_name(name: str) -> str:
     return "SHIPYARD_" + name.upper()
 
 
-def _convert(name: str, raw: Any, target: Any, source: str) -> Any:
-    label = f"{source} {name!r}" if source == "shipyard.toml" else _env_name(name)
+def _convert(name: str, raw: Any, target: Any, label: str) -> Any:
     try:
         if target is bool:
             if isinstance(raw, bool):
@@ -181,6 +183,29 @@ def _convert(name: str, raw: Any, target: Any, source: str) -> Any:
 
 
 _TYPES = {"Path": Path, "str": str, "int": int, "float": float, "bool": bool}
+_ENV_NAME_RE = re.compile(r"SHIPYARD_[A-Z0-9_]*[A-Z0-9]")
+
+
+def _file_label(name: str, path: Path) -> str:
+    return f"{name} in {path}"
+
+
+def _read_toml(path: Path, fields: dict[str, Any]) -> dict[str, Any]:
+    """The settings a TOML file sets; every problem with it names the file."""
+    try:
+        data = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise SettingsError(f"{path}: cannot read the settings file ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise SettingsError(f"{path}: not valid TOML (the file is not UTF-8)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path}: not valid TOML ({exc})") from None
+    values: dict[str, Any] = {}
+    for key, raw in data.items():
+        if key not in fields:
+            raise SettingsError(f"{_file_label(key, path)}: unknown setting")
+        values[key] = _convert(key, raw, fields[key], _file_label(key, path))
+    return values
 
 
 def load_settings(
@@ -188,39 +213,55 @@ def load_settings(
     toml_path: Path | None = None,
     **overrides: Any,
 ) -> Settings:
-    """Build settings: defaults < shipyard.toml < SHIPYARD_* env < explicit overrides (CLI flags)."""
+    """Build settings: defaults < settings file < SHIPYARD_* env < explicit overrides (CLI flags).
+
+    The settings file is `toml_path`, else the one `SHIPYARD_CONFIG` names (which must exist),
+    else `shipyard.toml` in the working directory when there is one.
+    """
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
     fields = {f.name: _TYPES[str(f.type)] for f in dataclasses.fields(Settings)}
 
-    path = toml_path or Path(env.get("SHIPYARD_CONFIG", "shipyard.toml"))
-    if path.exists():
-        try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise SettingsError(f"{path}: not valid TOML ({exc})") from None
-        for key, raw in data.items():
-            if key not in fields:
-                raise SettingsError(f"shipyard.toml {key!r}: unknown setting")
-            values[key] = _convert(key, raw, fields[key], "shipyard.toml")
-    elif toml_path is not None:
-        raise SettingsError(f"SHIPYARD_CONFIG: file {path} does not exist")
+    named = toml_path or (Path(env["SHIPYARD_CONFIG"]) if env.get("SHIPYARD_CONFIG") else None)
+    path = named or Path("shipyard.toml")
+    if named is not None and not path.is_file():
+        what = "is not a file" if path.exists() else "does not exist"
+        raise SettingsError(f"SHIPYARD_CONFIG: the settings file {path} {what}")
+    from_file: set[str] = set()
+    if path.is_file():
+        values.update(_read_toml(path, fields))
+        from_file = set(values)
 
     for name, target in fields.items():
         raw = env.get(_env_name(name))
         if raw is not None:
-            values[name] = _convert(name, raw, target, "env")
+            values[name] = _convert(name, raw, target, _env_name(name))
+            from_file.discard(name)
 
     for name, raw in overrides.items():
         if raw is None:
             continue
         if name not in fields:
             raise SettingsError(f"{name}: unknown setting")
-        values[name] = _convert(name, raw, fields[name], "env")
+        values[name] = _convert(name, raw, fields[name], _env_name(name))
+        from_file.discard(name)
 
     settings = Settings(**values)
-    _validate(settings)
+    try:
+        _validate(settings)
+    except SettingsError as exc:
+        raise _naming_file(exc, from_file, path) from None
     return settings
+
+
+def _naming_file(exc: SettingsError, from_file: set[str], path: Path) -> SettingsError:
+    """Say `port in /etc/app.toml` rather than `SHIPYARD_PORT` for a value the file set."""
+
+    def label(m: re.Match[str]) -> str:
+        name = m.group(0).removeprefix("SHIPYARD_").lower()
+        return _file_label(name, path) if name in from_file else m.group(0)
+
+    return SettingsError(_ENV_NAME_RE.sub(label, str(exc)))
 
 
 def _validate(s: Settings) -> None:
@@ -265,7 +306,9 @@ def _validate(s: Settings) -> None:
     if s.redis_url and not s.redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise SettingsError("SHIPYARD_REDIS_URL: must start with redis://, rediss:// or unix://")
     if not (s.redis_timeout > 0 and s.redis_retry_interval > 0):
-        raise SettingsError("SHIPYARD_REDIS_TIMEOUT and _RETRY_INTERVAL: must be greater than 0")
+        raise SettingsError(
+            "SHIPYARD_REDIS_TIMEOUT and SHIPYARD_REDIS_RETRY_INTERVAL: must be greater than 0"
+        )
     for name in (
         "jobs_lease",
         "jobs_poll_interval",
@@ -289,6 +332,7 @@ def _validate(s: Settings) -> None:
     if s.functions_memory_mb < 64:
         raise SettingsError("SHIPYARD_FUNCTIONS_MEMORY_MB: must be at least 64")
     parse_allow_list(s.webhook_allow_private)
+    parse_origins(s.cors_origins)
 
 
 def parse_ttls(text: str) -> dict[str, int]:
@@ -329,4 +373,15 @@ def parse_allow_list(text: str) -> list[str]:
                     f"SHIPYARD_WEBHOOK_ALLOW_PRIVATE: {entry!r} is not an address or network"
                 ) from None
         out.append(entry.lower())
+    return out
+
+
+def parse_origins(text: str) -> list[str]:
+    """`"*"` or `"https://app.example.com, http://localhost:5173"` → the allowed origins."""
+    out = [part.strip() for part in text.split(",") if part.strip()]
+    for origin in out:
+        if origin != "*" and not re.fullmatch(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s]+", origin):
+            raise SettingsError(
+                f"SHIPYARD_CORS_ORIGINS: {origin!r} is not an origin (scheme://host[:port]) or *"
+            )
     return out

@@ -23,12 +23,12 @@ UNIQUE_TITLE = "CREATE UNIQUE INDEX `idx_shared` ON `{}` (`title`)"
 TITLE = [{"name": "title", "type": "text"}]
 
 
-def taken(position: str, table: str) -> dict[str, Any]:
-    """PocketBase 0.40.6's answer (its top-level message is "Failed to create collection.";
-    Shipyard keeps its own message for every collection validation error)."""
+def taken(position: str, table: str, message: str = "Failed to create collection.") -> Any:
+    """PocketBase 0.40.6's answer ("Failed to update collection." for an update, "Failed to
+    import collections." for an import)."""
     return {
         "status": 400,
-        "message": "Failed to validate the collection.",
+        "message": message,
         "data": {
             "indexes": {
                 position: {
@@ -62,7 +62,7 @@ def test_an_index_name_of_another_collection_is_refused(client: TestClient, su: 
     # on update
     assert make(c, su, "pages").status_code == 200
     r = c.patch(f"{URL}/pages", json={"indexes": [UNIQUE_TITLE.format("pages")]}, headers=su)
-    assert r.json() == taken("0", "posts"), r.text
+    assert r.json() == taken("0", "posts", "Failed to update collection."), r.text
     assert c.get(f"{URL}/pages", headers=su).json()["indexes"] == []
     # the other collection's index still holds
     assert add(c, "posts", "one") == 200 and add(c, "posts", "one") == 400
@@ -105,7 +105,7 @@ def test_one_name_twice_in_a_collection_is_refused(client: TestClient, su: H) ->
     r = make(client, su, "pages", indexes)
     assert r.json() == {
         "status": 400,
-        "message": "Failed to validate the collection.",
+        "message": "Failed to create collection.",
         "data": {
             "indexes": {
                 "1": {
@@ -124,7 +124,7 @@ def test_import_refuses_a_shared_index_name(client: TestClient, su: H) -> None:
         {"name": "pages", "fields": TITLE, "indexes": [UNIQUE_TITLE.format("pages")]},
     ]
     r = c.put(f"{URL}/import", json={"collections": items}, headers=su)
-    assert r.json() == taken("0", "posts"), r.text
+    assert r.json() == taken("0", "posts", "Failed to import collections."), r.text
     # a refused import leaves nothing behind
     names = {i["name"] for i in c.get(URL, headers=su).json()["items"]}
     assert names == {"_superusers"}
@@ -152,6 +152,6 @@ def test_schema_file_refuses_a_shared_index_name(
     )
     assert r.returncode == 1, r.stdout + r.stderr
     error = orjson.dumps(taken("0", "posts")["data"]).decode()
-    assert f"Failed to validate the collection. {error}" in r.stderr, r.stderr
+    assert f"Failed to import collections. {error}" in r.stderr, r.stderr
     assert c.get(f"{URL}/pages", headers=su).status_code == 404
     assert add(c, "posts", "one") == 200 and add(c, "posts", "one") == 400

@@ -203,3 +203,17 @@ def test_demo_loads(tmp_path: Path) -> None:
     r = run(["demo"], env)
     assert r.returncode == 0 and "2000 posts" in r.stdout, r.stderr
     assert "already loaded" in run(["demo"], env).stdout
+
+
+def test_settings_file_errors_stop_serve_naming_the_file(tmp_path: Path) -> None:
+    """A missing SHIPYARD_CONFIG file or a bad value in it: one line naming the file, exit 2."""
+    missing = tmp_path / "prod.toml"
+    r = run(["serve"], {"SHIPYARD_CONFIG": str(missing), "SHIPYARD_DATA_DIR": str(tmp_path)})
+    assert r.returncode == 2
+    assert r.stderr == (
+        f"shipyard: bad setting: SHIPYARD_CONFIG: the settings file {missing} does not exist\n"
+    )
+    missing.write_text("port = 0\n")
+    r = run(["serve"], {"SHIPYARD_CONFIG": str(missing), "SHIPYARD_DATA_DIR": str(tmp_path)})
+    assert r.returncode == 2
+    assert r.stderr == f"shipyard: bad setting: port in {missing}: must be greater than 0\n"

@@ -1,4 +1,5 @@
-"""The outermost ASGI layer: schema freshness for every request, and the read hot path.
+"""The outermost ASGI layer: CORS and schema freshness for every request, and the read hot
+path.
 
 GET list/view of records skip Starlette's routing and Request/Response objects: DESIGN.md
 measured framework overhead as the ceiling on read throughput, so these two requests go
@@ -15,6 +16,7 @@ import orjson
 from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
+from shipyard.api.cors import Cors, Headers
 from shipyard.api.http import DB_ERRORS, db_error, token_from_header
 from shipyard.core.auth import ANONYMOUS
 from shipyard.core.cache import etag_of
@@ -38,8 +40,9 @@ def _etag_matches(header: str, etag: str) -> bool:
 
 
 class Gateway:
-    def __init__(self, app: Starlette) -> None:
+    def __init__(self, app: Starlette, cors: Cors) -> None:
         self.app = app
+        self.cors = cors
 
     def __getattr__(self, name: str) -> Any:  # state, routes, … of the wrapped app
         return getattr(self.app, name)
@@ -48,6 +51,10 @@ class Gateway:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if scope["method"] == "OPTIONS":
+            await self.cors.preflight(scope["headers"], send)
+            return
+        cors = self.cors.headers(scope["headers"])
         svc: Services | None = getattr(self.app.state, "services", None)
         path: str = scope["path"]
         parts: list[str] = []
@@ -62,18 +69,21 @@ class Gateway:
         except DB_ERRORS as exc:
             err = db_error(exc, scope["method"], path)
             headers = [(k.lower().encode(), v.encode()) for k, v in err.headers.items()]
-            await _send(send, err.status, [*_JSON_HEADERS, *headers], orjson.dumps(err.to_dict()))
+            body = orjson.dumps(err.to_dict())
+            await _send(send, err.status, [*_JSON_HEADERS, *cors, *headers], body)
             return
         if svc is not None and parts:
             is_read = len(parts) in (2, 3) and parts[1] == "records" and all(parts)
             if is_read and scope["method"] == "GET":
-                await self._read(svc, scope, send, parts)
+                await self._read(svc, scope, send, parts, cors)
                 return
-        await self.app(scope, receive, send)
+        await self.app(scope, receive, Cors.wrap(send, cors))
 
-    async def _read(self, svc: Services, scope: Scope, send: Send, parts: list[str]) -> None:
+    async def _read(
+        self, svc: Services, scope: Scope, send: Send, parts: list[str], cors: Headers
+    ) -> None:
         status = 200
-        headers = list(_JSON_HEADERS)
+        headers = [*_JSON_HEADERS, *cors]
         cache = svc.cache
         try:
             c = svc.store.require(unquote(parts[0]))

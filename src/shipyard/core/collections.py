@@ -7,17 +7,22 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+from shipyard.core.collection_checks import (
+    AUTH_FIELD_NAMES,
+    RESERVED_AUTH_NAMES,
+    assign_default_ids,
+    auth_fields,
+    check_system_fields,
+    err,
+    name_error,
+)
 from shipyard.core.errors import bad_request
 from shipyard.core.fields import (
     NAME_RE,
     AutodateField,
-    BoolField,
-    EmailField,
     Field,
     FileField,
-    PasswordField,
     RelationField,
-    TextField,
     field_from_dict,
     id_field,
     now_str,
@@ -167,13 +172,23 @@ def _rule_value(data: dict[str, Any], key: str, errors: dict[str, Any]) -> str |
     return None
 
 
+CREATE_FAILED = "Failed to create collection."
+UPDATE_FAILED = "Failed to update collection."
+
+
+def failure_message(existing: Collection | None) -> str:
+    """PocketBase's message of a refused create or update (the JS SDK shows it)."""
+    return CREATE_FAILED if existing is None else UPDATE_FAILED
+
+
 def collection_from_dict(
     data: Any, existing: Collection | None = None, *, trusted: bool = False
 ) -> Collection:
     """Validate a PocketBase-shaped definition into a Collection (400 with per-key errors).
 
     `existing` supplies what a partial update leaves unchanged; system fields and ids are
-    kept stable so that renames are detected by field id.
+    kept stable so that renames are detected by field id. An auth collection always has its
+    system fields with their protections (see `_auth_fields`), however it is given.
     """
     if not isinstance(data, dict):
         raise bad_request("Failed to load the collection data.", {})
@@ -182,70 +197,71 @@ def collection_from_dict(
     merged = {**base, **data}
 
     name = merged.get("name")
-    if not isinstance(name, str) or not NAME_RE.match(name) or len(name) > 55:
-        errors["name"] = {
-            "code": "validation_invalid_name",
-            "message": "Must be 1-55 characters of letters, digits and _ and not start with a digit.",
-        }
+    problem = name_error(name, existing, trusted)
+    if problem is not None:
+        errors["name"] = problem
+    if not isinstance(name, str) or not NAME_RE.match(name):
         name = "invalid"
-    elif existing is not None and existing.system and name != existing.name:
-        errors["name"] = {
-            "code": "validation_system_collection_rename",
-            "message": "System collections cannot be renamed.",
-        }
-    elif name.startswith("_") and not trusted and (existing is None or not existing.system):
-        errors["name"] = {
-            "code": "validation_invalid_name",
-            "message": "Names starting with _ are reserved for system collections.",
-        }
 
     ctype = merged.get("type") or "base"
     if existing and ctype != existing.type:
-        errors["type"] = {"code": "validation_readonly", "message": "The type cannot be changed."}
+        errors["type"] = err(
+            "validation_collection_type_change", "Collection type cannot be changed."
+        )
     elif ctype not in COLLECTION_TYPES:
-        errors["type"] = {"code": "validation_invalid_type", "message": "Must be base or auth."}
+        errors["type"] = err("validation_in_invalid", "Must be a valid value.")
 
     fields: list[Field] = []
+    auth_given: dict[str, dict[str, Any]] = {}  # auth system fields as listed
+    unnamed: list[Field] = []  # fields given without an id: they get PocketBase's default
     raw_fields = merged.get("fields")
     if raw_fields is None:
         raw_fields = merged.get("schema", [])  # PocketBase < 0.23
     if not isinstance(raw_fields, list):
-        errors["fields"] = {"code": "validation_invalid_fields", "message": "Must be a list."}
+        errors["fields"] = err("validation_invalid_fields", "Must be a list.")
         raw_fields = []
     old_by_id = {f.id: f for f in existing.fields} if existing else {}
     seen: set[str] = set()
     field_errors: dict[str, Any] = {}
     for i, raw in enumerate(raw_fields):
+        raw_name = raw.get("name") if isinstance(raw, dict) else None
+        if isinstance(raw_name, str) and "_via_" in raw_name.lower():
+            field_errors[str(i)] = err("validation_found_via", 'The value cannot contain "_via_".')
+            continue
         try:
             fld = field_from_dict(raw)
         except ValueError as exc:
-            field_errors[str(i)] = {"code": "validation_invalid_field", "message": str(exc)}
+            field_errors[str(i)] = err("validation_invalid_field", str(exc))
             continue
         old = old_by_id.get(fld.id)
         if old is not None and old.system and not trusted:
             fld.system = True
         if fld.name.lower() in seen:
-            field_errors[str(i)] = {
-                "code": "validation_duplicated_field_name",
-                "message": f"Duplicated field name {fld.name!r}.",
-            }
+            field_errors[str(i)] = err(
+                "validation_duplicated_field_name", f"Duplicated field name {fld.name!r}."
+            )
             continue
-        if fld.name in RESERVED_NAMES:
-            field_errors[str(i)] = {
-                "code": "validation_reserved_field_name",
-                "message": f"The field name {fld.name!r} is reserved.",
-            }
+        reserved = RESERVED_NAMES | (RESERVED_AUTH_NAMES if ctype == "auth" else set())
+        if fld.name in reserved:
+            field_errors[str(i)] = err(
+                "validation_reserved_field_name", f"The field name {fld.name!r} is reserved."
+            )
             continue
         opt_errors = fld.validate_options()
         if opt_errors:
-            field_errors[str(i)] = {
-                "code": "validation_invalid_field_options",
-                "message": "; ".join(f"{k}: {v}" for k, v in opt_errors.items()),
-            }
+            field_errors[str(i)] = err(
+                "validation_invalid_field_options",
+                "; ".join(f"{k}: {v}" for k, v in opt_errors.items()),
+            )
             continue
         if isinstance(fld, FileField) and fld.options.get("maxSelect", 1) < 1:
             fld.options["maxSelect"] = 1
         seen.add(fld.name.lower())
+        if ctype == "auth" and fld.name in AUTH_FIELD_NAMES and fld.name != "id":
+            auth_given[fld.name] = raw
+            continue
+        if not raw.get("id"):
+            unnamed.append(fld)
         fields.append(fld)
     if field_errors:
         errors["fields"] = field_errors
@@ -259,40 +275,27 @@ def collection_from_dict(
         stable = id_field()
         stable.hidden = False
         if given.type != "text":
-            errors["fields"] = {"id": {"code": "validation_invalid_id", "message": "id is text."}}
+            errors["fields"] = {"id": err("validation_invalid_id", "id is text.")}
         fields.insert(0, stable)
-    if existing is None and ctype == "auth":
-        by_name = {f.name: f for f in fields}
-        for i, sys_field in enumerate(auth_system_fields(), start=1):
-            if sys_field.name in by_name:
-                fields.remove(by_name[sys_field.name])
-            fields.insert(i, sys_field)
+    if ctype == "auth":
+        fields[1:1] = auth_fields(auth_given, existing, errors)
     if existing is None:
         names = {f.name for f in fields}
-        if "created" not in names:
-            fields.append(
-                AutodateField(name="created", options={"onCreate": True, "onUpdate": False})
-            )
-        if "updated" not in names:
-            fields.append(
-                AutodateField(name="updated", options={"onCreate": True, "onUpdate": True})
-            )
-
-    if existing is not None:
-        kept = {f.id: f for f in fields}
-        for old in existing.fields:
-            new = kept.get(old.id)
-            if old.system and (new is None or new.name != old.name or new.type != old.type):
-                errors.setdefault("fields", {})[old.name] = {
-                    "code": "validation_system_field_change",
-                    "message": f"The system field {old.name!r} cannot be removed, renamed or retyped.",
-                }
+        for auto in ("created", "updated"):
+            if auto not in names:
+                fields.append(
+                    AutodateField(
+                        name=auto, options={"onCreate": True, "onUpdate": auto == "updated"}
+                    )
+                )
+    assign_default_ids(fields, unnamed)
+    check_system_fields(fields, existing, errors)
 
     rules = {key: _rule_value(merged, key, errors) for key in RULES}
 
     indexes = merged.get("indexes") or []
     if not isinstance(indexes, list) or not all(isinstance(i, str) for i in indexes):
-        errors["indexes"] = {"code": "validation_invalid_indexes", "message": "Must be strings."}
+        errors["indexes"] = err("validation_invalid_indexes", "Must be strings.")
         indexes = []
     names_now = {f.name for f in fields}
     index_errors: dict[str, Any] = {}
@@ -301,36 +304,32 @@ def collection_from_dict(
         try:
             idef = parse_index(text)
         except ValueError as exc:
-            index_errors[str(i)] = {
-                "code": "validation_invalid_index_expression",
-                "message": str(exc),
-            }
+            index_errors[str(i)] = err("validation_invalid_index_expression", str(exc))
             continue
         if idef.name.lower() in index_names:  # SQLite's names ignore case: so do ours
-            index_errors[str(i)] = {
-                "code": "validation_duplicated_index_name",
-                "message": "The index name already exists.",
-            }
+            index_errors[str(i)] = err(
+                "validation_duplicated_index_name", "The index name already exists."
+            )
             continue
         index_names.add(idef.name.lower())
         missing = [c for c, _, _ in idef.columns if c not in names_now]
         if missing:
-            index_errors[str(i)] = {
-                "code": "validation_invalid_index_expression",
-                "message": f"Unknown column(s): {', '.join(missing)}.",
-            }
+            index_errors[str(i)] = err(
+                "validation_invalid_index_expression", f"Unknown column(s): {', '.join(missing)}."
+            )
     if index_errors:
         errors["indexes"] = index_errors
 
+    failed = failure_message(existing)
     if errors:
-        raise bad_request("Failed to validate the collection.", errors)
+        raise bad_request(failed, errors)
 
     now = now_str()
     cid = existing.id if existing else (merged.get("id") or new_collection_id())
     if not isinstance(cid, str) or not re.match(r"^[A-Za-z0-9_]{3,50}$", cid):
         raise bad_request(
-            "Failed to validate the collection.",
-            {"id": {"code": "validation_invalid_id", "message": "Invalid collection id."}},
+            failed,
+            {"id": err("validation_match_invalid", "Must be in a valid format.")},
         )
     options = dict(existing.options) if existing else {}
     index_list = [_normalize_index(i, name) for i in indexes]
@@ -339,7 +338,7 @@ def collection_from_dict(
         options = _auth_options(merged, options, errors)
         _check_identity_fields(options["passwordAuth"], fields, index_list, errors)
         if errors:
-            raise bad_request("Failed to validate the collection.", errors)
+            raise bad_request(failed, errors)
     return Collection(
         id=cid,
         name=name,
@@ -352,23 +351,6 @@ def collection_from_dict(
         options=options,
         **rules,
     )
-
-
-def auth_system_fields() -> list[Field]:
-    """The fields every auth collection has, as in PocketBase (password and tokenKey hidden)."""
-    return [
-        PasswordField(name="password", system=True, hidden=True, required=True),
-        TextField(
-            name="tokenKey",
-            system=True,
-            hidden=True,
-            required=True,
-            options={"min": 30, "max": 60, "autogeneratePattern": "[a-zA-Z0-9]{50}"},
-        ),
-        EmailField(name="email", system=True, required=True),
-        BoolField(name="emailVisibility", system=True),
-        BoolField(name="verified", system=True),
-    ]
 
 
 def _auth_options(

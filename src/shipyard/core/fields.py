@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-import secrets
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -102,7 +102,7 @@ class Field:
 
     def __post_init__(self) -> None:
         if not self.id:
-            self.id = f"{self.type}{secrets.randbelow(10**10)}"
+            self.id = default_field_id(self.type, self.name)
         merged = dict(self.OPTION_DEFAULTS)
         merged.update({k: v for k, v in self.options.items() if k in self.OPTION_DEFAULTS})
         self.options = merged
@@ -534,6 +534,12 @@ FIELD_TYPES: dict[str, type[Field]] = {
 }
 
 _BASE_KEYS = {"id", "name", "type", "system", "hidden", "presentable", "required"}
+
+
+def default_field_id(ftype: str, name: str) -> str:
+    """PocketBase's id for a field given none: its type and the CRC-32 of its name, so the
+    same definition gets the same id in every collection and on every server."""
+    return f"{ftype}{zlib.crc32(name.encode())}"
 
 
 def field_from_dict(data: dict[str, Any]) -> Field:

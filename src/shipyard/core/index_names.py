@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shipyard.core.collections import Collection, IndexDef
+from shipyard.core.collections import Collection, IndexDef, failure_message
 from shipyard.core.errors import bad_request
 from shipyard.tools.db import DatabaseError, Executor
 
@@ -55,7 +55,7 @@ async def check(tx: Executor, dialect: str, c: Collection, old: Collection | Non
                 errors[str(i)] = _taken(table)
                 break
     if errors:
-        raise bad_request("Failed to validate the collection.", {"indexes": errors})
+        raise bad_request(failure_message(old), {"indexes": errors})
 
 
 async def drop_own(tx: Executor, dialect: str, table: str, defs: list[IndexDef]) -> None:

@@ -18,14 +18,17 @@ from typing import Any
 import orjson
 
 from shipyard.core import authids, index_names
+from shipyard.core.collection_checks import auth_system_fields
 from shipyard.core.collections import (
+    CREATE_FAILED,
     SUPERUSERS,
     SUPERUSERS_ID,
+    UPDATE_FAILED,
     Collection,
-    auth_system_fields,
     collection_from_dict,
     collection_from_stored,
     email_index,
+    failure_message,
     legacy_email_index,
     parse_index,
     stored_dict,
@@ -42,6 +45,7 @@ from shipyard.tools.db import Database, DatabaseError, Executor
 
 log = logging.getLogger("shipyard.schema")
 NOTIFY_CHANNEL = "shipyard_schema"
+IMPORT_FAILED = "Failed to import collections."  # PocketBase's message for any refused item
 
 SYSTEM_DDL = [
     """CREATE TABLE IF NOT EXISTS "_collections" (
@@ -320,7 +324,7 @@ class SchemaStore:
             (c.id, c.name, orjson.dumps(stored_dict(c)).decode()),
         )
 
-    def _check_relations(self, c: Collection) -> None:
+    def _check_relations(self, c: Collection, existing: Collection | None) -> None:
         errors: dict[str, Any] = {}
         for f in c.relation_fields():
             target_id = str(f.options.get("collectionId") or "")
@@ -333,14 +337,14 @@ class SchemaStore:
             elif known is not None:
                 f.options["collectionId"] = known.id
         if errors:
-            raise bad_request("Failed to validate the collection.", {"fields": errors})
+            raise bad_request(failure_message(existing), {"fields": errors})
 
     def _check_name_free(self, c: Collection, existing: Collection | None) -> None:
         other = self._by_name.get(c.name)
         clash = other is not None and (existing is None or other.id != existing.id)
         if clash or (existing is None and c.id in self._by_id):
             raise bad_request(
-                "Failed to validate the collection.",
+                failure_message(existing),
                 {
                     "name": {
                         "code": "validation_collection_name_exists",
@@ -352,7 +356,7 @@ class SchemaStore:
     async def create(self, data: Any, *, trusted: bool = False) -> Collection:
         c = collection_from_dict(data, trusted=trusted)
         self._check_name_free(c, None)
-        self._check_relations(c)
+        self._check_relations(c, None)
         async with self.db.transaction() as tx:
             await self._lock(tx)
             await index_names.check(tx, self.dialect, c, None)
@@ -385,7 +389,7 @@ class SchemaStore:
     ) -> Collection:
         new = collection_from_dict(data, existing=old, trusted=trusted or old.system)
         self._check_name_free(new, old)
-        self._check_relations(new)
+        self._check_relations(new, old)
         change = self.plan(old, new)
         async with self.db.transaction() as tx:
             await self._lock(tx)
@@ -504,7 +508,7 @@ class SchemaStore:
                 item.get("id", ""), (str, type(None))
             ):
                 raise bad_request(
-                    "Failed to import the collections.",
+                    IMPORT_FAILED,
                     {
                         str(i): {
                             "code": "validation_invalid_collection",
@@ -547,13 +551,15 @@ class SchemaStore:
                 applied.append(
                     await self.update(existing, data, confirm_data_loss=confirm_data_loss)
                 )
-        except ApiError:
+        except ApiError as exc:
             # a refused import leaves no half-created collections behind
             for cid in reversed(created):
                 c = self.get(cid)
                 if c is not None:
                     with contextlib.suppress(ApiError):
                         await self.delete(c)
+            if exc.message in (CREATE_FAILED, UPDATE_FAILED):
+                raise ApiError(exc.status, IMPORT_FAILED, exc.data, exc.headers) from None
             raise
         if delete_missing:
             keep = {c.id for c in applied}
