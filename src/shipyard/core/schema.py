@@ -2,8 +2,9 @@
 
 Every process keeps the collections in memory (the hot path must not read them per
 request) and reloads when `_meta.schema_version` moves; `refresh()` is called per request
-and costs one `PRAGMA data_version` on SQLite and nothing on PostgreSQL, where a LISTEN
-connection marks the cache stale when another process changes the schema.
+and costs one `PRAGMA data_version` on SQLite and one indexed read of the version on
+PostgreSQL (a LISTEN notification alone may arrive after a change was acknowledged to its
+client). Background code between requests is kept fresh by a LISTEN connection.
 """
 
 from __future__ import annotations
@@ -125,7 +126,6 @@ class SchemaStore:
         self._by_name: dict[str, Collection] = {}
         self.version = -1
         self._data_version: Any = None
-        self._stale = False
         self._listener: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ reading
@@ -162,8 +162,9 @@ class SchemaStore:
             if row is not None and row[0] != self._data_version:
                 self._data_version = row[0]
                 await self._reload_if_newer()
-        elif self._stale:
-            self._stale = False
+        else:
+            # an acknowledged schema change must be seen by the next request on any process:
+            # the NOTIFY alone may arrive after it, so the version is read every time
             await self._reload_if_newer()
 
     async def reload(self) -> None:
@@ -274,7 +275,8 @@ class SchemaStore:
             await self.load()
 
     async def _listen(self) -> None:
-        """Mark the cache stale on schema NOTIFYs from other processes (reconnecting on loss)."""
+        """Reload on schema NOTIFYs from other processes, so that code running between
+        requests (jobs, cron) sees changes within milliseconds (reconnecting on loss)."""
         import psycopg
 
         url = self.db.url  # type: ignore[attr-defined]
@@ -282,14 +284,13 @@ class SchemaStore:
             try:
                 async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
                     await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                    self._stale = True
+                    await self._reload_if_newer()
                     async for _ in conn.notifies():
-                        self._stale = True
+                        await self._reload_if_newer()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("schema listener lost its connection: %s", exc)
-                self._stale = True
                 await asyncio.sleep(1.0)
 
     async def close(self) -> None:
