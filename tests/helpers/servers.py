@@ -57,6 +57,9 @@ class Server:
         return str(r.json()["token"])
 
 
+STARTUP_TIMEOUT_S = 90
+
+
 def start_server(data_dir: Path, database_url: str, extra: dict[str, Any] | None = None) -> Server:
     """`extra` may name the port (SHIPYARD_PORT), e.g. to put the server's URL in settings."""
     port = int((extra or {}).get("SHIPYARD_PORT") or free_port())
@@ -82,7 +85,8 @@ def start_server(data_dir: Path, database_url: str, extra: dict[str, Any] | None
     with log_path.open("wb") as log:
         proc = subprocess.Popen([*cli, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    # generous: on a loaded 2-core CI machine a cold start (imports, migrations) can take long
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             out = log_path.read_text(errors="replace")
@@ -94,7 +98,9 @@ def start_server(data_dir: Path, database_url: str, extra: dict[str, Any] | None
             pass
         time.sleep(0.1)
     proc.kill()
-    raise RuntimeError("shipyard serve did not become healthy in 30 s")
+    proc.wait(timeout=10)
+    out = log_path.read_text(errors="replace")[-4000:]
+    raise RuntimeError(f"shipyard serve did not become healthy in {STARTUP_TIMEOUT_S} s:\n{out}")
 
 
 def stop_server(server: Server) -> None:
