@@ -12,8 +12,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from shipyard.core.query import compile_filter
 from tests.core.test_query import POSTS, REGISTRY, REQUEST
+
+from shipyard.records.query import compile_filter
 
 FILTERS = [
     'status = "live"',

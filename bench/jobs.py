@@ -353,7 +353,7 @@ class Shipyard(System):
         )
 
     async def open(self) -> None:
-        from shipyard.core.services import Services
+        from shipyard.services import Services
         from shipyard.settings import load_settings
 
         settings = load_settings(

@@ -79,7 +79,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as c:
-        from shipyard.core import superusers
+        from shipyard.auth import superusers
 
         svc = c.app.state.services  # type: ignore[attr-defined]
         c.portal.call(superusers.create, svc, *SUPERUSER)  # type: ignore[union-attr]

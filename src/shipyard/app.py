@@ -11,16 +11,20 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from shipyard.api import account_pages, auth, collections, health, records
-from shipyard.api import db as db_api
-from shipyard.api import jobs as jobs_api
-from shipyard.api import webhooks as webhooks_api
-from shipyard.api.cors import Cors
-from shipyard.api.gateway import Gateway
-from shipyard.api.http import DB_ERRORS, JSON, db_error, error_response
-from shipyard.core.errors import ApiError
-from shipyard.core.services import Services
+from shipyard.auth import pages as account_pages
+from shipyard.auth import routes as auth
+from shipyard.dbadvice import routes as db_api
+from shipyard.http import health
+from shipyard.http.cors import Cors
+from shipyard.http.gateway import Gateway
+from shipyard.jobs import routes as jobs_api
+from shipyard.kernel.errors import ApiError
+from shipyard.kernel.web import DB_ERRORS, JSON, db_error, error_response
+from shipyard.records import collection_routes as collections
+from shipyard.records import routes as records
+from shipyard.services import Services
 from shipyard.settings import Settings, load_settings, parse_origins
+from shipyard.webhooks import routes as webhooks_api
 
 log = logging.getLogger("shipyard")
 
@@ -74,7 +78,7 @@ def create_app(settings: Settings | None = None) -> Gateway:
     routes += [*db_api.routes, *jobs_api.routes, *webhooks_api.routes]
     routes += account_pages.routes
     with contextlib.suppress(ImportError):
-        from shipyard.api import openapi
+        from shipyard.http import openapi
 
         routes += openapi.routes
     app = Starlette(
@@ -93,12 +97,12 @@ def create_app(settings: Settings | None = None) -> Gateway:
 
 async def startup(svc: Services) -> None:
     """Apply the declarative schema file and the demo data set when settings ask for them."""
-    from shipyard.core import declarative
+    from shipyard.records import declarative
 
     if svc.settings.schema_file:
         await declarative.apply_file(svc, svc.settings.schema_file)
     if svc.settings.demo:
-        from shipyard.core import demo
+        from shipyard import demo
 
         await demo.load(svc)
 

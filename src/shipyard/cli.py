@@ -22,8 +22,8 @@ def _settings(**overrides: Any) -> Settings:
 
 
 def _run(settings: Settings, fn: Callable[[Any], Awaitable[Any]]) -> Any:
-    from shipyard.core.errors import ApiError
-    from shipyard.core.services import Services
+    from shipyard.kernel.errors import ApiError
+    from shipyard.services import Services
 
     async def main() -> Any:
         svc = await Services.open(settings)
@@ -56,14 +56,14 @@ def main() -> None:
 def serve(**flags: Any) -> None:
     """Run the API server."""
     settings = _settings(**flags)
-    from shipyard.core import declarative
-    from shipyard.core.declarative import SchemaFileError
+    from shipyard.records import declarative
+    from shipyard.records.declarative import SchemaFileError
 
     async def prepare(svc: Any) -> None:
         if settings.schema_file:
             await declarative.apply_file(svc, settings.schema_file)
         if settings.demo:
-            from shipyard.core import demo
+            from shipyard import demo
 
             await demo.load(svc, announce=click.echo)
 
@@ -132,8 +132,8 @@ def worker(concurrency: int | None, queues: str | None) -> None:
 def migrate(schema_file: str | None, confirm_data_loss: bool, delete_missing: bool) -> None:
     """Create system tables and apply the declarative collections file."""
     settings = _settings(schema_file=schema_file)
-    from shipyard.core import declarative
-    from shipyard.core.declarative import SchemaFileError
+    from shipyard.records import declarative
+    from shipyard.records.declarative import SchemaFileError
 
     async def apply(svc: Any) -> int:
         if not settings.schema_file:
@@ -162,7 +162,7 @@ def superuser() -> None:
 @click.argument("email")
 @click.argument("password")
 def superuser_create(email: str, password: str) -> None:
-    from shipyard.core import superusers
+    from shipyard.auth import superusers
 
     _run(_settings(), lambda svc: superusers.create(svc, email, password))
     click.echo(f"superuser {email} created")
@@ -172,7 +172,7 @@ def superuser_create(email: str, password: str) -> None:
 @click.argument("email")
 @click.argument("password")
 def superuser_update(email: str, password: str) -> None:
-    from shipyard.core import superusers
+    from shipyard.auth import superusers
 
     _run(_settings(), lambda svc: superusers.update(svc, email, password))
     click.echo(f"superuser {email} updated")
@@ -182,7 +182,7 @@ def superuser_update(email: str, password: str) -> None:
 @click.argument("email")
 @click.argument("password")
 def superuser_upsert(email: str, password: str) -> None:
-    from shipyard.core import superusers
+    from shipyard.auth import superusers
 
     _run(_settings(), lambda svc: superusers.upsert(svc, email, password))
     click.echo(f"superuser {email} saved")
@@ -191,7 +191,7 @@ def superuser_upsert(email: str, password: str) -> None:
 @superuser.command("delete")
 @click.argument("email")
 def superuser_delete(email: str) -> None:
-    from shipyard.core import superusers
+    from shipyard.auth import superusers
 
     _run(_settings(), lambda svc: superusers.delete(svc, email))
     click.echo(f"superuser {email} deleted")
@@ -215,7 +215,7 @@ def db() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def db_advise(top: int, by: str, do_apply: bool, as_json: bool) -> None:
     """Explain the slowest recorded queries and propose indexes (docs/performance.md)."""
-    from shipyard.core import advise
+    from shipyard.dbadvice import advise
 
     async def go(svc: Any) -> tuple[Any, list[str] | None]:
         rep = await advise.report(svc, top=top, by=by)
@@ -270,7 +270,7 @@ def _print_advice(rep: Any, applied: list[str] | None) -> None:
 @db.command("reset")
 def db_reset() -> None:
     """Forget the recorded slow-query shapes."""
-    from shipyard.core import advise
+    from shipyard.dbadvice import advise
 
     n = _run(_settings(), advise.reset)
     click.echo(f"forgot {n} slow query shape(s)")
@@ -279,7 +279,7 @@ def db_reset() -> None:
 @main.command()
 def demo() -> None:
     """Load the demo data set (idempotent) without serving."""
-    from shipyard.core import demo as demo_mod
+    from shipyard import demo as demo_mod
 
     _run(_settings(), lambda svc: demo_mod.load(svc, announce=click.echo))
 

@@ -4,7 +4,7 @@ from shipyard.functions import Functions, Reject, Discard
 functions = Functions()
 """
 
-from shipyard.core.functions import Functions, FunctionsError, Reject
+from shipyard.kernel.functions import Functions, FunctionsError, Reject
 from shipyard.tools.worker import Discard
 
 __all__ = ["Discard", "Functions", "FunctionsError", "Reject"]

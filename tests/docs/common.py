@@ -14,7 +14,7 @@ from typing import Any
 from starlette.testclient import TestClient
 
 from shipyard.app import create_app
-from shipyard.core import superusers
+from shipyard.auth import superusers
 from shipyard.settings import load_settings
 from tests.helpers.servers import SUPERUSER
 from tests.helpers.smtp import SMTPServer, smtp_server

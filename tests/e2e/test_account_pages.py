@@ -27,7 +27,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from shipyard.api import account_pages
+from shipyard.auth import pages as account_pages
 from tests.helpers.servers import Server, free_port, fresh_pg_database, start_server, stop_server
 
 pytestmark = pytest.mark.e2e

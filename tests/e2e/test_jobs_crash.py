@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from shipyard.core.services import Services
+from shipyard.services import Services
 from shipyard.settings import Settings, load_settings
 
 pytestmark = pytest.mark.e2e

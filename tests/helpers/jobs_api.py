@@ -1,6 +1,6 @@
 """Job tests over HTTP: an app with a superuser and fast job timings, hooks files, and
-polling a job until it gets somewhere (shared by tests/api/test_jobs_api.py,
-tests/api/test_record_triggers.py and tests/core/test_builtin_jobs.py)."""
+polling a job until it gets somewhere (shared by tests/jobs/test_jobs_api.py,
+tests/jobs/test_record_triggers.py and tests/jobs/test_builtin_jobs.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 from starlette.testclient import TestClient
 
 from shipyard.app import create_app
-from shipyard.core import superusers
+from shipyard.auth import superusers
 from shipyard.settings import load_settings
 from tests.helpers.servers import SUPERUSER
 

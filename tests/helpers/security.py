@@ -19,7 +19,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from shipyard.app import create_app
-from shipyard.core.services import Services
+from shipyard.services import Services
 from shipyard.settings import load_settings
 from tests.helpers.servers import SUPERUSER, fresh_pg_database
 
@@ -166,7 +166,7 @@ class SharedApps:
             client = self.stack.enter_context(
                 TestClient(create_app(settings), raise_server_exceptions=False)
             )
-            from shipyard.core import superusers
+            from shipyard.auth import superusers
 
             svc = client.app.state.services  # type: ignore[attr-defined]
             client.portal.call(superusers.create, svc, *SUPERUSER)  # type: ignore[union-attr]

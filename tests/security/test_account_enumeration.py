@@ -26,7 +26,7 @@ from starlette.testclient import TestClient
 
 import shipyard.tools.attempts as attempts_module
 from shipyard.app import create_app
-from shipyard.core import superusers
+from shipyard.auth import superusers
 from shipyard.settings import load_settings
 from shipyard.tools.queue import FINAL
 from tests.helpers.security import PW

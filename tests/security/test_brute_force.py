@@ -20,7 +20,7 @@ from starlette.testclient import TestClient
 
 import shipyard.tools.attempts as attempts_module
 from shipyard.app import create_app
-from shipyard.core import superusers
+from shipyard.auth import superusers
 from shipyard.settings import load_settings
 from tests.helpers.security import PW
 from tests.helpers.servers import SUPERUSER

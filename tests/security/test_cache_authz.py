@@ -162,7 +162,7 @@ def _app(request: pytest.FixtureRequest, tmp_path: Path, backend: str) -> TestCl
 def w(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     backend = str(request.param)
     with _app(request, tmp_path_factory.mktemp(f"cache-authz-{backend}"), backend) as c:
-        from shipyard.core import superusers
+        from shipyard.auth import superusers
 
         c.portal.call(superusers.create, c.app.state.services, *SUPERUSER)  # type: ignore[attr-defined]
         yield World(c)

@@ -21,7 +21,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from shipyard.app import create_app
-from shipyard.core import superusers
+from shipyard.auth import superusers
 from shipyard.settings import Settings, load_settings
 from tests.helpers.security import PW
 from tests.helpers.servers import SUPERUSER

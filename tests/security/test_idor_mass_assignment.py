@@ -12,7 +12,7 @@ from urllib.parse import quote
 import jwt
 import pytest
 
-from shipyard.core.auth import issue_token
+from shipyard.records.auth import issue_token
 from tests.helpers.security import PW, Actor, SharedApp
 
 OWNER = "owner = @request.auth.id"

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from shipyard.core.accounts import purpose_token
-from shipyard.core.auth import issue_token
+from shipyard.auth.accounts import purpose_token
+from shipyard.records.auth import issue_token
 from tests.helpers.security import (
     PW,
     SUPERUSERS_ID,

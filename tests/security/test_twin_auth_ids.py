@@ -20,8 +20,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from shipyard.app import create_app
-from shipyard.core import superusers
-from shipyard.core.services import Services
+from shipyard.auth import superusers
+from shipyard.services import Services
 from shipyard.settings import load_settings
 from tests.helpers.security import PW
 from tests.helpers.servers import SUPERUSER, Server, start_server, stop_server

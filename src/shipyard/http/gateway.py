@@ -1,0 +1,164 @@
+"""The outermost ASGI layer: CORS and schema freshness for every request, and the read hot
+path.
+
+GET list/view of records skip Starlette's routing and Request/Response objects: DESIGN.md
+measured framework overhead as the ceiling on read throughput, so these two requests go
+from scope to bytes with nothing in between but the domain call.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+import orjson
+from starlette.applications import Starlette
+from starlette.types import Receive, Scope, Send
+
+from shipyard.cache.cache import etag_of
+from shipyard.http.cors import Cors, Headers
+from shipyard.kernel.errors import ApiError
+from shipyard.kernel.web import DB_ERRORS, db_error, token_from_header
+from shipyard.records.auth import ANONYMOUS
+from shipyard.records.records import REQUEST_HEADERS, rule_headers
+from shipyard.services import Services
+from shipyard.tools.db import budget
+
+log = logging.getLogger("shipyard.api")
+_PREFIX = "/api/collections/"
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+# Never stale: clients and proxies may keep a copy but must revalidate it (ETag → 304).
+_PUBLIC = b"public, no-cache"
+_PRIVATE = b"private, no-cache"
+
+
+def _etag_matches(header: str, etag: str) -> bool:
+    if header.strip() == "*":
+        return True
+    return any(t.strip().removeprefix("W/") == etag for t in header.split(","))
+
+
+class Gateway:
+    def __init__(self, app: Starlette, cors: Cors) -> None:
+        self.app = app
+        self.cors = cors
+
+    def __getattr__(self, name: str) -> Any:  # state, routes, … of the wrapped app
+        return getattr(self.app, name)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] == "OPTIONS":
+            await self.cors.preflight(scope["headers"], send)
+            return
+        cors = self.cors.headers(scope["headers"])
+        svc: Services | None = getattr(self.app.state, "services", None)
+        path: str = scope["path"]
+        parts: list[str] = []
+        try:
+            if svc is not None:
+                await svc.store.refresh()
+                if path.startswith(_PREFIX):
+                    parts = path[len(_PREFIX) :].split("/")
+                    if parts[0] and svc.store.get(unquote(parts[0])) is None:
+                        # created by another process whose notification has not arrived yet
+                        await svc.store.reload()
+        except DB_ERRORS as exc:
+            err = db_error(exc, scope["method"], path)
+            headers = [(k.lower().encode(), v.encode()) for k, v in err.headers.items()]
+            body = orjson.dumps(err.to_dict())
+            await _send(send, err.status, [*_JSON_HEADERS, *cors, *headers], body)
+            return
+        if svc is not None and parts:
+            is_read = len(parts) in (2, 3) and parts[1] == "records" and all(parts)
+            if is_read and scope["method"] == "GET":
+                await self._read(svc, scope, send, parts, cors)
+                return
+        await self.app(scope, receive, Cors.wrap(send, cors))
+
+    async def _read(
+        self, svc: Services, scope: Scope, send: Send, parts: list[str], cors: Headers
+    ) -> None:
+        status = 200
+        headers = [*_JSON_HEADERS, *cors]
+        cache = svc.cache
+        try:
+            c = svc.store.require(unquote(parts[0]))
+            qs = scope["query_string"].decode("utf-8", "replace")
+            params = dict(parse_qsl(qs, keep_blank_values=True)) if qs else {}
+            auth = ANONYMOUS
+            REQUEST_HEADERS.set(rule_headers(scope["headers"]))
+            directives = b""
+            if_none_match = None
+            for key, value in scope["headers"]:
+                if key == b"authorization":
+                    token = token_from_header(value.decode("latin-1"))
+                    if token:
+                        auth = await svc.authenticate(token)
+                elif key in (b"cache-control", b"pragma"):
+                    directives += value.lower()
+                elif key == b"if-none-match":
+                    if_none_match = value.decode("latin-1")
+
+            async def compute() -> tuple[int, bytes]:
+                with budget(svc.settings.query_budget_ms / 1000):
+                    if len(parts) == 2:
+                        data = await svc.records.list_page(c, params, auth)
+                    else:
+                        data = await svc.records.view(c, unquote(parts[2]), params, auth)
+                return 200, orjson.dumps(data)
+
+            outcome = b"bypass"
+            etag = ""
+            plan = cache.plan(c, scope["path"] + "?" + qs, params, auth) if cache.enabled else None
+            # `no-cache` recomputes (and refreshes the entry), `no-store` leaves it alone
+            if plan is not None and b"no-store" not in directives:
+                version = await cache.token(plan.tables)
+                if version is not None:
+                    entry = None if b"no-cache" in directives else cache.get(plan.key, version)
+                    if entry is not None:
+                        outcome = b"hit"
+                    else:
+                        entry = await cache.fill(plan, version, compute)
+                        outcome = b"miss"
+                    status, body, etag = entry.status, entry.body, entry.etag
+            if not etag:
+                status, body = await compute()
+                etag = etag_of(body)
+            headers += [
+                (b"etag", etag.encode()),
+                (b"cache-control", _PUBLIC if auth.collection is None else _PRIVATE),
+                (b"vary", b"Authorization"),
+                (b"x-shipyard-cache", outcome),
+            ]
+            if if_none_match is not None and _etag_matches(if_none_match, etag):
+                status, body = 304, b""
+        except (ApiError, *DB_ERRORS) as exc:
+            err = exc if isinstance(exc, ApiError) else db_error(exc, "GET", scope["path"])
+            status, body = err.status, orjson.dumps(err.to_dict())
+            headers += [(k.lower().encode(), v.encode()) for k, v in err.headers.items()]
+        except Exception:
+            log.exception("unhandled error on GET %s", scope["path"])
+            status = 500
+            body = orjson.dumps(
+                {
+                    "status": 500,
+                    "message": "Something went wrong while processing your request.",
+                    "data": {},
+                }
+            )
+        await _send(send, status, headers, body)
+
+
+async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*headers, (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,173 @@
+"""Request and response plumbing shared by the API modules: JSON via orjson, errors in
+PocketBase's shape, bounded body reading, and who is asking."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import Response
+
+from shipyard.kernel.errors import ApiError, bad_request, bad_value, busy, too_large, too_slow
+from shipyard.kernel.params import parse_int
+from shipyard.records.auth import ANONYMOUS, Auth
+from shipyard.records.records import REQUEST_HEADERS, rule_headers
+from shipyard.services import Services
+from shipyard.tools.db import DataValueError, PoolExhausted, QueryTimeout
+
+log = logging.getLogger("shipyard.api")
+
+
+class JSON(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def error_response(err: ApiError) -> Response:
+    return JSON(err.to_dict(), status_code=err.status, headers=err.headers or None)
+
+
+# database failures that are the request's or the load's doing, never the server's: both
+# read paths (the gateway and the Starlette routes) answer them through `db_error`
+DB_ERRORS = (DataValueError, QueryTimeout, PoolExhausted)
+
+
+def db_error(exc: Exception, method: str, path: str) -> ApiError:
+    """The API answer to one of DB_ERRORS (logged when it is about load, not input)."""
+    if isinstance(exc, DataValueError):
+        return bad_value()
+    if isinstance(exc, QueryTimeout):
+        log.warning("query time limit hit on %s %s", method, path)
+        return too_slow()
+    log.warning("database pool exhausted on %s %s", method, path)
+    return busy()
+
+
+def client_ip(request: Request) -> str:
+    """The peer address; a proxy's X-Forwarded-For is not trusted (not configurable yet)."""
+    return request.client.host if request.client else ""
+
+
+def services(request: Request) -> Services:
+    svc: Services = request.app.state.services
+    return svc
+
+
+def query_params(request: Request) -> dict[str, str]:
+    return dict(request.query_params)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise too_large(limit)
+        except ValueError:
+            raise bad_request("Invalid Content-Length header.") from None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large(limit)
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    request._body = body  # lets request.form() parse what was already read
+    return body
+
+
+async def parse_body(request: Request) -> dict[str, Any]:
+    """A JSON object, or multipart / urlencoded fields (repeated keys become lists,
+    `@jsonPayload` is merged), as PocketBase accepts them."""
+    svc = services(request)
+    body = await read_body(request, svc.settings.max_body_size)
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        return await _parse_form(request)
+    if not body.strip():
+        return {}
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise bad_request(
+            f"Failed to read the request body: invalid JSON ({exc.msg} at position {exc.pos})."
+        ) from None
+    if not isinstance(data, dict):
+        raise bad_request("Failed to read the request body: expected a JSON object.")
+    return data
+
+
+async def _parse_form(request: Request) -> dict[str, Any]:
+    try:
+        form = await request.form(max_files=100, max_fields=2000)
+    except Exception as exc:  # malformed multipart of any kind is the client's error
+        raise bad_request(f"Failed to read the multipart body: {exc}") from None
+    out: dict[str, Any] = {}
+    try:
+        for key, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                raise bad_request(
+                    f"File uploads are not supported yet (field {key!r}); send file names as text."
+                )
+            if key == "@jsonPayload":
+                try:
+                    payload = orjson.loads(value)
+                except orjson.JSONDecodeError:
+                    raise bad_request("Invalid @jsonPayload: not valid JSON.") from None
+                if not isinstance(payload, dict):
+                    raise bad_request("Invalid @jsonPayload: expected a JSON object.")
+                out.update(payload)
+                continue
+            if key in out:
+                prev = out[key]
+                out[key] = [*prev, value] if isinstance(prev, list) else [prev, value]
+            else:
+                out[key] = value
+    finally:
+        await form.close()
+    return out
+
+
+def token_from_header(raw: str) -> str:
+    """The token of an Authorization header value, sent raw or as `Bearer <token>`."""
+    raw = raw.strip()
+    if raw[:7].lower() == "bearer ":
+        raw = raw[7:].strip()
+    return raw
+
+
+def bearer(request: Request) -> str:
+    return token_from_header(request.headers.get("authorization", ""))
+
+
+async def resolve_auth(request: Request) -> Auth:
+    """The auth record of a valid token; anonymous for none or an invalid one (like PocketBase).
+    Also makes the request's headers what `@request.headers.*` reads in rules."""
+    REQUEST_HEADERS.set(rule_headers(request.scope["headers"]))
+    token = bearer(request)
+    if not token:
+        return ANONYMOUS
+    svc = services(request)
+    return await svc.authenticate(token)
+
+
+async def require_superuser(request: Request) -> Auth:
+    """401 without a valid token, 403 for anyone but a superuser (PocketBase's answers)."""
+    auth = await resolve_auth(request)
+    if auth.collection is None:
+        raise ApiError(401, "The request requires valid record authorization token.")
+    if not auth.is_superuser:
+        raise ApiError(403, "The authorized record is not allowed to perform this action.")
+    return auth
+
+
+def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    """A bounded integer query parameter; anything else is a 400 naming it."""
+    raw = request.query_params.get(name, "")
+    return parse_int(raw, f"{name} parameter", low, high) if raw else default
