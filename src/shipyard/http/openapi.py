@@ -1176,11 +1176,9 @@ _MODULE_TAGS = {
 def _module_paths() -> Schema:
     """Paths of route modules that describe themselves with `openapi_paths()`."""
     out: Schema = {}
+    modules = {"db": "dbadvice.routes", "jobs": "jobs.routes", "webhooks": "webhooks.routes"}
     for name in (*_MODULE_TAGS, "account_pages"):
-        try:
-            module = importlib.import_module(f"shipyard.api.{name}")
-        except ImportError:
-            continue
+        module = importlib.import_module(f"shipyard.{modules.get(name, 'auth.pages')}")
         describe = getattr(module, "openapi_paths", None)
         if callable(describe):
             out.update(describe())
