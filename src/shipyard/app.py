@@ -11,20 +11,13 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from shipyard.auth import pages as account_pages
-from shipyard.auth import routes as auth
-from shipyard.dbadvice import routes as db_api
-from shipyard.http import health
+from shipyard.http import health, openapi
 from shipyard.http.cors import Cors
 from shipyard.http.gateway import Gateway
-from shipyard.jobs import routes as jobs_api
 from shipyard.kernel.errors import ApiError
 from shipyard.kernel.web import DB_ERRORS, JSON, db_error, error_response
-from shipyard.records import collection_routes as collections
-from shipyard.records import routes as records
 from shipyard.services import Services
 from shipyard.settings import Settings, load_settings, parse_origins
-from shipyard.webhooks import routes as webhooks_api
 
 log = logging.getLogger("shipyard")
 
@@ -66,23 +59,19 @@ def create_app(settings: Settings | None = None) -> Gateway:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         svc = await Services.open(settings)
         await startup(svc)
-        if settings.jobs_worker:
-            svc.jobs.start_worker()
+        await svc.start()
+        # each capability's routes, as its extension contributes them
+        app.router.routes.extend(svc.routes())
         app.state.services = svc
         try:
             yield
         finally:
+            del app.router.routes[len(own_routes) :]
             await svc.close()
 
-    routes = [*health.routes, *auth.routes, *collections.routes, *records.routes]
-    routes += [*db_api.routes, *jobs_api.routes, *webhooks_api.routes]
-    routes += account_pages.routes
-    with contextlib.suppress(ImportError):
-        from shipyard.http import openapi
-
-        routes += openapi.routes
+    own_routes = [*health.routes, *openapi.routes]
     app = Starlette(
-        routes=routes,
+        routes=list(own_routes),
         lifespan=lifespan,
         exception_handlers={
             ApiError: _api_error,

@@ -1,62 +1,133 @@
-"""The wired-up domain: what the API and CLI call. Built by `app.py` from settings."""
+"""The composition root of the domain: builds every capability from settings, once, in
+dependency order, and plugs each in through the extension interface (kernel/extension.py).
+
+Nothing here is assigned after construction: the database platform comes first (the
+database, the write watcher, Redis, the slow-query log, the schema store), then records
+with its event bus and the cache it reports totals to, then auth, jobs, webhooks, the
+advisor and the team's own extensions. What capabilities contribute to one another —
+job kinds, record-event subscribers, write watchers — is registered, not wired by hand.
+"""
 
 from __future__ import annotations
 
-import math
-import secrets
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+import importlib
+from collections.abc import Sequence
+from typing import Any
 
+from starlette.routing import BaseRoute
+
+from shipyard.auth.extension import AuthExtension
+from shipyard.auth.login import AuthService
 from shipyard.cache.cache import ResponseCache, build_versions
-from shipyard.kernel.errors import ApiError, bad_request
-from shipyard.records.auth import (
-    ANONYMOUS,
-    Auth,
-    issue_token,
-    unverified_claims,
-    verify_token,
-)
-from shipyard.records.collections import Collection, quote_ident, unique_index
-from shipyard.records.records import Records, decode_row, shape
+from shipyard.cache.extension import CacheExtension
+from shipyard.dbadvice.extension import DbAdviceExtension
+from shipyard.jobs.extension import JobsExtension
+from shipyard.jobs.jobs import Jobs
+from shipyard.kernel.extension import Extension, HealthCheck, in_dependency_order
+from shipyard.kernel.functions import Functions, load_hooks
+from shipyard.records.events import RecordEvents
+from shipyard.records.extension import RecordsExtension
+from shipyard.records.passwords import PasswordHashing
+from shipyard.records.records import Records
 from shipyard.records.schema import SchemaStore
 from shipyard.settings import Settings
 from shipyard.tools.attempts import AttemptLimiter
-from shipyard.tools.db import Database
+from shipyard.tools.db import Database, connect
 from shipyard.tools.dbwatch import WatchedDatabase
 from shipyard.tools.redisclient import ResilientRedis
 from shipyard.tools.slowlog import SlowQueryLog
-
-if TYPE_CHECKING:
-    from shipyard.jobs.jobs import Jobs
-    from shipyard.webhooks.webhooks import Webhooks
-
-# tables whose writes change no cached response: job bookkeeping and delivery logs
-UNCACHED_TABLES = frozenset({"_jobs", "_webhooks", "_webhook_deliveries"})
+from shipyard.webhooks.extension import WebhooksExtension
+from shipyard.webhooks.webhooks import Webhooks
 
 
-async def _no_cache(tables: set[str]) -> None:
-    """Writes during start-up, before the cache exists."""
+class ExtensionError(ValueError):
+    """SHIPYARD_EXTENSIONS names something that is not an extension factory."""
 
 
-@dataclass
+def load_extensions(spec: str, svc: Services) -> list[Extension]:
+    """The team's extensions: `package.module:factory`, comma-separated; each factory is
+    called with the services and returns an Extension."""
+    out: list[Extension] = []
+    for item in (s.strip() for s in spec.split(",")):
+        if not item:
+            continue
+        module_name, _, attr = item.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module_name), attr or "extension")
+        except (ImportError, AttributeError) as exc:
+            raise ExtensionError(f"SHIPYARD_EXTENSIONS: cannot load {item!r}: {exc}") from exc
+        ext = factory(svc)
+        if not isinstance(ext, Extension):
+            raise ExtensionError(f"SHIPYARD_EXTENSIONS: {item!r} did not return an Extension")
+        out.append(ext)
+    return out
+
+
 class Services:
-    settings: Settings
-    db: Database
-    store: SchemaStore
-    records: Records
-    attempts: AttemptLimiter
-    cache: ResponseCache
-    redis: ResilientRedis | None = None
-    slowlog: SlowQueryLog | None = None
-    jobs: Jobs = None  # type: ignore[assignment]  # set by open(): it needs the services
-    webhooks: Webhooks = None  # type: ignore[assignment]
+    """Everything a route, a job or a command needs, built by `open` in one go."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        raw_db: Database,
+        db: WatchedDatabase,
+        redis: ResilientRedis | None,
+        slowlog: SlowQueryLog,
+        store: SchemaStore,
+        events: RecordEvents,
+        cache: ResponseCache,
+        records: Records,
+        attempts: AttemptLimiter,
+        auth: AuthService,
+        user_functions: Functions,
+        hooks_module: tuple[str, str | None] | None,
+    ) -> None:
+        self.settings = settings
+        self.raw_db = raw_db
+        self.db = db
+        self.redis = redis
+        self.slowlog = slowlog
+        self.store = store
+        self.events = events
+        self.cache = cache
+        self.records = records
+        self.attempts = attempts
+        self.auth = auth
+        # job handlers see these services as `ctx.services`
+        self.jobs = Jobs(settings, db, raw_db, store, records, user_functions, hooks_module, self)
+        self.webhooks = Webhooks(raw_db, store, self.jobs)
+        jobs = self.jobs
+
+        async def wake_worker(tables: set[str]) -> None:
+            jobs.written(tables)
+
+        db.subscribe(wake_worker)
+        self.extensions: list[Extension] = [
+            RecordsExtension(store, db),
+            AuthExtension(auth),
+            CacheExtension(cache, db),
+            JobsExtension(self.jobs, settings.jobs_worker),
+            WebhooksExtension(self.webhooks, settings),
+            DbAdviceExtension(),
+        ]
+        self.extensions = in_dependency_order(
+            [*self.extensions, *load_extensions(settings.extensions, self)]
+        )
+        functions = Functions()
+        for ext in self.extensions:
+            contributed = ext.functions()
+            if contributed is not None:
+                functions = functions.merge(contributed)
+            for subscriber in ext.record_subscribers():
+                events.subscribe(subscriber)
+        jobs.register(functions)
 
     @classmethod
-    async def open(cls, settings: Settings) -> Services:
-        from shipyard.tools.db import connect
-
+    async def open(cls, settings: Settings, *, start: bool = False) -> Services:
+        """Connect, build, migrate every capability; with `start`, also start their
+        background work (the server does; one-off CLI commands do not)."""
         slowlog = SlowQueryLog(settings.slow_query_ms)
-        db = await connect(
+        raw = await connect(
             settings.database_url,
             settings.sqlite_path,
             timer=slowlog.timer,
@@ -68,7 +139,7 @@ class Services:
             busy_timeout_ms=settings.sqlite_busy_timeout_ms,
         )
         # the log writes `_slow_queries` on the raw database: its writes invalidate no cache
-        await slowlog.start(db)
+        await slowlog.start(raw)
         redis = (
             ResilientRedis(
                 settings.redis_url, settings.redis_timeout, settings.redis_retry_interval
@@ -76,273 +147,55 @@ class Services:
             if settings.redis_url
             else None
         )
-        # every committed write reaches the cache through the watched database
-        watched = WatchedDatabase(db, on_write=_no_cache)
-        store = SchemaStore(watched)  # type: ignore[arg-type]
+        # every committed write reaches its watchers (the cache, the local job worker)
+        watched = WatchedDatabase(raw)
+        store = SchemaStore(watched)
         await store.init()
         cache = ResponseCache(settings, store, build_versions(settings, store, redis))
-        watched.on_write = cache.written
-        # on the raw database: its counters change no cached response
-        attempts = AttemptLimiter(db, secret=settings.secret_key.encode())
-        await attempts.ensure_schema()
-        records = Records(store, watched, settings)  # type: ignore[arg-type]
-        records.cache = cache
-        svc = cls(
-            settings=settings,
-            db=watched,  # type: ignore[arg-type]
-            store=store,
-            records=records,
-            attempts=attempts,
-            cache=cache,
-            redis=redis,
-            slowlog=slowlog,
+        events = RecordEvents()
+        passwords = PasswordHashing(settings.password_hash_concurrency)
+        records = Records(
+            store, watched, settings, totals=cache, events=events, passwords=passwords
         )
-        await svc._open_jobs()
-
-        async def written(tables: set[str]) -> None:
-            data = tables - UNCACHED_TABLES
-            if data:
-                await cache.written(data)
-            svc.jobs.written(tables)
-
-        watched.on_write = written
+        # login counters on the raw database: they change no cached response
+        attempts = AttemptLimiter(raw, secret=settings.secret_key.encode())
+        auth = AuthService(settings, store, watched, attempts, passwords)
+        user, module = load_hooks(settings.hooks) if settings.hooks else (Functions(), None)
+        svc = cls(
+            settings, raw, watched, redis, slowlog, store, events, cache, records, attempts,
+            auth, user, module,
+        )  # fmt: skip
+        for ext in svc.extensions:
+            await ext.migrate()
+        if start:
+            await svc.start()
         return svc
 
-    async def _open_jobs(self) -> None:
-        """Jobs, functions (built-in and the team's hooks), webhooks, record triggers."""
-        from shipyard.jobs.builtin import builtin_functions
-        from shipyard.jobs.events import RecordEvents
-        from shipyard.jobs.jobs import Jobs
-        from shipyard.kernel.functions import Functions, load_hooks
-        from shipyard.webhooks.webhooks import Webhooks
-
-        user, module = (
-            load_hooks(self.settings.hooks) if self.settings.hooks else (Functions(), None)
-        )
-        functions = builtin_functions(self.settings).merge(user)
-        self.jobs = Jobs(self, functions, module)
-        await self.jobs.ensure_schema()
-        raw = getattr(self.db, "inner", self.db)
-        self.webhooks = Webhooks(raw, self.store, self.jobs)
-        await self.webhooks.ensure_schema()
-        self.records.events = RecordEvents(self.jobs, self.webhooks)
+    async def start(self) -> None:
+        for ext in self.extensions:
+            await ext.start()
 
     async def close(self) -> None:
-        if self.jobs is not None:
-            await self.jobs.close()
-        self.records.passwords.close()
-        if self.slowlog is not None:
-            await self.slowlog.close()
+        for ext in reversed(self.extensions):
+            await ext.stop()
+        await self.slowlog.close()
         await self.store.close()
         await self.db.close()
         if self.redis is not None:
             await self.redis.close()
 
-    # ------------------------------------------------------------------ auth
+    def routes(self) -> list[BaseRoute]:
+        return [r for ext in self.extensions for r in ext.routes()]
 
-    async def _auth_row(
-        self, coll: Collection, where: str, args: list[Any]
-    ) -> dict[str, Any] | None:
-        sh = shape(self.store, coll, "internal")
-        row = await self.db.fetchone(
-            f'SELECT {sh.columns}, "_r"."password" FROM "{coll.table}" AS "_r" WHERE {where}', args
-        )
-        if row is None:
-            return None
-        rec = decode_row(coll, sh, row[:-1])
-        rec["password"] = row[-1]
-        return rec
+    def health_checks(self) -> Sequence[HealthCheck]:
+        return [c for ext in self.extensions for c in ext.health_checks()]
 
-    def _identity_match(self, coll: Collection, field: str) -> tuple[str, bool] | None:
-        """SQL comparing `field` with one value the way its UNIQUE index compares, and
-        whether that ignores (ASCII) case (a COLLATE NOCASE index); None if no such index
-        makes the field an identity. So a lookup finds at most one record, and no name
-        outside the collection's fields reaches the SQL."""
-        idef = unique_index(coll.indexes, field)
-        col = '"_r".' + quote_ident(field)
-        if idef is None and field == "email" and coll.type == "auth":
-            return f"{col} = ?", False  # its index dropped by an old version: as that one did
-        if idef is None or coll.field(field) is None:
-            return None
-        if not idef.columns[0][2]:
-            return f"{col} = ?", False
-        # the very expressions the engines' indexes are built on (IndexDef.sql)
-        if self.db.dialect == "postgres":
-            return f"LOWER({col}) = LOWER(?)", True
-        return f"{col} = ? COLLATE NOCASE", True
-
-    async def auth_record_by(
-        self, coll: Collection, field: str, value: Any
-    ) -> dict[str, Any] | None:
-        """An auth record with its tokenKey (for signing), by id or by a unique field."""
-        if field == "id":
-            return await self._auth_row(coll, '"_r"."id" = ?', [value])
-        match = self._identity_match(coll, field)
-        if match is None:
-            raise ValueError(field)
-        return await self._auth_row(coll, match[0], [value])
-
-    async def authenticate(self, token: str) -> Auth:
-        """The auth record of a valid token; anonymous for an invalid one (as PocketBase)."""
-        claims = unverified_claims(token)
-        if claims is None:
-            return ANONYMOUS
-        coll = self.store.get(claims["collectionId"])
-        if coll is None or coll.type != "auth":
-            return ANONYMOUS
-        rec = await self._auth_row(coll, '"_r"."id" = ?', [claims["id"]])
-        if rec is None or not verify_token(
-            self.settings.secret_key, token, coll, rec.get("tokenKey", "")
-        ):
-            return ANONYMOUS
-        return Auth(
-            collection=coll,
-            record=public_auth_record(rec),
-            refreshable=claims.get("refreshable", True) is not False,
-        )
-
-    def token_for(self, coll: Collection, rec: dict[str, Any]) -> str:
-        duration = int(coll.options.get("authToken", {}).get("duration") or 0)
-        if coll.name == "_superusers":
-            duration = self.settings.superuser_token_duration
-        return issue_token(
-            self.settings.secret_key, coll, rec["id"], rec.get("tokenKey", ""), duration or 604800
-        )
-
-    async def auth_with_password(
-        self,
-        coll: Collection,
-        identity: Any,
-        password: Any,
-        identity_field: Any = None,
-        ip: str = "",
-    ) -> tuple[str, dict[str, Any]]:
-        if coll.type != "auth":
-            raise bad_request("The collection is not an auth collection.")
-        errors = {}
-        if not isinstance(identity, str) or not identity:
-            errors["identity"] = {"code": "validation_required", "message": "Cannot be blank."}
-        if not isinstance(password, str) or not password:
-            errors["password"] = {"code": "validation_required", "message": "Cannot be blank."}
-        if errors:
-            raise bad_request("An error occurred while validating the submitted data.", errors)
-        assert isinstance(identity, str) and isinstance(password, str)
-        fields = coll.options.get("passwordAuth", {}).get("identityFields") or ["email"]
-        if identity_field:
-            if identity_field not in fields:
-                raise bad_request("Invalid identity field.")
-            fields = [identity_field]
-        # a stored name without a UNIQUE index (saved before that was checked) finds nothing
-        matches = [m for m in (self._identity_match(coll, str(n)) for n in fields) if m]
-        rec = None
-        for where, _ in matches:
-            rec = await self._auth_row(coll, where, [identity])
-            if rec is not None:
-                break
-        # an unknown identity's count is shared by the spellings a lookup would not tell apart
-        folds = bool(matches) and all(nocase for _, nocase in matches)
-        unknown = f"login:id:{coll.id}:{identity.lower() if folds else identity}"
-        if not await self.check_password(coll, rec, password, ip, unknown):
-            raise ApiError(400, "Failed to authenticate.")
-        assert rec is not None
-        return self.token_for(coll, rec), public_auth_record(rec)
-
-    async def check_password(
-        self,
-        coll: Collection,
-        rec: dict[str, Any] | None,
-        password: str,
-        ip: str,
-        unknown_key: str = "",
-    ) -> bool:
-        """Whether `password` is the auth record's, as one attempt counted against the account
-        and the client address (brute-force protection, docs/settings.md).
-
-        The attempt is reserved before argon2 runs, atomically across processes, so no more
-        than the limit of guesses is ever verified per window: past it the answer is 429
-        with Retry-After, even for the right password. An unknown identity (`rec` None)
-        counts under `unknown_key` and still pays for one verification, so it answers and
-        locks like a known one. A right password takes its attempt back and clears the
-        account's count. Busy hashing is a 503 that counts nothing.
-        """
-        s = self.settings
-        id_key = f"login:rec:{coll.id}:{rec['id']}" if rec is not None else unknown_key
-        ip_key = f"login:ip:{ip}"
-        hashing = self.records.passwords
-        hashing.refuse_if_busy()  # before touching the database
-        wait = await self.attempts.reserve(
-            [(id_key, s.auth_max_failures_per_identity), (ip_key, s.auth_max_failures_per_ip)],
-            s.auth_failure_window,
-        )
-        if wait is not None:
-            seconds = max(1, math.ceil(wait))
-            raise ApiError(
-                429,
-                "Too many failed authentication attempts; try again later.",
-                {"retryAfter": seconds},
-                headers={"Retry-After": str(seconds)},
-            )
-        try:
-            ok = await hashing.verify(rec["password"] if rec else "", password)
-        except ApiError:  # every slot taken meanwhile: this guess was never checked
-            await self.attempts.release([id_key, ip_key])
-            raise
-        if ok and rec is not None:
-            await self.attempts.reset([id_key])
-            await self.attempts.release([ip_key])
-            return True
-        if secrets.randbelow(50) == 0:
-            await self.attempts.prune()
-        return False
-
-    async def impersonate(
-        self, actor: Auth, coll: Collection, rid: str, duration: Any
-    ) -> tuple[str, dict[str, Any]]:
-        """A superuser acts as a user for support: a token for that record that cannot be
-        refreshed and lives `duration` seconds (default: the collection's token duration)."""
-        if not actor.is_superuser:
-            raise ApiError(403, "Only superusers can perform this action.")
-        if coll.type != "auth":
-            raise ApiError(404, "Missing or invalid auth collection context.")
-        default = int(coll.options.get("authToken", {}).get("duration") or 604800)
-        if duration in (None, "", 0):
-            duration = default
-        if (
-            not isinstance(duration, int)
-            or isinstance(duration, bool)
-            or not 1 <= duration <= 31536000
-        ):
-            raise bad_request(
-                "Invalid duration.",
-                {
-                    "duration": {
-                        "code": "validation_invalid_duration",
-                        "message": "Must be 1..31536000 seconds.",
-                    }
-                },
-            )
-        rec = await self._auth_row(coll, '"_r"."id" = ?', [rid])
-        if rec is None:
-            raise ApiError(404, "The requested resource wasn't found.")
-        token = issue_token(
-            self.settings.secret_key, coll, rec["id"], rec.get("tokenKey", ""), duration, False
-        )
-        return token, public_auth_record(rec)
-
-    async def refresh(self, auth: Auth) -> tuple[str, dict[str, Any]]:
-        if auth.collection is None:
-            raise ApiError(401, "The request requires valid record authorization token.")
-        if not auth.refreshable:
-            raise ApiError(403, "The current auth token is not refreshable.")
-        rec = await self._auth_row(auth.collection, '"_r"."id" = ?', [auth.id])
-        if rec is None:
-            raise ApiError(401, "The request requires valid record authorization token.")
-        return self.token_for(auth.collection, rec), public_auth_record(rec)
+    def extension(self, name: str) -> Any:
+        """The enabled extension called `name` (KeyError if none)."""
+        for ext in self.extensions:
+            if ext.name == name:
+                return ext
+        raise KeyError(name)
 
 
-def public_auth_record(rec: dict[str, Any]) -> dict[str, Any]:
-    """An auth record as it may leave the server: no password hash, no tokenKey."""
-    return {k: v for k, v in rec.items() if k not in ("password", "tokenKey")}
-
-
-__all__ = ["ANONYMOUS", "Services"]
+__all__ = ["ExtensionError", "Services", "load_extensions"]

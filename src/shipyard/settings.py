@@ -86,6 +86,8 @@ class Settings:
     redis_retry_interval: float = 1.0  # seconds between reconnect attempts while down
     # background jobs and functions (docs/jobs.md)
     hooks: str = ""  # the team's hooks module: a file path (hooks.py) or a module name
+    # the team's extensions (docs/architecture.md): "package.module:factory", comma-separated
+    extensions: str = ""
     jobs_worker: bool = True  # run a job worker inside every `shipyard serve` process
     jobs_concurrency: int = 10  # jobs one worker process runs at once
     jobs_queues: str = ""  # queues a worker serves, comma-separated; empty: all

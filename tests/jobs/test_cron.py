@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
-from shipyard.jobs.cron import CronScheduler, check_schedule, latest_tick, next_tick
+from shipyard.jobs.cron import CronScheduler
 from shipyard.kernel.functions import Functions, FunctionsError
 from shipyard.services import Services
 from shipyard.settings import Settings, load_settings
+from shipyard.tools.cronexpr import CronError, check_schedule, latest_tick, next_tick
 
 HOOKS = """
 from shipyard.functions import Functions
@@ -111,7 +112,7 @@ def test_bad_schedules_are_refused_at_registration(schedule: str) -> None:
 
     assert repr(schedule) in str(info.value)
     assert functions.crons == {} and functions.jobs == {}
-    with pytest.raises(FunctionsError):
+    with pytest.raises(CronError):
         check_schedule(schedule)
 
 

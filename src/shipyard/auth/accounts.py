@@ -147,11 +147,11 @@ async def send_account_mail(ctx: Any, args: Any) -> dict[str, Any]:
         raise Discard("account_mail: 'email' must be an address")
     extra: dict[str, Any] | None = None
     if purpose == "emailChange":  # to the new address, for the record that asked
-        rec = await svc.auth_record_by(coll, "id", str(args.get("record", "")))
+        rec = await svc.auth.auth_record_by(coll, "id", str(args.get("record", "")))
         to: str | None = address
         extra = {"newEmail": address}
     else:
-        rec = await svc.auth_record_by(coll, "email", address)
+        rec = await svc.auth.auth_record_by(coll, "email", address)
         to = None
     if rec is None or (purpose == "verification" and rec.get("verified")):
         return {"sent": False}
@@ -199,7 +199,7 @@ async def _record_of(
         or not isinstance(claims.get("id"), str)
     ):
         raise bad_request("Invalid or expired token.", _INVALID)
-    rec = await svc.auth_record_by(coll, "id", claims["id"])
+    rec = await svc.auth.auth_record_by(coll, "id", claims["id"])
     if rec is None or rec.get("email") != claims.get("email"):
         raise bad_request("Invalid or expired token.", _INVALID)
     if not _verified_claims(svc, coll, token, purpose, rec):
@@ -286,12 +286,12 @@ async def request_email_change(
     elif new_email == auth.record.get("email"):
         problem = _error("validation_not_in_invalid", "Must not be in list.")
     else:
-        other = await svc.auth_record_by(coll, "email", new_email)
+        other = await svc.auth.auth_record_by(coll, "email", new_email)
         if other is not None and other["id"] != auth.id:
             problem = _error("validation_invalid_new_email", "Invalid new email address.")
     if problem is not None:
         raise bad_request(_VALIDATION, {"newEmail": problem})
-    rec = await svc.auth_record_by(coll, "id", auth.id)
+    rec = await svc.auth.auth_record_by(coll, "id", auth.id)
     if rec is None:  # deleted since its token was checked
         raise unauthorized()
     if await _within_limits(svc, new_email, ip):
@@ -330,7 +330,7 @@ async def _email_change_of(
     owner = coll if cid == coll.id else svc.store.get(cid)
     if owner is None or owner.type != "auth":
         raise _TokenProblem(*_INVALID_TOKEN)
-    rec = await svc.auth_record_by(owner, "id", rid)
+    rec = await svc.auth.auth_record_by(owner, "id", rid)
     if rec is None or not _verified_claims(svc, owner, token, "emailChange", rec):
         raise _TokenProblem(*_INVALID_TOKEN)
     if owner.id != coll.id:
@@ -341,7 +341,7 @@ async def _email_change_of(
     # the old address must still be the record's: a link dies once the address changed
     if rec.get("email") != claims.get("email"):
         raise _TokenProblem(*_INVALID_TOKEN)
-    if await svc.auth_record_by(coll, "email", new_email) is not None:
+    if await svc.auth.auth_record_by(coll, "email", new_email) is not None:
         raise _TokenProblem("validation_invalid_token_email", "The new email address is invalid.")
     return rec, new_email
 
@@ -376,7 +376,7 @@ async def confirm_email_change(
             **_error("validation_length_out_of_range", "The length must be between 1 and 100."),
             "params": {"max": 100, "min": 1},
         }
-    elif rec is None or not await svc.check_password(coll, rec, password, ip):
+    elif rec is None or not await svc.auth.check_password(coll, rec, password, ip):
         errors["password"] = invalid_password
     if errors:
         raise bad_request(_VALIDATION, errors)

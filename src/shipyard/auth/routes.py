@@ -19,7 +19,7 @@ async def auth_with_password(request: Request) -> Response:
     svc = services(request)
     c = svc.store.require(request.path_params["collection"])
     body = await parse_body(request)
-    token, record = await svc.auth_with_password(
+    token, record = await svc.auth.auth_with_password(
         c, body.get("identity"), body.get("password"), body.get("identityField"), client_ip(request)
     )
     return JSON({"token": token, "record": record})
@@ -30,7 +30,7 @@ async def auth_refresh(request: Request) -> Response:
     c = svc.store.require(request.path_params["collection"])
     auth = await resolve_auth(request)
     require_own_collection(auth, c)
-    token, record = await svc.refresh(auth)
+    token, record = await svc.auth.refresh(auth)
     return JSON({"token": token, "record": record})
 
 
@@ -41,7 +41,9 @@ async def impersonate(request: Request) -> Response:
     if actor.collection is None:
         raise ApiError(401, "The request requires valid record authorization token.")
     body = await parse_body(request)
-    token, record = await svc.impersonate(actor, c, request.path_params["id"], body.get("duration"))
+    token, record = await svc.auth.impersonate(
+        actor, c, request.path_params["id"], body.get("duration")
+    )
     return JSON({"token": token, "record": record})
 
 

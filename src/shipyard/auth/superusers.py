@@ -18,7 +18,7 @@ def system_actor(svc: Services) -> Auth:
 
 async def _find(svc: Services, email: str) -> str | None:
     """Matched as logins match it (regardless of case, like the unique index)."""
-    rec = await svc.auth_record_by(svc.store.require(SUPERUSERS), "email", email)
+    rec = await svc.auth.auth_record_by(svc.store.require(SUPERUSERS), "email", email)
     return str(rec["id"]) if rec else None
 
 

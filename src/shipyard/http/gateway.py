@@ -97,7 +97,7 @@ class Gateway:
                 if key == b"authorization":
                     token = token_from_header(value.decode("latin-1"))
                     if token:
-                        auth = await svc.authenticate(token)
+                        auth = await svc.auth.authenticate(token)
                 elif key in (b"cache-control", b"pragma"):
                     directives += value.lower()
                 elif key == b"if-none-match":

@@ -1,6 +1,6 @@
 """Built-in jobs, registered through the same `Functions` API as the team's hooks:
-`send_email`, `account_mail` (verification, password reset and e-mail change mails),
-`export_collection` and `webhook` (one signed delivery)."""
+`send_email` and
+`export_collection`. (The `webhook` kind is the webhooks capability's own.)"""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from typing import Any
 
 import orjson
 
-from shipyard.auth.accounts import MAIL_JOB, send_account_mail
 from shipyard.auth.mails import mailer_from_settings
 from shipyard.kernel.errors import ApiError
 from shipyard.kernel.functions import Functions
@@ -29,7 +28,6 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 def builtin_functions(settings: Settings) -> Functions:
     f = Functions()
     f.add_job("send_email", send_email, builtin=True, queue="mail")
-    f.add_job(MAIL_JOB, send_account_mail, builtin=True, queue="mail")
     f.add_job(
         "export_collection",
         export_collection,
@@ -38,14 +36,6 @@ def builtin_functions(settings: Settings) -> Functions:
         max_attempts=3,
         timeout=3600.0,
         concurrency=2,
-    )
-    f.add_job(
-        "webhook",
-        deliver_webhook,
-        builtin=True,
-        queue="webhooks",
-        backoff_base=settings.webhook_backoff_base,
-        backoff_max=3600.0,
     )
     return f
 
@@ -182,10 +172,6 @@ def _cell(value: Any) -> str:
         # injection); numbers stay numbers
         return "'" + value
     return str(value)
-
-
-async def deliver_webhook(ctx: Any, args: Any) -> dict[str, Any]:
-    return await ctx.services.webhooks.deliver(ctx, args)
 
 
 __all__ = ["builtin_functions", "export_path"]

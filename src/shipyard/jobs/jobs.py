@@ -30,7 +30,9 @@ from shipyard.tools.sandbox import IsolatedError, run_isolated
 from shipyard.tools.worker import AlreadyCompleted, Discard, KindPolicy, Worker
 
 if TYPE_CHECKING:
-    from shipyard.services import Services
+    from shipyard.records.records import Records
+    from shipyard.records.schema import SchemaStore
+    from shipyard.settings import Settings
 
 log = logging.getLogger("shipyard.jobs")
 
@@ -44,28 +46,29 @@ class LeaseLost(Exception):
 class RecordsFacade:
     """Records operations for job code, as a superuser (rules do not apply)."""
 
-    def __init__(self, svc: Services) -> None:
-        self._svc = svc
+    def __init__(self, store: SchemaStore, records: Records) -> None:
+        self._store = store
+        self._records = records
 
     def _auth(self) -> Auth:
-        return Auth(collection=self._svc.store.require("_superusers"), record={"id": "jobs"})
+        return Auth(collection=self._store.require("_superusers"), record={"id": "jobs"})
 
     async def create(self, collection: str, data: dict[str, Any]) -> dict[str, Any]:
-        c = self._svc.store.require(collection)
-        return await self._svc.records.create(c, data, self._auth(), {})
+        c = self._store.require(collection)
+        return await self._records.create(c, data, self._auth(), {})
 
     async def update(self, collection: str, rid: str, data: dict[str, Any]) -> dict[str, Any]:
-        c = self._svc.store.require(collection)
-        return await self._svc.records.update(c, rid, data, self._auth(), {})
+        c = self._store.require(collection)
+        return await self._records.update(c, rid, data, self._auth(), {})
 
     async def delete(self, collection: str, rid: str) -> None:
-        c = self._svc.store.require(collection)
-        await self._svc.records.delete(c, rid, self._auth(), {})
+        c = self._store.require(collection)
+        await self._records.delete(c, rid, self._auth(), {})
 
     async def view(self, collection: str, rid: str) -> dict[str, Any] | None:
-        c = self._svc.store.require(collection)
+        c = self._store.require(collection)
         try:
-            return await self._svc.records.view(c, rid, {}, self._auth())
+            return await self._records.view(c, rid, {}, self._auth())
         except ApiError as exc:
             if exc.status == 404:
                 return None
@@ -73,8 +76,8 @@ class RecordsFacade:
 
     async def list(self, collection: str, **params: Any) -> dict[str, Any]:
         """`params` are the list API's query parameters: filter, sort, page, perPage…"""
-        c = self._svc.store.require(collection)
-        return await self._svc.records.list_page(
+        c = self._store.require(collection)
+        return await self._records.list_page(
             c, {k: str(v) for k, v in params.items()}, self._auth()
         )
 
@@ -85,15 +88,15 @@ class JobContext:
     def __init__(self, jobs: Jobs, job: Job) -> None:
         self.jobs = jobs
         self.job = job
-        self.services = jobs.svc
-        self.db: Database = jobs.svc.db
-        self.records = RecordsFacade(jobs.svc)
+        self.services = jobs.host
+        self.db: Database = jobs.db
+        self.records = RecordsFacade(jobs.store, jobs.records)
         self.log = logging.getLogger(f"shipyard.jobs.{job.kind}")
         self.completed = False
 
     @property
     def settings(self) -> Any:
-        return self.jobs.svc.settings
+        return self.jobs.settings
 
     async def enqueue(self, kind: str, args: Any = None, **options: Any) -> int:
         """Enqueue another job; returns its id."""
@@ -103,7 +106,7 @@ class JobContext:
     async def transaction(self) -> AsyncIterator[Executor]:
         """Writes that commit together with this job's completion: if the block commits the
         job is completed, exactly once; if it raises, neither happens. Return soon after."""
-        async with self.jobs.svc.db.transaction() as tx:
+        async with self.jobs.db.transaction() as tx:
             yield tx
             if not await self.jobs.queue.complete(tx, self.job):
                 raise LeaseLost(f"job {self.job.id} attempt {self.job.attempt} lost its lease")
@@ -148,18 +151,35 @@ def job_json(job: Job) -> dict[str, Any]:
 
 class Jobs:
     def __init__(
-        self, svc: Services, functions: Functions, hooks_module: tuple[str, str | None] | None
+        self,
+        settings: Settings,
+        db: Database,
+        raw_db: Database,
+        store: SchemaStore,
+        records: Records,
+        functions: Functions,
+        hooks_module: tuple[str, str | None] | None,
+        host: Any = None,
     ) -> None:
-        self.svc = svc
-        self.settings = svc.settings
+        """`functions`: the team's hooks; capabilities add theirs with `register`. `host`
+        is what handlers see as `ctx.services` (the application's services)."""
+        self.settings = settings
+        self.db = db
+        self.store = store
+        self.records = records
+        self.host = host
         self.functions = functions
         self.hooks_module = hooks_module  # (module name, file) of the team's hooks
         self.types: dict[str, JobType] = dict(functions.jobs)
         # worker bookkeeping on the raw database: job state changes invalidate no cache
-        raw = getattr(svc.db, "inner", svc.db)
-        self.queue = Queue(raw)
+        self.queue = Queue(raw_db)
         self.worker: Worker | None = None
         self._cron_task: asyncio.Task[None] | None = None
+
+    def register(self, functions: Functions) -> None:
+        """Job kinds, crons and record handlers a capability contributes (before start)."""
+        self.functions = functions.merge(self.functions)
+        self.types = dict(self.functions.jobs)
 
     async def ensure_schema(self) -> None:
         await self.queue.ensure_schema()
@@ -200,7 +220,7 @@ class Jobs:
             run_at = time.time() + delay
         try:
             done = await self.queue.enqueue(
-                tx or self.svc.db,
+                tx or self.db,
                 kind,
                 args,
                 queue=queue or o.queue,

@@ -31,6 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from shipyard.tools.cronexpr import CronError, check_schedule
+
 ACTIONS = ("create", "update", "delete")
 WHEN = ("before_commit", "after_commit")
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,120}$")
@@ -152,11 +154,13 @@ class Functions:
     ) -> Callable[[Handler], Handler]:
         """Run `fn(ctx, args)` on a 5-field cron schedule (UTC); `args["tick"]` is the
         scheduled time. Each tick runs once however many workers there are."""
-        from shipyard.jobs.cron import check_schedule
 
         def register(fn: Handler) -> Handler:
             cname = name or fn.__name__
-            check_schedule(schedule, f"cron {cname!r}")
+            try:
+                check_schedule(schedule, f"cron {cname!r}")
+            except CronError as exc:
+                raise FunctionsError(str(exc)) from None
             job = self.add_job(f"cron:{cname}", fn, **options)
             if cname in self.crons:
                 raise FunctionsError(f"cron {cname!r} is registered twice")

@@ -4,7 +4,7 @@ PocketBase's shape, bounded body reading, and who is asking."""
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.datastructures import UploadFile
@@ -15,8 +15,10 @@ from shipyard.kernel.errors import ApiError, bad_request, bad_value, busy, too_l
 from shipyard.kernel.params import parse_int
 from shipyard.records.auth import ANONYMOUS, Auth
 from shipyard.records.records import REQUEST_HEADERS, rule_headers
-from shipyard.services import Services
 from shipyard.tools.db import DataValueError, PoolExhausted, QueryTimeout
+
+if TYPE_CHECKING:  # the composition root, for types only: it imports every capability
+    from shipyard.services import Services
 
 log = logging.getLogger("shipyard.api")
 
@@ -154,7 +156,7 @@ async def resolve_auth(request: Request) -> Auth:
     if not token:
         return ANONYMOUS
     svc = services(request)
-    return await svc.authenticate(token)
+    return await svc.auth.authenticate(token)
 
 
 async def require_superuser(request: Request) -> Auth:

@@ -11,11 +11,11 @@ import base64
 import math
 import re
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -40,14 +40,28 @@ from shipyard.records.fields import (
     new_record_id,
     now_str,
 )
+from shipyard.records.passwords import PasswordHashing
 from shipyard.records.schema import SchemaStore
 from shipyard.settings import Settings
 from shipyard.tools.db import Executor, IntegrityError
 from shipyard.tools.filterexpr import FilterSyntaxError, parse_sort
 
 if TYPE_CHECKING:
-    from shipyard.cache.cache import ResponseCache
-    from shipyard.jobs.events import RecordEvents
+    from shipyard.records.events import RecordEvents
+
+
+class TotalsCache(Protocol):
+    """Where list totals may be kept between writes (the response cache implements it)."""
+
+    async def count(
+        self,
+        c: Collection,
+        auth: Auth,
+        filt: str,
+        key: Hashable,
+        compute: Callable[[], Awaitable[int]],
+    ) -> int: ...
+
 
 ID_RE = re.compile(r"^[a-z0-9]{15}$")
 CLIENT_ID_RE = re.compile(r"^[a-zA-Z0-9_]{1,100}$")
@@ -230,7 +244,16 @@ def rule_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
 
 
 class Records:
-    def __init__(self, store: SchemaStore, db: Executor, settings: Settings) -> None:
+    def __init__(
+        self,
+        store: SchemaStore,
+        db: Executor,
+        settings: Settings,
+        *,
+        totals: TotalsCache | None = None,
+        events: RecordEvents | None = None,
+        passwords: PasswordHashing | None = None,
+    ) -> None:
         self.store = store
         self.db = db
         self.settings = settings
@@ -241,9 +264,9 @@ class Records:
             max_collection_joins=settings.max_filter_collection_joins,
             max_back_relations=settings.max_filter_back_relations,
         )
-        self.passwords = passwords.PasswordHashing(settings.password_hash_concurrency)
-        self.cache: ResponseCache | None = None  # set by Services; caches list totals
-        self.events: RecordEvents | None = None  # set by Services; record-change triggers
+        self.passwords = passwords or PasswordHashing(settings.password_hash_concurrency)
+        self.cache = totals  # keeps list totals between writes
+        self.events = events  # the record-event bus (records/events.py)
         # insertion order: the default sort and every sort's tie-breaker
         self._rowid = '"_r"."_rowid"' if store.dialect == "postgres" else '"_r".rowid'
 

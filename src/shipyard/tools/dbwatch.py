@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from shipyard.tools.db import Database, Executor, Params, Row
@@ -58,15 +58,25 @@ class _WatchedTx:
 
 
 class WatchedDatabase:
-    def __init__(self, inner: Database, on_write: OnWrite) -> None:
+    """`inner`, telling each subscriber (`subscribe`) which tables a commit wrote."""
+
+    def __init__(self, inner: Database) -> None:
         self.inner = inner
-        self.on_write = on_write
+        self._subscribers: list[OnWrite] = []
         self.dialect = inner.dialect
-        self.fetchall: Callable[..., Awaitable[list[Row]]] = inner.fetchall
-        self.fetchone: Callable[..., Awaitable[Row | None]] = inner.fetchone
+        self.fetchall: Callable[..., Coroutine[Any, Any, list[Row]]] = inner.fetchall
+        self.fetchone: Callable[..., Coroutine[Any, Any, Row | None]] = inner.fetchone
 
     def __getattr__(self, name: str) -> Any:  # dialect, url, pool, … of the real database
         return getattr(self.inner, name)
+
+    def subscribe(self, on_write: OnWrite) -> None:
+        """`on_write(tables)` after every commit that wrote to `tables`, in order."""
+        self._subscribers.append(on_write)
+
+    async def on_write(self, tables: set[str]) -> None:
+        for subscriber in self._subscribers:
+            await subscriber(tables)
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         n = await self.inner.execute(sql, params)

@@ -1,0 +1,35 @@
+"""Auth as an extension: login and account routes, the account pages, the account-mail
+job kind, and the login-attempt table."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from starlette.routing import BaseRoute
+
+from shipyard.auth import pages
+from shipyard.auth import routes as auth_routes
+from shipyard.auth.accounts import MAIL_JOB, send_account_mail
+from shipyard.auth.login import AuthService
+from shipyard.kernel.extension import Extension
+from shipyard.kernel.functions import Functions
+
+
+class AuthExtension(Extension):
+    def __init__(self, service: AuthService) -> None:
+        super().__init__(name="auth", requires=("records",))
+        self.service = service
+
+    def routes(self) -> Sequence[BaseRoute]:
+        return [*auth_routes.routes, *pages.routes]
+
+    def functions(self) -> Functions:
+        f = Functions()
+        f.add_job(MAIL_JOB, send_account_mail, builtin=True, queue="mail")
+        return f
+
+    async def migrate(self) -> None:
+        await self.service.attempts.ensure_schema()
+
+    async def stop(self) -> None:
+        self.service.passwords.close()

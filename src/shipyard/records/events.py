@@ -1,0 +1,118 @@
+"""The record-event bus: how capabilities above records react to record writes.
+
+`Records` asks the bus, inside a write's transaction, who listens to (collection, action)
+— before it fetches anything, so a write nobody listens to costs nothing — and then emits
+one event to each listener, still inside the transaction. A listener may refuse the write
+(raise an ApiError) or enqueue work that commits with it (a transactional outbox).
+
+Job triggers (jobs/) and webhooks (webhooks/) subscribe here exactly as a team's own
+extension would; records knows none of them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from shipyard.records.auth import Auth
+from shipyard.records.collections import Collection
+from shipyard.tools.db import Executor
+
+SECRET_FIELDS = frozenset({"password", "tokenKey"})  # never in an event
+
+
+def new_event_id() -> str:
+    return "evt_" + secrets.token_hex(12)
+
+
+def _now_iso() -> str:
+    d = dt.datetime.now(dt.UTC)
+    return d.strftime("%Y-%m-%dT%H:%M:%S.") + f"{d.microsecond // 1000:03d}Z"
+
+
+def without(rec: dict[str, Any] | None, names: frozenset[str]) -> dict[str, Any] | None:
+    """`rec` less the named fields (None stays None)."""
+    if rec is None:
+        return None
+    return {k: v for k, v in rec.items() if k not in names}
+
+
+@dataclass(frozen=True)
+class RecordChange:
+    """One committed-with-the-transaction record write, as listeners see it."""
+
+    collection: Collection
+    action: str  # create | update | delete
+    event: dict[str, Any]  # the JSON event (no password, no tokenKey)
+    record: dict[str, Any]  # the full record (hidden fields included)
+    old: dict[str, Any] | None
+
+
+class Listener(Protocol):
+    """What one subscriber does with one write, in the write's transaction."""
+
+    async def __call__(self, tx: Executor, change: RecordChange) -> None: ...
+
+
+class RecordSubscriber(Protocol):
+    """A capability that reacts to record writes. `listener` answers None when it has
+    nothing to do for this (collection, action), so unobserved writes stay cheap."""
+
+    async def listener(self, tx: Executor, c: Collection, action: str) -> Listener | None: ...
+
+
+class Listeners(tuple[Listener, ...]):
+    """The listeners of one (collection, action), in subscription order."""
+
+
+class RecordEvents:
+    """The bus. Subscribers register once, at start-up, in dependency order."""
+
+    def __init__(self) -> None:
+        self._subscribers: list[RecordSubscriber] = []
+
+    def subscribe(self, subscriber: RecordSubscriber) -> None:
+        self._subscribers.append(subscriber)
+
+    @property
+    def subscribers_count(self) -> int:
+        return len(self._subscribers)
+
+    async def subscribers(self, tx: Executor, c: Collection, action: str) -> Listeners:
+        found: list[Listener] = []
+        for s in self._subscribers:
+            got = await s.listener(tx, c, action)
+            if got is not None:
+                found.append(got)
+        return Listeners(found)
+
+    async def emit(
+        self,
+        tx: Executor,
+        listeners: Sequence[Listener],
+        c: Collection,
+        action: str,
+        record: dict[str, Any],
+        old: dict[str, Any] | None,
+        auth: Auth | None,
+    ) -> dict[str, Any]:
+        event = {
+            "id": new_event_id(),
+            "type": f"record.{action}",
+            "action": action,
+            "collection": c.name,
+            "collectionId": c.id,
+            "record": without(record, SECRET_FIELDS),
+            "oldRecord": without(old, SECRET_FIELDS),
+            "timestamp": _now_iso(),
+            "auth": None
+            if auth is None or auth.collection is None
+            else {"collection": auth.collection.name, "id": auth.id},
+        }
+        change = RecordChange(c, action, event, record, old)
+        for listener in listeners:
+            await listener(tx, change)
+        return event
