@@ -20,6 +20,7 @@ from shipyard.http.gateway import Gateway
 from shipyard.jobs import routes as jobs_api
 from shipyard.kernel.errors import ApiError
 from shipyard.kernel.web import DB_ERRORS, JSON, db_error, error_response
+from shipyard.openapi_parts import openapi_parts
 from shipyard.records import collection_routes as collections
 from shipyard.records import routes as records
 from shipyard.services import Services
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None) -> Gateway:
         },
     )
     app.state.settings = settings
+    app.state.openapi_parts = openapi_parts(settings)
     return Gateway(app, Cors(parse_origins(settings.cors_origins)))
 
 
