@@ -11,9 +11,10 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from shipyard.http import health, openapi
+from shipyard.http import health, openapi, openapi_system
 from shipyard.http.cors import Cors
 from shipyard.http.gateway import Gateway
+from shipyard.http.openapi import without_collections
 from shipyard.kernel.errors import ApiError
 from shipyard.kernel.web import DB_ERRORS, JSON, db_error, error_response
 from shipyard.services import Services
@@ -62,6 +63,9 @@ def create_app(settings: Settings | None = None) -> Gateway:
         await svc.start()
         # each capability's routes, as its extension contributes them
         app.router.routes.extend(svc.routes())
+        app.state.openapi_parts = [without_collections(openapi_system.openapi)] + [
+            ext.openapi for ext in svc.extensions
+        ]
         app.state.services = svc
         try:
             yield

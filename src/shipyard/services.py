@@ -103,7 +103,7 @@ class Services:
 
         db.subscribe(wake_worker)
         self.extensions: list[Extension] = [
-            RecordsExtension(store, db),
+            RecordsExtension(store, db, settings),
             AuthExtension(auth),
             CacheExtension(cache, db),
             JobsExtension(self.jobs, settings.jobs_worker),

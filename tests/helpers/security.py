@@ -142,7 +142,7 @@ class SharedApp:
         """The stored auth record, tokenKey included (read in-process; never over HTTP)."""
         svc = self.services
         c = svc.store.require(coll)
-        rec = self.call(svc.auth_record_by, c, "id", rid)
+        rec = self.call(svc.auth.auth_record_by, c, "id", rid)
         assert rec is not None
         return dict(rec)
 

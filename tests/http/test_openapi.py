@@ -457,7 +457,7 @@ def test_account_responses_match_the_document(client: TestClient, su: H) -> None
     # confirm, with a real token minted by the server, until the password guessing is blocked
     svc = client.app.state.services  # type: ignore[attr-defined]
     users = svc.store.require("users")
-    rec = client.portal.call(svc.auth_record_by, users, "id", ann["id"])  # type: ignore[union-attr]
+    rec = client.portal.call(svc.auth.auth_record_by, users, "id", ann["id"])  # type: ignore[union-attr]
     token = accounts.purpose_token(svc, users, rec, "emailChange", {"newEmail": "n@example.com"})
     confirm = f"{url}/confirm-email-change"
     statuses = []
@@ -607,3 +607,24 @@ def test_swagger_ui_comes_from_the_installed_package() -> None:
     static = openapi.swagger_ui_dir()
     assert static is not None and (static / "swagger-ui-bundle.js").is_file()
     assert "site-packages" in str(static) or "dist-packages" in str(static)
+
+
+# ---------------------------------------------------------------------- assembly
+
+
+def test_parts_that_claim_the_same_name_do_not_merge() -> None:
+    """A capability cannot silently replace another's path, component or tag."""
+    from shipyard.kernel.spec import OpenAPIPart, SpecConflict, merge_parts
+
+    op = {"get": {"operationId": "a", "responses": {}}}
+    base = OpenAPIPart(paths={"/a": op}, schemas={"A": {}}, tags=[{"name": "a"}])
+    merged = merge_parts([base, OpenAPIPart(paths={"/b": op}, tags=[{"name": "b"}])])
+    assert list(merged.paths) == ["/a", "/b"] and [t["name"] for t in merged.tags] == ["a", "b"]
+    for clash in (
+        OpenAPIPart(paths={"/a": op}),
+        OpenAPIPart(schemas={"A": {}}),
+        OpenAPIPart(tags=[{"name": "a"}]),
+        OpenAPIPart(responses={"BadRequest": {}}),
+    ):
+        with pytest.raises(SpecConflict):
+            merge_parts([base, OpenAPIPart(responses={"BadRequest": {}}), clash])

@@ -191,7 +191,8 @@ def test_guests_and_users_see_only_what_they_may_call(client: TestClient, su: H)
     full, raw = _fetch(client, su)
     assert_valid_document(full)
     svc = client.app.state.services  # type: ignore[attr-defined]
-    built = openapi.build_document(svc.store.all(), svc.settings, svc.store.version)
+    parts = client.app.state.openapi_parts  # type: ignore[attr-defined]
+    built = openapi.build_document(svc.store.all(), svc.store.version, parts)
     assert full == orjson.loads(orjson.dumps(built))
     for path in (
         "/api/collections/_superusers/auth-with-password",

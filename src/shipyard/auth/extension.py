@@ -4,21 +4,27 @@ job kind, and the login-attempt table."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from starlette.routing import BaseRoute
 
+from shipyard.auth import openapi as spec
 from shipyard.auth import pages
 from shipyard.auth import routes as auth_routes
 from shipyard.auth.accounts import MAIL_JOB, send_account_mail
 from shipyard.auth.login import AuthService
 from shipyard.kernel.extension import Extension
 from shipyard.kernel.functions import Functions
+from shipyard.kernel.spec import OpenAPIPart, Viewer
 
 
 class AuthExtension(Extension):
     def __init__(self, service: AuthService) -> None:
         super().__init__(name="auth", requires=("records",))
         self.service = service
+
+    def openapi(self, collections: Sequence[Any], viewer: Viewer) -> Sequence[OpenAPIPart]:
+        return spec.openapi(collections, viewer)
 
     def routes(self) -> Sequence[BaseRoute]:
         return [*auth_routes.routes, *pages.routes]

@@ -20,7 +20,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from shipyard.http.openapi_access import GUARD_PUBLIC
+from shipyard.kernel.spec import GUARD_PUBLIC
 
 PAGE_PATH = "/_/"
 _STATIC = Path(__file__).parent / "static"

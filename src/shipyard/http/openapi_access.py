@@ -17,31 +17,22 @@ from typing import Any
 
 import orjson
 
+from shipyard.kernel.spec import (
+    GUARD_EMAILED_TOKEN,
+    GUARD_EMAILED_TOKEN_AND_PASSWORD,
+    GUARD_IDENTITY_PASSWORD,
+    GUARD_OWN_TOKEN,
+    GUARD_PUBLIC,
+    GUARD_RULE,
+    RULE_EFFECT,
+    Schema,
+)
 from shipyard.records.auth import Auth
 from shipyard.records.collections import SUPERUSERS, Collection
 
-Schema = dict[str, Any]
-
-# `x-shipyard-guard`: what lets a caller through, on every operation
-GUARD_PUBLIC = "public"  # anyone, guests included
-GUARD_SUPERUSER = "superuser"  # a superuser's auth token
-GUARD_OWN_TOKEN = "own-auth-token"  # the auth token of a record of the path's collection
-GUARD_IDENTITY_PASSWORD = "identity-password"  # login credentials in the body
-GUARD_EMAILED_TOKEN = "emailed-token"  # the token of a mailed link
-GUARD_EMAILED_TOKEN_AND_PASSWORD = "emailed-token-and-password"
-GUARD_RULE = "rule"  # the collection's API rule named in `x-shipyard-rule`
 _OPEN_GUARDS = frozenset(
     {GUARD_PUBLIC, GUARD_IDENTITY_PASSWORD, GUARD_EMAILED_TOKEN, GUARD_EMAILED_TOKEN_AND_PASSWORD}
 )
-
-# what a rule expression does to a caller it does not match, per action
-RULE_EFFECT = {
-    "list": "records it does not match are left out of the page",
-    "view": "a record it does not match answers 404",
-    "create": "a new record it does not match is refused with 400",
-    "update": "a record it does not match answers 404",
-    "delete": "a record it does not match answers 404",
-}
 
 _METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
 _PREFIX = "/api/collections/"

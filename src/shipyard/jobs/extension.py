@@ -4,15 +4,18 @@ API, the built-in job kinds, and the team's record triggers on the event bus."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from starlette.routing import BaseRoute
 
+from shipyard.jobs import openapi as spec
 from shipyard.jobs import routes
 from shipyard.jobs.builtin import builtin_functions
 from shipyard.jobs.events import FunctionTriggers
 from shipyard.jobs.jobs import Jobs
 from shipyard.kernel.extension import Extension
 from shipyard.kernel.functions import Functions
+from shipyard.kernel.spec import OpenAPIPart, Viewer
 from shipyard.records.events import RecordSubscriber
 
 
@@ -21,6 +24,9 @@ class JobsExtension(Extension):
         super().__init__(name="jobs", requires=("records",))
         self.jobs = jobs
         self.run_worker = run_worker
+
+    def openapi(self, collections: Sequence[Any], viewer: Viewer) -> Sequence[OpenAPIPart]:
+        return spec.openapi(viewer)
 
     def routes(self) -> Sequence[BaseRoute]:
         return routes.routes

@@ -5,7 +5,7 @@ code implement the same class. The composition root (`assembly.py`) builds them 
 dependency order, then asks each for what it contributes:
 
 - `routes()`: Starlette routes, mounted under the one error mapping and CORS;
-- `openapi(viewer)`: its parts of the OpenAPI document (the viewer is who asks);
+- `openapi(collections, viewer)`: its parts of the OpenAPI document;
 - `functions()`: job kinds (and record handlers) it registers, like a team's hooks;
 - `record_subscribers()`: listeners on the record-event bus (records/events.py);
 - `health_checks()`: named async checks, reported by `GET /api/health?verbose`;
@@ -21,16 +21,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from shipyard.kernel.functions import Functions
+from shipyard.kernel.spec import OpenAPIPart, Viewer
 
 if TYPE_CHECKING:  # types only: kernel sits below every capability
     from starlette.routing import BaseRoute
-
-
-@dataclass(frozen=True)
-class Viewer:
-    """Who an OpenAPI document is built for: superusers see every operation."""
-
-    superuser: bool = False
 
 
 @dataclass(frozen=True)
@@ -53,8 +47,9 @@ class Extension:
     def routes(self) -> Sequence[BaseRoute]:
         return ()
 
-    def openapi(self, viewer: Viewer) -> Sequence[Any]:
-        """`kernel.spec.OpenAPIPart`s."""
+    def openapi(self, collections: Sequence[Any], viewer: Viewer) -> Sequence[OpenAPIPart]:
+        """Its parts of the OpenAPI document, given the live collections (records'
+        `Collection`s) and who the document is for."""
         return ()
 
     def functions(self) -> Functions | None:

@@ -4,13 +4,16 @@ subscriber on the record-event bus — the same interface a team's own extension
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from starlette.routing import BaseRoute
 
 from shipyard.kernel.extension import Extension
 from shipyard.kernel.functions import Functions
+from shipyard.kernel.spec import OpenAPIPart, Viewer
 from shipyard.records.events import RecordSubscriber
 from shipyard.settings import Settings
+from shipyard.webhooks import openapi as spec
 from shipyard.webhooks import routes
 from shipyard.webhooks.events import WebhookTriggers
 from shipyard.webhooks.webhooks import DELIVERY_KIND, Webhooks
@@ -21,6 +24,9 @@ class WebhooksExtension(Extension):
         super().__init__(name="webhooks", requires=("records", "jobs"))
         self.webhooks = webhooks
         self.settings = settings
+
+    def openapi(self, collections: Sequence[Any], viewer: Viewer) -> Sequence[OpenAPIPart]:
+        return spec.openapi(viewer)
 
     def routes(self) -> Sequence[BaseRoute]:
         return routes.routes
