@@ -2,7 +2,8 @@
 
 The functions live in a module file written to the test's directory and are loaded by path
 in the child, as a team's hooks file is. Whatever a function does, the caller gets a result
-or an `IsolatedError` saying what happened — and carries on.
+or an `IsolatedError` subclass saying what happened — and carries on; an exception of a class
+the caller names comes back as that class.
 """
 
 from __future__ import annotations
@@ -15,7 +16,16 @@ from typing import Any
 
 import pytest
 
-from shipyard.tools.sandbox import IsolatedError, run_isolated
+from shipyard.functions import Discard, Reject
+from shipyard.tools.sandbox import (
+    IsolatedCrash,
+    IsolatedDataError,
+    IsolatedError,
+    IsolatedException,
+    IsolatedMemoryLimit,
+    IsolatedTimeout,
+    run_isolated,
+)
 
 FUNCTIONS = """
 import asyncio, ctypes, os, subprocess, sys, time
@@ -56,6 +66,22 @@ def fail(code):
 
 def not_json():
     return {1, 2, 3}
+
+def refuse(message, data):
+    from shipyard.functions import Reject
+    raise Reject(message, data)
+
+def give_up(reason):
+    from shipyard.functions import Discard
+
+    class Hopeless(Discard):  # a subclass the caller does not know
+        pass
+
+    raise Hopeless(reason, 42)
+
+def give_up_oddly():
+    from shipyard.functions import Discard
+    raise Discard(object())  # arguments JSON cannot carry
 
 def leave_a_process(pid_file):
     child = subprocess.Popen(["sleep", "60"])
@@ -124,43 +150,69 @@ def test_prints_do_not_corrupt_the_answer(module: str) -> None:
 def test_endless_loop_is_stopped_at_the_wall_time(module: str, tmp_path: Path) -> None:
     pid_file = tmp_path / "spin.pid"
     err = failure(module, "spin", str(pid_file), timeout=1.0)
-    assert err.kind == "timeout"
+    assert isinstance(err, IsolatedTimeout) and err.seconds == 1.0
     assert str(err) == "timed out after 1 s (wall time limit)"
     assert wait_gone(read_pid(pid_file))  # killed, not left spinning
 
 
 def test_allocation_past_the_memory_limit_fails(module: str) -> None:
     err = failure(module, "hog", 1024, memory_mb=128)
-    assert err.kind == "memory"
+    assert isinstance(err, IsolatedMemoryLimit) and err.limit_mb == 128
     assert str(err) == "memory limit of 128 MB exceeded"
     assert call(module, "hog", 16, memory_mb=128) == 16 * 1024 * 1024  # within the limit
 
 
 def test_segfault_is_a_clear_crash(module: str) -> None:
     err = failure(module, "segfault")
-    assert err.kind == "crash"
+    assert isinstance(err, IsolatedCrash) and err.signal == "SIGSEGV" and err.status is None
     assert str(err).startswith("the process was killed by SIGSEGV")
 
 
 def test_os_exit_is_a_clear_crash(module: str) -> None:
     err = failure(module, "hard_exit")
-    assert err.kind == "crash"
+    assert isinstance(err, IsolatedCrash) and err.status == 3 and err.signal is None
     assert "exited with status 3 without an answer" in str(err)
     assert "about to leave" in str(err)  # the end of its stderr says why
 
 
 def test_exception_message_comes_back(module: str) -> None:
     err = failure(module, "fail", "X-1")
-    assert err.kind == "exception"
+    assert isinstance(err, IsolatedException)
+    assert (err.type_name, err.message) == ("ValueError", "invalid code 'X-1'")
+    assert err.raised(ValueError) and err.raised(Exception) and not err.raised(KeyError)
     assert str(err).splitlines()[0] == "ValueError: invalid code 'X-1'"
-    assert "isolated_fns.py" in str(err)  # with where it was raised
+    assert "isolated_fns.py" in err.traceback and "isolated_fns.py" in str(err)
+
+
+def test_named_exception_classes_come_back_as_themselves(module: str) -> None:
+    """A `Reject` with its data, a subclass of `Discard` as a `Discard`: the caller catches
+    them by class, as if the function had run in-process."""
+    with pytest.raises(Reject) as rejected:
+        call(module, "refuse", "Frozen.", {"title": 1}, reraise=(Discard, Reject))
+    assert type(rejected.value) is Reject
+    assert (rejected.value.message, rejected.value.data) == ("Frozen.", {"title": 1})
+    assert str(rejected.value) == "Frozen."
+    assert any("isolated_fns.py" in note for note in rejected.value.__notes__)
+    with pytest.raises(Discard) as discarded:
+        call(module, "give_up", "no way", reraise=(Discard,))
+    assert type(discarded.value) is Discard and discarded.value.args == ("no way", 42)
+    # a class the caller did not name is an ordinary failure, that says what it was
+    err = failure(module, "give_up", "no way", reraise=(Reject,))
+    assert isinstance(err, IsolatedException) and err.raised(Discard)
+    assert err.type_name == "isolated_fns.give_up.<locals>.Hopeless"
+    assert err.message == "('no way', 42)"
+    # one whose arguments JSON cannot carry cannot be rebuilt: an ordinary failure too
+    err = failure(module, "give_up_oddly", reraise=(Discard,))
+    assert isinstance(err, IsolatedException) and err.raised(Discard)
+    assert err.type_name == "shipyard.tools.worker.Discard"
 
 
 def test_results_and_arguments_must_be_json(module: str) -> None:
     err = failure(module, "not_json")
-    assert err.kind == "exception" and "not JSON-serializable" in str(err)
+    assert isinstance(err, IsolatedDataError) and "not JSON-serializable" in str(err)
     err = failure(module, "add", object(), 1)
-    assert err.kind == "exception" and "arguments are not JSON-serializable" in str(err)
+    assert isinstance(err, IsolatedDataError)
+    assert "arguments are not JSON-serializable" in str(err)
 
 
 def test_a_process_left_running_neither_delays_the_answer_nor_survives(
@@ -207,9 +259,15 @@ def test_the_caller_survives_every_failure_and_calls_again(module: str, tmp_path
             run("fail", 1),
             return_exceptions=True,
         )
-        kinds = [o.kind if isinstance(o, IsolatedError) else o for o in outcomes]
+        kinds = [type(o) if isinstance(o, IsolatedError) else o for o in outcomes]
         return [*kinds, await run("add", 1, 1, context={"job": None}), os.getpid()]
 
     *kinds, last, pid = asyncio.run(main())
-    assert kinds == ["timeout", "memory", "crash", "crash", "exception"]
+    assert kinds == [
+        IsolatedTimeout,
+        IsolatedMemoryLimit,
+        IsolatedCrash,
+        IsolatedCrash,
+        IsolatedException,
+    ]
     assert last == {"sum": 2, "job": None} and pid == os.getpid()

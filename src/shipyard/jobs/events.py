@@ -18,6 +18,7 @@ from shipyard.kernel.functions import RecordHandler, Reject
 from shipyard.records.collections import Collection
 from shipyard.records.events import Listener, RecordChange
 from shipyard.tools.db import Executor
+from shipyard.tools.sandbox import IsolatedTimeout
 
 
 class BeforeContext:
@@ -74,17 +75,15 @@ class FunctionTriggers:
             # ctx.reject away from every before_commit handler written for them
             if h.job is not None and h.job.options.isolated:
                 info = {"handler": h.name, "event": event["id"]}
-                await self.jobs.call_isolated(h.job, event, info, timeout)
+                # a Reject raised in the subprocess comes back as one (caught below)
+                await self.jobs.call_isolated(h.job, event, info, timeout, reraise=(Reject,))
             else:
                 ctx = BeforeContext(tx, event, self.jobs)
                 await asyncio.wait_for(call(h.fn, ctx, event), timeout=timeout)
         except Reject as exc:
             raise bad_request(exc.message, exc.data) from None
         except IsolatedFailure as exc:
-            text, mark = str(exc), "shipyard.kernel.functions.Reject: "
-            if exc.kind == "exception" and mark in text:  # raised in the subprocess
-                raise bad_request(text.split(mark, 1)[1].splitlines()[0]) from None
-            if exc.kind == "timeout":
+            if isinstance(exc.error, IsolatedTimeout):
                 raise late from None
             raise
         except TimeoutError:

@@ -282,13 +282,10 @@ class Jobs:
         jt = self.types.get(job.kind)
         if jt is None:  # not claimed by this worker (kinds filter); defensive
             raise Discard(f"no handler registered for job kind {job.kind!r}")
-        if self.isolated(jt):
-            try:
-                return await self.call_isolated(jt, job.args, job_info(job), job.timeout)
-            except IsolatedFailure as exc:  # a Discard raised in the subprocess still discards
-                if exc.kind == "exception" and "shipyard.tools.worker.Discard: " in str(exc):
-                    raise Discard(str(exc)) from None
-                raise
+        if self.isolated(jt):  # a Discard raised in the subprocess comes back as one
+            return await self.call_isolated(
+                jt, job.args, job_info(job), job.timeout, reraise=(Discard,)
+            )
         ctx = JobContext(self, job)
         result = await call(jt.fn, ctx, job.args)
         if ctx.completed:
@@ -300,8 +297,16 @@ class Jobs:
         return result
 
     async def call_isolated(
-        self, jt: JobType, payload: Any, info: dict[str, Any], timeout: float
+        self,
+        jt: JobType,
+        payload: Any,
+        info: dict[str, Any],
+        timeout: float,
+        *,
+        reraise: tuple[type[Exception], ...] = (),
     ) -> Any:
+        """Run the job type's function in a subprocess. An exception of a class in `reraise`
+        is raised as itself; any other failure is an `IsolatedFailure`."""
         module, qualname = jt.fn.__module__, jt.fn.__qualname__
         file = None
         if self.hooks_module and module == self.hooks_module[0]:
@@ -315,9 +320,10 @@ class Jobs:
                 timeout=timeout,
                 memory_mb=jt.options.memory_mb or self.settings.functions_memory_mb,
                 context={"job": info, "isolated": True},
+                reraise=reraise,
             )
         except IsolatedError as exc:
-            raise IsolatedFailure(f"isolated {jt.name}: {exc}", exc.kind) from None
+            raise IsolatedFailure(f"isolated {jt.name}: {exc}", exc) from None
 
     # ------------------------------------------------------------------ the worker
 
@@ -370,11 +376,12 @@ class Jobs:
 
 
 class IsolatedFailure(Exception):
-    """An isolated function failed (timeout, memory, exception, crash): the attempt fails."""
+    """An isolated function failed (timeout, memory, exception, crash): the attempt fails.
+    `error` is the sandbox's typed account of it (an `IsolatedError` subclass)."""
 
-    def __init__(self, message: str, kind: str = "exception") -> None:
+    def __init__(self, message: str, error: IsolatedError) -> None:
         super().__init__(message)
-        self.kind = kind  # as IsolatedError.kind: timeout | memory | exception | crash
+        self.error = error
 
 
 def job_info(job: Job) -> dict[str, Any]:

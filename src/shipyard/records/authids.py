@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 
 from shipyard.records.collections import Collection
-from shipyard.tools.db import Executor
+from shipyard.tools.db import ConstraintKind, Executor, IntegrityError
 
 log = logging.getLogger("shipyard.schema")
 
@@ -65,9 +65,9 @@ def trigger_ddl(c: Collection, dialect: str) -> list[str]:
     ]
 
 
-def is_conflict(exc: Exception) -> bool:
+def is_conflict(exc: IntegrityError) -> bool:
     """Whether an integrity error is the registry's key: the id is another account's."""
-    return TABLE in str(exc)
+    return exc.kind is ConstraintKind.UNIQUE and exc.table == TABLE
 
 
 async def forget(tx: Executor, c: Collection) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from shipyard.kernel.errors import bad_request
 from shipyard.records.collections import Collection, IndexDef, failure_message
-from shipyard.tools.db import DatabaseError, Executor
+from shipyard.tools.db import DatabaseError, Executor, IntegrityError
 
 PG_NAME_LEN = 63  # PostgreSQL cuts longer identifiers: two long names can be one
 
@@ -74,7 +74,11 @@ async def create(tx: Executor, dialect: str, c: Collection, table: str) -> None:
             await tx.execute(idef.sql(table, dialect))
         except DatabaseError as exc:
             text = str(exc).splitlines()[0][:200]
-            if "already exists" in text or "pg_class_relname_nsp_index" in text:
+            # SQLite and PostgreSQL say a name is taken so; PostgreSQL's catalog's own unique
+            # index rejects a name a concurrent transaction took
+            if "already exists" in text or (
+                isinstance(exc, IntegrityError) and exc.constraint == "pg_class_relname_nsp_index"
+            ):
                 error = _taken("another")
             else:
                 error = {"code": "validation_invalid_index", "message": text}

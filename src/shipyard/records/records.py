@@ -43,7 +43,7 @@ from shipyard.records.fields import (
 from shipyard.records.passwords import PasswordHashing
 from shipyard.records.schema import SchemaStore
 from shipyard.settings import Settings
-from shipyard.tools.db import Executor, IntegrityError
+from shipyard.tools.db import ConstraintKind, Executor, IntegrityError
 from shipyard.tools.filterexpr import FilterSyntaxError, parse_sort
 
 if TYPE_CHECKING:
@@ -908,18 +908,18 @@ class Records:
             raise validation_failed(f"Failed to {action} record.", errors)
 
     def _unique_error(self, c: Collection, exc: IntegrityError, action: str) -> ApiError:
-        text = str(exc)
         fields: list[str] = []
-        for idef in c.index_defs():
-            if idef.unique and (
-                idef.name in text or all(f"{c.table}.{col}" in text for col, _, _ in idef.columns)
-            ):
-                fields = [col for col, _, _ in idef.columns]
-                break
-        if not fields and (
-            "PRIMARY KEY" in text.upper() or f"{c.table}.id" in text or "_pkey" in text
-        ):
-            fields = ["id"]
+        if exc.kind is ConstraintKind.UNIQUE:
+            for idef in c.index_defs():
+                cols = [col for col, _, _ in idef.columns]
+                if idef.unique and (
+                    exc.constraint == idef.name
+                    or (exc.table == c.table and set(exc.columns) == set(cols))
+                ):
+                    fields = cols
+                    break
+            if not fields and exc.table == c.table and exc.columns == ("id",):
+                fields = ["id"]  # the primary key
         if not fields:
             return bad_request(f"Failed to {action} record: a constraint rejected the values.")
         err = FieldError("validation_not_unique", "Value must be unique.")

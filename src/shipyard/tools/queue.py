@@ -21,6 +21,10 @@ long as the row exists (cron ticks use that: a tick fires once however many work
 
 Times are wall-clock epoch seconds from the process that writes them: machines sharing a
 database need synchronized clocks (NTP), well within a lease.
+
+The table itself — its states, columns, DDL, and its rows as `Job`s — is described in
+tools/queue_table.py; this module holds the statements on it (`Queue`) and re-exports the
+names callers import from here.
 """
 
 from __future__ import annotations
@@ -29,92 +33,44 @@ import math
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from shipyard.tools.db import Database, Executor
+from shipyard.tools.queue_table import (
+    CLAIM_SETS,
+    COLS,
+    FINAL,
+    MAX_ERROR_CHARS,
+    MAX_ERRORS_KEPT,
+    NOTIFY_CHANNEL,
+    PENDING,
+    PENDING_SQL,
+    PG_LOCK_ID,
+    STATES,
+    Enqueued,
+    Job,
+    QueueError,
+    claimed,
+    schema,
+    to_json,
+    with_error,
+)
 
-PENDING = ("scheduled", "available", "retryable")
-FINAL = ("completed", "discarded", "cancelled")
-STATES = (*PENDING, "running", *FINAL)
-NOTIFY_CHANNEL = "shipyard_jobs"
-MAX_ERRORS_KEPT = 20  # per job: the most recent attempts' errors
-MAX_ERROR_CHARS = 4000
+__all__ = [
+    "FINAL",
+    "MAX_ERRORS_KEPT",
+    "MAX_ERROR_CHARS",
+    "NOTIFY_CHANNEL",
+    "PENDING",
+    "STATES",
+    "Enqueued",
+    "Job",
+    "Queue",
+    "QueueError",
+    "backoff",
+]
+
 _INT32 = 2**31
-_PENDING_SQL = ", ".join(f"'{state}'" for state in PENDING)  # for `"state" IN (…)`
-# what a claim sets: the attempt starts now, held by `worker` until the lease runs out
-_CLAIM_SETS = (
-    '"state" = \'running\', "attempt" = "attempt" + 1, "attempted_at" = ?, '
-    '"lease_until" = ?, "worker" = ?'
-)
-_PG_LOCK_ID = 7415  # advisory lock: one process creates the table at a time
-
-_COLS = (
-    '"id", "kind", "queue", "args", "state", "priority", "attempt", "max_attempts", '
-    '"timeout", "created_at", "scheduled_at", "attempted_at", "finished_at", "lease_until", '
-    '"worker", "errors", "result", "unique_key", "meta", "cancel"'
-)
-
-
-class QueueError(ValueError):
-    """A job could not be enqueued as asked (bad options, arguments not JSON)."""
-
-
-@dataclass
-class Job:
-    id: int
-    kind: str
-    queue: str
-    args: Any
-    state: str
-    priority: int
-    attempt: int
-    max_attempts: int
-    timeout: float
-    created_at: float
-    scheduled_at: float
-    attempted_at: float | None = None
-    finished_at: float | None = None
-    lease_until: float | None = None
-    worker: str | None = None
-    errors: list[dict[str, Any]] = field(default_factory=list)
-    result: Any = None
-    unique_key: str | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-    cancel: bool = False
-
-    @classmethod
-    def from_row(cls, r: Sequence[Any]) -> Job:
-        return cls(
-            id=int(r[0]),
-            kind=str(r[1]),
-            queue=str(r[2]),
-            args=orjson.loads(r[3]),
-            state=str(r[4]),
-            priority=int(r[5]),
-            attempt=int(r[6]),
-            max_attempts=int(r[7]),
-            timeout=float(r[8]),
-            created_at=float(r[9]),
-            scheduled_at=float(r[10]),
-            attempted_at=None if r[11] is None else float(r[11]),
-            finished_at=None if r[12] is None else float(r[12]),
-            lease_until=None if r[13] is None else float(r[13]),
-            worker=r[14],
-            errors=orjson.loads(r[15]) if r[15] else [],
-            result=orjson.loads(r[16]) if r[16] is not None else None,
-            unique_key=r[17],
-            meta=orjson.loads(r[18]) if r[18] else {},
-            cancel=bool(r[19]),
-        )
-
-
-@dataclass
-class Enqueued:
-    id: int
-    created: bool  # False: a job with the same unique key existed, `id` is that job
 
 
 def backoff(attempt: int, base: float, cap: float, jitter: float = 0.2) -> float:
@@ -124,13 +80,6 @@ def backoff(attempt: int, base: float, cap: float, jitter: float = 0.2) -> float
     return max(0.0, delay * (1 + random.uniform(-jitter, jitter)))
 
 
-def _json(value: Any, what: str) -> str:
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError as exc:
-        raise QueueError(f"{what} must be JSON-serializable: {exc}") from None
-
-
 class Queue:
     """The `_jobs` table and every statement on it. Stateless: any number of processes."""
 
@@ -138,57 +87,16 @@ class Queue:
         self.db = db
         self.table = table
         self.pg = db.dialect == "postgres"
-        self._returning = ", ".join(f'"{table}".{c.strip()}' for c in _COLS.split(","))
+        self._returning = ", ".join(f'"{table}".{c.strip()}' for c in COLS.split(","))
 
     # ------------------------------------------------------------------ schema
 
     async def ensure_schema(self) -> None:
-        t = self.table
-        real = "DOUBLE PRECISION" if self.pg else "REAL"
-        ident = "BIGSERIAL PRIMARY KEY" if self.pg else "INTEGER PRIMARY KEY AUTOINCREMENT"
         async with self.db.transaction() as tx:
             if self.pg:
-                await tx.execute(f"SELECT pg_advisory_xact_lock({_PG_LOCK_ID})")
-            await tx.execute(
-                f'CREATE TABLE IF NOT EXISTS "{t}" ('
-                f'"id" {ident}, '
-                '"kind" TEXT NOT NULL, '
-                '"queue" TEXT NOT NULL, '
-                '"args" TEXT NOT NULL, '
-                '"state" TEXT NOT NULL, '
-                '"priority" INTEGER NOT NULL, '
-                '"attempt" INTEGER NOT NULL DEFAULT 0, '
-                '"max_attempts" INTEGER NOT NULL, '
-                f'"timeout" {real} NOT NULL, '
-                f'"created_at" {real} NOT NULL, '
-                f'"scheduled_at" {real} NOT NULL, '
-                f'"attempted_at" {real}, '
-                f'"finished_at" {real}, '
-                f'"lease_until" {real}, '
-                '"worker" TEXT, '
-                "\"errors\" TEXT NOT NULL DEFAULT '[]', "
-                '"result" TEXT, '
-                '"unique_key" TEXT UNIQUE, '
-                '"keep_unique" INTEGER NOT NULL DEFAULT 0, '
-                "\"meta\" TEXT NOT NULL DEFAULT '{}', "
-                '"cancel" INTEGER NOT NULL DEFAULT 0)'
-            )
-            # what a claim reads: pending jobs in priority order, nothing else
-            await tx.execute(
-                f'CREATE INDEX IF NOT EXISTS "{t}_fetch" ON "{t}" '
-                f'("priority", "scheduled_at", "id") WHERE "state" IN ({_PENDING_SQL})'
-            )
-            await tx.execute(
-                f'CREATE INDEX IF NOT EXISTS "{t}_lease" ON "{t}" ("lease_until") '
-                "WHERE \"state\" = 'running'"
-            )
-            await tx.execute(
-                f'CREATE INDEX IF NOT EXISTS "{t}_state_kind" ON "{t}" ("state", "kind", "id")'
-            )
-            await tx.execute(
-                f'CREATE INDEX IF NOT EXISTS "{t}_finished" ON "{t}" ("finished_at") '
-                'WHERE "finished_at" IS NOT NULL'
-            )
+                await tx.execute(f"SELECT pg_advisory_xact_lock({PG_LOCK_ID})")
+            for stmt in schema(self.table, self.pg):
+                await tx.execute(stmt)
 
     # ------------------------------------------------------------------ enqueue
 
@@ -236,7 +144,7 @@ class Queue:
             (
                 kind,
                 queue,
-                _json(args, "args"),
+                to_json(args, "args"),
                 state,
                 int(priority),
                 int(max_attempts),
@@ -245,7 +153,7 @@ class Queue:
                 at,
                 unique_key,
                 1 if keep_unique else 0,
-                _json(meta or {}, "meta"),
+                to_json(meta or {}, "meta"),
             ),
         )
         if row is None:  # the unique key is taken
@@ -288,21 +196,21 @@ class Queue:
             sql = (
                 f'WITH "c" AS (SELECT "id" FROM "{t}" WHERE {where} '
                 f'ORDER BY "priority", "scheduled_at", "id" LIMIT ? FOR UPDATE SKIP LOCKED) '
-                f'UPDATE "{t}" SET {_CLAIM_SETS} FROM "c" WHERE "{t}"."id" = "c"."id" '
+                f'UPDATE "{t}" SET {CLAIM_SETS} FROM "c" WHERE "{t}"."id" = "c"."id" '
                 f"RETURNING {self._returning}"
             )
             rows = await self.db.fetchall(sql, (*args, limit, *set_args))
         else:
             rows = await self.db.fetchall(self._claim_sql(where), (*set_args, *args, limit))
-        return _claimed(rows)
+        return claimed(rows)
 
     def _claim_sql(self, where: str) -> str:
         """Claim up to `?` jobs matching `where`, without row locks: SQLite (its write lock
         serializes claims) and PostgreSQL under claim_limited's advisory lock."""
         t = self.table
         return (
-            f'UPDATE "{t}" SET {_CLAIM_SETS} WHERE "id" IN (SELECT "id" FROM "{t}" '
-            f'WHERE {where} ORDER BY "priority", "scheduled_at", "id" LIMIT ?) RETURNING {_COLS}'
+            f'UPDATE "{t}" SET {CLAIM_SETS} WHERE "id" IN (SELECT "id" FROM "{t}" '
+            f'WHERE {where} ORDER BY "priority", "scheduled_at", "id" LIMIT ?) RETURNING {COLS}'
         )
 
     async def claim_limited(
@@ -338,7 +246,7 @@ class Queue:
             rows = await tx.fetchall(
                 self._claim_sql(where), (now, now + lease, worker, *args, room)
             )
-        return _claimed(rows)
+        return claimed(rows)
 
     def _due(
         self,
@@ -347,7 +255,7 @@ class Queue:
         kinds: Sequence[str] | None,
         exclude_kinds: Sequence[str],
     ) -> tuple[str, list[Any]]:
-        where = f'"state" IN ({_PENDING_SQL}) AND "scheduled_at" <= ?'
+        where = f'"state" IN ({PENDING_SQL}) AND "scheduled_at" <= ?'
         args: list[Any] = [now]
         if queues:
             where += f' AND "queue" IN ({", ".join("?" for _ in queues)})'
@@ -368,7 +276,7 @@ class Queue:
 
     async def next_due(self, queues: Sequence[str] | None = None) -> float | None:
         """When the earliest pending job becomes due (None: nothing pending)."""
-        where, args = f'"state" IN ({_PENDING_SQL})', []
+        where, args = f'"state" IN ({PENDING_SQL})', []
         if queues:
             where += f' AND "queue" IN ({", ".join("?" for _ in queues)})'
             args += list(queues)
@@ -423,7 +331,7 @@ class Queue:
         n = await (ex or self.db).execute(
             f'UPDATE "{self.table}" SET "state" = \'completed\', "result" = ?, '
             f'{self._final_sets()} WHERE "id" = ? AND "attempt" = ? AND "state" = \'running\'',
-            (None if result is None else _json(result, "result"), now, job.id, job.attempt),
+            (None if result is None else to_json(result, "result"), now, job.id, job.attempt),
         )
         return n == 1
 
@@ -434,7 +342,7 @@ class Queue:
         now = time.time() if now is None else now
         groups: dict[str | None, list[Job]] = {}
         for job, result in done:
-            key = None if result is None else _json(result, "result")
+            key = None if result is None else to_json(result, "result")
             groups.setdefault(key, []).append(job)
         total = 0
         for result, jobs in groups.items():
@@ -476,7 +384,7 @@ class Queue:
         n = await self.db.execute(
             f'UPDATE "{self.table}" SET "state" = ?, "errors" = ?, {sets} '
             f'WHERE "id" = ? AND "attempt" = ? AND "state" = \'running\'',
-            (state, _with_error(job, error, now), *args, job.id, job.attempt),
+            (state, with_error(job, error, now), *args, job.id, job.attempt),
         )
         return state if n == 1 else None
 
@@ -501,7 +409,7 @@ class Queue:
         now = time.time() if now is None else now
         lock = " FOR UPDATE SKIP LOCKED" if self.pg else ""
         rows = await self.db.fetchall(
-            f'SELECT {_COLS} FROM "{self.table}" WHERE "state" = \'running\' '
+            f'SELECT {COLS} FROM "{self.table}" WHERE "state" = \'running\' '
             f'AND "lease_until" < ? ORDER BY "lease_until" LIMIT ?{lock}',
             (now, limit),
         )
@@ -520,15 +428,13 @@ class Queue:
         return await self.db.execute(
             f'UPDATE "{self.table}" SET "state" = ?, "errors" = ?, "worker" = NULL, {sets} '
             'WHERE "id" = ? AND "attempt" = ? AND "state" = \'running\' AND "lease_until" < ?',
-            (state, _with_error(job, msg, now), now, job.id, job.attempt, now),
+            (state, with_error(job, msg, now), now, job.id, job.attempt, now),
         )
 
     # ------------------------------------------------------------------ operators
 
     async def get(self, job_id: int) -> Job | None:
-        row = await self.db.fetchone(
-            f'SELECT {_COLS} FROM "{self.table}" WHERE "id" = ?', (job_id,)
-        )
+        row = await self.db.fetchone(f'SELECT {COLS} FROM "{self.table}" WHERE "id" = ?', (job_id,))
         return None if row is None else Job.from_row(row)
 
     async def cancel(self, job_id: int, now: float | None = None) -> str | None:
@@ -537,7 +443,7 @@ class Queue:
         now = time.time() if now is None else now
         n = await self.db.execute(
             f'UPDATE "{self.table}" SET "state" = \'cancelled\', {self._final_sets()} '
-            f'WHERE "id" = ? AND "state" IN ({_PENDING_SQL})',
+            f'WHERE "id" = ? AND "state" IN ({PENDING_SQL})',
             (now, job_id),
         )
         if n == 0:
@@ -604,7 +510,7 @@ class Queue:
         cond = " AND ".join(where)
         total = await self.db.fetchone(f'SELECT COUNT(*) FROM "{self.table}" WHERE {cond}', args)
         rows = await self.db.fetchall(
-            f'SELECT {_COLS} FROM "{self.table}" WHERE {cond} ORDER BY "id" DESC LIMIT ? OFFSET ?',
+            f'SELECT {COLS} FROM "{self.table}" WHERE {cond} ORDER BY "id" DESC LIMIT ? OFFSET ?',
             (*args, limit, offset),
         )
         return [Job.from_row(r) for r in rows], int(total[0] if total else 0)
@@ -624,21 +530,7 @@ class Queue:
         now = time.time() if now is None else now
         row = await self.db.fetchone(
             f'SELECT MIN("scheduled_at") FROM "{self.table}" '
-            f'WHERE "state" IN ({_PENDING_SQL}) AND "scheduled_at" <= ?',
+            f'WHERE "state" IN ({PENDING_SQL}) AND "scheduled_at" <= ?',
             (now,),
         )
         return None if row is None or row[0] is None else max(0.0, now - float(row[0]))
-
-
-def _claimed(rows: Sequence[Sequence[Any]]) -> list[Job]:
-    """Claimed rows as jobs in claim order (RETURNING does not keep it)."""
-    jobs = [Job.from_row(r) for r in rows]
-    jobs.sort(key=lambda j: (j.priority, j.scheduled_at, j.id))
-    return jobs
-
-
-def _with_error(job: Job, error: str, now: float) -> str:
-    """The job's error list with this attempt's error added, as stored (the newest kept)."""
-    text = error if len(error) <= MAX_ERROR_CHARS else error[:MAX_ERROR_CHARS] + "…"
-    entry = {"attempt": job.attempt, "at": now, "error": text}
-    return _json([*job.errors, entry][-MAX_ERRORS_KEPT:], "errors")

@@ -4,10 +4,13 @@ The parent starts `python -m shipyard.tools.sandbox`, writes the call as JSON on
 and reads the outcome as JSON from its stdout. The child caps its own address space
 (`RLIMIT_AS`) before importing the function's module, redirects `print` output to stderr
 (so it cannot corrupt the answer), calls the function — awaiting it if it is a coroutine —
-and answers `{"ok": result}` or `{"error": message, "type": "memory"|"exception"}`. The
-parent kills the child's whole process group when the wall time runs out. Whatever the
-function does — loops forever, allocates without end, segfaults, calls `os._exit` — the
-parent gets an `IsolatedError` with a clear message and carries on.
+and answers `{"ok": result}` or `{"error": {...}}`, the failure described by fields (its
+kind, and for an exception its class, the classes it derives from, its arguments and
+attributes). The parent kills the child's whole process group when the wall time runs
+out. Whatever the function does — loops forever, allocates without end, segfaults, calls
+`os._exit` — the parent gets an `IsolatedError` subclass saying what happened, and carries
+on; and an exception of a class the caller names in `reraise` (a job's `Discard`, a
+handler's `Reject`) comes back as that class, as if the function had run in-process.
 """
 
 from __future__ import annotations
@@ -33,11 +36,63 @@ _SIGNAL_HINTS = {
 
 
 class IsolatedError(Exception):
-    """The isolated call failed; the message says how (timeout, memory, exception, crash)."""
+    """The isolated call failed; the subclass says how, the message says it in words."""
 
-    def __init__(self, message: str, kind: str) -> None:
+
+class IsolatedTimeout(IsolatedError):
+    """The call ran past its wall time; the child was killed."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"timed out after {seconds:g} s (wall time limit)")
+        self.seconds = seconds
+
+
+class IsolatedMemoryLimit(IsolatedError):
+    """The function allocated past the memory limit (a `MemoryError` in the child)."""
+
+    def __init__(self, limit_mb: int) -> None:
+        super().__init__(f"memory limit of {limit_mb} MB exceeded")
+        self.limit_mb = limit_mb
+
+
+class IsolatedCrash(IsolatedError):
+    """The child ended without an answer: killed by a signal (`signal`: its name) or exited
+    (`status`: its exit status)."""
+
+    def __init__(self, message: str, *, signal: str | None = None, status: int | None = None):
         super().__init__(message)
-        self.kind = kind  # timeout | memory | exception | crash
+        self.signal = signal
+        self.status = status
+
+
+class IsolatedDataError(IsolatedError):
+    """The call or its answer cannot cross the boundary: arguments or result not JSON, or
+    an answer over `MAX_OUTPUT`."""
+
+
+class IsolatedException(IsolatedError):
+    """The function raised. `type_name` is the exception's class as a traceback names it
+    (`ValueError`, `pkg.mod.Error`), `message` its `str()`, `classes` the qualified names of
+    its class and every base (to ask `raised(cls)`), `traceback` the innermost frames.
+    The exception's own text reads as a traceback's last line, then those frames."""
+
+    def __init__(
+        self, type_name: str, message: str, classes: tuple[str, ...], traceback: str
+    ) -> None:
+        head = f"{type_name}: {message}" if message else type_name
+        super().__init__(f"{head}\n{traceback}".strip())
+        self.type_name = type_name
+        self.message = message
+        self.classes = classes
+        self.traceback = traceback
+
+    def raised(self, cls: type[BaseException]) -> bool:
+        """Whether the function raised `cls` or a subclass of it."""
+        return qualified_name(cls) in self.classes
+
+
+def qualified_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 async def run_isolated(
@@ -50,9 +105,14 @@ async def run_isolated(
     memory_mb: int = 512,
     sys_path: list[str] | None = None,
     context: dict[str, Any] | None = None,
+    reraise: tuple[type[Exception], ...] = (),
 ) -> Any:
     """Call `module.qualname(*args)` in a fresh interpreter; return its JSON result. With
-    `context`, the first argument is that dict as an object (attributes, not keys)."""
+    `context`, the first argument is that dict as an object (attributes, not keys).
+
+    A failure raises an `IsolatedError` subclass, except that an exception of a class in
+    `reraise` (or of a subclass) is raised here as that class, with the arguments and the
+    JSON-serializable attributes it had in the child, and the child's frames as a note."""
     call = {
         "context": context,
         "module": module,
@@ -65,7 +125,7 @@ async def run_isolated(
     try:
         payload = orjson.dumps(call)
     except TypeError as exc:
-        raise IsolatedError(f"arguments are not JSON-serializable: {exc}", "exception") from None
+        raise IsolatedDataError(f"arguments are not JSON-serializable: {exc}") from None
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -82,7 +142,7 @@ async def run_isolated(
         _kill_group(proc.pid)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(proc.wait(), timeout=5)
-        raise IsolatedError(f"timed out after {timeout:g} s (wall time limit)", "timeout") from None
+        raise IsolatedTimeout(timeout) from None
     except BaseException:  # cancelled: never leave the child running
         _kill_group(proc.pid)
         with contextlib.suppress(Exception):
@@ -91,7 +151,7 @@ async def run_isolated(
     finally:
         _kill_group(proc.pid)  # a grandchild it left behind
     if out is None:
-        raise IsolatedError(f"the answer is larger than {MAX_OUTPUT} bytes", "exception")
+        raise IsolatedDataError(f"the answer is larger than {MAX_OUTPUT} bytes")
     tail = err.decode(errors="replace")[-STDERR_TAIL:].strip()
     try:
         answer = orjson.loads(out) if out else None
@@ -99,8 +159,8 @@ async def run_isolated(
         answer = None
     if isinstance(answer, dict) and "ok" in answer:
         return answer["ok"]
-    if isinstance(answer, dict) and "error" in answer:
-        raise IsolatedError(str(answer["error"]), str(answer.get("type", "exception")))
+    if isinstance(answer, dict) and isinstance(answer.get("error"), dict):
+        raise _failure(answer["error"], reraise)
     rc = proc.returncode
     if rc is not None and rc < 0:
         try:
@@ -108,10 +168,34 @@ async def run_isolated(
         except ValueError:
             name = str(-rc)
         hint = _SIGNAL_HINTS.get(name, "")
-        raise IsolatedError(f"the process was killed by {name}{hint}", "crash")
-    raise IsolatedError(
+        raise IsolatedCrash(f"the process was killed by {name}{hint}", signal=name)
+    raise IsolatedCrash(
         f"the process exited with status {rc} without an answer" + (f": {tail}" if tail else ""),
-        "crash",
+        status=rc,
+    )
+
+
+def _failure(error: dict[str, Any], reraise: tuple[type[Exception], ...]) -> Exception:
+    """The exception a failure the child described becomes here."""
+    kind = error.get("kind")
+    if kind == "memory":
+        return IsolatedMemoryLimit(int(error.get("limit_mb") or 0))
+    if kind != "exception":
+        return IsolatedDataError(str(error.get("message") or "the child's answer is malformed"))
+    classes = tuple(str(c) for c in error.get("classes") or ())
+    traceback = str(error.get("traceback") or "")
+    args, attrs = error.get("args"), error.get("attrs")
+    if isinstance(args, list) and isinstance(attrs, dict):
+        for cls in reraise:
+            if qualified_name(cls) in classes:
+                exc = cls.__new__(cls)
+                exc.args = tuple(args)
+                exc.__dict__.update(attrs)
+                if traceback:
+                    exc.add_note(f"in the isolated process:\n{traceback}".rstrip())
+                return exc
+    return IsolatedException(
+        str(error.get("type") or "Exception"), str(error.get("message") or ""), classes, traceback
     )
 
 
@@ -199,7 +283,8 @@ def _child() -> int:
         try:
             data = orjson.dumps(doc)
         except TypeError as exc:
-            data = orjson.dumps({"error": f"result is not JSON-serializable: {exc}"})
+            message = f"result is not JSON-serializable: {exc}"
+            data = orjson.dumps({"error": {"kind": "data", "message": message}})
         with os.fdopen(answer_fd, "wb") as f:
             f.write(data)
 
@@ -222,14 +307,40 @@ def _child() -> int:
             result = asyncio.run(_await(result))
         answer({"ok": result})
     except MemoryError:
-        answer({"error": f"memory limit of {call['memory_mb']} MB exceeded", "type": "memory"})
+        answer({"error": {"kind": "memory", "limit_mb": int(call["memory_mb"])}})
     except BaseException as exc:  # report everything, SystemExit included
-        import traceback
-
-        text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        tb = "".join(traceback.format_tb(exc.__traceback__)[-5:])
-        answer({"error": f"{text}\n{tb}".strip(), "type": "exception"})
+        answer({"error": _exception_fields(exc)})
     return 0
+
+
+def _exception_fields(exc: BaseException) -> dict[str, Any]:
+    """An exception as the fields the parent rebuilds it from (tools/sandbox.py `_failure`):
+    its arguments and attributes only when JSON can carry them."""
+    import traceback
+
+    cls = type(exc)
+    own = cls.__module__ in ("builtins", "__main__")
+    try:
+        message = str(exc)
+    except Exception:
+        message = "<exception str() failed>"
+    fields: dict[str, Any] = {
+        "kind": "exception",
+        "type": cls.__qualname__ if own else qualified_name(cls),
+        "message": message,
+        "classes": [qualified_name(c) for c in cls.__mro__],
+        "traceback": "".join(traceback.format_tb(exc.__traceback__)[-5:]),
+        "args": None,
+        "attrs": {},
+    }
+    with contextlib.suppress(TypeError):
+        orjson.dumps(exc.args)
+        fields["args"] = list(exc.args)
+    for name, value in getattr(exc, "__dict__", {}).items():
+        with contextlib.suppress(TypeError):
+            orjson.dumps(value)
+            fields["attrs"][name] = value
+    return fields
 
 
 async def _await(aw: Any) -> Any:

@@ -23,7 +23,7 @@ from shipyard.kernel.errors import ApiError, bad_request, not_found
 from shipyard.records.fields import format_date, now_str
 from shipyard.settings import parse_allow_list
 from shipyard.tools import webhooks as wh
-from shipyard.tools.db import Database, Executor, IntegrityError
+from shipyard.tools.db import ConstraintKind, Database, Executor, IntegrityError
 from shipyard.tools.ids import random_string
 from shipyard.tools.worker import Discard
 
@@ -87,6 +87,10 @@ def _row(r: Any) -> Webhook:
 
 def _field_error(name: str, message: str, code: str = "validation_invalid_value") -> ApiError:
     return bad_request("Failed to save the webhook.", {name: {"code": code, "message": message}})
+
+
+def _name_taken(exc: IntegrityError) -> bool:
+    return exc.kind is ConstraintKind.UNIQUE and exc.columns == ("name",)
 
 
 class Webhooks:
@@ -223,8 +227,10 @@ class Webhooks:
                 (w.id, w.name, w.collection, orjson.dumps(w.events).decode(), w.url, w.secret,
                  1 if w.active else 0, w.created, w.updated),
             )  # fmt: skip
-        except IntegrityError:  # "name" is UNIQUE: taken, now or by a concurrent request
-            raise _field_error("name", "The name is taken.", "validation_not_unique") from None
+        except IntegrityError as exc:  # "name" is UNIQUE: taken, now or by a concurrent request
+            if _name_taken(exc):
+                raise _field_error("name", "The name is taken.", "validation_not_unique") from None
+            raise
         return self._named(w)
 
     async def update(self, wid: str, data: Any) -> Webhook:
@@ -238,8 +244,10 @@ class Webhooks:
                 (v["name"], v["collection"], orjson.dumps(v["events"]).decode(), v["url"],
                  v["secret"], 1 if v["active"] else 0, now, wid),
             )  # fmt: skip
-        except IntegrityError:
-            raise _field_error("name", "The name is taken.", "validation_not_unique") from None
+        except IntegrityError as exc:
+            if _name_taken(exc):
+                raise _field_error("name", "The name is taken.", "validation_not_unique") from None
+            raise
         return await self.get(wid)
 
     async def delete(self, wid: str) -> None:
