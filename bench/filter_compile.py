@@ -12,9 +12,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.core.test_query import POSTS, REGISTRY, REQUEST
-
 from shipyard.records.query import compile_filter
+from tests.records.test_query import POSTS, REGISTRY, REQUEST
 
 FILTERS = [
     'status = "live"',

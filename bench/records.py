@@ -133,7 +133,7 @@ def verify(
             if r.status_code != 200:
                 hint = ""
                 if s.name == "Shipyard" and ep.key == "filtered":
-                    hint = " (is the filter compiler src/shipyard/records/query.py in place?)"
+                    hint = " (is the filter compiler src/shipyard/records/query/ in place?)"
                 errors.setdefault(ep.key, []).append(
                     f"{s.name} {ep.key}: GET {ep.path} -> HTTP {r.status_code}{hint}: "
                     f"{r.text[:500]}"

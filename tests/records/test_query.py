@@ -14,7 +14,16 @@ import pytest
 
 from shipyard.kernel.errors import ApiError
 from shipyard.records.collections import Collection, collection_from_dict
-from shipyard.records.query import FilterLimits, _parse_cached, compile_filter, compile_sort
+from shipyard.records.query import (
+    FilterLimits,
+    Sort,
+    SortKind,
+    _parse_cached,
+    compile_filter,
+    compile_sort,
+    is_random,
+    parse_sort,
+)
 
 NOW = datetime(2024, 2, 29, 12, 0, 0, tzinfo=UTC)  # a Thursday in a leap year
 
@@ -1100,6 +1109,25 @@ def test_parse_is_cached_but_output_is_request_specific() -> None:
     assert a[0] == b[0] and a[1] == ["u1"] and b[1] == ["u9"]
     info = _parse_cached.cache_info()
     assert info.hits == 1 and info.misses == 1
+
+
+def test_sorts_parse_to_typed_keys() -> None:
+    keys = parse_sort("-views, author.name,+@rowid,-@random")
+    assert keys == (
+        Sort("views", True, SortKind.FIELD, 0),
+        Sort("author.name", False, SortKind.FIELD, 8),
+        Sort("@rowid", False, SortKind.ROWID, 20),
+        Sort("@random", True, SortKind.RANDOM, 28),
+    )
+    assert is_random(keys) and not is_random(keys[:3]) and parse_sort("  ") == ()
+    for dialect in ("sqlite", "postgres"):  # parsed keys compile as their text does
+        text = "-views,author.name,@rowid"
+        assert compile_sort(parse_sort(text), POSTS, REGISTRY, dialect) == compile_sort(
+            text, POSTS, REGISTRY, dialect
+        )
+    with pytest.raises(ApiError) as exc:
+        parse_sort("a,b,c", max_fields=2)
+    assert exc.value.message == "Invalid sort: too many sort fields (3, max 2) at position 0."
 
 
 def test_bad_arguments_are_programming_errors() -> None:

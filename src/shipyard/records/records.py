@@ -44,7 +44,6 @@ from shipyard.records.passwords import PasswordHashing
 from shipyard.records.schema import SchemaStore
 from shipyard.settings import Settings
 from shipyard.tools.db import ConstraintKind, Executor, IntegrityError
-from shipyard.tools.filterexpr import FilterSyntaxError, parse_sort
 
 if TYPE_CHECKING:
     from shipyard.records.events import RecordEvents
@@ -401,19 +400,17 @@ class Records:
         if "cursor" in params:
             return await self._cursor_page(c, params, auth, where, args, per_page)
 
-        order = ""
-        sort = params.get("sort", "")
-        if sort.strip():
-            order = query.compile_sort(
-                sort, c, self.store, self.store.dialect, allow_hidden=auth.is_superuser
-            )
+        sorts = query.parse_sort(params.get("sort", ""), s.max_sort_fields)
+        order = query.compile_sort(
+            sorts, c, self.store, self.store.dialect, allow_hidden=auth.is_superuser
+        )
         # the insertion-order tie-breaker follows the last key's direction, which lets SQLite
         # walk an index backwards instead of adding a sort step
-        last_desc = " DESC" in order.rsplit(",", 1)[-1].upper()
+        last_desc = bool(sorts) and sorts[-1].descending
         order_sql = (
             f" ORDER BY {order + ', ' if order else ''}{self._rowid}{' DESC' if last_desc else ''}"
         )
-        if "RANDOM()" in order:
+        if query.is_random(sorts):
             order_sql = f" ORDER BY {order}"
 
         sh = shape(self.store, c, auth.is_superuser)
@@ -436,7 +433,7 @@ class Records:
                 row = await self.db.fetchone(count_sql, args)
                 return int(row[0]) if row else 0
 
-            if self.cache is None or "RANDOM()" in count_sql:
+            if self.cache is None:
                 total = await count()
             else:
                 total = await self.cache.count(c, auth, filt, (count_sql, *args), count)
@@ -465,14 +462,11 @@ class Records:
         the database seeks to the last row seen instead of counting past OFFSET rows.
         Sorting is limited to the collection's own fields; totals are not computed."""
         sort_text = params.get("sort", "")
-        try:
-            keys = parse_sort(sort_text, self.settings.max_sort_fields)
-        except FilterSyntaxError as exc:
-            raise bad_request(f"Invalid sort: {exc.message}.") from None
+        keys = query.parse_sort(sort_text, self.settings.max_sort_fields)
         cols: list[tuple[str, bool]] = []
         kinds: list[str] = []  # what each position holds, to check a cursor's values
-        for name, desc in keys:
-            f = c.field(name)
+        for name, desc, kind, _ in keys:
+            f = c.field(name) if kind is query.SortKind.FIELD else None
             hidden = f is not None and (f.hidden or (c.type == "auth" and name == "email"))
             if f is None or f.type == "password" or (hidden and not auth.is_superuser):
                 raise bad_request(
