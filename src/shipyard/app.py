@@ -90,7 +90,7 @@ def create_app(settings: Settings | None = None) -> Gateway:
 
 async def startup(svc: Services) -> None:
     """Apply the declarative schema file and the demo data set when settings ask for them."""
-    from shipyard.records import declarative
+    from shipyard import declarative
 
     if svc.settings.schema_file:
         await declarative.apply_file(svc, svc.settings.schema_file)

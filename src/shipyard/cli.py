@@ -56,8 +56,8 @@ def main() -> None:
 def serve(**flags: Any) -> None:
     """Run the API server."""
     settings = _settings(**flags)
-    from shipyard.records import declarative
-    from shipyard.records.declarative import SchemaFileError
+    from shipyard import declarative
+    from shipyard.declarative import SchemaFileError
 
     async def prepare(svc: Any) -> None:
         if settings.schema_file:
@@ -132,8 +132,8 @@ def worker(concurrency: int | None, queues: str | None) -> None:
 def migrate(schema_file: str | None, confirm_data_loss: bool, delete_missing: bool) -> None:
     """Create system tables and apply the declarative collections file."""
     settings = _settings(schema_file=schema_file)
-    from shipyard.records import declarative
-    from shipyard.records.declarative import SchemaFileError
+    from shipyard import declarative
+    from shipyard.declarative import SchemaFileError
 
     async def apply(svc: Any) -> int:
         if not settings.schema_file:

@@ -25,9 +25,9 @@ from standardwebhooks.webhooks import Webhook as StandardWebhook
 from standardwebhooks.webhooks import WebhookVerificationError
 from starlette.testclient import TestClient
 
+from shipyard import declarative
 from shipyard.app import create_app
 from shipyard.auth import superusers
-from shipyard.records import declarative
 from shipyard.settings import Settings, load_settings
 from shipyard.tools import webhooks as wh
 from tests.helpers.servers import SUPERUSER
