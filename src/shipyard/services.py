@@ -21,10 +21,12 @@ from shipyard.auth.login import AuthService
 from shipyard.cache.cache import ResponseCache, build_versions
 from shipyard.cache.extension import CacheExtension
 from shipyard.dbadvice.extension import DbAdviceExtension
+from shipyard.http.settings_api import SettingsApiExtension
 from shipyard.jobs.extension import JobsExtension
 from shipyard.jobs.jobs import Jobs
 from shipyard.kernel.extension import Extension, HealthCheck, in_dependency_order
 from shipyard.kernel.functions import Functions, load_hooks
+from shipyard.kernel.runtime import RuntimeSettings
 from shipyard.records.events import RecordEvents
 from shipyard.records.extension import RecordsExtension
 from shipyard.records.passwords import PasswordHashing
@@ -34,6 +36,7 @@ from shipyard.settings import Settings
 from shipyard.tools.attempts import AttemptLimiter
 from shipyard.tools.db import Database, connect
 from shipyard.tools.dbwatch import WatchedDatabase
+from shipyard.tools.params import ParamsStore
 from shipyard.tools.redisclient import ResilientRedis
 from shipyard.tools.slowlog import SlowQueryLog
 from shipyard.webhooks.extension import WebhooksExtension
@@ -81,8 +84,11 @@ class Services:
         auth: AuthService,
         user_functions: Functions,
         hooks_module: tuple[str, str | None] | None,
+        runtime: RuntimeSettings[Settings],
     ) -> None:
-        self.settings = settings
+        self.settings = settings  # as at start-up
+        # the settings in effect now (/api/settings): `await runtime.current()`
+        self.runtime = runtime
         self.raw_db = raw_db
         self.db = db
         self.redis = redis
@@ -109,6 +115,7 @@ class Services:
             JobsExtension(self.jobs, settings.jobs_worker),
             WebhooksExtension(self.webhooks, settings),
             DbAdviceExtension(),
+            SettingsApiExtension(runtime),
         ]
         self.extensions = in_dependency_order(
             [*self.extensions, *load_extensions(settings.extensions, self)]
@@ -120,6 +127,7 @@ class Services:
                 functions = functions.merge(contributed)
             for subscriber in ext.record_subscribers():
                 events.subscribe(subscriber)
+            runtime.declare(*ext.settings_sections())
         jobs.register(functions)
 
     @classmethod
@@ -161,10 +169,13 @@ class Services:
         attempts = AttemptLimiter(raw, secret=settings.secret_key.encode())
         auth = AuthService(settings, store, watched, attempts, passwords)
         user, module = load_hooks(settings.hooks) if settings.hooks else (Functions(), None)
+        # stored in `_params` on the raw database: a settings change invalidates no cache
+        runtime = RuntimeSettings(ParamsStore(raw), settings)
         svc = cls(
             settings, raw, watched, redis, slowlog, store, events, cache, records, attempts,
-            auth, user, module,
+            auth, user, module, runtime,
         )  # fmt: skip
+        await runtime.open()  # every section declared: their stored values apply
         for ext in svc.extensions:
             await ext.migrate()
         if start:

@@ -110,6 +110,10 @@ class Settings:
     exports_dir: str = ""  # where export_collection writes; empty: <data_dir>/exports
     # browsers on other origins (docs/records-api.md): "*" or a comma-separated origin list
     cors_origins: str = "*"
+    # where each value set at start-up came from ("SHIPYARD_SMTP_HOST", "smtp_host in
+    # shipyard.toml", an option): the runtime settings API shows those as read-only, since
+    # they win over the values it stores (docs/settings-api.md). Filled by load_settings.
+    sources: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def exports_path(self) -> Path:
@@ -222,7 +226,9 @@ def load_settings(
     """
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
-    fields = {f.name: _TYPES[str(f.type)] for f in dataclasses.fields(Settings)}
+    fields = {
+        f.name: _TYPES[str(f.type)] for f in dataclasses.fields(Settings) if f.name != "sources"
+    }
 
     named = toml_path or (Path(env["SHIPYARD_CONFIG"]) if env.get("SHIPYARD_CONFIG") else None)
     path = named or Path("shipyard.toml")
@@ -230,15 +236,18 @@ def load_settings(
         what = "is not a file" if path.exists() else "does not exist"
         raise SettingsError(f"SHIPYARD_CONFIG: the settings file {path} {what}")
     from_file: set[str] = set()
+    sources: dict[str, str] = {}
     if path.is_file():
         values.update(_read_toml(path, fields))
         from_file = set(values)
+        sources = {name: _file_label(name, path) for name in values}
 
     for name, target in fields.items():
         raw = env.get(_env_name(name))
         if raw is not None:
             values[name] = _convert(name, raw, target, _env_name(name))
             from_file.discard(name)
+            sources[name] = _env_name(name)
 
     for name, raw in overrides.items():
         if raw is None:
@@ -247,8 +256,9 @@ def load_settings(
             raise SettingsError(f"{name}: unknown setting")
         values[name] = _convert(name, raw, fields[name], _env_name(name))
         from_file.discard(name)
+        sources[name] = f"the start-up option {name}"
 
-    settings = Settings(**values)
+    settings = Settings(**values, sources=sources)
     try:
         _validate(settings)
     except SettingsError as exc:

@@ -155,12 +155,13 @@ async def send_account_mail(ctx: Any, args: Any) -> dict[str, Any]:
         to = None
     if rec is None or (purpose == "verification" and rec.get("verified")):
         return {"sent": False}
-    mailer = mailer_from_settings(svc.settings)
+    settings = await svc.runtime.current()  # /api/settings changes apply at once
+    mailer = mailer_from_settings(settings)
     if mailer is None:
         raise Discard("mail is disabled: set SHIPYARD_SMTP_HOST to send account mails")
     token = purpose_token(svc, coll, rec, purpose, extra)
     kind = _MAIL_KIND[purpose]
-    message = render(kind, svc.settings, coll.name, _mail_record(coll, rec), token, to=to)
+    message = render(kind, settings, coll.name, _mail_record(coll, rec), token, to=to)
     await mailer.send(message)
     return {"sent": True, "to": message.to}
 

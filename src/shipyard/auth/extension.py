@@ -1,5 +1,5 @@
 """Auth as an extension: login and account routes, the account pages, the account-mail
-job kind, and the login-attempt table."""
+job kind, the login-attempt table, and the runtime settings of its mail (`meta`, `smtp`)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from shipyard.auth import pages
 from shipyard.auth import routes as auth_routes
 from shipyard.auth.accounts import MAIL_JOB, send_account_mail
 from shipyard.auth.login import AuthService
+from shipyard.auth.mail_settings import MAIL_SECTIONS
 from shipyard.kernel.extension import Extension
 from shipyard.kernel.functions import Functions
+from shipyard.kernel.runtime import Section
 from shipyard.kernel.spec import OpenAPIPart, Viewer
 
 
@@ -33,6 +35,9 @@ class AuthExtension(Extension):
         f = Functions()
         f.add_job(MAIL_JOB, send_account_mail, builtin=True, queue="mail")
         return f
+
+    def settings_sections(self) -> Sequence[Section]:
+        return MAIL_SECTIONS
 
     async def migrate(self) -> None:
         await self.service.attempts.ensure_schema()

@@ -59,7 +59,8 @@ _PAGE = """<!doctype html>
 
 
 async def account_page(request: Request) -> Response:
-    app_name = request.app.state.settings.app_name
+    settings = await request.app.state.services.runtime.current()  # as /api/settings set it
+    app_name = settings.app_name
     return HTMLResponse(_PAGE.format(app=html.escape(app_name)), headers=HEADERS)
 
 

@@ -54,7 +54,7 @@ async def send_email(ctx: Any, args: Any) -> dict[str, Any]:
         raise Discard("send_email: 'subject' must be one line")
     if not isinstance(html, str) or not isinstance(text, str) or not (html or text):
         raise Discard("send_email: give 'html' or 'text'")
-    mailer = mailer_from_settings(ctx.settings)
+    mailer = mailer_from_settings(await ctx.services.runtime.current())
     if mailer is None:
         raise MailError("mail is disabled: set SHIPYARD_SMTP_HOST")  # retried: may be set later
     if not html:

@@ -9,6 +9,7 @@ dependency order, then asks each for what it contributes:
 - `functions()`: job kinds (and record handlers) it registers, like a team's hooks;
 - `record_subscribers()`: listeners on the record-event bus (records/events.py);
 - `health_checks()`: named async checks, reported by `GET /api/health?verbose`;
+- `settings_sections()`: its runtime settings (kernel/runtime.py), in `/api/settings`;
 - `migrate()` then `start()` at start-up (in order), `stop()` at shut-down (reverse order).
 
 Every method has a harmless default, so an extension implements only what it has.
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from shipyard.kernel.functions import Functions
+from shipyard.kernel.runtime import Section
 from shipyard.kernel.spec import OpenAPIPart, Viewer
 
 if TYPE_CHECKING:  # types only: kernel sits below every capability
@@ -60,6 +62,11 @@ class Extension:
         return ()
 
     def health_checks(self) -> Sequence[HealthCheck]:
+        return ()
+
+    def settings_sections(self) -> Sequence[Section]:
+        """The sections of runtime settings it owns: shown and changed through
+        `/api/settings`, read with `await services.runtime.current()`."""
         return ()
 
     async def migrate(self) -> None:
