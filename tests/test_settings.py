@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.settings import SettingsError, load_settings
+from shipyard.settings import Settings, SettingsError, load_settings
 
 
 def test_defaults_need_nothing(tmp_path: Path) -> None:
@@ -127,3 +127,22 @@ def test_a_value_the_environment_overrides_is_not_blamed_on_the_file(tmp_path: P
     with pytest.raises(SettingsError) as exc:
         load_settings(env={"SHIPYARD_CONFIG": str(path), "SHIPYARD_PORT": "0"})
     assert str(exc.value) == "SHIPYARD_PORT: must be greater than 0"
+
+
+def test_sources_name_what_set_each_value(tmp_path: Path) -> None:
+    """What the runtime settings API shows as read-only (docs/settings-api.md)."""
+    path = tmp_path / "shipyard.toml"
+    path.write_text('app_name = "Acme"\nsmtp_port = 25\n')
+    env = {"SHIPYARD_CONFIG": str(path), "SHIPYARD_SMTP_PORT": "2525"}
+    s = load_settings(env=env, smtp_host="mail.test")
+    assert dict(s.sources) == {
+        "app_name": f"app_name in {path}",
+        "smtp_port": "SHIPYARD_SMTP_PORT",
+        "smtp_host": "the start-up option smtp_host",
+    }
+    # not compared: equal settings from other places are equal
+    assert s == Settings(app_name="Acme", smtp_port=2525, smtp_host="mail.test")
+    assert "sources" not in repr(s)
+    assert Settings().sources == {}
+    with pytest.raises(SettingsError, match="sources: unknown setting"):
+        load_settings(env={}, sources={"x": "y"})

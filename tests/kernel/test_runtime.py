@@ -134,10 +134,15 @@ def test_errors(database_url: str, tmp_path: Path) -> None:
             rt, {"demo": {"limit": 500, "greeting": "changed", "mode": "slow"}}
         )
         assert message == "An error occurred while saving the new settings."
-        assert set(data["demo"]) == {"greeting"}  # read-only comes first, alone
-        message, data = await _error(rt, {"demo": {"limit": 500, "mode": "slow"}})
         assert data == {
-            "demo": {"mode": {"code": "validation_in_invalid", "message": "Must be a valid value."}}
+            "demo": {
+                "greeting": {
+                    "code": "validation_read_only",
+                    "message": "Read-only: set by SHIPYARD_GREETING, which takes precedence "
+                    "over stored settings.",
+                },
+                "mode": {"code": "validation_in_invalid", "message": "Must be a valid value."},
+            }
         }
         _, data = await _error(rt, {"demo": {"limit": 500}})  # the section's own rule
         assert data["demo"]["mode"]["message"] == "Not with a limit over 100."

@@ -325,10 +325,8 @@ class RuntimeSettings(Generic[S]):
         changes, errors = self._parse(body)
         if errors:
             raise ApiError(400, LOADING, errors)
-        errors = self._locked_changes(changes)
-        if errors:
-            raise ApiError(400, SAVING, errors)
-        if not changes:
+        locked = self._locked_changes(changes)
+        if not changes and not locked:
             await self.refresh()
             return
 
@@ -343,6 +341,8 @@ class RuntimeSettings(Generic[S]):
                         doc[fname] = value
                 writes[name] = doc or None
             problems = self._invalid(self._effective({**stored, **_present(writes)}, True))
+            for name, fields in locked.items():  # every problem in one answer
+                problems.setdefault(name, {}).update(fields)
             if problems:
                 raise ApiError(400, SAVING, problems)
             return writes

@@ -1,0 +1,122 @@
+"""docs/settings-api.md: its shell examples run with bash against a real `shipyard serve`
+(SHIPYARD_SMTP_HOST set, as in the documented answer), its JSON answers compared with the
+real ones, and its Python example declared on a real registry; SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from shipyard.kernel.runtime import RuntimeSettings
+from shipyard.settings import load_settings
+from shipyard.tools.db import connect
+from shipyard.tools.params import ParamsStore
+from tests.docs.blocks import DOCS, block, replace
+from tests.docs.common import same_shape
+from tests.helpers.servers import start_server, stop_server
+from tests.helpers.smtp import smtp_server
+
+BASE = "http://127.0.0.1:8090"
+
+
+def _sh(script: str, url: str, token: str) -> list[Any]:
+    """Run `script` with bash against `url`; the JSON of each line it printed."""
+    r = subprocess.run(
+        ["bash", "-c", "set -euo pipefail\n" + replace(script, BASE, url)],
+        env={**os.environ, "TOKEN": token},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, (script, r.stdout, r.stderr)
+    return [json.loads(line) for line in r.stdout.replace("}{", "}\n{").splitlines() if line]
+
+
+def test_settings_api_examples(tmp_path: Path, database_url: str) -> None:
+    srv = start_server(tmp_path / "srv", database_url, {"SHIPYARD_SMTP_HOST": "127.0.0.1"})
+    try:
+        token = srv.superuser_token()
+        su = {"Authorization": token}
+        with smtp_server() as inbox:
+            smtp = {"port": inbox.port, "tls": "off"}
+            r = httpx.patch(srv.url + "/api/settings", headers=su, json={"smtp": smtp})
+            assert r.status_code == 200, r.text
+
+            (got,) = _sh(block("settings-api-get").text, srv.url, token)
+            same_shape(json.loads(block("settings-api-get-answer").text), got)
+            assert got["readOnly"] == {
+                "smtp.enabled": "SHIPYARD_SMTP_HOST",
+                "smtp.host": "SHIPYARD_SMTP_HOST",
+            }
+
+            r = httpx.patch(
+                srv.url + "/api/settings",
+                headers=su,
+                json={"meta": {"appName": ""}, "smtp": {"host": "smtp.acme.example.com"}},
+            )
+            assert r.json() == json.loads(block("settings-api-errors").text)
+
+            assert _sh(block("settings-api-test-email").text, srv.url, token) == []  # 204
+            (mail,) = inbox.handler.received
+            assert mail.rcpt_tos == ["you@example.com"]
+            assert mail.message["Subject"] == "Verify your Shipyard email"
+
+        changed, reset = _sh(block("settings-api-patch").text, srv.url, token)
+        assert (changed["meta"]["appName"], changed["meta"]["senderName"]) == (
+            "Acme",
+            "Acme Support",
+        )
+        assert (changed["smtp"]["port"], reset["smtp"]["port"]) == (2525, 587)
+        assert reset["meta"]["appName"] == "Acme"
+    finally:
+        stop_server(srv)
+
+
+def test_declaring_a_section(tmp_path: Path) -> None:
+    namespace: dict[str, Any] = {}
+    exec(compile(block("settings-api-declare").text, "docs/settings-api.md", "exec"), namespace)
+
+    async def main() -> None:
+        db = await connect("", tmp_path / "data.db")
+        try:
+            runtime = RuntimeSettings(ParamsStore(db), load_settings(env={}))
+            runtime.declare(namespace["EXAMPLE"])
+            await runtime.open()
+            assert runtime.public() == {
+                "example": {"title": "Shipyard", "attempts": 10},
+                "readOnly": {},
+            }
+            await runtime.update({"example": {"attempts": 3}})
+            assert (await runtime.current()).jobs_max_attempts == 3
+        finally:
+            await db.close()
+
+    asyncio.run(main())
+
+
+def _codes(text: str, pattern: str) -> set[str]:
+    return set(re.findall(pattern, text))
+
+
+def test_error_codes_are_all_documented() -> None:
+    src = Path(__file__).resolve().parents[2] / "src" / "shipyard"
+    doc = (DOCS / "settings-api.md").read_text()
+    raised = r'"(validation_[a-z_]+)"'
+    listed = r"`(validation_[a-z_]+)`"
+    settings_codes = set().union(
+        *(
+            _codes((src / p).read_text(), raised)
+            for p in ("kernel/runtime.py", "auth/mail_settings.py")
+        )
+    )
+    section = doc[doc.index("## Errors") : doc.index("## Secrets")]
+    assert settings_codes == _codes(section, listed)
+    section = doc[doc.index("## Test mail") : doc.index("## Across processes")]
+    assert _codes((src / "http/settings_api.py").read_text(), raised) == _codes(section, listed)
