@@ -255,6 +255,9 @@ def test_validation_errors_in_pocketbase_shape(tmp_path: Path, database_url: str
         assert bad(patch({"smtp": {"timeout": 0}}))["smtp"]["timeout"]["code"] == (
             "validation_min_greater_equal_than_required"
         )
+        assert bad(patch({"smtp": {"timeout": 1e300}}))["smtp"]["timeout"]["code"] == (
+            "validation_max_less_equal_than_required"
+        )
         r = c.patch(
             "/api/settings", headers={**su, "content-type": "application/json"}, content=b"{"
         )

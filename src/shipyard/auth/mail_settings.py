@@ -127,7 +127,7 @@ SMTP = Section(
             "number",
             "smtp_timeout",
             "Seconds per SMTP network step.",
-            checks=(positive,),
+            checks=(positive, between(0, 600)),
         ),
     ),
     "The mail server.",

@@ -252,7 +252,9 @@ class RuntimeSettings(Generic[S]):
     async def refresh(self) -> None:
         """Catch up with writes of any process: one indexed read, a reload when it moved."""
         if await self.params.version() != self._version:
-            self._apply(*await self.params.load())
+            version, stored = await self.params.load()
+            if version >= self._version:  # a PATCH here may have applied a newer one meanwhile
+                self._apply(version, stored)
 
     async def current(self) -> S:
         """The settings object in effect now (after `refresh`)."""
