@@ -22,7 +22,7 @@ from shipyard.tools.db import Database, Executor
 log = logging.getLogger("shipyard.params")
 TABLE = "_params"
 VERSION_KEY = "_version"  # the counter's row; documents are the other rows
-_PG_LOCK_ID = 7416  # advisory lock: one process creates the table at a time
+_PG_LOCK_ID = 7417  # advisory lock: one process creates the table at a time
 
 Documents = dict[str, dict[str, Any]]
 
