@@ -4,7 +4,6 @@ real ones, and its Python example declared on a real registry; SQLite and Postgr
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -13,14 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+from starlette.testclient import TestClient
 
-from shipyard.kernel.runtime import RuntimeSettings
+from shipyard.app import create_app
+from shipyard.auth import superusers
 from shipyard.settings import load_settings
-from shipyard.tools.db import connect
-from shipyard.tools.params import ParamsStore
 from tests.docs.blocks import DOCS, block, replace
 from tests.docs.common import same_shape
-from tests.helpers.servers import start_server, stop_server
+from tests.helpers.servers import SUPERUSER, start_server, stop_server
 from tests.helpers.smtp import smtp_server
 
 BASE = "http://127.0.0.1:8090"
@@ -79,26 +79,33 @@ def test_settings_api_examples(tmp_path: Path, database_url: str) -> None:
         stop_server(srv)
 
 
-def test_declaring_a_section(tmp_path: Path) -> None:
-    namespace: dict[str, Any] = {}
-    exec(compile(block("settings-api-declare").text, "docs/settings-api.md", "exec"), namespace)
-
-    async def main() -> None:
-        db = await connect("", tmp_path / "data.db")
-        try:
-            runtime = RuntimeSettings(ParamsStore(db), load_settings(env={}))
-            runtime.declare(namespace["EXAMPLE"])
-            await runtime.open()
-            assert runtime.public() == {
-                "example": {"title": "Shipyard", "attempts": 10},
-                "readOnly": {},
-            }
-            await runtime.update({"example": {"attempts": 3}})
-            assert (await runtime.current()).jobs_max_attempts == 3
-        finally:
-            await db.close()
-
-    asyncio.run(main())
+def test_a_team_extension_declares_a_section(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The documented extension, loaded by SHIPYARD_EXTENSIONS into a real app."""
+    (tmp_path / "team_reports.py").write_text(block("settings-api-declare").text)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    settings = load_settings(
+        env={"SHIPYARD_EXTENSIONS": "team_reports:extension"},
+        data_dir=str(tmp_path / "data"),
+        database_url=database_url,
+    )
+    with TestClient(create_app(settings)) as c:
+        svc = c.app.state.services  # type: ignore[attr-defined]
+        c.portal.call(superusers.upsert, svc, *SUPERUSER)  # type: ignore[union-attr]
+        r = c.post(
+            "/api/collections/_superusers/auth-with-password",
+            json={"identity": SUPERUSER[0], "password": SUPERUSER[1]},
+        )
+        su = {"Authorization": r.json()["token"]}
+        got = c.get("/api/settings", headers=su).json()
+        assert got["reports"] == {"title": "Weekly report", "maxRows": 1000}
+        reports = svc.extension("reports")  # type: ignore[union-attr]
+        r = c.patch("/api/settings", headers=su, json={"reports": {"maxRows": 500}})
+        assert r.status_code == 200 and r.json()["reports"]["maxRows"] == 500
+        assert c.portal.call(reports.max_rows) == 500  # type: ignore[union-attr]
+        r = c.patch("/api/settings", headers=su, json={"reports": {"maxRows": 0, "title": ""}})
+        assert set(r.json()["data"]["reports"]) == {"maxRows", "title"}
 
 
 def _codes(text: str, pattern: str) -> set[str]:

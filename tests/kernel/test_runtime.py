@@ -200,5 +200,9 @@ def test_declaration_rules() -> None:
             rt.declare(Section(name, ()))
     with pytest.raises(ValueError):
         rt.declare(Section("x", (Field("orphan", "string"),)))
-    assert [s.name for s in rt.sections] == ["demo"]
+    with pytest.raises(ValueError, match="limit has a field already"):
+        rt.declare(Section("x", (Field("again", "integer", "limit"),)))
+    own = Field("own", "integer", base=lambda s: 1)  # no start-up setting: any number of these
+    rt.declare(Section("x", (own,)), Section("y", (own,)))
+    assert [s.name for s in rt.sections] == ["demo", "x", "y"]
     assert "t0k" not in repr(rt)

@@ -229,6 +229,9 @@ class RuntimeSettings(Generic[S]):
         return f"RuntimeSettings(sections={list(self._sections)}, version={self._version})"
 
     def declare(self, *sections: Section) -> None:
+        """Add sections; a name taken or reserved, a field with neither a start-up setting
+        nor a `base`, or a start-up setting another field already stands for is an error."""
+        claimed = {f.setting for s in self._sections.values() for f in s.fields if f.setting}
         for section in sections:
             name = section.name
             if name in self._sections or name == READ_ONLY_KEY or name.startswith("_"):
@@ -236,6 +239,9 @@ class RuntimeSettings(Generic[S]):
             for f in section.fields:
                 if not (f.setting or f.base):
                     raise ValueError(f"{name}.{f.name}: needs a setting or a base")
+                if f.setting and f.setting in claimed:
+                    raise ValueError(f"{name}.{f.name}: {f.setting} has a field already")
+                claimed.add(f.setting)
             self._sections[name] = section
         self._apply(self._version, self._stored)
 
@@ -263,6 +269,12 @@ class RuntimeSettings(Generic[S]):
 
     def value(self, section: str, field: str) -> Any:
         """A value in effect as of the last refresh (secrets included: for internal use)."""
+        return self._values[section][field]
+
+    async def get(self, section: str, field: str) -> Any:
+        """A value in effect now (after `refresh`): how a field with no start-up setting
+        behind it (a team's own) is read."""
+        await self.refresh()
         return self._values[section][field]
 
     def source(self, f: Field) -> str | None:
