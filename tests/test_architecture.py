@@ -121,9 +121,7 @@ def test_no_import_cycles() -> None:
 
 def test_no_module_over_600_lines() -> None:
     big = {
-        m: n
-        for m, p in _modules().items()
-        if (n := len(p.read_text().splitlines())) > MAX_LINES
+        m: n for m, p in _modules().items() if (n := len(p.read_text().splitlines())) > MAX_LINES
     }
     assert not big, big
 

@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import jwt
 
-from shipyard.auth.mails import MailKind, mailer_from_settings, render
+from shipyard.auth.mails import MailKind, render
 from shipyard.auth.superusers import system_actor
 from shipyard.kernel.errors import ApiError, bad_request, forbidden, unauthorized
+from shipyard.kernel.mail import mailer_from_settings
 from shipyard.records.auth import Auth
 from shipyard.records.collections import SUPERUSERS, Collection
 from shipyard.records.fields import EMAIL_RE

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from shipyard.settings import Settings
-from shipyard.tools.mailer import TLS_MODES, Mailer, MailError, Message, html_to_text
+from shipyard.tools.mailer import Mailer, MailError, Message, html_to_text
 
 MailKind = Literal["verification", "password-reset", "email-change"]
 MAIL_KINDS: tuple[MailKind, ...] = get_args(MailKind)
@@ -179,25 +179,6 @@ def render(
     content = _substitute(body_tpl, values, escape=True)
     page = content if "<html" in content.lower() else _LAYOUT.format(content=content.strip())
     return Message(to=recipient, subject=subject, html=page, text=html_to_text(content))
-
-
-def mailer_from_settings(settings: Settings) -> Mailer | None:
-    """None when mail is disabled (no SHIPYARD_SMTP_HOST)."""
-    if not settings.smtp_host:
-        return None
-    tls = next((mode for mode in TLS_MODES if mode == settings.smtp_tls), None)
-    if tls is None:  # load_settings already rejects this; a hand-built Settings may not
-        raise MailError(f"SHIPYARD_SMTP_TLS: unsupported value {settings.smtp_tls!r}")
-    return Mailer(
-        host=settings.smtp_host,
-        port=settings.smtp_port,
-        username=settings.smtp_username,
-        password=settings.smtp_password,
-        tls=tls,
-        sender_address=settings.mail_sender_address,
-        sender_name=settings.mail_sender_name,
-        timeout=settings.smtp_timeout,
-    )
 
 
 async def send_auth_mail(

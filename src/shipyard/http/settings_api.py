@@ -20,10 +20,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from shipyard.auth.mails import MAIL_KINDS, mailer_from_settings, send_auth_mail
+from shipyard.auth.mails import MAIL_KINDS, send_auth_mail
 from shipyard.kernel import spec
 from shipyard.kernel.errors import bad_request
 from shipyard.kernel.extension import Extension
+from shipyard.kernel.mail import mailer_from_settings
 from shipyard.kernel.runtime import READ_ONLY_KEY, RuntimeSettings, Section
 from shipyard.kernel.spec import OpenAPIPart, Viewer
 from shipyard.kernel.web import JSON, parse_body, require_superuser, services

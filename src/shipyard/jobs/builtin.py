@@ -12,9 +12,9 @@ from typing import Any
 
 import orjson
 
-from shipyard.auth.mails import mailer_from_settings
 from shipyard.kernel.errors import ApiError
 from shipyard.kernel.functions import Functions
+from shipyard.kernel.mail import mailer_from_settings
 from shipyard.settings import Settings
 from shipyard.tools.mailer import MailError, Message
 from shipyard.tools.worker import Discard
