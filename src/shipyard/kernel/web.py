@@ -14,7 +14,6 @@ from starlette.responses import Response
 from shipyard.kernel.errors import ApiError, bad_request, bad_value, busy, too_large, too_slow
 from shipyard.kernel.params import parse_int
 from shipyard.records.auth import ANONYMOUS, Auth
-from shipyard.records.records import REQUEST_HEADERS, rule_headers
 from shipyard.tools.db import DataValueError, PoolExhausted, QueryTimeout
 
 if TYPE_CHECKING:  # the composition root, for types only: it imports every capability
@@ -149,9 +148,7 @@ def bearer(request: Request) -> str:
 
 
 async def resolve_auth(request: Request) -> Auth:
-    """The auth record of a valid token; anonymous for none or an invalid one (like PocketBase).
-    Also makes the request's headers what `@request.headers.*` reads in rules."""
-    REQUEST_HEADERS.set(rule_headers(request.scope["headers"]))
+    """The auth record of a valid token; anonymous for none or an invalid one (like PocketBase)."""
     token = bearer(request)
     if not token:
         return ANONYMOUS
