@@ -14,6 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
+from starlette.requests import Request
+
+from shipyard.kernel.errors import ApiError
+from shipyard.kernel.web import bearer, services
 from shipyard.records.auth import ANONYMOUS, Auth
 from shipyard.records.collections import Collection
 
@@ -64,3 +68,27 @@ class RequestContext:
         """Internal work with no request behind it, acting as a superuser (rules do not apply);
         `actor` is the id record events name as the author of the change."""
         return cls(auth=Auth(collection=superusers, record={"id": actor}), query=query or {})
+
+
+async def resolve_auth(request: Request) -> Auth:
+    """The auth record of a valid token; anonymous for none or an invalid one (like PocketBase)."""
+    token = bearer(request)
+    if not token:
+        return ANONYMOUS
+    return await services(request).auth.authenticate(token)
+
+
+async def require_superuser(request: Request) -> Auth:
+    """401 without a valid token, 403 for anyone but a superuser (PocketBase's answers)."""
+    auth = await resolve_auth(request)
+    if auth.collection is None:
+        raise ApiError(401, "The request requires valid record authorization token.")
+    if not auth.is_superuser:
+        raise ApiError(403, "The authorized record is not allowed to perform this action.")
+    return auth
+
+
+async def request_context(request: Request) -> RequestContext:
+    """The context of a request served by a Starlette route (the gateway builds its own from
+    the scope, the same way)."""
+    return RequestContext.from_scope(request.scope, await resolve_auth(request))

@@ -12,8 +12,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from shipyard.kernel.web import JSON, parse_body, resolve_auth, services
-from shipyard.records.context import RequestContext
+from shipyard.kernel.web import JSON, parse_body, services
+from shipyard.records.context import request_context
 from shipyard.tools.db import budget
 
 
@@ -21,14 +21,10 @@ def _budget(request: Request) -> float:
     return services(request).settings.query_budget_ms / 1000
 
 
-async def _context(request: Request) -> RequestContext:
-    return RequestContext.from_scope(request.scope, await resolve_auth(request))
-
-
 async def list_records(request: Request) -> Response:
     svc = services(request)
     c = svc.store.require(request.path_params["collection"])
-    ctx = await _context(request)
+    ctx = await request_context(request)
     q = svc.records.list_query(ctx.query)
     with budget(_budget(request)):
         return JSON(await svc.records.list_page(c, ctx, q))
@@ -37,7 +33,7 @@ async def list_records(request: Request) -> Response:
 async def view_record(request: Request) -> Response:
     svc = services(request)
     c = svc.store.require(request.path_params["collection"])
-    ctx = await _context(request)
+    ctx = await request_context(request)
     q = svc.records.view_query(ctx.query)
     rid = request.path_params["id"]
     with budget(_budget(request)):
@@ -47,7 +43,7 @@ async def view_record(request: Request) -> Response:
 async def create_record(request: Request) -> Response:
     svc = services(request)
     c = svc.store.require(request.path_params["collection"])
-    ctx = await _context(request)
+    ctx = await request_context(request)
     body = await parse_body(request)
     q = svc.records.view_query(ctx.query)
     with budget(_budget(request)):
@@ -57,7 +53,7 @@ async def create_record(request: Request) -> Response:
 async def update_record(request: Request) -> Response:
     svc = services(request)
     c = svc.store.require(request.path_params["collection"])
-    ctx = await _context(request)
+    ctx = await request_context(request)
     body = await parse_body(request)
     q = svc.records.view_query(ctx.query)
     rid = request.path_params["id"]
@@ -68,7 +64,7 @@ async def update_record(request: Request) -> Response:
 async def delete_record(request: Request) -> Response:
     svc = services(request)
     c = svc.store.require(request.path_params["collection"])
-    ctx = await _context(request)
+    ctx = await request_context(request)
     with budget(_budget(request)):
         await svc.records.delete(c, request.path_params["id"], ctx)
     return Response(status_code=204)
