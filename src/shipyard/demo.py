@@ -8,8 +8,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from shipyard.records.codecs import encode_stored
 from shipyard.records.fields import format_date
-from shipyard.records.records import encode_stored
 from shipyard.tools.ids import random_string
 
 if TYPE_CHECKING:

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from shipyard.dbadvice import advise
-from shipyard.records.auth import ANONYMOUS
 from shipyard.records.collections import Collection
+from shipyard.records.context import RequestContext
 from shipyard.services import Services
 from shipyard.settings import Settings, SettingsError, load_settings
 from shipyard.tools import slowlog
@@ -77,7 +77,9 @@ async def list_posts(svc: Services, filter: str, sort: str = "") -> dict[str, An
     params = {"filter": filter, "perPage": "5", "page": "2"}  # page 2: the COUNT runs too
     if sort:
         params["sort"] = sort
-    return await svc.records.list_page(c, params, ANONYMOUS)
+    return await svc.records.list_page(
+        c, RequestContext(query=params), svc.records.list_query(params)
+    )
 
 
 def proposals(rep: advise.Report) -> set[tuple[str, str]]:
@@ -239,8 +241,9 @@ def test_advise_ranges_sorts_and_what_it_leaves_alone(database_url: str, tmp_pat
         await list_posts(svc, "views > 1500")
         await list_posts(svc, 'title ~ "abc"')  # LIKE '%abc%': no index helps
         await list_posts(svc, "flag = true")  # two values: a plain index rarely pays
+        params = {"sort": "-code", "perPage": "5"}
         await svc.records.list_page(
-            svc.store.require("posts"), {"sort": "-code", "perPage": "5"}, ANONYMOUS
+            svc.store.require("posts"), RequestContext(query=params), svc.records.list_query(params)
         )
         # a system table: never proposed, whatever its plan
         await svc.db.fetchall('SELECT "id" FROM "_superusers" WHERE "verified" = ?', (True,))

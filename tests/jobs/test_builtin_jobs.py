@@ -17,7 +17,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from starlette.testclient import TestClient
 
-from shipyard.records.auth import Auth
+from shipyard.records.context import RequestContext
 from tests.helpers.jobs_api import assert_error, enqueue, open_app, user_headers, wait_job
 from tests.helpers.servers import free_port
 
@@ -210,14 +210,14 @@ def _collections(c: TestClient, su: H, n_posts: int) -> None:
     svc = c.app.state.services  # type: ignore[attr-defined]
 
     async def seed() -> None:  # straight through core: 700 HTTP round trips would be slow
-        auth = Auth(collection=svc.store.require("_superusers"), record={"id": "seed"})
+        ctx = RequestContext.system(svc.store.require("_superusers"), "seed")
         ca, cp = svc.store.require("authors"), svc.store.require("posts")
         ids = []
         for i in range(3):
             pw = "pass-word-1"
             body: dict[str, Any] = {"email": f"a{i}@example.com", "password": pw, "passwordConfirm": pw,
                     "name": f"A{i}", "pin": f"PIN-{i}-hidden"}  # fmt: skip
-            ids.append((await svc.records.create(ca, body, auth, {}))["id"])
+            ids.append((await svc.records.create(ca, body, ctx))["id"])
         for i in range(n_posts):
             body = {
                 "title": SPECIAL_TITLE if i == 401 else f"post {i:04d}",
@@ -229,7 +229,7 @@ def _collections(c: TestClient, su: H, n_posts: int) -> None:
                 "author": ids[i % 3],
                 "secret": f"s3cr3t-{i}",
             }
-            await svc.records.create(cp, body, auth, {})
+            await svc.records.create(cp, body, ctx)
 
     c.portal.call(seed)  # type: ignore[union-attr]
 

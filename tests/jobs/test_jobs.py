@@ -23,7 +23,7 @@ import pytest
 from shipyard.jobs.jobs import LeaseLost
 from shipyard.kernel.errors import ApiError
 from shipyard.kernel.functions import Functions, FunctionsError
-from shipyard.records.auth import Auth
+from shipyard.records.context import RequestContext
 from shipyard.services import Services
 from shipyard.settings import Settings, load_settings
 from shipyard.tools.worker import AlreadyCompleted
@@ -242,8 +242,8 @@ async def jobs_of(svc: Services, kind: str) -> list[Any]:
     return jobs
 
 
-def superuser(svc: Services) -> Auth:
-    return Auth(collection=svc.store.require("_superusers"), record={"id": "tests"})
+def superuser(svc: Services) -> RequestContext:
+    return RequestContext.system(svc.store.require("_superusers"), "tests")
 
 
 # ---------------------------------------------------------------------- registration
@@ -336,9 +336,9 @@ def test_record_writes_enqueue_event_jobs_only_when_they_commit(jsettings: Setti
                 ],
             }
         )
-        locked = await svc.records.create(authors, {"name": "locked"}, su, {})
+        locked = await svc.records.create(authors, {"name": "locked"}, su)
         # committed: the event job exists, with the event, and runs
-        rec = await svc.records.create(posts, {"title": "hello", "author": locked["id"]}, su, {})
+        rec = await svc.records.create(posts, {"title": "hello", "author": locked["id"]}, su)
         (event_job,) = await jobs_of(svc, "event:posts.notify")
         assert event_job.args["type"] == "record.create"
         assert event_job.args["record"]["id"] == rec["id"]
@@ -346,18 +346,18 @@ def test_record_writes_enqueue_event_jobs_only_when_they_commit(jsettings: Setti
         assert len(await jobs_of(svc, "ok")) == 1  # the guard's, committed with the write
         # validation fails: nothing is written, nothing is enqueued
         with pytest.raises(ApiError) as info:
-            await svc.records.create(posts, {"title": ""}, su, {})
+            await svc.records.create(posts, {"title": ""}, su)
         assert info.value.status == 400
         # the guard enqueues, then refuses: its job goes with the rolled-back write
         with pytest.raises(ApiError) as info:
-            await svc.records.create(posts, {"title": "reject"}, su, {})
+            await svc.records.create(posts, {"title": "reject"}, su)
         assert info.value.status == 400 and info.value.message == "Rejected by the guard."
         # deleting the author cascades to the post (its delete event is enqueued), then the
         # author's own handler refuses: the post's event job is rolled back with everything
         with pytest.raises(ApiError) as info:
-            await svc.records.delete(authors, locked["id"], su, {})
+            await svc.records.delete(authors, locked["id"], su)
         assert info.value.message == "This author is locked."
-        assert await svc.records.view(posts, rec["id"], {}, su) is not None
+        assert await svc.records.view(posts, rec["id"], su) is not None
         assert [j.id for j in await jobs_of(svc, "event:posts.notify")] == [event_job.id]
         assert len(await jobs_of(svc, "ok")) == 1
         svc.jobs.start_worker()

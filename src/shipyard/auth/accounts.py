@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import jwt
 
 from shipyard.auth.mails import MailKind, render
-from shipyard.auth.superusers import system_actor
+from shipyard.auth.superusers import system_context
 from shipyard.kernel.errors import ApiError, bad_request, forbidden, unauthorized
 from shipyard.kernel.mail import mailer_from_settings
 from shipyard.records.auth import Auth
@@ -213,7 +213,7 @@ async def confirm_verification(svc: Services, coll: Collection, body: dict[str, 
     _auth_collection(coll)
     rec = await _record_of(svc, coll, body.get("token"), "verification")
     if not rec.get("verified"):
-        await svc.records.update(coll, rec["id"], {"verified": True}, system_actor(svc), {})
+        await svc.records.update(coll, rec["id"], {"verified": True}, system_context(svc))
 
 
 async def confirm_password_reset(svc: Services, coll: Collection, body: dict[str, Any]) -> None:
@@ -226,7 +226,7 @@ async def confirm_password_reset(svc: Services, coll: Collection, body: dict[str
         "passwordConfirm": body.get("passwordConfirm"),
         "verified": True,
     }
-    await svc.records.update(coll, rec["id"], change, system_actor(svc), {})
+    await svc.records.update(coll, rec["id"], change, system_context(svc))
 
 
 # ---------------------------------------------------------------------- e-mail change
@@ -385,7 +385,7 @@ async def confirm_email_change(
     assert rec is not None
     try:
         await svc.records.update(
-            coll, rec["id"], {"email": new_email, "verified": True}, system_actor(svc), {}
+            coll, rec["id"], {"email": new_email, "verified": True}, system_context(svc)
         )
     except ApiError as exc:
         if exc.status != 400:

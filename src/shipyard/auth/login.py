@@ -18,9 +18,9 @@ from shipyard.records.auth import (
     unverified_claims,
     verify_token,
 )
+from shipyard.records.codecs import decode_row
 from shipyard.records.collections import Collection, quote_ident, unique_index
 from shipyard.records.passwords import PasswordHashing
-from shipyard.records.records import decode_row, shape
 from shipyard.records.schema import SchemaStore
 from shipyard.settings import Settings
 from shipyard.tools.attempts import AttemptLimiter
@@ -45,7 +45,7 @@ class AuthService:
     async def _auth_row(
         self, coll: Collection, where: str, args: list[Any]
     ) -> dict[str, Any] | None:
-        sh = shape(self.store, coll, "internal")
+        sh = self.store.shapes.of(coll, "internal")
         row = await self.db.fetchone(
             f'SELECT {sh.columns}, "_r"."password" FROM "{coll.table}" AS "_r" WHERE {where}', args
         )

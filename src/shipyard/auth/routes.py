@@ -12,7 +12,8 @@ from starlette.routing import Route
 from shipyard.auth import accounts
 from shipyard.auth.accounts import require_own_collection
 from shipyard.kernel.errors import ApiError
-from shipyard.kernel.web import JSON, client_ip, parse_body, resolve_auth, services
+from shipyard.kernel.web import JSON, client_ip, parse_body, services
+from shipyard.records.context import resolve_auth
 
 
 async def auth_with_password(request: Request) -> Response:

@@ -5,15 +5,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from shipyard.kernel.errors import ApiError, not_found
-from shipyard.records.auth import Auth
 from shipyard.records.collections import SUPERUSERS
+from shipyard.records.context import RequestContext
 
 if TYPE_CHECKING:
     from shipyard.services import Services
 
 
-def system_actor(svc: Services) -> Auth:
-    return Auth(collection=svc.store.require(SUPERUSERS), record={"id": "system"})
+def system_context(svc: Services) -> RequestContext:
+    """What the CLI and the account flows act as: a superuser with no request behind it."""
+    return RequestContext.system(svc.store.require(SUPERUSERS))
 
 
 async def _find(svc: Services, email: str) -> str | None:
@@ -25,7 +26,7 @@ async def _find(svc: Services, email: str) -> str | None:
 async def create(svc: Services, email: str, password: str) -> dict[str, Any]:
     c = svc.store.require(SUPERUSERS)
     body = {"email": email, "password": password, "passwordConfirm": password, "verified": True}
-    return await svc.records.create(c, body, system_actor(svc), {})
+    return await svc.records.create(c, body, system_context(svc))
 
 
 async def update(svc: Services, email: str, password: str) -> dict[str, Any]:
@@ -34,7 +35,7 @@ async def update(svc: Services, email: str, password: str) -> dict[str, Any]:
     if rid is None:
         raise not_found(f"No superuser with e-mail {email}.")
     body = {"password": password, "passwordConfirm": password}
-    return await svc.records.update(c, rid, body, system_actor(svc), {})
+    return await svc.records.update(c, rid, body, system_context(svc))
 
 
 async def upsert(svc: Services, email: str, password: str) -> dict[str, Any]:
@@ -51,4 +52,4 @@ async def delete(svc: Services, email: str) -> None:
     row = await svc.db.fetchone(f'SELECT COUNT(*) FROM "{c.table}"')
     if row and int(row[0]) <= 1:
         raise ApiError(400, "The last superuser cannot be deleted.")
-    await svc.records.delete(c, rid, system_actor(svc), {})
+    await svc.records.delete(c, rid, system_context(svc))

@@ -29,7 +29,7 @@ import random
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable, Iterable
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -280,7 +280,7 @@ class ResponseCache:
             self._scopes[key] = got
         return got
 
-    def refs(self, params: dict[str, str]) -> Refs | None:
+    def refs(self, params: Mapping[str, str]) -> Refs | None:
         """What the client's filter reads outside relation paths; None when the answer
         differs per request (headers, the clock, `@random`) and must not be cached."""
         sort = params.get("sort")
@@ -304,7 +304,9 @@ class ResponseCache:
         self._refs[filt] = got
         return got
 
-    def plan(self, c: Collection, target: str, params: dict[str, str], auth: Auth) -> Plan | None:
+    def plan(
+        self, c: Collection, target: str, params: Mapping[str, str], auth: Auth
+    ) -> Plan | None:
         """The key and dependencies of a GET, or None when its answer must be computed."""
         if self.versions is None:
             return None

@@ -20,7 +20,8 @@ from shipyard.dbadvice import advise
 from shipyard.kernel import spec
 from shipyard.kernel.errors import bad_request
 from shipyard.kernel.params import parse_int
-from shipyard.kernel.web import JSON, parse_body, require_superuser, services
+from shipyard.kernel.web import JSON, parse_body, services
+from shipyard.records.context import require_superuser
 
 
 async def _superuser(request: Request) -> None:

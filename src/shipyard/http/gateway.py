@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import unquote
 
 import orjson
 from starlette.applications import Starlette
@@ -22,7 +22,8 @@ from shipyard.http.cors import Cors, Headers
 from shipyard.kernel.errors import ApiError
 from shipyard.kernel.web import DB_ERRORS, db_error, token_from_header
 from shipyard.records.auth import ANONYMOUS
-from shipyard.records.records import REQUEST_HEADERS, rule_headers
+from shipyard.records.context import RequestContext
+from shipyard.records.listquery import ListQuery
 from shipyard.tools.db import budget
 
 if TYPE_CHECKING:  # built by the composition root, above http
@@ -91,9 +92,7 @@ class Gateway:
         try:
             c = svc.store.require(unquote(parts[0]))
             qs = scope["query_string"].decode("utf-8", "replace")
-            params = dict(parse_qsl(qs, keep_blank_values=True)) if qs else {}
             auth = ANONYMOUS
-            REQUEST_HEADERS.set(rule_headers(scope["headers"]))
             directives = b""
             if_none_match = None
             for key, value in scope["headers"]:
@@ -105,18 +104,23 @@ class Gateway:
                     directives += value.lower()
                 elif key == b"if-none-match":
                     if_none_match = value.decode("latin-1")
+            ctx = RequestContext.from_scope(scope, auth)
+            # parsed as the Starlette routes parse them: the same limits, the same 400s
+            records = svc.records
+            q = records.list_query(ctx.query) if len(parts) == 2 else records.view_query(ctx.query)
 
             async def compute() -> tuple[int, bytes]:
                 with budget(svc.settings.query_budget_ms / 1000):
-                    if len(parts) == 2:
-                        data = await svc.records.list_page(c, params, auth)
+                    if isinstance(q, ListQuery):
+                        data = await records.list_page(c, ctx, q)
                     else:
-                        data = await svc.records.view(c, unquote(parts[2]), params, auth)
+                        data = await records.view(c, unquote(parts[2]), ctx, q)
                 return 200, orjson.dumps(data)
 
             outcome = b"bypass"
             etag = ""
-            plan = cache.plan(c, scope["path"] + "?" + qs, params, auth) if cache.enabled else None
+            target = scope["path"] + "?" + qs
+            plan = cache.plan(c, target, ctx.query, auth) if cache.enabled else None
             # `no-cache` recomputes (and refreshes the entry), `no-store` leaves it alone
             if plan is not None and b"no-store" not in directives:
                 version = await cache.token(plan.tables)

@@ -24,8 +24,9 @@ from starlette.staticfiles import StaticFiles
 
 from shipyard.http.openapi_access import Views
 from shipyard.kernel.spec import OpenAPIPart, Schema, Viewer, common_part, merge_parts
-from shipyard.kernel.web import resolve_auth, services
+from shipyard.kernel.web import services
 from shipyard.records.collections import Collection
+from shipyard.records.context import resolve_auth
 
 OPENAPI_PATH = "/api/openapi.json"
 DOCS_PATH = "/api/docs"

@@ -27,8 +27,9 @@ from shipyard.kernel.extension import Extension
 from shipyard.kernel.mail import mailer_from_settings
 from shipyard.kernel.runtime import READ_ONLY_KEY, RuntimeSettings, Section
 from shipyard.kernel.spec import OpenAPIPart, Viewer
-from shipyard.kernel.web import JSON, parse_body, require_superuser, services
+from shipyard.kernel.web import JSON, parse_body, services
 from shipyard.records.collections import SUPERUSERS
+from shipyard.records.context import require_superuser
 from shipyard.records.fields import EMAIL_RE
 from shipyard.tools.mailer import MailError
 

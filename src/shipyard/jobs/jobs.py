@@ -14,7 +14,7 @@ import datetime as dt
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -22,7 +22,8 @@ import orjson
 from shipyard.jobs.cron import CronScheduler
 from shipyard.kernel.errors import ApiError, bad_request
 from shipyard.kernel.functions import CronJob, Functions, JobType
-from shipyard.records.auth import Auth
+from shipyard.records.collections import SUPERUSERS
+from shipyard.records.context import RequestContext
 from shipyard.records.fields import format_date
 from shipyard.tools.db import Database, Executor
 from shipyard.tools.queue import Enqueued, Job, Queue, QueueError
@@ -50,25 +51,25 @@ class RecordsFacade:
         self._store = store
         self._records = records
 
-    def _auth(self) -> Auth:
-        return Auth(collection=self._store.require("_superusers"), record={"id": "jobs"})
+    def _ctx(self, query: Mapping[str, str] | None = None) -> RequestContext:
+        return RequestContext.system(self._store.require(SUPERUSERS), "jobs", query)
 
     async def create(self, collection: str, data: dict[str, Any]) -> dict[str, Any]:
         c = self._store.require(collection)
-        return await self._records.create(c, data, self._auth(), {})
+        return await self._records.create(c, data, self._ctx())
 
     async def update(self, collection: str, rid: str, data: dict[str, Any]) -> dict[str, Any]:
         c = self._store.require(collection)
-        return await self._records.update(c, rid, data, self._auth(), {})
+        return await self._records.update(c, rid, data, self._ctx())
 
     async def delete(self, collection: str, rid: str) -> None:
         c = self._store.require(collection)
-        await self._records.delete(c, rid, self._auth(), {})
+        await self._records.delete(c, rid, self._ctx())
 
     async def view(self, collection: str, rid: str) -> dict[str, Any] | None:
         c = self._store.require(collection)
         try:
-            return await self._records.view(c, rid, {}, self._auth())
+            return await self._records.view(c, rid, self._ctx())
         except ApiError as exc:
             if exc.status == 404:
                 return None
@@ -77,9 +78,8 @@ class RecordsFacade:
     async def list(self, collection: str, **params: Any) -> dict[str, Any]:
         """`params` are the list API's query parameters: filter, sort, page, perPage…"""
         c = self._store.require(collection)
-        return await self._records.list_page(
-            c, {k: str(v) for k, v in params.items()}, self._auth()
-        )
+        query = {k: str(v) for k, v in params.items()}
+        return await self._records.list_page(c, self._ctx(query), self._records.list_query(query))
 
 
 class JobContext:

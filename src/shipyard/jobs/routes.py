@@ -22,7 +22,8 @@ from shipyard.jobs.builtin import export_path
 from shipyard.jobs.jobs import job_json
 from shipyard.kernel import spec
 from shipyard.kernel.errors import bad_request, not_found
-from shipyard.kernel.web import JSON, int_param, parse_body, require_superuser, services
+from shipyard.kernel.web import JSON, int_param, parse_body, services
+from shipyard.records.context import require_superuser
 from shipyard.tools.queue import STATES
 
 _ENQUEUE_FIELDS = {

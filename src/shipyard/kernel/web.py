@@ -1,5 +1,6 @@
 """Request and response plumbing shared by the API modules: JSON via orjson, errors in
-PocketBase's shape, bounded body reading, and who is asking."""
+PocketBase's shape, bounded body reading, the bearer token (who it names is resolved in
+records/context.py: kernel knows no auth records)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,6 @@ from starlette.responses import Response
 
 from shipyard.kernel.errors import ApiError, bad_request, bad_value, busy, too_large, too_slow
 from shipyard.kernel.params import parse_int
-from shipyard.records.auth import ANONYMOUS, Auth
-from shipyard.records.records import REQUEST_HEADERS, rule_headers
 from shipyard.tools.db import DataValueError, PoolExhausted, QueryTimeout
 
 if TYPE_CHECKING:  # the composition root, for types only: it imports every capability
@@ -146,27 +145,6 @@ def token_from_header(raw: str) -> str:
 
 def bearer(request: Request) -> str:
     return token_from_header(request.headers.get("authorization", ""))
-
-
-async def resolve_auth(request: Request) -> Auth:
-    """The auth record of a valid token; anonymous for none or an invalid one (like PocketBase).
-    Also makes the request's headers what `@request.headers.*` reads in rules."""
-    REQUEST_HEADERS.set(rule_headers(request.scope["headers"]))
-    token = bearer(request)
-    if not token:
-        return ANONYMOUS
-    svc = services(request)
-    return await svc.auth.authenticate(token)
-
-
-async def require_superuser(request: Request) -> Auth:
-    """401 without a valid token, 403 for anyone but a superuser (PocketBase's answers)."""
-    auth = await resolve_auth(request)
-    if auth.collection is None:
-        raise ApiError(401, "The request requires valid record authorization token.")
-    if not auth.is_superuser:
-        raise ApiError(403, "The authorized record is not allowed to perform this action.")
-    return auth
 
 
 def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:

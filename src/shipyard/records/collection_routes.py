@@ -10,7 +10,8 @@ from starlette.routing import Route
 
 from shipyard.kernel.errors import ApiError, bad_request
 from shipyard.kernel.params import parse_int
-from shipyard.kernel.web import JSON, parse_body, query_params, resolve_auth, services
+from shipyard.kernel.web import JSON, parse_body, query_params, services
+from shipyard.records.context import resolve_auth
 
 
 async def _superuser(request: Request) -> None:

@@ -1,6 +1,8 @@
-"""`/api/collections/{collection}/records`: thin handlers over core.records.
+"""`/api/collections/{collection}/records`: thin handlers over records.Records.
 
-Each handler runs under the request's query budget (SHIPYARD_QUERY_BUDGET_MS): reads, counts,
+Each handler builds the request's `RequestContext` and parses its query once (the same
+`ListQuery`/`ViewQuery` the read gateway uses, so limits and their 400s are the same on both
+paths), then runs under the request's query budget (SHIPYARD_QUERY_BUDGET_MS): reads, counts,
 rules and expands are cut when they take too long; writes, in their transaction, are not.
 """
 
@@ -10,7 +12,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from shipyard.kernel.web import JSON, parse_body, query_params, resolve_auth, services
+from shipyard.kernel.web import JSON, parse_body, services
+from shipyard.records.context import request_context
 from shipyard.tools.db import budget
 
 
@@ -21,45 +24,49 @@ def _budget(request: Request) -> float:
 async def list_records(request: Request) -> Response:
     svc = services(request)
     c = svc.store.require(request.path_params["collection"])
-    auth = await resolve_auth(request)
+    ctx = await request_context(request)
+    q = svc.records.list_query(ctx.query)
     with budget(_budget(request)):
-        return JSON(await svc.records.list_page(c, query_params(request), auth))
+        return JSON(await svc.records.list_page(c, ctx, q))
 
 
 async def view_record(request: Request) -> Response:
     svc = services(request)
     c = svc.store.require(request.path_params["collection"])
-    auth = await resolve_auth(request)
+    ctx = await request_context(request)
+    q = svc.records.view_query(ctx.query)
     rid = request.path_params["id"]
     with budget(_budget(request)):
-        return JSON(await svc.records.view(c, rid, query_params(request), auth))
+        return JSON(await svc.records.view(c, rid, ctx, q))
 
 
 async def create_record(request: Request) -> Response:
     svc = services(request)
     c = svc.store.require(request.path_params["collection"])
-    auth = await resolve_auth(request)
+    ctx = await request_context(request)
     body = await parse_body(request)
+    q = svc.records.view_query(ctx.query)
     with budget(_budget(request)):
-        return JSON(await svc.records.create(c, body, auth, query_params(request)))
+        return JSON(await svc.records.create(c, body, ctx, q))
 
 
 async def update_record(request: Request) -> Response:
     svc = services(request)
     c = svc.store.require(request.path_params["collection"])
-    auth = await resolve_auth(request)
+    ctx = await request_context(request)
     body = await parse_body(request)
+    q = svc.records.view_query(ctx.query)
     rid = request.path_params["id"]
     with budget(_budget(request)):
-        return JSON(await svc.records.update(c, rid, body, auth, query_params(request)))
+        return JSON(await svc.records.update(c, rid, body, ctx, q))
 
 
 async def delete_record(request: Request) -> Response:
     svc = services(request)
     c = svc.store.require(request.path_params["collection"])
-    auth = await resolve_auth(request)
+    ctx = await request_context(request)
     with budget(_budget(request)):
-        await svc.records.delete(c, request.path_params["id"], auth, query_params(request))
+        await svc.records.delete(c, request.path_params["id"], ctx)
     return Response(status_code=204)
 
 

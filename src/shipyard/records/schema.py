@@ -20,6 +20,7 @@ import orjson
 
 from shipyard.kernel.errors import ApiError, FieldError, bad_request, not_found
 from shipyard.records import authids, index_names
+from shipyard.records.codecs import Shapes, decode_stored, encode_stored
 from shipyard.records.collection_checks import auth_system_fields
 from shipyard.records.collections import (
     CREATE_FAILED,
@@ -127,6 +128,7 @@ class SchemaStore:
         self.version = -1
         self._data_version: Any = None
         self._listener: asyncio.Task[None] | None = None
+        self.shapes = Shapes(self)  # what reads select per audience, per schema version
 
     # ------------------------------------------------------------------ reading
 
@@ -451,8 +453,6 @@ class SchemaStore:
         self, tx: Executor, table: str, of: Field, nf: Field, *, write: bool
     ) -> bool:
         """Convert a column's values through the new field's normalizer; True if any is lost."""
-        from shipyard.records.records import decode_stored, encode_stored  # cycle-free at call time
-
         rows = await tx.fetchall(f'SELECT "id", "{of.name}" FROM "{table}"')
         converted: list[tuple[str, Any]] = []
         lost = False

@@ -13,7 +13,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from shipyard.kernel import spec
-from shipyard.kernel.web import JSON, int_param, parse_body, require_superuser, services
+from shipyard.kernel.web import JSON, int_param, parse_body, services
+from shipyard.records.context import require_superuser
 
 
 async def list_webhooks(request: Request) -> Response:
