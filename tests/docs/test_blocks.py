@@ -7,7 +7,7 @@ import json
 import re
 from pathlib import Path
 
-from tests.docs.blocks import DOCS, all_blocks
+from tests.helpers.docblocks import DOCS, all_blocks
 
 TESTS = Path(__file__).parent
 SRC = Path(__file__).resolve().parents[2] / "src" / "shipyard"
@@ -59,17 +59,17 @@ def _codes_listed(doc: str, start: str, end: str) -> set[str]:
 
 
 def test_record_error_codes_are_all_documented() -> None:
-    core = SRC / "core"
-    raised = _codes_in(core / "records.py", core / "fields.py", core / "passwords.py")
+    pkg = SRC / "records"
+    raised = _codes_in(pkg / "records.py", pkg / "fields.py", pkg / "passwords.py")
     listed = _codes_listed("records-api.md", "Codes used by record writes", "## ")
     assert raised == listed
 
 
 def test_collection_error_codes_are_all_documented() -> None:
-    core = SRC / "core"
+    pkg = SRC / "records"
     raised = _codes_in(
         *(
-            core / f
+            pkg / f
             for f in ("collections.py", "collection_checks.py", "schema.py", "index_names.py")
         )
     )

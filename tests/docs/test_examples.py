@@ -19,8 +19,8 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from shipyard.settings import load_settings
-from tests.docs.blocks import DOCS, block, replace
-from tests.docs.common import (
+from tests.helpers.docblocks import DOCS, block, replace
+from tests.helpers.docsapp import (
     DATE,
     HEADER,
     Inbox,

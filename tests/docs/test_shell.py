@@ -17,8 +17,8 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from tests.docs.blocks import DOCS, block, replace
-from tests.docs.common import Inbox, app, inbox_running, ok
+from tests.helpers.docblocks import DOCS, block, replace
+from tests.helpers.docsapp import Inbox, app, inbox_running, ok
 from tests.helpers.servers import (
     SUPERUSER,
     Server,

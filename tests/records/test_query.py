@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from shipyard.kernel.errors import ApiError
-from shipyard.records.collections import Collection, collection_from_dict
+from shipyard.records.collections import Collection
 from shipyard.records.query import (
     FilterLimits,
     Sort,
@@ -24,123 +23,17 @@ from shipyard.records.query import (
     is_random,
     parse_sort,
 )
-
-NOW = datetime(2024, 2, 29, 12, 0, 0, tzinfo=UTC)  # a Thursday in a leap year
-
-# ------------------------------------------------------------------------------ schema
-
-
-def _c(cid: str, name: str, fields: list[dict[str, Any]], ctype: str = "base") -> Collection:
-    # public listRule: clients may read these collections through relations in their filters
-    return collection_from_dict(
-        {"id": cid, "name": name, "type": ctype, "fields": fields, "listRule": ""}, trusted=True
-    )
-
-
-TEAMS = _c(
-    "pbc_teams",
-    "teams",
-    [
-        {"name": "name", "type": "text"},
-        {"name": "plan", "type": "select", "values": ["free", "pro"]},
-    ],
+from tests.helpers.query_schema import (
+    ALL,
+    ANON,
+    NOW,
+    POSTS,
+    REGISTRY,
+    REQUEST,
+    TEAMS,
+    USERS,
+    make_collection,
 )
-USERS = _c(
-    "pbc_users",
-    "users",
-    [
-        {"name": "password", "type": "password", "hidden": True},
-        {"name": "tokenKey", "type": "text", "hidden": True},
-        {"name": "email", "type": "email"},
-        {"name": "emailVisibility", "type": "bool"},
-        {"name": "verified", "type": "bool"},
-        {"name": "name", "type": "text"},
-        {"name": "age", "type": "number"},
-        {"name": "secret", "type": "text", "hidden": True},
-        {
-            "name": "roles",
-            "type": "select",
-            "values": ["admin", "editor", "viewer"],
-            "maxSelect": 3,
-        },
-        {"name": "team", "type": "relation", "collectionId": "pbc_teams"},
-        {"name": "meta", "type": "json"},
-    ],
-    "auth",
-)
-TAGS = _c(
-    "pbc_tags",
-    "tags",
-    [
-        {"name": "label", "type": "text"},
-        {"name": "weight", "type": "number"},
-        {"name": "owner", "type": "relation", "collectionId": "pbc_users"},
-    ],
-)
-POSTS = _c(
-    "pbc_posts",
-    "posts",
-    [
-        {"name": "title", "type": "text"},
-        {"name": "views", "type": "number"},
-        {"name": "rating", "type": "number"},
-        {"name": "published", "type": "bool"},
-        {"name": "published_at", "type": "date"},
-        {"name": "status", "type": "select", "values": ["draft", "live", "archived"]},
-        {
-            "name": "categories",
-            "type": "select",
-            "values": ["news", "tech", "life"],
-            "maxSelect": 3,
-        },
-        {"name": "author", "type": "relation", "collectionId": "pbc_users"},
-        {"name": "tags", "type": "relation", "collectionId": "pbc_tags", "maxSelect": 10},
-        {"name": "attachments", "type": "file", "maxSelect": 5},
-        {"name": "cover", "type": "file"},
-        {"name": "data", "type": "json"},
-        {"name": "parent", "type": "relation", "collectionId": "pbc_posts"},
-        {"name": "secret_note", "type": "text", "hidden": True},
-    ],
-)
-COMMENTS = _c(
-    "pbc_comments",
-    "comments",
-    [
-        {"name": "post", "type": "relation", "collectionId": "pbc_posts"},
-        {"name": "author", "type": "relation", "collectionId": "pbc_users"},
-        {"name": "text", "type": "text"},
-        {"name": "likes", "type": "number"},
-    ],
-)
-FAVORITES = _c(
-    "pbc_favorites",
-    "favorites",
-    [
-        {"name": "user", "type": "relation", "collectionId": "pbc_users"},
-        {"name": "posts", "type": "relation", "collectionId": "pbc_posts", "maxSelect": 10},
-    ],
-)
-MEMBERSHIPS = _c(
-    "pbc_memberships",
-    "memberships",
-    [
-        {"name": "user", "type": "relation", "collectionId": "pbc_users"},
-        {"name": "team", "type": "relation", "collectionId": "pbc_teams"},
-        {"name": "role", "type": "select", "values": ["member", "admin"]},
-    ],
-)
-ALL = (TEAMS, USERS, TAGS, POSTS, COMMENTS, FAVORITES, MEMBERSHIPS)
-
-
-class Registry:
-    def __init__(self, *collections: Collection) -> None:
-        self.by_key = {c.id: c for c in collections} | {c.name: c for c in collections}
-
-    def get(self, id_or_name: str) -> Collection | None:
-        return self.by_key.get(id_or_name)
-
-
-REGISTRY = Registry(*ALL)
 
 DATA: dict[str, list[dict[str, Any]]] = {
     "teams": [
@@ -304,31 +197,6 @@ DATA: dict[str, list[dict[str, Any]]] = {
     ],
 }
 
-AUTH = {
-    "id": "u1",
-    "collectionId": "pbc_users",
-    "collectionName": "users",
-    "email": "alice@example.com",
-    "name": "Alice",
-    "verified": True,
-    "age": 30,
-    "roles": ["admin", "editor"],
-    "team": "t1",
-}  # "meta" left out on purpose: it is then read from the database
-REQUEST: dict[str, Any] = {
-    "auth": AUTH,
-    "query": {"q": "post", "n": "10", "empty": ""},
-    "headers": {"x_token": "abc", "X-Custom-Header": "v"},
-    "method": "GET",
-    "body": {
-        "title": "New",
-        "tags": ["g1", "g3"],
-        "author": "u2",
-        "views": "10",
-        "categories": ["news"],
-    },
-}
-ANON: dict[str, Any] = {"auth": {}, "query": {}, "headers": {}, "method": "GET", "body": {}}
 
 POST_IDS = {"p1", "p2", "p3", "p4", "p5", "p6"}
 USER_IDS = {"u1", "u2", "u3"}
@@ -953,7 +821,7 @@ def test_errors_say_what_and_where(world: World, text: str, message: str) -> Non
 
 
 def test_relation_to_missing_collection(world: World) -> None:
-    broken = _c(
+    broken = make_collection(
         "pbc_broken",
         "broken",
         [{"name": "ref", "type": "relation", "collectionId": "pbc_nowhere"}],

@@ -1,9 +1,9 @@
 """Webhook deliveries to a real HTTP receiver, on SQLite and PostgreSQL.
 
 Records are written through the HTTP API; the in-process worker delivers; a real server
-on loopback (tests/webhook_receiver.py) records every request and plays failures. Every
-signature is checked with the independent `standardwebhooks` library. Also: the allow-list
-and SSRF refusals at delivery time, and webhooks in the declarative file.
+on loopback (tests/helpers/webhook_receiver.py) records every request and plays failures.
+Every signature is checked with the independent `standardwebhooks` library. Also: the
+allow-list and SSRF refusals at delivery time, and webhooks in the declarative file.
 """
 
 from __future__ import annotations
