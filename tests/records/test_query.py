@@ -6,7 +6,7 @@ Every case runs on both engines with the same data and must give the same answer
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -233,14 +233,14 @@ class World:
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def world(request: pytest.FixtureRequest, make_engine: Callable[[str], Any]) -> Iterator[World]:
+def world(request: pytest.FixtureRequest, make_engine: Callable[[str], Any]) -> World:
     engine = make_engine(request.param)
     for c in ALL:
         engine.create(c)
     for c in ALL:
         for row in DATA[c.name]:
             engine.insert(c, row)
-    yield World(engine)
+    return World(engine)
 
 
 # ------------------------------------------------------------------------------ cases
@@ -668,8 +668,11 @@ def test_injection_leaves_the_table_alone(world: World) -> None:
 
 def test_values_never_reach_sql_text(world: World) -> None:
     sql, params = world.compile("title = \"x' OR 1=1 --\" && views > 99 && title ~ 'a%b'")
-    assert "OR 1=1" not in sql and "99" not in sql and "a%b" not in sql
-    assert "x' OR 1=1 --" in params and 99.0 in params
+    assert "OR 1=1" not in sql
+    assert "99" not in sql
+    assert "a%b" not in sql
+    assert "x' OR 1=1 --" in params
+    assert 99.0 in params
     assert "%" not in sql
 
 
@@ -687,7 +690,8 @@ def test_alias(world: World) -> None:
         world.dialect,
         alias="p",
     )
-    assert '"p"."title"' in sql and '"_r"' not in sql
+    assert '"p"."title"' in sql
+    assert '"_r"' not in sql
     rows = world.engine.execute(f'SELECT "p"."id" FROM "posts" AS "p" WHERE {sql}', params)
     assert {r[0] for r in rows} == {"p6"}
 
@@ -882,6 +886,7 @@ def test_fuzz_never_errors_in_the_database(world: World) -> None:
         "?!~",
     ]
     compiled = 0
+    refused: list[tuple[str, int]] = []
     for _ in range(400):
         parts = []
         for _ in range(rng.randint(1, 4)):
@@ -899,7 +904,8 @@ def test_fuzz_never_errors_in_the_database(world: World) -> None:
             world.ids(text)
             compiled += 1
         except ApiError as exc:
-            assert exc.status == 400
+            refused.append((text, exc.status))
+    assert [(text, status) for text, status in refused if status != 400] == []
     assert compiled > 200
 
 
@@ -974,9 +980,12 @@ def test_parse_is_cached_but_output_is_request_specific() -> None:
     _parse_cached.cache_clear()
     a = compile_filter(text, POSTS, REGISTRY, "sqlite", request=REQUEST)
     b = compile_filter(text, POSTS, REGISTRY, "sqlite", request=dict(REQUEST, auth={"id": "u9"}))
-    assert a[0] == b[0] and a[1] == ["u1"] and b[1] == ["u9"]
+    assert a[0] == b[0]
+    assert a[1] == ["u1"]
+    assert b[1] == ["u9"]
     info = _parse_cached.cache_info()
-    assert info.hits == 1 and info.misses == 1
+    assert info.hits == 1
+    assert info.misses == 1
 
 
 def test_sorts_parse_to_typed_keys() -> None:
@@ -999,9 +1008,9 @@ def test_sorts_parse_to_typed_keys() -> None:
 
 
 def test_bad_arguments_are_programming_errors() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown dialect 'mysql'"):
         compile_filter("views = 1", POSTS, REGISTRY, "mysql")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="invalid table alias"):
         compile_filter("views = 1", POSTS, REGISTRY, "sqlite", alias='x" OR 1')
 
 
