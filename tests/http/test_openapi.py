@@ -632,7 +632,8 @@ def test_parts_that_claim_the_same_name_do_not_merge() -> None:
     op = {"get": {"operationId": "a", "responses": {}}}
     base = OpenAPIPart(paths={"/a": op}, schemas={"A": {}}, tags=[{"name": "a"}])
     merged = merge_parts([base, OpenAPIPart(paths={"/b": op}, tags=[{"name": "b"}])])
-    assert list(merged.paths) == ["/a", "/b"] and [t["name"] for t in merged.tags] == ["a", "b"]
+    assert list(merged.paths) == ["/a", "/b"]
+    assert [t["name"] for t in merged.tags] == ["a", "b"]
     for clash in (
         OpenAPIPart(paths={"/a": op}),
         OpenAPIPart(schemas={"A": {}}),
