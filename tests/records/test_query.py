@@ -996,7 +996,9 @@ def test_sorts_parse_to_typed_keys() -> None:
         Sort("@rowid", False, SortKind.ROWID, 20),
         Sort("@random", True, SortKind.RANDOM, 28),
     )
-    assert is_random(keys) and not is_random(keys[:3]) and parse_sort("  ") == ()
+    assert is_random(keys)
+    assert not is_random(keys[:3])
+    assert parse_sort("  ") == ()
     for dialect in ("sqlite", "postgres"):  # parsed keys compile as their text does
         text = "-views,author.name,@rowid"
         assert compile_sort(parse_sort(text), POSTS, REGISTRY, dialect) == compile_sort(
