@@ -13,7 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from shipyard.records.query import compile_filter
-from tests.records.test_query import POSTS, REGISTRY, REQUEST
+from tests.helpers.query_schema import POSTS, REGISTRY, REQUEST
 
 FILTERS = [
     'status = "live"',

@@ -862,7 +862,8 @@ def parse_args() -> argparse.Namespace:
     a.jobs = a.jobs or (2000 if a.quick else 10000)
     a.seconds = a.seconds or (2.0 if a.quick else 5.0)
     a.wait_quiet = a.wait_quiet if a.wait_quiet is not None else (0 if a.quick else 20)
-    a.out = a.out or (Path("/tmp/shipyard-jobs-quick.md") if a.quick else HERE / "results/jobs.md")
+    quick_out = Path(tempfile.gettempdir()) / "shipyard-jobs-quick.md"
+    a.out = a.out or (quick_out if a.quick else HERE / "results/jobs.md")
     a.worker_counts = [int(w) for w in a.workers.split(",") if w.strip()]
     return a
 

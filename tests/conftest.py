@@ -27,20 +27,6 @@ from tests.helpers.servers import (
     stop_server,
 )
 
-# Re-exported for test modules that still import them from here; new code imports
-# tests.helpers.servers (a test module must never import a conftest).
-_fresh_pg_database = fresh_pg_database
-__all__ = [
-    "SUPERUSER",
-    "RedisServer",
-    "Server",
-    "_fresh_pg_database",
-    "free_port",
-    "fresh_pg_database",
-    "start_server",
-    "stop_server",
-]
-
 
 @pytest.fixture(scope="session")
 def pg_admin_url() -> Iterator[str]:

@@ -11,14 +11,18 @@ from shipyard.settings import Settings, SettingsError, load_settings
 
 def test_defaults_need_nothing(tmp_path: Path) -> None:
     s = load_settings(env={}, toml_path=None)
-    assert s.port == 8090 and s.max_body_size == 32 * 1024 * 1024 and not s.is_postgres
+    assert s.port == 8090
+    assert s.max_body_size == 32 * 1024 * 1024
+    assert not s.is_postgres
 
 
 def test_env_overrides_toml(tmp_path: Path) -> None:
     toml = tmp_path / "shipyard.toml"
     toml.write_text("port = 9000\nmax_per_page = 50\ndefault_per_page = 10\n")
     s = load_settings(env={"SHIPYARD_PORT": "9100"}, toml_path=toml)
-    assert s.port == 9100 and s.max_per_page == 50 and s.default_per_page == 10
+    assert s.port == 9100
+    assert s.max_per_page == 50
+    assert s.default_per_page == 10
 
 
 @pytest.mark.parametrize(

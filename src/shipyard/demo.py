@@ -123,7 +123,7 @@ async def load(svc: Services, announce: Callable[[str], Any] = lambda _m: None) 
         announce("demo: already loaded")
         return False
     await svc.store.import_collections(SCHEMA)
-    rng = random.Random(20261121)
+    rng = random.Random(20261121)  # noqa: S311 (reproducible demo data)
     base = datetime(2026, 1, 1, tzinfo=UTC)
     now = format_date(datetime.now(UTC))
 

@@ -175,7 +175,8 @@ def test_password_reset_link_works_once(mail_client: TestClient, inbox: Inbox) -
     token = inbox.token("confirm-password-reset")
     body = {"token": token, "password": "second-pass-2", "passwordConfirm": "second-pass-2"}
     assert c.post("/api/collections/users/confirm-password-reset", json=body).status_code == 204
-    assert login(c, "second-pass-2") == 200 and login(c, PW) == 400
+    assert login(c, "second-pass-2") == 200
+    assert login(c, PW) == 400
     again = {**body, "password": "third-pass-33", "passwordConfirm": "third-pass-33"}
     assert c.post("/api/collections/users/confirm-password-reset", json=again).status_code == 400
     assert c.post("/api/collections/users/request-password-reset", json={}).status_code == 400
@@ -231,9 +232,11 @@ def test_email_change_end_to_end(mail_client: TestClient, inbox: Inbox) -> None:
     assert mail["Subject"] == "Confirm your Shipyard new email address"
     token = inbox.token("confirm-email-change")
     claims = claims_of(token)
-    assert claims["type"] == "emailChange" and claims["id"] == me["id"]
+    assert claims["type"] == "emailChange"
+    assert claims["id"] == me["id"]
     assert claims["collectionId"] == me["collectionId"]
-    assert claims["email"] == "ann@example.com" and claims["newEmail"] == "ann.new@example.com"
+    assert claims["email"] == "ann@example.com"
+    assert claims["newEmail"] == "ann.new@example.com"
     assert isinstance(claims["exp"], int)
     # the link uses SHIPYARD_APP_URL and PocketBase's default path
     assert "https://app.example.com/_/#/auth/confirm-email-change/" + token in (
@@ -280,7 +283,8 @@ def test_email_change_request_errors(mail_client: TestClient, inbox: Inbox) -> N
 
     # only the record itself, with its own token
     r = c.post(CHANGE, json={"newEmail": "x@example.com"})
-    assert r.status_code == 401 and r.json()["data"] == {}
+    assert r.status_code == 401
+    assert r.json()["data"] == {}
     r = c.post(CHANGE, json={"newEmail": "x@example.com"}, headers={"Authorization": "nonsense"})
     assert r.status_code == 401
     r = c.post(CHANGE, json={"newEmail": "x@example.com"}, headers=su)
@@ -316,11 +320,14 @@ def test_email_change_request_errors(mail_client: TestClient, inbox: Inbox) -> N
         assert r.json()["message"] == "An error occurred while validating the submitted data."
     assert field_error(c.post(CHANGE, json={}, headers=ann), "newEmail") == "validation_required"
     r = c.post(CHANGE, json={"newEmail": 5}, headers=ann)
-    assert r.status_code == 400 and r.json()["data"] == {}
-    assert settled(c) == [] and inbox.messages == []
+    assert r.status_code == 400
+    assert r.json()["data"] == {}
+    assert settled(c) == []
+    assert inbox.messages == []
     # multipart works as well as JSON
     r = c.post(CHANGE, data={"newEmail": "ann.form@example.com"}, headers=ann)
-    assert r.status_code == 204 and inbox.wait(1)[-1]["To"] == "ann.form@example.com"
+    assert r.status_code == 204
+    assert inbox.wait(1)[-1]["To"] == "ann.form@example.com"
 
 
 def test_email_change_confirm_errors(mail_client: TestClient, inbox: Inbox) -> None:
@@ -338,7 +345,8 @@ def test_email_change_confirm_errors(mail_client: TestClient, inbox: Inbox) -> N
     r = c.post(CONFIRM, json={"token": token, "password": "x" * 101})
     assert field_error(r, "password") == "validation_length_out_of_range"
     r = c.post(CONFIRM, json={"token": 1, "password": PW})
-    assert r.status_code == 400 and r.json()["data"] == {}
+    assert r.status_code == 400
+    assert r.json()["data"] == {}
     # a verification token is not an e-mail change token
     c.post("/api/collections/users/request-verification", json={"email": "ann@example.com"})
     verification = inbox.token("confirm-verification")
@@ -348,7 +356,8 @@ def test_email_change_confirm_errors(mail_client: TestClient, inbox: Inbox) -> N
     r = c.post(
         "/api/collections/_superusers/confirm-email-change", json={"token": token, "password": PW}
     )
-    assert r.status_code == 400 and r.json()["data"] == {}
+    assert r.status_code == 400
+    assert r.json()["data"] == {}
     r = c.post("/api/collections", json={"name": "members", "type": "auth"}, headers=_su(c))
     assert r.status_code == 200, r.text
     r = c.post(
@@ -387,7 +396,8 @@ def test_email_change_password_guessing_is_limited(mail_client: TestClient, inbo
         assert field_error(r, "password") == "validation_invalid_password"
     # blocked now, even with the right password; the failures count as failed logins
     r = c.post(CONFIRM, json={"token": token, "password": PW})
-    assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
+    assert r.status_code == 429
+    assert int(r.headers["Retry-After"]) >= 1
     assert user_login(c, "ann@example.com").status_code == 429
     assert user_login(c, "ann3@example.com").status_code == 400  # nothing changed
 
@@ -429,7 +439,8 @@ def test_email_change_template_override(
     html = next(p for p in mail.walk() if p.get_content_type() == "text/html")
     body = html.get_payload(decode=True).decode()
     assert "Hi Ann &lt;b&gt;" in body
-    assert "s3cr3t" not in body and "{RECORD:secret}" in body  # hidden fields stay out
+    assert "s3cr3t" not in body  # hidden fields stay out
+    assert "{RECORD:secret}" in body
     m = re.search(r"https://app\.example\.com/account/email/([A-Za-z0-9._-]+)", body)
     assert m, body
     assert c.post(CONFIRM, json={"token": m.group(1), "password": PW}).status_code == 204
@@ -478,4 +489,5 @@ def test_request_bodies_are_checked_as_pocketbase_does(
             "message": "An error occurred while loading the submitted data.",
             "data": {},
         }
-    assert settled(c) == [] and inbox.messages == []
+    assert settled(c) == []
+    assert inbox.messages == []

@@ -46,12 +46,14 @@ def _settings(**kwargs: Any) -> Settings:
 def test_builtin_templates(kind: MailKind) -> None:
     msg = render(kind, _settings(), "users", RECORD, TOKEN)
     assert msg.to == "alice@example.com"
-    assert "Acme" in msg.subject and "{" not in msg.subject
+    assert "Acme" in msg.subject
+    assert "{" not in msg.subject
     link = f"https://acme.test/_/#/auth/{ACTIONS[kind]}/{TOKEN}"
     assert f'href="{link}"' in msg.html
     assert link in msg.text  # text-only clients can follow the link too
     assert msg.html.startswith("<!DOCTYPE html>")
-    assert "Acme team" in msg.html and "{APP_NAME}" not in msg.html
+    assert "Acme team" in msg.html
+    assert "{APP_NAME}" not in msg.html
 
 
 def test_email_change_goes_to_the_new_address() -> None:
@@ -119,7 +121,8 @@ def test_placeholder_values_are_html_escaped_in_bodies(tmp_path: Path) -> None:
     s = _settings(mail_templates_dir=str(tmp_path), app_name="A<b>cme")
     record = {"email": "<script>alert(1)</script>@x.test", "name": '"><img src=x>'}
     msg = render("verification", s, "users", record, TOKEN, to="safe@example.com")
-    assert "<script>" not in msg.html and "<img" not in msg.html
+    assert "<script>" not in msg.html
+    assert "<img" not in msg.html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;@x.test" in msg.html
     assert 'title="&quot;&gt;&lt;img src=x&gt;"' in msg.html
     assert msg.subject == 'Hi "><img src=x> at A<b>cme'  # the subject is plain text
@@ -240,7 +243,8 @@ def test_send_auth_mail_through_smtp(smtp: tuple[int, _Collector]) -> None:
     assert msg["Subject"] == sent.subject == "Reset your Acme password"
     html_part = msg.get_body(preferencelist=("html",))
     text_part = msg.get_body(preferencelist=("plain",))
-    assert html_part is not None and text_part is not None
+    assert html_part is not None
+    assert text_part is not None
     link = f"https://acme.test/_/#/auth/confirm-password-reset/{TOKEN}"
     assert f'href="{link}"' in html_part.get_content()
     assert link in text_part.get_content()

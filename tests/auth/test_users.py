@@ -76,28 +76,30 @@ def test_auth_collection_shape(app_users: dict[str, Any]) -> None:
     c = app_users["collection"]
     names = [f["name"] for f in c["fields"]]
     assert names[:6] == ["id", "password", "tokenKey", "email", "emailVisibility", "verified"]
-    assert c["type"] == "auth" and c["passwordAuth"]["identityFields"] == ["email"]
+    assert c["type"] == "auth"
+    assert c["passwordAuth"]["identityFields"] == ["email"]
     assert "secrets" not in c
 
 
 def test_signup_login_refresh(client: TestClient, app_users: dict[str, Any]) -> None:
     me = client.post("/api/collections/users/auth-refresh", headers=app_users["ann"]["h"])
-    assert me.status_code == 200 and me.json()["record"]["email"] == "ann@example.com"
-    assert "password" not in me.json()["record"] and "tokenKey" not in me.json()["record"]
+    assert me.status_code == 200
+    assert me.json()["record"]["email"] == "ann@example.com"
+    assert "password" not in me.json()["record"]
+    assert "tokenKey" not in me.json()["record"]
     methods = client.get("/api/collections/users/auth-methods").json()
     assert methods["password"] == {"enabled": True, "identityFields": ["email"]}
     r = client.post(
         "/api/collections/users/records", json={"email": "c@example.com", "password": PW}
     )
-    assert (
-        r.status_code == 400
-        and r.json()["data"]["passwordConfirm"]["code"] == "validation_required"
-    )
+    assert r.status_code == 400
+    assert r.json()["data"]["passwordConfirm"]["code"] == "validation_required"
     r = client.post(
         "/api/collections/users/records",
         json={"email": "ann@example.com", "password": PW, "passwordConfirm": PW},
     )
-    assert r.status_code == 400 and r.json()["data"]["email"]["code"] == "validation_not_unique"
+    assert r.status_code == 400
+    assert r.json()["data"]["email"]["code"] == "validation_not_unique"
     # a user's token is not a superuser's
     assert client.get("/api/collections", headers=app_users["ann"]["h"]).status_code == 403
 
@@ -141,16 +143,15 @@ def test_protected_fields_and_password_change(
         "/api/collections/users/records",
         json={"email": "v@example.com", "password": PW, "passwordConfirm": PW, "verified": True},
     )
-    assert r.status_code == 400 and "verified" in r.json()["data"]
+    assert r.status_code == 400
+    assert "verified" in r.json()["data"]
     assert client.patch(url, json={"verified": True}, headers=ann["h"]).status_code == 400
     assert client.patch(url, json={"email": "new@example.com"}, headers=ann["h"]).status_code == 400
     r = client.patch(
         url, json={"password": "new-pass-123", "passwordConfirm": "new-pass-123"}, headers=ann["h"]
     )
-    assert (
-        r.status_code == 400
-        and r.json()["data"]["oldPassword"]["code"] == "validation_invalid_old_password"
-    )
+    assert r.status_code == 400
+    assert r.json()["data"]["oldPassword"]["code"] == "validation_invalid_old_password"
     r = client.patch(
         url,
         json={"password": "new-pass-123", "passwordConfirm": "new-pass-123", "oldPassword": PW},
@@ -174,7 +175,8 @@ def test_email_visibility(client: TestClient, su: H, app_users: dict[str, Any]) 
         u["id"]: u
         for u in client.get("/api/collections/users/records", headers=bob["h"]).json()["items"]
     }
-    assert "email" not in seen[ann["id"]] and seen[bob["id"]]["email"] == "bob@example.com"
+    assert "email" not in seen[ann["id"]]
+    assert seen[bob["id"]]["email"] == "bob@example.com"
     client.patch(
         f"/api/collections/users/records/{ann['id']}",
         json={"emailVisibility": True},
@@ -185,7 +187,8 @@ def test_email_visibility(client: TestClient, su: H, app_users: dict[str, Any]) 
     # superusers always see it; filtering on a hidden email is not a side channel for others
     assert client.get(f"/api/collections/users/records/{bob['id']}", headers=su).json()["email"]
     probe = client.get("/api/collections/users/records", params={"filter": "email ~ 'bob'"})
-    assert probe.status_code == 200 and probe.json()["totalItems"] == 0
+    assert probe.status_code == 200
+    assert probe.json()["totalItems"] == 0
 
 
 def test_superuser_impersonates_for_support(

@@ -91,7 +91,8 @@ def test_new_token_after_a_write_misses(tmp_path: Path) -> None:
         return hit, cache.get("k", t2)
 
     hit, after = asyncio.run(main())
-    assert hit is not None and after is None
+    assert hit is not None
+    assert after is None
 
 
 async def _ok() -> tuple[int, bytes]:
@@ -114,7 +115,8 @@ def test_memory_is_bounded_and_big_bodies_are_not_kept(tmp_path: Path) -> None:
     asyncio.run(main())
     assert cache.size <= 12_000
     assert "big" not in cache.entries
-    assert 49 in cache.entries and 0 not in cache.entries  # least recently used went first
+    assert 49 in cache.entries
+    assert 0 not in cache.entries  # least recently used went first
 
 
 def test_ttl_has_jitter(tmp_path: Path) -> None:

@@ -141,9 +141,11 @@ def test_second_read_is_a_hit_and_a_write_invalidates(app: dict[str, Any]) -> No
     )
     assert r.status_code == 200
     outcome, body = _get(c, "/api/collections/posts/records")
-    assert outcome == "miss" and body["items"][0]["title"] == "second"
+    assert outcome == "miss"
+    assert body["items"][0]["title"] == "second"
     outcome, body = _get(c, f"/api/collections/posts/records/{post}")
-    assert outcome == "miss" and body["title"] == "second"
+    assert outcome == "miss"
+    assert body["title"] == "second"
     c.post("/api/collections/posts/records", json={"title": "third"}, headers=app["su"])
     assert _get(c, "/api/collections/posts/records")[1]["totalItems"] == 2
     c.delete(f"/api/collections/posts/records/{post}", headers=app["su"])
@@ -156,12 +158,14 @@ def test_etag_and_not_modified(app: dict[str, Any]) -> None:
     r = c.get(url)
     etag = r.headers["etag"]
     again = c.get(url, headers={"If-None-Match": etag})
-    assert again.status_code == 304 and again.content == b""
+    assert again.status_code == 304
+    assert again.content == b""
     assert again.headers["etag"] == etag
     assert c.get(url, headers={"If-None-Match": '"other"'}).status_code == 200
     c.patch(f"{url}/{app['post']}", json={"title": "changed"}, headers=app["su"])
     r = c.get(url, headers={"If-None-Match": etag})
-    assert r.status_code == 200 and r.headers["etag"] != etag
+    assert r.status_code == 200
+    assert r.headers["etag"] != etag
 
 
 def test_cache_control_public_and_private(app: dict[str, Any]) -> None:
@@ -194,7 +198,8 @@ def test_writes_to_expanded_collections_invalidate(app: dict[str, Any]) -> None:
     )
     assert r.status_code == 200
     outcome, body = _get(c, url)
-    assert outcome == "miss" and body["items"][0]["expand"]["author"]["name"] == "Ann"
+    assert outcome == "miss"
+    assert body["items"][0]["expand"]["author"]["name"] == "Ann"
 
 
 def test_rule_relevant_auth_data_invalidates(app: dict[str, Any]) -> None:
@@ -248,7 +253,8 @@ def test_hidden_field_change_invalidates_filtered_lists(app: dict[str, Any]) -> 
     assert _get(c, by_v1, su)[0] == "hit"
     _patch(c, one, {"secret": "v1"}, su)
     outcome, body = _get(c, by_v1, su)
-    assert outcome == "miss" and [(i["id"], i["secret"]) for i in body["items"]] == [(nid, "v1")]
+    assert outcome == "miss"
+    assert [(i["id"], i["secret"]) for i in body["items"]] == [(nid, "v1")]
 
     # rules that read the hidden field follow its value for the user
     rule = "owner = @request.auth.id && secret != 'revoked'"
@@ -262,7 +268,9 @@ def test_hidden_field_change_invalidates_filtered_lists(app: dict[str, Any]) -> 
     _patch(c, one, {"secret": "v2"}, su)
     assert [i["id"] for i in _get(c, notes, ann["h"])[1]["items"]] == [nid]
     r = c.get(one, headers=ann["h"])
-    assert r.status_code == 200 and "secret" not in r.json() and "v2" not in r.json().values()
+    assert r.status_code == 200
+    assert "secret" not in r.json()
+    assert "v2" not in r.json().values()
 
     # unhiding shows the field to the user at once, and lets the user filter by it
     by_v2 = notes + "?filter=" + quote("secret = 'v2'")
@@ -270,7 +278,8 @@ def test_hidden_field_change_invalidates_filtered_lists(app: dict[str, Any]) -> 
     _set_hidden(c, su, "notes", "secret", False)
     for url in (notes, one, by_v2):
         r = c.get(url, headers=ann["h"])
-        assert r.status_code == 200 and r.headers["x-shipyard-cache"] == "miss", url
+        assert r.status_code == 200, url
+        assert r.headers["x-shipyard-cache"] == "miss", url
         assert "v2" in r.text, url
         assert _get(c, url, ann["h"])[0] == "hit"  # cached while visible
     # hiding it again: no entry computed while it was visible is served again
@@ -278,12 +287,13 @@ def test_hidden_field_change_invalidates_filtered_lists(app: dict[str, Any]) -> 
     for url in (notes, one):
         outcome, body = _get(c, url, ann["h"])
         items = body["items"] if url == notes else [body]
-        assert outcome == "miss" and [i["id"] for i in items] == [nid], url
-        assert all("secret" not in i for i in items) and all(
-            "v2" not in i.values() for i in items
-        ), url
+        assert outcome == "miss", url
+        assert [i["id"] for i in items] == [nid], url
+        assert all("secret" not in i for i in items), url
+        assert all("v2" not in i.values() for i in items), url
     r = c.get(by_v2, headers=ann["h"])
-    assert r.status_code == 400 and "hidden" in r.json()["message"], r.text
+    assert r.status_code == 400, r.text
+    assert "hidden" in r.json()["message"], r.text
     assert _get(c, by_v1, su)[1]["items"] == []  # the superuser's filter still works
     assert [i["secret"] for i in _get(c, by_v2, su)[1]["items"]] == ["v2"]
 

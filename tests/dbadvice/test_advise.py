@@ -98,7 +98,8 @@ def test_slow_statements_are_logged_and_shared_without_values(
         await make_posts(svc, rows=50)
         await list_posts(svc, f'status = "{SECRET}" && views > 12345')
         # nothing is written to the table until a flush (background, on close, or on demand)
-        assert svc.slowlog is not None and svc.slowlog.enabled
+        assert svc.slowlog is not None
+        assert svc.slowlog.enabled
 
     run(_settings(database_url, tmp_path, slow_query_ms=TINY), first)
 
@@ -108,17 +109,24 @@ def test_slow_statements_are_logged_and_shared_without_values(
 
     # a fresh process on the same database, with the log off, sees what the first recorded
     async def second(svc: Services) -> list[slowlog.Shape]:
-        assert svc.slowlog is not None and svc.slowlog.timer is None
+        assert svc.slowlog is not None
+        assert svc.slowlog.timer is None
         rows = await svc.db.fetchall('SELECT * FROM "_slow_queries"')
-        assert rows and not any(SECRET in str(r) or "12345" in str(r) for r in rows)
+        assert rows
+        assert not any(SECRET in str(r) or "12345" in str(r) for r in rows)
         return await slowlog.read(svc.db, 200)
 
     shapes = run(_settings(database_url, tmp_path, slow_query_ms=0), second)
     listing = [s for s in shapes if s.sql.startswith('SELECT "_r"."id"') and '"posts"' in s.sql]
     assert len(listing) == 1, [s.sql for s in shapes]
     s = listing[0]
-    assert s.calls == 1 and s.total_ms > 0 and s.max_ms > 0 and s.rows == 0
-    assert '"_r"."status" = ' in s.sql and "?" in s.sql and "  " not in s.sql
+    assert s.calls == 1
+    assert s.total_ms > 0
+    assert s.max_ms > 0
+    assert s.rows == 0
+    assert '"_r"."status" = ' in s.sql
+    assert "?" in s.sql
+    assert "  " not in s.sql
     assert not any('"_slow_queries"' in x.sql or x.sql.startswith("EXPLAIN") for x in shapes)
 
 
@@ -171,7 +179,8 @@ def test_shapes() -> None:
     for i in range(5):
         log.slow(f'SELECT {i} FROM "t"', 0.5, 1)
     log.slow(None, 0.5, 1)  # type: ignore[arg-type]
-    assert len(log._pending) == 2 and log.dropped == 4
+    assert len(log._pending) == 2
+    assert log.dropped == 4
 
 
 def test_failed_flush_is_logged_once_and_ignored(
@@ -213,9 +222,12 @@ def test_advise_proposes_and_apply_creates_the_index(database_url: str, tmp_path
         assert SECRET not in str(rep.to_dict())
         prop = next(p for p in rep.proposals if p.column == "status")
         assert prop.index == "CREATE INDEX `idx_posts_status` ON `posts` (`status`)"
-        assert "equality" in prop.reason and prop.shapes and prop.total_ms > 0
+        assert "equality" in prop.reason
+        assert prop.shapes
+        assert prop.total_ms > 0
         status_items = [i for i in rep.items if i.proposals and i.proposals[0] is prop]
-        assert status_items and all("posts" in {s.table for s in i.scans} for i in status_items)
+        assert status_items
+        assert all("posts" in {s.table for s in i.scans} for i in status_items)
 
         assert await advise.apply(svc.store, [prop.index]) == [prop.index]
         assert svc.store.require("posts").indexes == [code_index, prop.index]
@@ -230,7 +242,8 @@ def test_advise_proposes_and_apply_creates_the_index(database_url: str, tmp_path
             for i in rep.items
             if '"_r"."status" = ' in i.shape.sql and "COUNT(*)" in i.shape.sql
         ]
-        assert plans and all("idx_posts_status" in p for p in plans), plans
+        assert plans, plans
+        assert all("idx_posts_status" in p for p in plans), plans
 
     run(_settings(database_url, tmp_path, slow_query_ms=TINY), body)
 
@@ -250,7 +263,8 @@ def test_advise_ranges_sorts_and_what_it_leaves_alone(database_url: str, tmp_pat
         rep = await advise.report(svc, top=200)
         props = proposals(rep)
         assert ("posts", "views") in props
-        assert ("posts", "title") not in props and ("posts", "flag") not in props
+        assert ("posts", "title") not in props
+        assert ("posts", "flag") not in props
         assert ("posts", "code") in props
         assert not any(c.startswith("_") for c, _ in props)
         views = next(p for p in rep.proposals if p.column == "views")
@@ -307,7 +321,8 @@ def test_unexplainable_and_stale_shapes_do_not_break_advice(
         }
         await slowlog.upsert(svc.db, batch)
         rep = await advise.report(svc, top=3)
-        assert len(rep.items) == 3 and all(i.error for i in rep.items)
+        assert len(rep.items) == 3
+        assert all(i.error for i in rep.items)
         assert (await svc.db.fetchone('SELECT COUNT(*) FROM "posts"')) == (1,)
         assert await advise.reset(svc) >= 3
         assert (await advise.report(svc)).items == []

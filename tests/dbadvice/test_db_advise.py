@@ -136,14 +136,21 @@ def test_advise_and_apply(client: TestClient, su: H) -> None:
     assert r.status_code == 200, r.text
     assert SECRET not in r.text
     body = r.json()
-    assert body["engine"] in ("sqlite", "postgres") and body["slowQueryMs"] == 0.001
+    assert body["engine"] in ("sqlite", "postgres")
+    assert body["slowQueryMs"] == 0.001
     assert STATUS_INDEX in _proposed(body)
     prop = next(p for p in body["proposals"] if p["index"] == STATUS_INDEX)
-    assert prop["collection"] == "posts" and prop["column"] == "status" and prop["shapes"]
+    assert prop["collection"] == "posts"
+    assert prop["column"] == "status"
+    assert prop["shapes"]
     shape = next(i for i in body["items"] if i["id"] == prop["shapes"][0])
-    assert shape["fullScans"] == ["posts"] and shape["plan"] and shape["calls"] >= 1
-    assert shape["proposals"] == [STATUS_INDEX] and shape["error"] is None
-    assert '"status" = ' in shape["sql"] and "?" in shape["sql"]
+    assert shape["fullScans"] == ["posts"]
+    assert shape["plan"]
+    assert shape["calls"] >= 1
+    assert shape["proposals"] == [STATUS_INDEX]
+    assert shape["error"] is None
+    assert '"status" = ' in shape["sql"]
+    assert "?" in shape["sql"]
     doc = _document(client, su)
     _conforms(doc, "/api/db/advise", "get", r)
 
@@ -160,7 +167,8 @@ def test_advise_and_apply(client: TestClient, su: H) -> None:
     counts = [
         i for i in body["items"] if i["sql"].startswith("SELECT COUNT(*)") and "status" in i["sql"]
     ]
-    assert counts and all(any("idx_posts_status" in line for line in i["plan"]) for i in counts)
+    assert counts
+    assert all(any("idx_posts_status" in line for line in i["plan"]) for i in counts)
 
 
 def test_apply_all_reset_and_bad_requests(client: TestClient, su: H) -> None:
@@ -180,7 +188,8 @@ def test_apply_all_reset_and_bad_requests(client: TestClient, su: H) -> None:
     assert "indexes" in r.json()["data"]
 
     r = client.post("/api/db/advise/apply", headers=su, json={"all": True})
-    assert r.status_code == 200 and STATUS_INDEX in r.json()["applied"], r.text
+    assert r.status_code == 200, r.text
+    assert STATUS_INDEX in r.json()["applied"], r.text
     assert STATUS_INDEX in client.get("/api/collections/posts", headers=su).json()["indexes"]
 
     r = client.delete("/api/db/slow-queries", headers=su)
@@ -230,13 +239,15 @@ def test_cli_db_advise(client: TestClient, su: H, settings: Settings) -> None:
 
     r = _cli(["db", "advise", "--top", "200"], settings)
     assert r.returncode == 0, r.stderr
-    assert "Proposed indexes" in r.stdout and STATUS_INDEX in r.stdout
+    assert "Proposed indexes" in r.stdout
+    assert STATUS_INDEX in r.stdout
     assert SECRET not in r.stdout + r.stderr
 
     r = _cli(["db", "advise", "--json", "--top", "200"], settings)
     assert r.returncode == 0, r.stderr
     body = json.loads(r.stdout)
-    assert STATUS_INDEX in _proposed(body) and "applied" not in body
+    assert STATUS_INDEX in _proposed(body)
+    assert "applied" not in body
 
     r = _cli(["db", "advise", "--json", "--top", "200", "--apply"], settings)
     assert r.returncode == 0, r.stderr
@@ -256,4 +267,5 @@ def test_cli_db_advise(client: TestClient, su: H, settings: Settings) -> None:
     assert _cli(["db", "advise", "--by", "fastest"], settings).returncode == 2
 
     r = _cli(["db", "reset"], settings)
-    assert r.returncode == 0 and "forgot" in r.stdout, r.stderr
+    assert r.returncode == 0, r.stderr
+    assert "forgot" in r.stdout, r.stderr

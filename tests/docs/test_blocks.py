@@ -7,7 +7,7 @@ import json
 import re
 from pathlib import Path
 
-from tests.docs.blocks import DOCS, all_blocks
+from tests.helpers.docblocks import DOCS, all_blocks
 
 TESTS = Path(__file__).parent
 SRC = Path(__file__).resolve().parents[2] / "src" / "shipyard"

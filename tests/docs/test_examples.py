@@ -19,8 +19,8 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from shipyard.settings import load_settings
-from tests.docs.blocks import DOCS, block, replace
-from tests.docs.common import (
+from tests.helpers.docblocks import DOCS, block, replace
+from tests.helpers.docsapp import (
     DATE,
     HEADER,
     Inbox,
@@ -52,7 +52,8 @@ def _collection(c: TestClient, su: dict[str, str], body: dict[str, Any]) -> dict
 def test_collection_error(tmp_path: Path, database_url: str, inbox: Inbox) -> None:
     with app(tmp_path, database_url, inbox) as (c, su):
         r = c.post(URL, json={"name": "a-b"}, headers=su)
-        assert r.status_code == 400 and r.json() == json.loads(block("collection-error").text)
+        assert r.status_code == 400
+        assert r.json() == json.loads(block("collection-error").text)
 
 
 def test_index_name_taken(tmp_path: Path, database_url: str, inbox: Inbox) -> None:
@@ -64,7 +65,8 @@ def test_index_name_taken(tmp_path: Path, database_url: str, inbox: Inbox) -> No
         r = c.post(
             URL, json={**body, "name": "news", "indexes": [index.format("news")]}, headers=su
         )
-        assert r.status_code == 400 and r.json() == json.loads(block("index-name-taken").text)
+        assert r.status_code == 400
+        assert r.json() == json.loads(block("index-name-taken").text)
 
 
 def test_record_error(tmp_path: Path, database_url: str, inbox: Inbox) -> None:
@@ -79,7 +81,8 @@ def test_record_error(tmp_path: Path, database_url: str, inbox: Inbox) -> None:
             },
         )
         r = c.post(f"{URL}/posts/records", json={})
-        assert r.status_code == 400 and r.json() == json.loads(block("record-error").text)
+        assert r.status_code == 400
+        assert r.json() == json.loads(block("record-error").text)
 
 
 # ------------------------------------------------------------------ hooks modules (jobs.md)
@@ -129,7 +132,8 @@ def test_hooks_module(tmp_path: Path, database_url: str, inbox: Inbox) -> None:
         )
         ok(c.post(f"{URL}/orders/records", json={"quantity": 3}))
         r = c.post(f"{URL}/orders/records", json={"quantity": 101})
-        assert r.status_code == 400 and r.json() == {
+        assert r.status_code == 400
+        assert r.json() == {
             "status": 400,
             "message": "At most 100 items per order.",
             "data": {"quantity": {"code": "validation_max_quantity", "message": "At most 100."}},
@@ -215,11 +219,13 @@ def test_record_event(tmp_path: Path, database_url: str, inbox: Inbox) -> None:
             "update",
             "orders",
         )
-        assert event["id"].startswith("evt_") and doc["id"].startswith("evt_")
+        assert event["id"].startswith("evt_")
+        assert doc["id"].startswith("evt_")
         assert event["auth"] == {"collection": "users", "id": login["record"]["id"]}
         assert (event["record"]["quantity"], event["oldRecord"]["quantity"]) == (3, 2)
         iso = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-        assert iso.match(event["timestamp"]) and iso.match(doc["timestamp"])
+        assert iso.match(event["timestamp"])
+        assert iso.match(doc["timestamp"])
 
 
 def test_before_commit_handler(tmp_path: Path, database_url: str, inbox: Inbox) -> None:
@@ -248,7 +254,8 @@ def test_before_commit_handler(tmp_path: Path, database_url: str, inbox: Inbox) 
         ok(c.patch(path, json={"status": "sent"}))
         ok(c.patch(path, json={"status": "paid"}))
         r = c.patch(path, json={"status": "draft"})
-        assert r.status_code == 400 and r.json() == {
+        assert r.status_code == 400
+        assert r.json() == {
             "status": 400,
             "message": "Paid invoices cannot be changed.",
             "data": {},
@@ -380,10 +387,11 @@ def test_mail_python_api(tmp_path: Path, inbox: Inbox) -> None:
     code = "async def _example(settings, record, token, new_email):\n"
     code += textwrap.indent(block("mail-python-api").text, "    ") + "    return msg\n"
     namespace: dict[str, Any] = {}
-    exec(compile(code, "docs/mail.md", "exec"), namespace)
+    exec(compile(code, "docs/mail.md", "exec"), namespace)  # noqa: S102 (the documented example)
     record = {"id": "r4nd0mr3c0rd1d0", "email": "ann@example.com", "collectionName": "users"}
     msg = asyncio.run(namespace["_example"](settings, record, "tok3n", "ann.new@example.com"))
-    assert msg.to == "ann@example.com" and msg.subject == "Verify your Shipyard email"
+    assert msg.to == "ann@example.com"
+    assert msg.subject == "Verify your Shipyard email"
     assert "/auth/confirm-verification/tok3n" in msg.html
     (mail,) = inbox.wait(1)
     assert mail["To"] == "ann.new@example.com"
@@ -435,7 +443,8 @@ def test_webhook_examples(
         same_shape(doc, created)
         for key in ("name", "collection", "events", "active"):
             assert created[key] == doc[key]
-        assert created["secret"].startswith("whsec_") and doc["secret"].startswith("whsec_")
+        assert created["secret"].startswith("whsec_")
+        assert doc["secret"].startswith("whsec_")
         assert created["secretHint"] == "whsec_…" + created["secret"][-4:]
 
         refused = c.post(
@@ -474,7 +483,7 @@ def test_webhook_examples(
             "already_processed": already_processed,
             "handle": lambda kind, data: handled.append((kind, data)),
         }
-        exec(compile(block("webhook-verify").text, "docs/webhooks.md", "exec"), namespace)
+        exec(compile(block("webhook-verify").text, "docs/webhooks.md", "exec"), namespace)  # noqa: S102 (the documented example)
         endpoint = TestClient(
             Starlette(routes=[Route("/hook", namespace["receive"], methods=["POST"])])
         )

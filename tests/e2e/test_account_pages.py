@@ -247,7 +247,8 @@ def test_password_reset_link_sets_a_new_password(site: Site, tab: Tab) -> None:
     page.click("button[type=submit]")
     assert tab.status("error") == "Please correct the fields below."
     mismatch = page.locator("#f-passwordConfirm-error")
-    assert mismatch.is_visible() and mismatch.inner_text()
+    assert mismatch.is_visible()
+    assert mismatch.inner_text()
     assert site.login(email, PW).status_code == 200  # nothing changed yet
 
     tab.errors.clear()  # the refused request (400) is logged by the browser
@@ -306,22 +307,27 @@ def test_a_page_without_a_valid_link_says_so(site: Site, tab: Tab) -> None:
 
 def test_the_page_is_locked_down(site: Site, tab: Tab) -> None:
     r = site.api("GET", "/_/")
-    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/html")
     for name, value in account_pages.HEADERS.items():
         assert r.headers[name] == value, name
     assert r.headers["content-security-policy"].startswith("default-src 'none'; script-src 'self';")
     page = r.text
-    assert "<script>" not in page and " style=" not in page and "<style" not in page
+    assert "<script>" not in page
+    assert " style=" not in page
+    assert "<style" not in page
     assets = re.findall(r'(?:src|href)="([^"]+)"', page)
     kinds = {"static/account.css": "text/css", "static/account.js": "javascript"}
     kinds["static/icon.svg"] = "image/svg+xml"
     assert sorted(assets) == sorted(kinds)
     for asset, kind in kinds.items():
         a = site.api("GET", "/_/" + asset)
-        assert a.status_code == 200 and kind in a.headers["content-type"], asset
+        assert a.status_code == 200, asset
+        assert kind in a.headers["content-type"], asset
     assert site.api("GET", "/_/static/nope.js").status_code == 404
     r = site.api("GET", "/_")  # the link's path without its slash leads to the page
-    assert r.status_code in (301, 307, 308) and r.headers["location"].endswith("/_/")
+    assert r.status_code in (301, 307, 308)
+    assert r.headers["location"].endswith("/_/")
 
     # the policy is enforced and its violations are seen: injected inline code does not run
     tab.page.goto(site.url + "/_/")
@@ -331,7 +337,8 @@ def test_the_page_is_locked_down(site: Site, tab: Tab) -> None:
     )
     assert tab.page.evaluate("window.__ran") is None
     violations = tab.page.evaluate("window.__violations")
-    assert violations and violations[0].startswith("script-src"), violations
+    assert violations, violations
+    assert violations[0].startswith("script-src"), violations
 
 
 # ---------------------------------------------------------------------- the docs page

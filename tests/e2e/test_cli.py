@@ -27,7 +27,8 @@ def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str
 
 def test_bad_setting_stops_startup(tmp_path: Path) -> None:
     r = run(["serve"], {"SHIPYARD_PORT": "nope", "SHIPYARD_DATA_DIR": str(tmp_path)})
-    assert r.returncode == 2 and "SHIPYARD_PORT" in r.stderr
+    assert r.returncode == 2
+    assert "SHIPYARD_PORT" in r.stderr
 
 
 def test_migrate_and_superusers(tmp_path: Path, database_url: str) -> None:
@@ -57,7 +58,8 @@ def test_migrate_and_superusers(tmp_path: Path, database_url: str) -> None:
         orjson.dumps([{"name": "tasks", "fields": [{"name": "title", "type": "text"}]}])
     )
     r = run(["migrate", "--schema-file", str(schema)], env)
-    assert r.returncode == 1 and "confirm" in r.stderr.lower()
+    assert r.returncode == 1
+    assert "confirm" in r.stderr.lower()
     assert (
         run(["migrate", "--schema-file", str(schema), "--confirm-data-loss"], env).returncode == 0
     )
@@ -166,9 +168,11 @@ def test_two_workers_share_schema_and_data(tmp_path: Path, database_url: str) ->
             rec = writer.write(n)
             n, total = n + 1, total + 1
             got = reader.request("GET", "/api/collections/shared/records", params={"perPage": 1})
-            assert got.status_code == 200 and got.json()["totalItems"] == total, got.text
+            assert got.status_code == 200, got.text
+            assert got.json()["totalItems"] == total, got.text
             got = reader.request("GET", f"/api/collections/shared/records/{rec['id']}")
-            assert got.status_code == 200 and got.json()["n"] == rec["n"], got.text
+            assert got.status_code == 200, got.text
+            assert got.json()["n"] == rec["n"], got.text
 
         # a schema change through one process is in force at once in the other
         for name, changer, other in (("extra_a", a, b), ("extra_b", b, a)):
@@ -185,7 +189,8 @@ def test_two_workers_share_schema_and_data(tmp_path: Path, database_url: str) ->
             n += 1
             assert rec[name] == value
             got = changer.request("GET", f"/api/collections/shared/records/{rec['id']}")
-            assert got.status_code == 200 and got.json()[name] == value, got.text
+            assert got.status_code == 200, got.text
+            assert got.json()[name] == value, got.text
     finally:
         for conn in conns:
             conn.http.close()
@@ -195,13 +200,15 @@ def test_two_workers_share_schema_and_data(tmp_path: Path, database_url: str) ->
     for pid, conn in ((pid_a, a), (pid_b, b)):
         assert len(conn.ports) == 1, conn.ports
         assert {served[k] for k in conn.wrote} == {pid}
-    assert len(a.wrote) > 20 and len(b.wrote) > 20  # the loop's writes, half through each
+    assert len(a.wrote) > 20
+    assert len(b.wrote) > 20  # the loop's writes, half through each
 
 
 def test_demo_loads(tmp_path: Path) -> None:
     env = {"SHIPYARD_DATA_DIR": str(tmp_path / "demo")}
     r = run(["demo"], env)
-    assert r.returncode == 0 and "2000 posts" in r.stdout, r.stderr
+    assert r.returncode == 0, r.stderr
+    assert "2000 posts" in r.stdout, r.stderr
     assert "already loaded" in run(["demo"], env).stdout
 
 

@@ -155,8 +155,10 @@ def test_single_sqlite_process_never_reads_stale(tmp_path: Path) -> None:
         tally = _run([srv], seconds=6)
     finally:
         stop_server(srv)
-    assert tally.errors == [] and tally.stale == []
-    assert tally.reads > 1000 and tally.outcomes.get("hit", 0) > 0
+    assert tally.errors == []
+    assert tally.stale == []
+    assert tally.reads > 1000
+    assert tally.outcomes.get("hit", 0) > 0
 
 
 def test_redis_outage_mid_run(tmp_path: Path, pg_url: str, redis_server: RedisServer) -> None:
@@ -192,6 +194,7 @@ def test_redis_outage_mid_run(tmp_path: Path, pg_url: str, redis_server: RedisSe
     finally:
         stop_server(a)
         stop_server(b)
-    assert tally.errors == [] and tally.stale == []
+    assert tally.errors == []
+    assert tally.stale == []
     assert tally.outcomes.get("bypass", 0) > 0  # served uncached during the outage
     assert logs.count("Redis is unreachable") == 1, logs  # logged once, not per request

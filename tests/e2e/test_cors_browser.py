@@ -57,6 +57,7 @@ def page_origin(tmp_path: Path) -> Iterator[str]:
     finally:
         httpd.shutdown()
         thread.join()
+        httpd.server_close()
 
 
 def test_browser_app_on_another_origin_uses_the_sdk(server: Server, page_origin: str) -> None:

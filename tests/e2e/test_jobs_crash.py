@@ -208,7 +208,8 @@ def test_two_worker_processes_drain_a_batch_exactly_once(cluster: Cluster) -> No
             assert sorted(effects) == sorted(ids)
             assert set(effects.values()) == {1}
             jobs, _ = await svc.jobs.queue.list(limit=n)
-            assert {j.attempt for j in jobs} == {1} and all(not j.errors for j in jobs)
+            assert {j.attempt for j in jobs} == {1}
+            assert all(not j.errors for j in jobs)
             by_worker = Counter(str(j.worker).split(":")[1] for j in jobs)
             print(f"\n{n} jobs, by worker pid: {dict(by_worker)}")
             assert set(by_worker) == {str(w.pid) for w in workers}  # both took part

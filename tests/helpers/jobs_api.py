@@ -123,7 +123,8 @@ def assert_error(r: Any, status: int, *words: str) -> dict[str, Any]:
     """A PocketBase-shaped error with this status whose message names `words`."""
     assert r.status_code == status, r.text
     body = r.json()
-    assert set(body) == {"status", "message", "data"} and body["status"] == status, body
+    assert set(body) == {"status", "message", "data"}, body
+    assert body["status"] == status, body
     for w in words:
         assert w in body["message"], (w, body)
     return dict(body)

@@ -67,7 +67,8 @@ def test_preflight_is_answered_on_every_path(client: TestClient, path: str) -> N
             "Access-Control-Request-Headers": "content-type,authorization",
         },
     )
-    assert r.status_code == 204 and r.content == b""
+    assert r.status_code == 204
+    assert r.content == b""
     assert cors_of(r) == {
         "vary": "Origin, Access-Control-Request-Method, Access-Control-Request-Headers",
         "access-control-allow-origin": "*",
@@ -92,7 +93,8 @@ def test_preflight_without_requested_headers_and_options_without_origin(
         "access-control-allow-methods": METHODS,
     }
     r = client.options("/api/collections/posts/records")
-    assert r.status_code == 204 and cors_of(r) == {"vary": "Origin"}
+    assert r.status_code == 204
+    assert cors_of(r) == {"vary": "Origin"}
 
 
 def test_hot_read_path_carries_cors_on_success_errors_and_cache_hits(
@@ -102,23 +104,28 @@ def test_hot_read_path_carries_cors_on_success_errors_and_cache_hits(
     expected = {"vary": "Origin, Authorization", "access-control-allow-origin": "*"}
     for _ in range(2):  # a miss, then a cache hit
         r = client.get("/api/collections/posts/records", headers=h)
-        assert r.status_code == 200 and r.json()["totalItems"] == 1
+        assert r.status_code == 200
+        assert r.json()["totalItems"] == 1
         assert cors_of(r) == expected
     # PostgreSQL caches only with Redis (caching.md); the headers come from the same code
     assert r.headers["x-shipyard-cache"] == ("hit" if backend == "sqlite" else "bypass")
     r = client.get(f"/api/collections/posts/records/{posts}", headers=h)
-    assert r.status_code == 200 and cors_of(r) == expected
+    assert r.status_code == 200
+    assert cors_of(r) == expected
     # errors: a browser app must be able to read them
     r = client.get("/api/collections/posts/records/nosuchrecord123", headers=h)
-    assert r.status_code == 404 and cors_of(r) == {
+    assert r.status_code == 404
+    assert cors_of(r) == {
         "vary": "Origin",
         "access-control-allow-origin": "*",
     }
     r = client.get("/api/collections/posts/records?filter=(((", headers=h)
-    assert r.status_code == 400 and r.json()["status"] == 400
+    assert r.status_code == 400
+    assert r.json()["status"] == 400
     assert cors_of(r)["access-control-allow-origin"] == "*"
     r = client.get("/api/collections/nosuch/records", headers=h)
-    assert r.status_code == 404 and cors_of(r)["access-control-allow-origin"] == "*"
+    assert r.status_code == 404
+    assert cors_of(r)["access-control-allow-origin"] == "*"
 
 
 def test_starlette_routes_carry_cors_on_success_and_errors(
@@ -191,14 +198,16 @@ def test_allowed_origins_are_a_setting(limited: TestClient) -> None:
     # another origin (matching is exact, as PocketBase's): no grant, the preflight still 204
     for origin in ("https://evil.example.com", "https://APP.example.com"):
         r = limited.get("/api/health", headers={"Origin": origin})
-        assert r.status_code == 200 and cors_of(r) == {"vary": "Origin"}
+        assert r.status_code == 200
+        assert cors_of(r) == {"vary": "Origin"}
         r = limited.get("/api/collections/nosuch/records", headers={"Origin": origin})
         assert cors_of(r) == {"vary": "Origin"}
         r = limited.options(
             "/api/health",
             headers={"Origin": origin, "Access-Control-Request-Method": "GET"},
         )
-        assert r.status_code == 204 and cors_of(r) == {"vary": "Origin"}
+        assert r.status_code == 204
+        assert cors_of(r) == {"vary": "Origin"}
 
 
 def test_no_origins_turns_cross_origin_access_off(database_url: str, tmp_path: Path) -> None:
@@ -207,4 +216,5 @@ def test_no_origins_turns_cross_origin_access_off(database_url: str, tmp_path: P
     )
     with TestClient(create_app(settings)) as c:
         r = c.get("/api/health", headers={"Origin": ORIGIN})
-        assert r.status_code == 200 and cors_of(r) == {"vary": "Origin"}
+        assert r.status_code == 200
+        assert cors_of(r) == {"vary": "Origin"}

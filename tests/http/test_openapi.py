@@ -134,7 +134,8 @@ def test_document_follows_the_live_collections(client: TestClient, su: H) -> Non
         doc["paths"]["/api/collections/articles/records"],
         doc["paths"]["/api/collections/articles/records/{id}"],
     )
-    assert set(coll) >= {"get", "post"} and set(item) >= {"get", "patch", "delete"}
+    assert set(coll) >= {"get", "post"}
+    assert set(item) >= {"get", "patch", "delete"}
     list_params = {p["$ref"].rsplit("/", 1)[1] for p in coll["get"]["parameters"]}
     assert list_params == {"page", "perPage", "sort", "filter", "expand", "fields", "skipTotal"}
     assert set(coll["post"]["requestBody"]["content"]) == {
@@ -159,39 +160,43 @@ def test_document_follows_the_live_collections(client: TestClient, su: H) -> Non
     create = schemas["articles.Create"]
     props = create["properties"]
     assert set(create["required"]) == {"title", "kind"}
-    assert props["title"]["minLength"] == 3 and props["title"]["maxLength"] == 80
+    assert props["title"]["minLength"] == 3
+    assert props["title"]["maxLength"] == 80
     assert props["code"]["anyOf"] == [{"maxLength": 0}, {"minLength": 2}]  # "" or 2..8
-    assert props["views"]["type"] == "integer" and (
+    assert props["views"]["type"] == "integer"
+    assert (
         props["views"]["minimum"],
         props["views"]["maximum"],
     ) == (0, 1000)
-    assert props["score"]["type"] == "number" and props["published"]["type"] == "boolean"
+    assert props["score"]["type"] == "number"
+    assert props["published"]["type"] == "boolean"
     assert props["kind"]["enum"] == ["news", "essay"]
-    assert props["tags"]["type"] == "array" and props["tags"]["items"]["enum"] == ["a", "b", "c"]
+    assert props["tags"]["type"] == "array"
+    assert props["tags"]["items"]["enum"] == ["a", "b", "c"]
     assert props["tags"]["maxItems"] == 2
     assert "type" not in props["meta"]  # json fields take any value
     assert props["parent"]["type"] == "string"
-    assert props["related"]["type"] == "array" and props["related"]["maxItems"] == 3
-    assert "created" not in props and "updated" not in props
+    assert props["related"]["type"] == "array"
+    assert props["related"]["maxItems"] == 3
+    assert "created" not in props
+    assert "updated" not in props
     update = schemas["articles.Update"]
-    assert "required" not in update and {"views+", "views-", "tags+", "+tags", "tags-"} <= set(
-        update["properties"]
-    )
+    assert "required" not in update
+    assert {"views+", "views-", "tags+", "+tags", "tags-"} <= set(update["properties"])
 
     record = schemas["articles.Record"]
     rp = record["properties"]
-    assert (
-        rp["collectionId"]["const"] == articles["id"]
-        and rp["collectionName"]["const"] == "articles"
-    )
-    assert rp["views"]["type"] == "number" and rp["score"]["type"] == "number"
-    assert rp["tags"]["type"] == "array" and rp["related"]["type"] == "array"
-    assert (
-        "type" not in rp["meta"]
-        and rp["day"]["type"] == "string"
-        and rp["created"]["type"] == "string"
-    )
-    assert "secret" in rp and "superusers" in rp["secret"]["description"]
+    assert rp["collectionId"]["const"] == articles["id"]
+    assert rp["collectionName"]["const"] == "articles"
+    assert rp["views"]["type"] == "number"
+    assert rp["score"]["type"] == "number"
+    assert rp["tags"]["type"] == "array"
+    assert rp["related"]["type"] == "array"
+    assert "type" not in rp["meta"]
+    assert rp["day"]["type"] == "string"
+    assert rp["created"]["type"] == "string"
+    assert "secret" in rp
+    assert "superusers" in rp["secret"]["description"]
     assert rp["expand"]["properties"]["parent"] == {"$ref": "#/components/schemas/articles.Record"}
     assert record["additionalProperties"] is False
     assert schemas["articles.List"]["properties"]["items"]["items"] == {
@@ -200,7 +205,9 @@ def test_document_follows_the_live_collections(client: TestClient, su: H) -> Non
 
     # auth collections never document password or tokenKey
     su_record = schemas["_superusers.Record"]["properties"]
-    assert "password" not in su_record and "tokenKey" not in su_record and "email" in su_record
+    assert "password" not in su_record
+    assert "tokenKey" not in su_record
+    assert "email" in su_record
     assert "tokenKey" not in schemas["_superusers.Create"]["properties"]
     assert "/api/collections/_superusers/auth-with-password" in doc["paths"]
 
@@ -368,7 +375,8 @@ def test_auth_endpoints_are_fully_described(client: TestClient, su: H) -> None:
         for tail, (method, guard, errors) in AUTH_ENDPOINTS.items():
             op = doc["paths"][f"{prefix}/{tail}"][method]
             assert op["x-shipyard-guard"] == guard, tail
-            assert op["description"] and op["summary"], tail
+            assert op["description"], tail
+            assert op["summary"], tail
             codes = {int(code) for code in op["responses"] if code[0] in "45"}
             assert errors <= codes, (tail, codes)
             for code in codes:  # every error has the {status, message, data} shape
@@ -465,7 +473,8 @@ def test_account_responses_match_the_document(client: TestClient, su: H) -> None
         r = client.post(confirm, json={"token": token, "password": f"wrong-{i}"})
         check("confirm-email-change", "post", r)
         statuses.append(r.status_code)
-    assert statuses[-1] == 429 and set(statuses[:-1]) == {400}
+    assert statuses[-1] == 429
+    assert set(statuses[:-1]) == {400}
     r = client.post("/api/collections/nope/confirm-email-change", json={"token": token})
     _conforms(doc, "/api/collections/{collection}/confirm-email-change", "post", r)
     assert r.status_code == 404
@@ -506,9 +515,9 @@ def test_real_responses_match_the_document(client: TestClient, su: H) -> None:
     )
     _conforms(doc, coll, "post", r)
     child = r.json()
-    assert (
-        child["expand"]["parent"]["id"] == parent and child["views"] == 7 and child["score"] == 2.5
-    )
+    assert child["expand"]["parent"]["id"] == parent
+    assert child["views"] == 7
+    assert child["score"] == 2.5
 
     for headers in (su, {}):
         for query in (
@@ -588,10 +597,13 @@ def test_docs_page_and_its_assets_are_served_locally(client: TestClient) -> None
     assert "<script>" not in page  # the page's own script is a file too (CSP: script-src 'self')
     assert r.headers["content-security-policy"] == openapi.DOCS_HEADERS["Content-Security-Policy"]
     init = client.get("/api/docs/app/docs.js")
-    assert init.status_code == 200 and "javascript" in init.headers["content-type"]
-    assert 'SPEC = "openapi.json"' in init.text and "SwaggerUIBundle(" in init.text
+    assert init.status_code == 200
+    assert "javascript" in init.headers["content-type"]
+    assert 'SPEC = "openapi.json"' in init.text
+    assert "SwaggerUIBundle(" in init.text
     assets = re.findall(r'(?:src|href)="([^"]+)"', page)
-    assert assets and not any("//" in a for a in assets), assets  # nothing from a CDN
+    assert assets, assets
+    assert not any("//" in a for a in assets), assets  # nothing from a CDN
     types = {".js": "javascript", ".css": "text/css", ".png": "image/png"}
     for asset in assets:
         a = client.get("/api/" + asset)
@@ -605,7 +617,8 @@ def test_docs_page_and_its_assets_are_served_locally(client: TestClient) -> None
 def test_swagger_ui_comes_from_the_installed_package() -> None:
     # package data of a dependency, so an installed (non-editable) Shipyard serves it too
     static = openapi.swagger_ui_dir()
-    assert static is not None and (static / "swagger-ui-bundle.js").is_file()
+    assert static is not None
+    assert (static / "swagger-ui-bundle.js").is_file()
     assert "site-packages" in str(static) or "dist-packages" in str(static)
 
 
@@ -619,7 +632,8 @@ def test_parts_that_claim_the_same_name_do_not_merge() -> None:
     op = {"get": {"operationId": "a", "responses": {}}}
     base = OpenAPIPart(paths={"/a": op}, schemas={"A": {}}, tags=[{"name": "a"}])
     merged = merge_parts([base, OpenAPIPart(paths={"/b": op}, tags=[{"name": "b"}])])
-    assert list(merged.paths) == ["/a", "/b"] and [t["name"] for t in merged.tags] == ["a", "b"]
+    assert list(merged.paths) == ["/a", "/b"]
+    assert [t["name"] for t in merged.tags] == ["a", "b"]
     for clash in (
         OpenAPIPart(paths={"/a": op}),
         OpenAPIPart(schemas={"A": {}}),

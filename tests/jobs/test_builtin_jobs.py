@@ -92,10 +92,13 @@ def test_send_email_reaches_the_smtp_server(
         "html": "<p>Hello <b>Ann</b>,</p><p>the report is ready.</p>",
     }
     job = wait_job(c, su, enqueue(c, su, "send_email", args)["id"])
-    assert job["state"] == "completed" and job["result"] == {"to": "ann@example.com"}
-    assert job["queue"] == "mail" and job["attempt"] == 1
+    assert job["state"] == "completed"
+    assert job["result"] == {"to": "ann@example.com"}
+    assert job["queue"] == "mail"
+    assert job["attempt"] == 1
     [(rcpt, msg)] = smtp.inbox.messages
-    assert rcpt == ["ann@example.com"] and msg["To"] == "ann@example.com"
+    assert rcpt == ["ann@example.com"]
+    assert msg["To"] == "ann@example.com"
     assert msg["Subject"] == "Your report — ready"
     assert msg.get_content_type() == "multipart/alternative"
     assert _body(msg, "plain") == args["text"]
@@ -141,9 +144,11 @@ def test_send_email_discards_bad_arguments_at_once(
     ids = [enqueue(c, su, "send_email", args, maxAttempts=5)["id"] for args, _ in BAD_MAILS]
     for job_id, (args, words) in zip(ids, BAD_MAILS, strict=True):
         job = wait_job(c, su, job_id)
-        assert job["state"] == "discarded" and job["attempt"] == 1, (args, job)
+        assert job["state"] == "discarded", (args, job)
+        assert job["attempt"] == 1, (args, job)
         [err] = job["errors"]
-        assert "send_email" in err["error"] and words in err["error"], (args, err)
+        assert "send_email" in err["error"], (args, err)
+        assert words in err["error"], (args, err)
     assert smtp.inbox.messages == []
 
 
@@ -159,10 +164,12 @@ def test_send_email_retries_while_the_smtp_server_is_down(
     assert str(smtp.port) in failed["errors"][0]["error"]
     smtp.start()
     done = wait_job(c, su, job["id"])
-    assert done["state"] == "completed" and done["attempt"] >= 2
+    assert done["state"] == "completed"
+    assert done["attempt"] >= 2
     assert len(done["errors"]) == done["attempt"] - 1
     [(rcpt, msg)] = smtp.inbox.messages
-    assert rcpt == ["ann@example.com"] and msg["Subject"] == "Retry me"
+    assert rcpt == ["ann@example.com"]
+    assert msg["Subject"] == "Retry me"
 
 
 # ---------------------------------------------------------------------- export_collection
@@ -270,8 +277,10 @@ def test_export_csv_and_jsonl_of_a_filtered_sorted_collection(
         assert job["state"] == "completed", job
         result = job["result"]
         name = result["file"]
-        assert result["url"] == f"/api/exports/{name}" and name.endswith(".csv")
-        assert result["rows"] == N_POSTS - N_POSTS // 7 == 600 and result["format"] == "csv"
+        assert result["url"] == f"/api/exports/{name}"
+        assert name.endswith(".csv")
+        assert result["rows"] == N_POSTS - N_POSTS // 7 == 600
+        assert result["format"] == "csv"
         path = tmp_path / "data" / "exports" / name
         raw = path.read_bytes()
         assert result["bytes"] == len(raw)
@@ -288,18 +297,22 @@ def test_export_csv_and_jsonl_of_a_filtered_sorted_collection(
         assert views == sorted(views, reverse=True)
         for row, rec in zip(data, expected, strict=True):
             cell = dict(zip(header, row, strict=True))
-            assert cell["title"] == rec["title"] and cell["body"] == rec["body"]
+            assert cell["title"] == rec["title"]
+            assert cell["body"] == rec["body"]
             assert cell["published"] == "true"
             assert orjson.loads(cell["tags"]) == rec["tags"]
             assert orjson.loads(cell["meta"]) == rec["meta"]
-            assert cell["author"] == rec["author"] and cell["views"] == str(rec["views"])
+            assert cell["author"] == rec["author"]
+            assert cell["views"] == str(rec["views"])
         special = [dict(zip(header, r, strict=True)) for r in data if r[3] == SPECIAL_TITLE]
-        assert len(special) == 1 and special[0]["body"] == SPECIAL_BODY
+        assert len(special) == 1
+        assert special[0]["body"] == SPECIAL_BODY
         assert b"s3cr3t" not in raw  # the hidden field never leaves
 
         # the download is exactly that file, for superusers only
         r = c.get(result["url"], headers=su)
-        assert r.status_code == 200 and r.content == raw
+        assert r.status_code == 200
+        assert r.content == raw
         assert r.headers["content-type"].startswith("text/csv")
         assert name in r.headers["content-disposition"]
         _, user = user_headers(c, su)
@@ -324,7 +337,8 @@ def test_export_csv_and_jsonl_of_a_filtered_sorted_collection(
         picked = _export(c, su, args)
         rows = _csv(c.get(picked["result"]["url"], headers=su).text)
         want = _api_items(c, su, "posts", filter="views >= 48", sort="id")
-        assert rows[0] == ["id", "views"] and len(want) == 28
+        assert rows[0] == ["id", "views"]
+        assert len(want) == 28
         assert rows[1:] == [[e["id"], str(e["views"])] for e in want]
         assert picked["result"]["file"] != job["result"]["file"] != name
 
@@ -337,22 +351,28 @@ def test_export_of_an_auth_collection_keeps_secrets_out(tmp_path: Path, database
             svc.db.fetchall, 'SELECT "password", "tokenKey" FROM "authors"'
         )
         secrets = [str(v) for row in rows for v in row]
-        assert len(secrets) == 6 and all(secrets)
+        assert len(secrets) == 6
+        assert all(secrets)
         for fmt, fields in (("csv", ""), ("jsonl", ""), ("csv", "*,password,tokenKey,pin")):
             args = {"collection": "authors", "format": fmt, "fields": fields}
             job = _export(c, su, args)
-            assert job["state"] == "completed" and job["result"]["rows"] == 3, job
+            assert job["state"] == "completed", job
+            assert job["result"]["rows"] == 3, job
             text = c.get(job["result"]["url"], headers=su).text
             for secret in [*secrets, "PIN-0-hidden", "PIN-1-hidden", "PIN-2-hidden"]:
                 assert secret not in text
             for word in ("password", "tokenKey", "pin"):
                 assert word not in text
-            assert "a0@example.com" in text and "A2" in text
+            assert "a0@example.com" in text
+            assert "A2" in text
         # no rows: a CSV with just the header of the visible fields
         empty = _export(c, su, {"collection": "posts", "format": "csv"})
-        assert empty["state"] == "completed" and empty["result"]["rows"] == 0
+        assert empty["state"] == "completed"
+        assert empty["result"]["rows"] == 0
         [header] = _csv(c.get(empty["result"]["url"], headers=su).text)
-        assert "title" in header and "author" in header and "secret" not in header
+        assert "title" in header
+        assert "author" in header
+        assert "secret" not in header
 
 
 def test_export_refusals_are_discarded_with_the_reason(tmp_path: Path, database_url: str) -> None:
@@ -370,9 +390,11 @@ def test_export_refusals_are_discarded_with_the_reason(tmp_path: Path, database_
         ]
         for args, words in cases:
             job = _export(c, su, args)
-            assert job["state"] == "discarded" and job["attempt"] == 1, (args, job)
+            assert job["state"] == "discarded", (args, job)
+            assert job["attempt"] == 1, (args, job)
             err = job["errors"][0]["error"]
-            assert "export_collection" in err and words in err, (args, err)
+            assert "export_collection" in err, (args, err)
+            assert words in err, (args, err)
         exports = tmp_path / "data" / "exports"
         assert not exports.exists() or list(exports.iterdir()) == []  # nothing half-written
 
@@ -397,7 +419,8 @@ def test_export_refusals_are_discarded_with_the_reason(tmp_path: Path, database_
         ):
             r = c.get(path, headers=su)
             assert_error(r, 404)
-            assert b"secret" not in r.content and b"half" not in r.content
+            assert b"secret" not in r.content
+            assert b"half" not in r.content
         assert c.get(f"/api/exports/{name}", headers=su).status_code == 200
 
 

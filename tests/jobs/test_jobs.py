@@ -298,11 +298,16 @@ def test_enqueue_in_a_transaction_exists_only_if_it_commits(jsettings: Settings)
     async def body(svc: Services) -> None:
         async with svc.db.transaction() as tx:
             kept = await svc.jobs.enqueue("ok", {"n": 1}, tx=tx)
-        with pytest.raises(Boom):
+        lost: list[int] = []
+
+        async def enqueue_then_fail() -> None:
             async with svc.db.transaction() as tx:
-                lost = await svc.jobs.enqueue("ok", {"n": 2}, tx=tx)
+                lost.append((await svc.jobs.enqueue("ok", {"n": 2}, tx=tx)).id)
                 raise Boom()
-        assert await svc.jobs.queue.get(lost.id) is None
+
+        with pytest.raises(Boom):
+            await enqueue_then_fail()
+        assert await svc.jobs.queue.get(lost[0]) is None
         assert [j.id for j in await jobs_of(svc, "ok")] == [kept.id]
         svc.jobs.start_worker()
         job = await wait_state(svc, kept.id, "completed")
@@ -351,7 +356,8 @@ def test_record_writes_enqueue_event_jobs_only_when_they_commit(jsettings: Setti
         # the guard enqueues, then refuses: its job goes with the rolled-back write
         with pytest.raises(ApiError) as info:
             await svc.records.create(posts, {"title": "reject"}, su)
-        assert info.value.status == 400 and info.value.message == "Rejected by the guard."
+        assert info.value.status == 400
+        assert info.value.message == "Rejected by the guard."
         # deleting the author cascades to the post (its delete event is enqueued), then the
         # author's own handler refuses: the post's event job is rolled back with everything
         with pytest.raises(ApiError) as info:
@@ -395,7 +401,8 @@ def test_failing_handler_retries_with_growing_backoff_then_is_discarded(
             assert nominal * 0.8 - 1e-6 <= gap <= nominal * 1.2 + 1e-6, (n, gap)
             assert r["attempted_at"] >= r["scheduled_at"]
             gaps.append(gap)
-        assert gaps == sorted(gaps) and len(set(gaps)) == 3
+        assert gaps == sorted(gaps)
+        assert len(set(gaps)) == 3
 
     run(jsettings, body)
 
@@ -405,7 +412,9 @@ def test_retried_handler_that_recovers_completes(jsettings: Settings) -> None:
         svc.jobs.start_worker()
         e = await svc.jobs.enqueue("flaky", {"fail_until": 2})
         job = await wait_state(svc, e.id, "completed")
-        assert job.attempt == 3 and job.result == "recovered" and len(job.errors) == 2
+        assert job.attempt == 3
+        assert job.result == "recovered"
+        assert len(job.errors) == 2
 
     run(jsettings, body)
 
@@ -415,7 +424,8 @@ def test_discard_dead_letters_at_once(jsettings: Settings) -> None:
         svc.jobs.start_worker()
         e = await svc.jobs.enqueue("poison", {})
         job = await wait_state(svc, e.id, "discarded")
-        assert job.attempt == 1 and job.max_attempts == 5
+        assert job.attempt == 1
+        assert job.max_attempts == 5
         assert "Discard: cannot use this payload" in job.errors[0]["error"]
         assert len(await trace(svc, e.id)) == 1
 
@@ -432,12 +442,14 @@ def test_retry_of_a_discarded_job_runs_it_once_more(jsettings: Settings) -> None
         assert await svc.jobs.queue.retry(e.id) in ("available", "running", "discarded")
         w.wake()
         job = await wait_state(svc, e.id, "discarded", "completed")
-        assert job.state == "discarded" and job.attempt == 3  # exactly one more attempt
+        assert job.state == "discarded"
+        assert job.attempt == 3  # exactly one more attempt
         assert [x["attempt"] for x in job.errors] == [1, 2, 3]  # earlier errors kept
         assert await svc.jobs.queue.retry(e.id) in ("available", "running", "discarded")
         w.wake()
         job = await wait_state(svc, e.id, "discarded", "completed")
-        assert job.state == "discarded" and job.attempt == 4
+        assert job.state == "discarded"
+        assert job.attempt == 4
         assert len(await trace(svc, e.id)) == 4
 
     run(jsettings, body)
@@ -454,7 +466,9 @@ def test_cancelled_pending_job_never_runs(jsettings: Settings) -> None:
         await wait_state(svc, later.id, "completed")
         await w.drain(10)
         job = await svc.jobs.queue.get(e.id)
-        assert job is not None and job.state == "cancelled" and job.attempt == 0
+        assert job is not None
+        assert job.state == "cancelled"
+        assert job.attempt == 0
         assert [t["job_id"] for t in await trace(svc)] == [later.id]
 
     run(jsettings, body)
@@ -469,7 +483,8 @@ def test_cancel_of_a_running_job_stops_it(jsettings: Settings) -> None:
         # asked to stop (the worker may have seen the request already)
         assert await svc.jobs.queue.cancel(e.id) in ("running", "cancelled")
         job = await wait_state(svc, e.id, "cancelled", "completed", "discarded")
-        assert job.state == "cancelled" and job.attempt == 1
+        assert job.state == "cancelled"
+        assert job.attempt == 1
         assert [t["event"] for t in await trace(svc, e.id)] == ["start", "stopped"]
         await asyncio.sleep(0.2)
         assert (await svc.jobs.queue.get(e.id)).state == "cancelled"  # type: ignore[union-attr]
@@ -489,7 +504,8 @@ def test_timeout_fails_the_attempt_and_the_worker_keeps_working(jsettings: Setti
         assert [x["error"] for x in job.errors] == ["timed out after 0.3 s"] * 2
         assert [t["event"] for t in await trace(svc, slow.id)] == ["start", "start"]
         job = await wait_state(svc, blocking.id, "discarded")
-        assert job.errors[0]["error"] == "timed out after 0.3 s" and job.result is None
+        assert job.errors[0]["error"] == "timed out after 0.3 s"
+        assert job.result is None
         # the same job type within its time, and other jobs, still run on this worker
         quick = await svc.jobs.enqueue("sleepy", {"sleep": 0.01})
         after = await svc.jobs.enqueue("ok", {"n": 3})
@@ -537,7 +553,9 @@ def test_worker_takes_only_its_queues(jsettings: Settings) -> None:
         await wait_state(svc, moved.id, "completed")
         await asyncio.sleep(0.2)  # polls keep happening: the default job stays put
         job = await svc.jobs.queue.get(default.id)
-        assert job is not None and job.state == "available" and job.attempt == 0
+        assert job is not None
+        assert job.state == "available"
+        assert job.attempt == 0
         assert {t["data"]["q"] for t in await trace(svc)} == {"mail", "moved"}
 
     run(jsettings, body)
@@ -576,16 +594,20 @@ def test_unique_key_gives_the_first_job_until_it_completes(jsettings: Settings) 
     async def body(svc: Services) -> None:
         first = await svc.jobs.enqueue("ok", {"n": 1}, unique_key="daily-report")
         dup = await svc.jobs.enqueue("ok", {"n": 2}, unique_key="daily-report")
-        assert first.created and not dup.created and dup.id == first.id
+        assert first.created
+        assert not dup.created
+        assert dup.id == first.id
         kept = await svc.jobs.enqueue("ok", {"n": 3}, unique_key="once", keep_unique=True)
         w = svc.jobs.start_worker()
         await w.drain(15)
         await wait_state(svc, first.id, "completed")
         await wait_state(svc, kept.id, "completed")
         again = await svc.jobs.enqueue("ok", {"n": 4}, unique_key="daily-report")
-        assert again.created and again.id != first.id  # free again after completion
+        assert again.created
+        assert again.id != first.id  # free again after completion
         still = await svc.jobs.enqueue("ok", {"n": 5}, unique_key="once", keep_unique=True)
-        assert not still.created and still.id == kept.id  # kept for the job's lifetime
+        assert not still.created
+        assert still.id == kept.id  # kept for the job's lifetime
         await wait_state(svc, again.id, "completed")
         assert sorted(t["data"]["n"] for t in await trace(svc)) == [1, 3, 4]
 
@@ -602,7 +624,8 @@ def test_expired_lease_is_rescued_and_run_by_another_worker(jsettings: Settings)
         assert ghost.id == e.id
         w = svc.jobs.start_worker()
         job = await wait_state(svc, e.id, "completed")
-        assert job.attempt == 2 and job.worker == w.name
+        assert job.attempt == 2
+        assert job.worker == w.name
         assert "lease expired" in job.errors[0]["error"]
         assert "ghost-worker" in job.errors[0]["error"]
         assert w.stats.rescued == 1
@@ -632,7 +655,9 @@ def test_a_lost_attempt_cannot_commit_its_transaction(jsettings: Settings) -> No
         rows = await svc.db.fetchall("SELECT job_id, attempt FROM effects")
         assert [tuple(r) for r in rows] == [(e.id, 2)]
         job = await q.get(e.id)
-        assert job is not None and job.state == "completed" and job.attempt == 2
+        assert job is not None
+        assert job.state == "completed"
+        assert job.attempt == 2
 
     run(jsettings, body)
 
@@ -650,7 +675,8 @@ def test_isolated_functions_through_jobs(jsettings: Settings) -> None:
         done = {k: await wait_state(svc, i, "completed", "discarded") for k, i in ids.items()}
         ok = done.pop("iso_ok")
         assert ok.state == "completed"
-        assert ok.result["sum"] == 5 and ok.result["attempt"] == 1
+        assert ok.result["sum"] == 5
+        assert ok.result["attempt"] == 1
         assert ok.result["pid"] != os.getpid()  # another process
         for job in done.values():
             assert job.state == "discarded", job

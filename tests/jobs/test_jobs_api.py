@@ -125,7 +125,8 @@ def test_every_route_is_for_superusers_only(idle: tuple[TestClient, H]) -> None:
         assert_error(c.request(method, url, json=body, headers=user), 403, "not allowed")
     # the refused calls changed nothing: one job, still waiting
     [only] = list_jobs(c, su)
-    assert only["id"] == job["id"] and only["state"] == "available"
+    assert only["id"] == job["id"]
+    assert only["state"] == "available"
 
 
 # ---------------------------------------------------------------------- enqueue
@@ -136,12 +137,17 @@ def test_enqueue_returns_the_stored_job(idle: tuple[TestClient, H]) -> None:
     before = time.time()
     job = enqueue(c, su, "echo", {"n": [1, 2], "s": "é"}, priority=-5, maxAttempts=3, timeout=7.5)
     assert job["duplicate"] is False
-    assert job["kind"] == "echo" and job["queue"] == "default" and job["state"] == "available"
+    assert job["kind"] == "echo"
+    assert job["queue"] == "default"
+    assert job["state"] == "available"
     assert job["args"] == {"n": [1, 2], "s": "é"}
     assert (job["priority"], job["maxAttempts"], job["timeout"]) == (-5, 3, 7.5)
-    assert job["attempt"] == 0 and job["errors"] == [] and job["result"] is None
+    assert job["attempt"] == 0
+    assert job["errors"] == []
+    assert job["result"] is None
     assert job["attemptedAt"] == job["finishedAt"] == job["leaseUntil"] == job["worker"] == ""
-    assert job["waitMs"] is None and job["runMs"] is None
+    assert job["waitMs"] is None
+    assert job["runMs"] is None
     assert abs(epoch(job["created"]) - before) < 5  # a UTC date of now
     # what GET returns is the same job, without the enqueue-only `duplicate` flag
     got = c.get(f"/api/jobs/{job['id']}", headers=su).json()
@@ -152,7 +158,8 @@ def test_enqueue_returns_the_stored_job(idle: tuple[TestClient, H]) -> None:
     mail = enqueue(c, su, "send_email", {"to": "a@example.com", "subject": "s", "text": "t"})
     assert mail["queue"] == "mail"  # the built-in's own queue
     moved = enqueue(c, su, "echo", None, queue="elsewhere")
-    assert moved["queue"] == "elsewhere" and moved["args"] is None
+    assert moved["queue"] == "elsewhere"
+    assert moved["args"] is None
 
 
 BAD_ENQUEUES: list[tuple[dict[str, Any], list[str]]] = [
@@ -198,7 +205,8 @@ def test_enqueue_refuses_bad_requests(idle: tuple[TestClient, H]) -> None:
     for body, words in BAD_ENQUEUES:
         err = assert_error(c.post("/api/jobs", json=body, headers=su), 400, *words)
         if words[0] in ("Unknown job kind", "Invalid job"):
-            assert set(err["data"]) == {"kind"} and err["data"]["kind"]["code"], (body, err)
+            assert set(err["data"]) == {"kind"}, (body, err)
+            assert err["data"]["kind"]["code"], (body, err)
     for raw in ('["echo"]', '"echo"', "5", "null", "{", '{"kind": "echo",}'):
         r = c.post("/api/jobs", content=raw, headers={**su, "Content-Type": "application/json"})
         assert_error(r, 400, "request body")
@@ -216,7 +224,8 @@ def test_delay_and_run_at_schedule_the_job(working: tuple[TestClient, H]) -> Non
     soon = enqueue(c, su, "echo", {"soon": True}, delay=0.5)
     assert soon["state"] == "scheduled"
     done = wait_job(c, su, soon["id"])
-    assert done["state"] == "completed" and done["result"]["echo"] == {"soon": True}
+    assert done["state"] == "completed"
+    assert done["result"]["echo"] == {"soon": True}
     assert done["attemptedAt"] >= done["scheduledAt"] > done["created"]
     past = enqueue(c, su, "echo", None, runAt=time.time() - 60)
     assert past["state"] == "available"
@@ -224,22 +233,28 @@ def test_delay_and_run_at_schedule_the_job(working: tuple[TestClient, H]) -> Non
     # the far-away ones are still waiting
     for job in (hour, at):
         got = c.get(f"/api/jobs/{job['id']}", headers=su).json()
-        assert got["state"] == "scheduled" and got["attempt"] == 0
+        assert got["state"] == "scheduled"
+        assert got["attempt"] == 0
 
 
 def test_unique_key_returns_the_pending_job(idle: tuple[TestClient, H]) -> None:
     c, su = idle
     first = enqueue(c, su, "echo", {"v": 1}, uniqueKey="report:2024-05")
     again = enqueue(c, su, "echo", {"v": 2}, uniqueKey="report:2024-05", priority=9)
-    assert first["duplicate"] is False and again["duplicate"] is True
-    assert again["id"] == first["id"] and again["args"] == {"v": 1} and again["priority"] == 0
+    assert first["duplicate"] is False
+    assert again["duplicate"] is True
+    assert again["id"] == first["id"]
+    assert again["args"] == {"v": 1}
+    assert again["priority"] == 0
     other = enqueue(c, su, "echo", {"v": 3}, uniqueKey="report:2024-06")
-    assert other["duplicate"] is False and other["id"] != first["id"]
+    assert other["duplicate"] is False
+    assert other["id"] != first["id"]
     assert len(list_jobs(c, su)) == 2
     # once the job is final its key is free again
     assert c.post(f"/api/jobs/{first['id']}/cancel", headers=su).json()["state"] == "cancelled"
     third = enqueue(c, su, "echo", {"v": 4}, uniqueKey="report:2024-05")
-    assert third["duplicate"] is False and third["id"] not in (first["id"], other["id"])
+    assert third["duplicate"] is False
+    assert third["id"] not in (first["id"], other["id"])
     assert third["uniqueKey"] == "report:2024-05"
 
 
@@ -282,11 +297,13 @@ def test_list_filters_and_pages(idle: tuple[TestClient, H]) -> None:
         seen += [j["id"] for j in body["items"]]
     assert seen == sorted(ids, reverse=True)
     beyond = c.get("/api/jobs", params={"perPage": 3, "page": 4}, headers=su).json()
-    assert beyond["items"] == [] and beyond["totalItems"] == 8
+    assert beyond["items"] == []
+    assert beyond["totalItems"] == 8
     filtered = c.get("/api/jobs", params={"kind": "echo", "perPage": 4}, headers=su).json()
     assert (filtered["totalItems"], filtered["totalPages"], len(filtered["items"])) == (6, 2, 4)
     default = c.get("/api/jobs", headers=su).json()
-    assert default["perPage"] == 30 and default["page"] == 1
+    assert default["perPage"] == 30
+    assert default["page"] == 1
 
 
 def test_list_refuses_bad_parameters(idle: tuple[TestClient, H]) -> None:
@@ -318,35 +335,47 @@ def test_job_shows_attempts_errors_result_and_timings(
     c, su = working
     flaky = wait_job(c, su, enqueue(c, su, "flaky", {"n": 1})["id"])
     assert set(flaky) == JOB_KEYS
-    assert flaky["state"] == "completed" and flaky["attempt"] == 2
+    assert flaky["state"] == "completed"
+    assert flaky["attempt"] == 2
     assert flaky["result"] == {"attempt": 2}
     [err] = flaky["errors"]
-    assert err["attempt"] == 1 and "RuntimeError: the first attempt fails" in err["error"]
-    assert err["at"] and err["at"] <= flaky["finishedAt"]
+    assert err["attempt"] == 1
+    assert "RuntimeError: the first attempt fails" in err["error"]
+    assert err["at"]
+    assert err["at"] <= flaky["finishedAt"]
     assert flaky["created"] <= flaky["attemptedAt"] <= flaky["finishedAt"]
-    assert flaky["leaseUntil"] == "" and flaky["worker"]
-    assert flaky["waitMs"] >= 0 and flaky["runMs"] >= 0
+    assert flaky["leaseUntil"] == ""
+    assert flaky["worker"]
+    assert flaky["waitMs"] >= 0
+    assert flaky["runMs"] >= 0
 
     # Discard: dead-lettered at once, not retried
     refused = wait_job(c, su, enqueue(c, su, "refuse", {"n": 2})["id"])
-    assert refused["state"] == "discarded" and refused["attempt"] == 1
+    assert refused["state"] == "discarded"
+    assert refused["attempt"] == 1
     assert "these arguments can never work" in refused["errors"][0]["error"]
-    assert refused["result"] is None and refused["finishedAt"]
+    assert refused["result"] is None
+    assert refused["finishedAt"]
 
     # every attempt fails: discarded after maxAttempts (2 for `gate`), one error each
     flag = tmp_path / "gate-open"
     gate = wait_job(c, su, enqueue(c, su, "gate", {"flag": str(flag)})["id"])
-    assert gate["state"] == "discarded" and gate["attempt"] == gate["maxAttempts"] == 2
+    assert gate["state"] == "discarded"
+    assert gate["attempt"] == gate["maxAttempts"] == 2
     assert [e["attempt"] for e in gate["errors"]] == [1, 2]
     assert all("the gate is closed" in e["error"] for e in gate["errors"])
 
     # retry a dead letter once the cause is fixed: one more attempt, which succeeds
     flag.write_text("open")
     r = c.post(f"/api/jobs/{gate['id']}/retry", headers=su)
-    assert r.status_code == 200 and r.json()["state"] in ("available", "running", "completed")
+    assert r.status_code == 200
+    assert r.json()["state"] in ("available", "running", "completed")
     again = wait_job(c, su, gate["id"])
-    assert again["state"] == "completed" and again["result"] == "passed"
-    assert again["attempt"] == 3 and again["maxAttempts"] == 3 and len(again["errors"]) == 2
+    assert again["state"] == "completed"
+    assert again["result"] == "passed"
+    assert again["attempt"] == 3
+    assert again["maxAttempts"] == 3
+    assert len(again["errors"]) == 2
 
     stats = c.get("/api/jobs/stats", headers=su).json()
     assert stats["kinds"] == {
@@ -355,7 +384,8 @@ def test_job_shows_attempts_errors_result_and_timings(
         "gate": {"completed": 1},
     }
     assert stats["states"] == {"completed": 2, "discarded": 1}
-    assert stats["recentCompleted"] == 2 and stats["lagSeconds"] is None
+    assert stats["recentCompleted"] == 2
+    assert stats["lagSeconds"] is None
     for timing in (stats["waitMs"], stats["runMs"]):
         assert 0 <= timing["p50"] <= timing["p99"]
 
@@ -367,12 +397,16 @@ def test_a_result_that_is_not_json_is_a_dead_letter(idle: tuple[TestClient, H]) 
     svc = c.app.state.services  # type: ignore[attr-defined]
     c.portal.call(svc.jobs.start_worker)  # type: ignore[union-attr]  # all four in one claim
     dead = wait_job(c, su, odd["id"])
-    assert dead["state"] == "discarded" and dead["attempt"] == 1 and dead["result"] is None
+    assert dead["state"] == "discarded"
+    assert dead["attempt"] == 1
+    assert dead["result"] is None
     assert "result is not JSON-serializable" in dead["errors"][0]["error"]
     # the jobs that finished alongside it are completed once, not held back with it
     for e in echoes:
         done = wait_job(c, su, e["id"])
-        assert done["state"] == "completed" and done["attempt"] == 1 and done["errors"] == []
+        assert done["state"] == "completed"
+        assert done["attempt"] == 1
+        assert done["errors"] == []
 
 
 def test_isolated_jobs_run_in_a_subprocess(working: tuple[TestClient, H]) -> None:
@@ -380,14 +414,16 @@ def test_isolated_jobs_run_in_a_subprocess(working: tuple[TestClient, H]) -> Non
     info = wait_job(c, su, enqueue(c, su, "iso_info", {"n": [1, "two"]})["id"])
     assert info["state"] == "completed", info
     result = info["result"]
-    assert result["pid"] != os.getpid() and result["isolated"] is True
+    assert result["pid"] != os.getpid()
+    assert result["isolated"] is True
     assert result["args"] == {"n": [1, "two"]}
     assert result["job"] == {
         "id": info["id"], "kind": "iso_info", "queue": "default", "attempt": 1, "maxAttempts": 10,
     }  # fmt: skip
     # Discard raised in the subprocess dead-letters at once, as in-process
     refused = wait_job(c, su, enqueue(c, su, "iso_refuse")["id"])
-    assert refused["state"] == "discarded" and refused["attempt"] == 1, refused
+    assert refused["state"] == "discarded", refused
+    assert refused["attempt"] == 1, refused
     assert "isolated arguments can never work" in refused["errors"][0]["error"]
 
 
@@ -409,13 +445,15 @@ def test_cancel_and_retry_a_waiting_job(idle: tuple[TestClient, H]) -> None:
     r = c.post(f"/api/jobs/{job['id']}/cancel", headers=su)
     assert r.status_code == 200
     cancelled = r.json()
-    assert cancelled["state"] == "cancelled" and cancelled["finishedAt"]
+    assert cancelled["state"] == "cancelled"
+    assert cancelled["finishedAt"]
     assert cancelled["attempt"] == 0
     # cancelling again changes nothing
     twice = c.post(f"/api/jobs/{job['id']}/cancel", headers=su).json()
     assert twice == cancelled
     retried = c.post(f"/api/jobs/{job['id']}/retry", headers=su).json()
-    assert retried["state"] == "available" and retried["finishedAt"] == ""
+    assert retried["state"] == "available"
+    assert retried["finishedAt"] == ""
     assert retried["scheduledAt"] < job["scheduledAt"]  # due now, not in ten minutes
     assert list_jobs(c, su, state="available")[0]["id"] == job["id"]
 
@@ -429,11 +467,13 @@ def test_cancel_a_running_job(working: tuple[TestClient, H]) -> None:
     assert asked["cancelRequested"] or asked["state"] == "cancelled"
     # the worker sees the request at its next lease renewal and stops the handler
     done = wait_job(c, su, job["id"], timeout=10)
-    assert done["state"] == "cancelled" and done["attempt"] == 1
+    assert done["state"] == "cancelled"
+    assert done["attempt"] == 1
     assert "cancelled" in done["errors"][-1]["error"]
     # retrying a running job leaves it alone; this one is final, so it runs again
     again = c.post(f"/api/jobs/{job['id']}/retry", headers=su).json()
-    assert again["cancelRequested"] is False and again["state"] in ("available", "running")
+    assert again["cancelRequested"] is False
+    assert again["state"] in ("available", "running")
     assert c.post(f"/api/jobs/{job['id']}/cancel", headers=su).status_code == 200
     assert wait_job(c, su, job["id"], timeout=10)["state"] == "cancelled"
 

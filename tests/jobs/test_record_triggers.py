@@ -186,17 +186,22 @@ def test_after_commit_handler_gets_every_event(app: tuple[TestClient, H]) -> Non
     assert [e["action"] for e in events] == ["create", "update", "delete"]
     posts_id = c.get("/api/collections/posts", headers=su).json()["id"]
     for e in events:
-        assert e["collection"] == "posts" and e["collectionId"] == posts_id
-        assert e["id"].startswith("evt_") and e["timestamp"].endswith("Z")
+        assert e["collection"] == "posts"
+        assert e["collectionId"] == posts_id
+        assert e["id"].startswith("evt_")
+        assert e["timestamp"].endswith("Z")
         assert e["record"]["id"] == rid
     assert len({e["id"] for e in events}) == 3
     create, update, delete = events
-    assert create["record"] == created and create["oldRecord"] is None
+    assert create["record"] == created
+    assert create["oldRecord"] is None
     assert create["auth"] == {"collection": "users", "id": ann_id}
-    assert update["record"]["title"] == "hello again" and update["oldRecord"]["title"] == "hello"
+    assert update["record"]["title"] == "hello again"
+    assert update["oldRecord"]["title"] == "hello"
     assert update["record"]["updated"] >= update["oldRecord"]["updated"]
     assert update["auth"] == {"collection": "_superusers", "id": su_id}
-    assert delete["record"]["title"] == "hello again" and delete["oldRecord"] is None
+    assert delete["record"]["title"] == "hello again"
+    assert delete["oldRecord"] is None
     assert delete["auth"] is None
 
     # the worker ran the handler with each event
@@ -254,7 +259,8 @@ def test_failed_writes_enqueue_nothing(app: tuple[TestClient, H]) -> None:
     first = c.post(POSTS, json={"title": "one", "slug": "same"})
     assert first.status_code == 200, first.text
     jobs_before, audit_before = kinds(c, su), audit_notes(c, su)
-    assert jobs_before == [LOG, "webhook"] and audit_before == ["create:one"]
+    assert jobs_before == [LOG, "webhook"]
+    assert audit_before == ["create:one"]
 
     invalid = c.post(POSTS, json={"slug": "other"})  # the title is required
     assert_error(invalid, 400)
@@ -290,7 +296,8 @@ def test_cascade_delete_emits_an_event_per_deleted_record(app: tuple[TestClient,
     got = sorted((j["args"]["collection"], j["args"]["record"]["id"]) for j in deletes)
     assert got == sorted([("posts", post), ("comments", comments[0]), ("comments", comments[1])])
     for j in deletes:
-        assert j["args"]["type"] == "record.delete" and j["args"]["auth"] is None
+        assert j["args"]["type"] == "record.delete"
+        assert j["args"]["auth"] is None
         if j["args"]["collection"] == "comments":
             assert j["args"]["record"]["post"] == post
     assert [j["args"]["type"] for j in list_jobs(c, su, kind=LOG)].count("record.delete") == 1
@@ -329,7 +336,8 @@ def test_star_handlers_see_every_collection(app: tuple[TestClient, H]) -> None:
     r = c.delete(f"/api/collections/notes/records/{note}", headers=su)
     assert r.status_code == 204
     [deleted] = list_jobs(c, su, kind=ANY_DELETE)
-    assert deleted["args"]["collection"] == "notes" and deleted["args"]["record"]["id"] == note
+    assert deleted["args"]["collection"] == "notes"
+    assert deleted["args"]["record"]["id"] == note
     assert deleted["args"]["auth"]["collection"] == "_superusers"
 
 

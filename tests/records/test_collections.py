@@ -19,11 +19,14 @@ def test_create_shape_and_defaults(client: TestClient, su: H) -> None:
     )
     assert r.status_code == 200, r.text
     c = r.json()
-    assert c["id"].startswith("pbc_") and c["type"] == "base" and c["system"] is False
+    assert c["id"].startswith("pbc_")
+    assert c["type"] == "base"
+    assert c["system"] is False
     names = [f["name"] for f in c["fields"]]
     assert names == ["id", "title", "created", "updated"]
     idf = c["fields"][0]
-    assert idf["primaryKey"] is True and idf["autogeneratePattern"] == "[a-z0-9]{15}"
+    assert idf["primaryKey"] is True
+    assert idf["autogeneratePattern"] == "[a-z0-9]{15}"
     assert c["listRule"] is None
     listed = client.get(URL, headers=su).json()
     assert {"_superusers", "posts"} <= {i["name"] for i in listed["items"]}
@@ -65,9 +68,8 @@ def test_unique_index_enforced(client: TestClient, su: H) -> None:
     rec = "/api/collections/users2/records"
     assert client.post(rec, json={"handle": "ann"}, headers=su).status_code == 200
     dup = client.post(rec, json={"handle": "ann"}, headers=su)
-    assert (
-        dup.status_code == 400 and dup.json()["data"]["handle"]["code"] == "validation_not_unique"
-    )
+    assert dup.status_code == 400
+    assert dup.json()["data"]["handle"]["code"] == "validation_not_unique"
 
 
 def test_schema_changes_migrate_data(client: TestClient, su: H) -> None:
@@ -99,12 +101,16 @@ def test_schema_changes_migrate_data(client: TestClient, su: H) -> None:
     r = client.patch(f"{URL}/items", json={"name": "things", "fields": new_fields}, headers=su)
     assert r.status_code == 200, r.text
     got = client.get(f"/api/collections/things/records/{rec['id']}", headers=su).json()
-    assert got["label"] == "a" and got["qty"] == 12 and got["extra"] is False and got["note"] == "n"
+    assert got["label"] == "a"
+    assert got["qty"] == 12
+    assert got["extra"] is False
+    assert got["note"] == "n"
     assert client.get("/api/collections/items/records").status_code == 404
     # dropping a field refuses unless confirmed
     fields2 = [f for f in r.json()["fields"] if f["name"] != "note"]
     refused = client.patch(f"{URL}/things", json={"fields": fields2}, headers=su)
-    assert refused.status_code == 400 and "confirmDataLoss" in refused.json()["message"]
+    assert refused.status_code == 400
+    assert "confirmDataLoss" in refused.json()["message"]
     assert (
         client.get(f"/api/collections/things/records/{rec['id']}", headers=su).json()["note"] == "n"
     )

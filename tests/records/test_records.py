@@ -105,16 +105,23 @@ def test_create_returns_record_with_system_fields(
     )
     assert r.status_code == 200, r.text
     rec = r.json()
-    assert len(rec["id"]) == 15 and rec["id"].isalnum() and rec["id"].islower()
+    assert len(rec["id"]) == 15
+    assert rec["id"].isalnum()
+    assert rec["id"].islower()
     assert rec["collectionName"] == "books"
-    assert rec["price"] == 9.5 and rec["pages"] == 412 and rec["available"] is True
-    assert rec["tags"] == ["a", "b"] and rec["meta"] == {"isbn": "x"}
+    assert rec["price"] == 9.5
+    assert rec["pages"] == 412
+    assert rec["available"] is True
+    assert rec["tags"] == ["a", "b"]
+    assert rec["meta"] == {"isbn": "x"}
     assert rec["released"] == "1965-08-01 00:00:00.000Z"
-    assert rec["created"] and rec["created"] == rec["updated"]
+    assert rec["created"]
+    assert rec["created"] == rec["updated"]
     # hidden fields are returned to superusers only
     assert rec["secret"] == "s3"
     anon = client.get(f"/api/collections/books/records/{rec['id']}").json()
-    assert "secret" not in anon and anon["title"] == "Dune"
+    assert "secret" not in anon
+    assert anon["title"] == "Dune"
 
 
 def test_zero_values_and_client_id(client: TestClient, su: H, library: dict[str, str]) -> None:
@@ -124,10 +131,13 @@ def test_zero_values_and_client_id(client: TestClient, su: H, library: dict[str,
     assert r.status_code == 200, r.text
     rec = r.json()
     assert rec["id"] == "customid1234567"
-    assert (
-        rec["price"] == 0 and rec["available"] is False and rec["tags"] == [] and rec["genre"] == ""
-    )
-    assert rec["meta"] is None and rec["author"] == "" and rec["released"] == ""
+    assert rec["price"] == 0
+    assert rec["available"] is False
+    assert rec["tags"] == []
+    assert rec["genre"] == ""
+    assert rec["meta"] is None
+    assert rec["author"] == ""
+    assert rec["released"] == ""
     dup = client.post(
         "/api/collections/books/records", json={"id": "customid1234567", "title": "T"}, headers=su
     )
@@ -159,7 +169,8 @@ def test_validation_errors_use_pocketbase_codes(
     r = client.post("/api/collections/books/records", json=body, headers=su)
     assert r.status_code == 400, r.text
     err = r.json()
-    assert err["status"] == 400 and err["message"]
+    assert err["status"] == 400
+    assert err["message"]
     assert err["data"][field]["code"] == code
     assert client.get("/api/collections/books/records", headers=su).json()["totalItems"] == 0
 
@@ -175,8 +186,11 @@ def test_update_and_modifiers(client: TestClient, su: H, library: dict[str, str]
     )
     assert r.status_code == 200, r.text
     out = r.json()
-    assert out["title"] == "B" and out["tags"] == ["a", "b"] and out["price"] == 3
-    assert out["updated"] >= rec["updated"] and out["created"] == rec["created"]
+    assert out["title"] == "B"
+    assert out["tags"] == ["a", "b"]
+    assert out["price"] == 3
+    assert out["updated"] >= rec["updated"]
+    assert out["created"] == rec["created"]
     r = client.patch(
         f"/api/collections/books/records/{rec['id']}", json={"tags-": ["a"]}, headers=su
     )
@@ -184,7 +198,8 @@ def test_update_and_modifiers(client: TestClient, su: H, library: dict[str, str]
     r = client.patch(
         f"/api/collections/books/records/{rec['id']}", json={"id": "otherid00000000"}, headers=su
     )
-    assert r.status_code == 400 and r.json()["data"]["id"]["code"] == "validation_pk_change"
+    assert r.status_code == 400
+    assert r.json()["data"]["id"]["code"] == "validation_pk_change"
     assert (
         client.patch("/api/collections/books/records/nope", json={}, headers=su).status_code == 404
     )
@@ -205,19 +220,24 @@ def test_multipart_and_json_payload(client: TestClient, su: H, library: dict[str
     )
     assert r.status_code == 200, r.text
     rec = r.json()
-    assert rec["price"] == 12.5 and rec["available"] is True and rec["tags"] == ["a", "c"]
-    assert rec["meta"] == {"k": [1]} and rec["genre"] == "crime"
+    assert rec["price"] == 12.5
+    assert rec["available"] is True
+    assert rec["tags"] == ["a", "c"]
+    assert rec["meta"] == {"k": [1]}
+    assert rec["genre"] == "crime"
 
 
 def test_bad_bodies(client: TestClient, su: H, library: dict[str, str]) -> None:
     url = "/api/collections/books/records"
     r = client.post(url, content=b"{not json", headers={**su, "content-type": "application/json"})
-    assert r.status_code == 400 and "invalid JSON" in r.json()["message"]
+    assert r.status_code == 400
+    assert "invalid JSON" in r.json()["message"]
     r = client.post(url, content=b"[1, 2]", headers={**su, "content-type": "application/json"})
     assert r.status_code == 400
     big = b'{"title": "' + b"x" * (33 * 1024 * 1024) + b'"}'
     r = client.post(url, content=big, headers={**su, "content-type": "application/json"})
-    assert r.status_code == 413 and r.json()["status"] == 413
+    assert r.status_code == 413
+    assert r.json()["status"] == 413
 
 
 def test_list_pagination_and_totals(client: TestClient, su: H, library: dict[str, str]) -> None:
@@ -230,16 +250,18 @@ def test_list_pagination_and_totals(client: TestClient, su: H, library: dict[str
     assert (r["page"], r["perPage"], r["totalItems"], r["totalPages"]) == (2, 3, 7, 3)
     assert [i["title"] for i in r["items"]] == ["b3", "b4", "b5"]
     beyond = client.get(url, params={"perPage": 3, "page": 9}).json()
-    assert beyond["items"] == [] and beyond["totalItems"] == 7
+    assert beyond["items"] == []
+    assert beyond["totalItems"] == 7
     skip = client.get(url, params={"perPage": 3, "skipTotal": "1"}).json()
-    assert skip["totalItems"] == -1 and skip["totalPages"] == -1 and len(skip["items"]) == 3
+    assert skip["totalItems"] == -1
+    assert skip["totalPages"] == -1
+    assert len(skip["items"]) == 3
     clamp = client.get(url, params={"perPage": 5000}).json()
     assert clamp["perPage"] == 1000
     assert client.get(url, params={"page": "x"}).status_code == 400
     default = client.get(url).json()
-    assert default["perPage"] == 30 and [i["title"] for i in default["items"]] == [
-        f"b{i}" for i in range(7)
-    ]
+    assert default["perPage"] == 30
+    assert [i["title"] for i in default["items"]] == [f"b{i}" for i in range(7)]
     assert client.get(url, params={"unknown": "ignored"}).status_code == 200
 
 
@@ -261,9 +283,11 @@ def test_sort_and_filter(client: TestClient, su: H, library: dict[str, str]) -> 
     r = client.get(url, params={"filter": "author.name = 'Ann'", "sort": "-genre,title"}).json()
     assert [i["title"] for i in r["items"]] == ["t3", "t1"]
     r = client.get(url, params={"sort": "@random"})
-    assert r.status_code == 200 and r.json()["totalItems"] == 4
+    assert r.status_code == 200
+    assert r.json()["totalItems"] == 4
     bad = client.get(url, params={"filter": "price >"})
-    assert bad.status_code == 400 and bad.json()["message"]
+    assert bad.status_code == 400
+    assert bad.json()["message"]
     assert client.get(url, params={"filter": "nosuchfield = 1"}).status_code == 400
     assert client.get(url, params={"sort": "nosuchfield"}).status_code == 400
     assert client.get(url, params={"filter": "x" * 3501}).status_code == 400
@@ -341,9 +365,8 @@ def test_access_rules_before_auth_collections(
     url = "/api/collections/books/records"
     # create/update/delete rules are null: superusers only, 403 like PocketBase
     r = client.post(url, json={"title": "x"})
-    assert (
-        r.status_code == 403 and r.json()["message"] == "Only superusers can perform this action."
-    )
+    assert r.status_code == 403
+    assert r.json()["message"] == "Only superusers can perform this action."
     rec = client.post(url, json={"title": "x"}, headers=su).json()
     assert client.patch(f"{url}/{rec['id']}", json={"title": "y"}).status_code == 403
     assert client.delete(f"{url}/{rec['id']}").status_code == 403
@@ -374,7 +397,8 @@ def test_access_rules_before_auth_collections(
 
 def test_unknown_collection_and_routes(client: TestClient) -> None:
     r = client.get("/api/collections/nope/records")
-    assert r.status_code == 404 and r.json() == {
+    assert r.status_code == 404
+    assert r.json() == {
         "status": 404,
         "message": "Missing collection context.",
         "data": {},

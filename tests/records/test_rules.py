@@ -105,7 +105,8 @@ def test_changed_refuses_changing_guarded_fields(
     r = client.patch(url, json=body, headers=ann["h"])
     assert r.status_code == 404  # a failed update rule hides the record, as PocketBase
     got = client.get(url, headers={"X-Api-Key": "let-me-in"}).json()
-    assert got["owner"] == ann["id"] and got["status"] == "draft"
+    assert got["owner"] == ann["id"]
+    assert got["status"] == "draft"
 
 
 def test_headers_in_rules(client: TestClient, world: dict[str, Any]) -> None:
@@ -113,7 +114,8 @@ def test_headers_in_rules(client: TestClient, world: dict[str, Any]) -> None:
     assert client.get(url).status_code == 404
     assert client.get(url, headers={"X-Api-Key": "wrong"}).status_code == 404
     r = client.get(url, headers={"x-api-key": "let-me-in"})
-    assert r.status_code == 200 and r.json()["id"] == world["post"]
+    assert r.status_code == 200
+    assert r.json()["id"] == world["post"]
 
 
 def test_manage_rule_lets_an_admin_change_protected_fields(
@@ -129,7 +131,8 @@ def test_manage_rule_lets_an_admin_change_protected_fields(
     }
     r = client.patch(url, json=body, headers=admin["h"])
     assert r.status_code == 200, r.text
-    assert r.json()["verified"] is True and r.json()["email"] == "ann2@example.com"
+    assert r.json()["verified"] is True
+    assert r.json()["email"] == "ann2@example.com"
     login = client.post(
         "/api/collections/users/auth-with-password",
         json={"identity": "ann2@example.com", "password": "new-pass-123"},
@@ -145,26 +148,31 @@ def test_without_manage_access_protected_fields_stay(
     ann, bob = world["ann"], world["bob"]
     own = f"/api/collections/users/records/{ann['id']}"
     r = client.patch(own, json={"verified": True}, headers=ann["h"])
-    assert r.status_code == 400 and "verified" in r.json()["data"]
+    assert r.status_code == 400
+    assert "verified" in r.json()["data"]
     r = client.patch(own, json={"email": "x@example.com"}, headers=ann["h"])
-    assert r.status_code == 400 and "email" in r.json()["data"]
+    assert r.status_code == 400
+    assert "email" in r.json()["data"]
     r = client.patch(
         own,
         json={"password": "new-pass-123", "passwordConfirm": "new-pass-123"},
         headers=ann["h"],
     )
-    assert r.status_code == 400 and "oldPassword" in r.json()["data"]
+    assert r.status_code == 400
+    assert "oldPassword" in r.json()["data"]
     # bob may not even update ann (updateRule), so he gets a 404 whatever he sends
     r = client.patch(own, json={"verified": True}, headers=bob["h"])
     assert r.status_code == 404
     got = client.get(own, headers=ann["h"]).json()
-    assert got["verified"] is False and got["email"] == "ann@example.com"
+    assert got["verified"] is False
+    assert got["email"] == "ann@example.com"
 
 
 def test_manage_rule_on_create(client: TestClient, world: dict[str, Any]) -> None:
     body = {"email": "v@example.com", "password": PW, "passwordConfirm": PW, "verified": True}
     r = client.post("/api/collections/users/records", json=body, headers=world["ann"]["h"])
-    assert r.status_code == 400 and "verified" in r.json()["data"]
+    assert r.status_code == 400
+    assert "verified" in r.json()["data"]
     # nothing was created by the refused attempt
     r = client.post("/api/collections/users/records", json=body, headers=world["admin"]["h"])
     assert r.status_code == 200, r.text

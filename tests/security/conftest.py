@@ -20,37 +20,9 @@ import pytest
 
 from tests.helpers.security import (
     BACKENDS,
-    PW,
-    SUPERUSERS_ID,
-    USERS,
-    Actor,
-    H,
     SharedApp,
     SharedApps,
-    assemble,
-    b64url,
-    sign_hs,
-    token_parts,
-    unb64url,
 )
-
-# Re-exported for test modules that still import them from here; new code imports
-# tests.helpers.security (a test module must never import a conftest).
-__all__ = [
-    "BACKENDS",
-    "PW",
-    "SUPERUSERS_ID",
-    "USERS",
-    "Actor",
-    "H",
-    "SharedApp",
-    "SharedApps",
-    "assemble",
-    "b64url",
-    "sign_hs",
-    "token_parts",
-    "unb64url",
-]
 
 
 @pytest.fixture(scope="session")

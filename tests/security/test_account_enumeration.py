@@ -194,7 +194,8 @@ def test_answer_comes_before_the_mail_server_answers(app: AppFactory, inbox: Gat
     assert inbox.messages == []  # the worker is still waiting for the mail server
     inbox.gate.set()
     mail = inbox.wait(1)[0]
-    assert mail["To"] == KNOWN and "/auth/confirm-password-reset/" in html_of(mail)
+    assert mail["To"] == KNOWN
+    assert "/auth/confirm-password-reset/" in html_of(mail)
     # the e-mail change request goes the same way
     inbox.gate.clear()
     inbox.entered.clear()
@@ -203,8 +204,10 @@ def test_answer_comes_before_the_mail_server_answers(app: AppFactory, inbox: Gat
         json={"newEmail": "ann.new@example.com"},
         headers=ann_headers(c),
     )
-    assert (r.status_code, r.content) == (204, b"") and len(inbox.messages) == 1
-    assert inbox.entered.wait(20) and len(inbox.messages) == 1
+    assert (r.status_code, r.content) == (204, b"")
+    assert len(inbox.messages) == 1
+    assert inbox.entered.wait(20)
+    assert len(inbox.messages) == 1
     inbox.gate.set()
     assert inbox.wait(2)[1]["To"] == "ann.new@example.com"
     # with a mail server, every address gets the same answer as well
@@ -232,7 +235,8 @@ def test_unsendable_mail_is_a_dead_letter_not_an_answer(
     by_address = {j["args"]["email"]: j for j in jobs}
     assert by_address[UNKNOWN]["state"] == "completed"
     dead = by_address[KNOWN]
-    assert dead["state"] == "discarded" and len(dead["errors"]) == 1
+    assert dead["state"] == "discarded"
+    assert len(dead["errors"]) == 1
     reason = dead["errors"][0]["error"].splitlines()[0]
     expected = f"shipyard.tools.mailer.MailError: cannot connect to SMTP server 127.0.0.1:{closed}"
     assert reason.startswith(expected), reason
@@ -280,7 +284,8 @@ def test_limits_answer_alike_for_every_address(
     )
     assert (r.status_code, r.content) == (429, body)
     assert 1 <= int(r.headers["Retry-After"]) <= 600
-    assert len(settled(c, su)) == 4 and len(inbox.messages) == 2
+    assert len(settled(c, su)) == 4
+    assert len(inbox.messages) == 2
     # once the window has passed, mails go out again
     monkeypatch.setattr(attempts_module, "time", _Clock(601))
     assert ask(c, "request-password-reset", KNOWN) == NO_CONTENT

@@ -57,7 +57,8 @@ def _assert_limited(r: Any, window: int = 300) -> int:
     assert r.status_code == 429, r.text
     wait = int(r.headers["Retry-After"])
     assert 1 <= wait <= window
-    assert r.json()["status"] == 429 and r.json()["data"]["retryAfter"] == wait
+    assert r.json()["status"] == 429
+    assert r.json()["data"]["retryAfter"] == wait
     assert "token" not in r.json()
     return wait
 
@@ -107,7 +108,8 @@ def test_default_limit_per_identity(client: TestClient, su: H) -> None:
     session = {"Authorization": _login(client, ann, PW).json()["token"]}
     for _ in range(5):
         r = _login(client, ann, "wrong-password")
-        assert r.status_code == 400 and r.json()["message"] == "Failed to authenticate.", r.text
+        assert r.status_code == 400, r.text
+        assert r.json()["message"] == "Failed to authenticate.", r.text
     _assert_limited(_login(client, ann, "wrong-password"))
     # the right password is refused too, so a lock does not tell which guess was right
     _assert_limited(_login(client, ann, PW))
@@ -182,4 +184,5 @@ def test_unknown_identities_answer_and_lock_alike(low: TestClient) -> None:
     for _ in range(2):
         assert _login(low, ann, "wrong-password").status_code == 400
     other = _login(low, ann, "wrong-password")
-    assert other.status_code == 429 and other.json()["message"] == locked.json()["message"]
+    assert other.status_code == 429
+    assert other.json()["message"] == locked.json()["message"]

@@ -140,7 +140,8 @@ def test_failures_under_any_spelling_lock_the_one_account(app: TestClient) -> No
         assert _login(app, spelling, "wrong-password").status_code == 400
     for spelling in spellings:
         r = _login(app, spelling)
-        assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1, r.text
+        assert r.status_code == 429, r.text
+        assert int(r.headers["Retry-After"]) >= 1, r.text
 
 
 def test_email_change_to_a_case_twin_is_refused(app: TestClient) -> None:
@@ -175,7 +176,8 @@ def test_accounts_with_case_twins_in_another_identity_keep_separate_counts(
     for _ in range(4):
         assert _login(app, "bob", "wrong-password").status_code == 400
     r = _login(app, "Bob")
-    assert r.status_code == 200 and r.json()["record"]["id"] == big
+    assert r.status_code == 200
+    assert r.json()["record"]["id"] == big
     assert _login(app, "bob", "wrong-password").status_code == 400  # the 5th
     assert _login(app, "bob").status_code == 429
     # one account's identities share its count: the e-mail of bob is locked too
@@ -240,7 +242,8 @@ def test_startup_migrates_the_email_index(settings: Settings, app: TestClient) -
             assert _email_index(c, su, coll).endswith("(`email` COLLATE NOCASE)"), coll
         _not_unique(_signup(c, "ANN@example.com"))
         r = _login(c, "ANN@EXAMPLE.COM")
-        assert r.status_code == 200 and r.json()["record"]["id"] == ann
+        assert r.status_code == 200
+        assert r.json()["record"]["id"] == ann
         r = c.post(
             "/api/collections/members/records",
             json={"email": "BOB@example.com", "password": PW, "passwordConfirm": PW},
@@ -265,7 +268,9 @@ def test_startup_with_case_twins_keeps_them_working(
         c = _app(settings)
     try:
         warned = [r.getMessage() for r in caplog.records if r.name == "shipyard.schema"]
-        assert len(warned) == 1 and ann in warned[0] and twin.json()["id"] in warned[0]
+        assert len(warned) == 1
+        assert ann in warned[0]
+        assert twin.json()["id"] in warned[0]
         assert "ann@example.com" not in warned[0].lower()  # ids, never the addresses
         su = _su(c)
         assert _email_index(c, su).endswith("(`email`)")

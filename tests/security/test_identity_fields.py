@@ -11,7 +11,6 @@ its bad names find nobody.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -32,7 +31,7 @@ USERS = {
 
 
 @pytest.fixture
-def app(client: TestClient, su: H) -> Iterator[tuple[TestClient, H, str, str]]:
+def app(client: TestClient, su: H) -> tuple[TestClient, H, str, str]:
     """An app with `users` and two accounts (first: ann, then bob)."""
     r = client.post("/api/collections", json=USERS, headers=su)
     assert r.status_code == 200, r.text
@@ -49,7 +48,7 @@ def app(client: TestClient, su: H) -> Iterator[tuple[TestClient, H, str, str]]:
         )
         assert r.status_code == 200, r.text
         ids.append(r.json()["id"])
-    yield client, su, ids[0], ids[1]
+    return client, su, ids[0], ids[1]
 
 
 def _login(c: TestClient, identity: str, password: str, **extra: Any) -> Any:
@@ -133,10 +132,12 @@ def test_valid_identity_field_logs_in_as_its_index_compares(
     assert _login(c, INJECTION, PW + "ann").status_code == 400
     # identityField picks one of the listed fields, and only those
     r = _login(c, "ann", PW + "ann", identityField="username")
-    assert r.status_code == 200 and r.json()["record"]["id"] == ann
+    assert r.status_code == 200
+    assert r.json()["record"]["id"] == ann
     assert _login(c, "ann", PW + "ann", identityField="email").status_code == 400
     r = _login(c, "ann", PW + "ann", identityField="nick")
-    assert r.status_code == 400 and r.json()["message"] == "Invalid identity field."
+    assert r.status_code == 400
+    assert r.json()["message"] == "Invalid identity field."
 
 
 def test_stored_bad_identity_fields_find_nobody(app: tuple[TestClient, H, str, str]) -> None:
@@ -159,12 +160,15 @@ def test_stored_bad_identity_fields_find_nobody(app: tuple[TestClient, H, str, s
     c.portal.call(store, [INJECTION])  # type: ignore[union-attr]
     for identity in ("anything", "bob@example.com", "ann@example.com"):
         r = _login(c, identity, PW + "ann")
-        assert r.status_code == 400 and r.json()["message"] == "Failed to authenticate.", r.text
+        assert r.status_code == 400, r.text
+        assert r.json()["message"] == "Failed to authenticate.", r.text
     r = _login(c, "anything", PW + "ann", identityField=INJECTION)
-    assert r.status_code == 400 and r.json()["message"] == "Failed to authenticate."
+    assert r.status_code == 400
+    assert r.json()["message"] == "Failed to authenticate."
     c.portal.call(store, ["nope", "nick", "email"])  # type: ignore[union-attr]
     assert _login(c, "x", "whatever-1").status_code == 400
     r = _login(c, "ann@example.com", PW + "ann")
-    assert r.status_code == 200 and r.json()["record"]["id"] == ann
+    assert r.status_code == 200
+    assert r.json()["record"]["id"] == ann
     # saving the collection now asks for the definition to be fixed
     _refused(_set(c, su, {"listRule": ""}), "validation_missing_field", "nope")

@@ -114,7 +114,9 @@ def test_other_users_records_are_not_found(w: World, method: str, coll: str) -> 
     r = app.client.request(method, url, json=body, headers=w.a.h)
     assert r.status_code == 404, r.text
     stored = app.su_view(coll, doc)
-    assert stored is not None and stored["title"] == "mine" and stored["owner"] == w.b.id
+    assert stored is not None
+    assert stored["title"] == "mine"
+    assert stored["owner"] == w.b.id
     # anonymous fares no better
     assert app.client.request(method, url, json=body).status_code == 404
 
@@ -189,7 +191,9 @@ def test_create_for_someone_else_is_refused(w: World) -> None:
     )
     assert r.status_code == 400, r.text
     stored = app.su_view("docs", w.b_doc)
-    assert stored is not None and stored["owner"] == b.id and stored["title"] == "b's"
+    assert stored is not None
+    assert stored["owner"] == b.id
+    assert stored["title"] == "b's"
 
 
 def test_plain_owner_update_rule_allows_a_handover(w: World) -> None:
@@ -212,11 +216,15 @@ def test_guarded_update_rule_prevents_a_handover(w: World) -> None:
     r = app.client.patch(url, json={"owner": b.id, "title": "given away"}, headers=a.h)
     assert r.status_code == 404, r.text
     stored = app.su_view("guarded_docs", doc)
-    assert stored is not None and stored["owner"] == a.id and stored["title"] == "mine"
+    assert stored is not None
+    assert stored["owner"] == a.id
+    assert stored["title"] == "mine"
     r = app.client.patch(url, json={"owner": a.id, "title": "kept"}, headers=a.h)
-    assert r.status_code == 200 and r.json()["title"] == "kept", r.text
+    assert r.status_code == 200, r.text
+    assert r.json()["title"] == "kept", r.text
     r = app.client.patch(url, json={"title": "edited"}, headers=a.h)
-    assert r.status_code == 200 and r.json()["title"] == "edited", r.text
+    assert r.status_code == 200, r.text
+    assert r.json()["title"] == "edited", r.text
 
 
 @pytest.mark.parametrize("key", ["owner+", "+owner", "owner-"])
@@ -231,7 +239,8 @@ def test_guarded_update_rule_sees_through_modifiers(w: World, key: str) -> None:
     )
     assert r.status_code in ((400, 404) if key == "owner+" else (200, 400, 404)), r.text
     stored = app.su_view("guarded_docs", doc)
-    assert stored is not None and stored["owner"] == a.id
+    assert stored is not None
+    assert stored["owner"] == a.id
 
 
 @pytest.fixture(scope="module")
@@ -278,7 +287,9 @@ def test_isset_guard_sees_through_modifiers(w: World, counted: str, key: str, va
                          headers=a.h)  # fmt: skip
     assert r.status_code in (400, 404), r.text
     stored = app.su_view(counted, rid)
-    assert stored is not None and stored["editors"] == [a.id] and stored["views"] == 1
+    assert stored is not None
+    assert stored["editors"] == [a.id]
+    assert stored["views"] == 1
     # the guard lets through what it should
     r = app.client.patch(f"/api/collections/{counted}/records/{rid}", json={"title": "u"},
                          headers=a.h)  # fmt: skip
@@ -374,9 +385,12 @@ def test_signup_ignores_server_managed_fields(w: World) -> None:
     if r.status_code == 400:
         return
     rec = r.json()
-    assert rec["collectionName"] == "users" and rec["verified"] is False
-    assert not rec["created"].startswith("2001") and not rec["updated"].startswith("2001")
-    assert "tokenKey" not in rec and "password" not in rec
+    assert rec["collectionName"] == "users"
+    assert rec["verified"] is False
+    assert not rec["created"].startswith("2001")
+    assert not rec["updated"].startswith("2001")
+    assert "tokenKey" not in rec
+    assert "password" not in rec
     stored = app.auth_record("users", rec["id"])
     assert stored["tokenKey"] != planted
     # a token signed with the planted key (and nothing else) is worthless
@@ -400,7 +414,8 @@ def test_update_cannot_set_verified(w: World, mass: Actor) -> None:
     r = app.client.patch(
         f"/api/collections/users/records/{u.id}", json={"verified": True}, headers=u.h
     )
-    assert r.status_code == 400 and "verified" in r.json()["data"], r.text
+    assert r.status_code == 400, r.text
+    assert "verified" in r.json()["data"], r.text
     assert app.auth_record("users", u.id)["verified"] is False
 
 
@@ -439,8 +454,10 @@ def test_update_cannot_set_token_key(w: World) -> None:
 def test_update_cannot_take_over_another_id(w: World, mass: Actor) -> None:
     app, u, v = w.app, mass, w.b
     r = app.client.patch(f"/api/collections/users/records/{u.id}", json={"id": v.id}, headers=u.h)
-    assert r.status_code == 400 and "id" in r.json()["data"], r.text
-    assert app.su_view("users", u.id) is not None and app.su_view("users", v.id) is not None
+    assert r.status_code == 400, r.text
+    assert "id" in r.json()["data"], r.text
+    assert app.su_view("users", u.id) is not None
+    assert app.su_view("users", v.id) is not None
     assert (
         app.client.post("/api/collections/users/auth-refresh", headers=v.h).json()["record"]["id"]
         == v.id
@@ -464,16 +481,19 @@ def test_update_cannot_change_email_or_password_without_proof(w: World, mass: Ac
     app, u = w.app, mass
     url = f"/api/collections/users/records/{u.id}"
     r = app.client.patch(url, json={"email": "taken-over@example.com"}, headers=u.h)
-    assert r.status_code == 400 and "email" in r.json()["data"], r.text
+    assert r.status_code == 400, r.text
+    assert "email" in r.json()["data"], r.text
     r = app.client.patch(url, json={"password": "x-new-pass-1", "passwordConfirm": "x-new-pass-1"},
                          headers=u.h)  # fmt: skip
-    assert r.status_code == 400 and "oldPassword" in r.json()["data"], r.text
+    assert r.status_code == 400, r.text
+    assert "oldPassword" in r.json()["data"], r.text
     r = app.client.patch(
         url,
         json={"password": "x-new-pass-1", "passwordConfirm": "x-new-pass-1", "oldPassword": "nope"},
         headers=u.h,
     )
-    assert r.status_code == 400 and "oldPassword" in r.json()["data"], r.text
+    assert r.status_code == 400, r.text
+    assert "oldPassword" in r.json()["data"], r.text
     stored = app.auth_record("users", u.id)
     assert stored["email"] == u.email
     # nothing changed, so the session lives on
@@ -537,11 +557,14 @@ def test_email_is_hidden_from_others(w: World, people: dict[str, Actor]) -> None
     assert seen[pa.id]["email"] == pa.email
     assert "email" not in seen[pb.id]
     anon = _seen(w, {})
-    assert "email" not in anon[pa.id] and "email" not in anon[pb.id]
+    assert "email" not in anon[pa.id]
+    assert "email" not in anon[pb.id]
     su_seen = _seen(w, w.app.su)
-    assert su_seen[pa.id]["email"] == pa.email and su_seen[pb.id]["email"] == pb.email
+    assert su_seen[pa.id]["email"] == pa.email
+    assert su_seen[pb.id]["email"] == pb.email
     r = w.app.client.get(f"/api/collections/people/records/{pb.id}", headers=pa.h)
-    assert r.status_code == 200 and "email" not in r.json()
+    assert r.status_code == 200
+    assert "email" not in r.json()
     r = w.app.client.get(
         "/api/collections/mentions/records", params={"expand": "who", "fields": "*,expand.who.*"}
     )
@@ -587,9 +610,11 @@ def test_email_visibility_opt_in(w: World, people: dict[str, Actor]) -> None:
     )
     assert r.status_code == 200, r.text
     r = app.client.get(f"/api/collections/people/records/{pd.id}", headers=pc.h)
-    assert r.status_code == 200 and r.json()["email"] == pd.email
+    assert r.status_code == 200
+    assert r.json()["email"] == pd.email
     r = app.client.get(f"/api/collections/people/records/{pc.id}", headers=pd.h)
-    assert r.status_code == 200 and "email" not in r.json()
+    assert r.status_code == 200
+    assert "email" not in r.json()
 
 
 def test_auth_responses_never_carry_secrets(w: World) -> None:

@@ -90,7 +90,8 @@ def assert_guest(w: World, token: str, user: Actor | None = None) -> None:
     h = _h(token)
     assert app.client.post("/api/collections/users/auth-refresh", headers=h).status_code == 401
     r = app.client.get("/api/collections/jdocs/records", headers=h)
-    assert r.status_code == 200 and r.json()["items"] == [], r.text
+    assert r.status_code == 200, r.text
+    assert r.json()["items"] == [], r.text
     assert app.client.get(f"/api/collections/jdocs/records/{w.a_doc}", headers=h).status_code == 404
     r = app.client.patch(
         f"/api/collections/jdocs/records/{w.a_doc}", json={"title": "x"}, headers=h
@@ -125,7 +126,8 @@ def test_token_minted_with_the_servers_key_material_works(w: World) -> None:
     key = w.app.auth_record("users", w.a.id)["tokenKey"]
     token = issue_token(svc.settings.secret_key, coll, w.a.id, key, 600)
     r = w.app.client.post("/api/collections/users/auth-refresh", headers=_h(token))
-    assert r.status_code == 200 and r.json()["record"]["id"] == w.a.id
+    assert r.status_code == 200
+    assert r.json()["record"]["id"] == w.a.id
 
 
 def _none(alg: str, keep_sig: bool) -> Callable[[World], str]:
@@ -267,7 +269,8 @@ def test_token_of_another_auth_collection(w: World) -> None:
     assert app.client.post("/api/collections/staff/auth-refresh", headers=w.a.h).status_code == 403
     # a staff member is not a user: users' owner rules let them see nothing
     r = app.client.get("/api/collections/jdocs/records", headers=staff)
-    assert r.status_code == 200 and r.json()["items"] == []
+    assert r.status_code == 200
+    assert r.json()["items"] == []
     assert app.client.get("/api/collections", headers=staff).status_code == 403
 
 

@@ -69,7 +69,8 @@ def _statuses(responses: list[httpx.Response]) -> Counter[int]:
     for r in responses:
         if r.status_code == 429:
             wait = int(r.headers["Retry-After"])
-            assert 1 <= wait <= 300 and r.json() == {
+            assert 1 <= wait <= 300
+            assert r.json() == {
                 "status": 429,
                 "message": "Too many failed authentication attempts; try again later.",
                 "data": {"retryAfter": wait},

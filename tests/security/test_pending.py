@@ -167,7 +167,8 @@ def test_changed_guard_allows_same_values_and_other_fields(w: World) -> None:
     rid, url = _handover(w)
     same = {"owner": w.a.id, "editors": [w.a.id], "views": 1, "title": "edited"}
     r = w.app.client.patch(url, json=same, headers=w.a.h)
-    assert r.status_code == 200 and r.json()["title"] == "edited", r.text
+    assert r.status_code == 200, r.text
+    assert r.json()["title"] == "edited", r.text
     _unchanged(w, rid)
 
 
@@ -200,7 +201,8 @@ def test_manager_may_reset_a_members_password_and_verify(w: World) -> None:
         headers=w.admin.h,
     )  # fmt: skip
     assert r.status_code == 200, r.text
-    assert r.json()["verified"] is True and r.json()["email"] == target.email
+    assert r.json()["verified"] is True
+    assert r.json()["email"] == target.email
     r = app.client.post("/api/collections/members/auth-refresh", headers=target.h)
     assert r.status_code == 401  # the reset ended the member's sessions
     app.login(target.email, "members", "reset-by-admin-1")
@@ -218,7 +220,8 @@ def test_manage_rule_is_evaluated_against_the_target(w: World, body: dict[str, A
     r = app.client.patch(_members_url(w.admin2), json=body, headers=w.admin.h)
     assert r.status_code == 400, r.text
     stored = app.auth_record("members", w.admin2.id)
-    assert stored["email"] == w.admin2.email and stored["verified"] is False
+    assert stored["email"] == w.admin2.email
+    assert stored["verified"] is False
     assert (
         app.client.post("/api/collections/members/auth-refresh", headers=w.admin2.h).status_code
         == 200
@@ -258,7 +261,8 @@ def test_manage_access_shows_emails_to_managers_only(w: World) -> None:
     by_admin, by_member = emails(w.admin.h), emails(w.m1.h)
     assert by_admin[w.m1.id] == w.m1.email  # managed
     assert by_admin[w.admin2.id] is None  # another admin: not managed
-    assert by_member[w.admin.id] is None and by_member[w.m1.id] == w.m1.email
+    assert by_member[w.admin.id] is None
+    assert by_member[w.m1.id] == w.m1.email
 
 
 def test_signup_cannot_make_an_admin(w: World) -> None:
@@ -291,7 +295,8 @@ def test_header_rule_is_not_served_from_cache(w: World, first: str) -> None:
                 assert [i["id"] for i in lst.json()["items"]] == ["keyedrecord0000"]
                 assert one.status_code == 200
             else:
-                assert lst.status_code == 200 and lst.json()["items"] == []
+                assert lst.status_code == 200
+                assert lst.json()["items"] == []
                 assert one.status_code == 404
     for h in (
         {"X-Api-Key": "LET-ME-IN"},

@@ -55,7 +55,8 @@ def test_every_operator(op: str) -> None:
     assert isinstance(node, Comparison)
     assert node.op == op
     node = parse(f"a{op}'b'")  # no whitespace needed
-    assert isinstance(node, Comparison) and node.op == op
+    assert isinstance(node, Comparison)
+    assert node.op == op
 
 
 def test_there_are_sixteen_operators() -> None:
@@ -128,11 +129,14 @@ def test_function_calls() -> None:
     )
     assert parse("f() = 1") == cmp(Call("f", (), 0), "=", Number(1.0, "1", 6))
     node = parse("f(1,) = 1")  # a trailing comma is allowed
-    assert isinstance(node, Comparison) and node.left == Call("f", (Number(1.0, "1", 2),), 0)
+    assert isinstance(node, Comparison)
+    assert node.left == Call("f", (Number(1.0, "1", 2),), 0)
     node = parse("f(g(h(1))) = 1")  # three levels
-    assert isinstance(node, Comparison) and isinstance(node.left, Call)
+    assert isinstance(node, Comparison)
+    assert isinstance(node.left, Call)
     node = parse("a = f( 1 , // comment\n 2 )")
-    assert isinstance(node, Comparison) and isinstance(node.right, Call)
+    assert isinstance(node, Comparison)
+    assert isinstance(node.right, Call)
     assert len(node.right.args) == 2
 
 
@@ -168,10 +172,14 @@ def test_same_operator_is_flattened() -> None:
 
 def test_positions() -> None:
     node = parse("  title = 'x' && views > 10")
-    assert isinstance(node, Logical) and node.pos == 2
+    assert isinstance(node, Logical)
+    assert node.pos == 2
     first, second = node.items
-    assert isinstance(first, Comparison) and first.pos == 2 and first.right == Text("x", 10)
-    assert isinstance(second, Comparison) and second.left == Identifier("views", 17)
+    assert isinstance(first, Comparison)
+    assert first.pos == 2
+    assert first.right == Text("x", 10)
+    assert isinstance(second, Comparison)
+    assert second.left == Identifier("views", 17)
 
 
 def test_whitespace_and_comments() -> None:
@@ -320,7 +328,8 @@ def test_no_input_recurses_deeply() -> None:
 def test_long_flat_filters_are_fine() -> None:
     text = " && ".join(f"f{i} = {i}" for i in range(1000))
     node = parse(text, max_length=10**6, max_expressions=1000)
-    assert isinstance(node, Logical) and len(node.items) == 1000
+    assert isinstance(node, Logical)
+    assert len(node.items) == 1000
 
 
 def test_ast_is_immutable_and_hashable() -> None:

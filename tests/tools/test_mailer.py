@@ -63,7 +63,8 @@ def test_send_delivers_multipart_alternative(smtp: SMTPServer) -> None:
     assert m["From"].addresses[0].display_name == "Shipyard Café"
     assert m["From"].addresses[0].addr_spec == "noreply@shipyard.test"
     assert str(m["To"]) == "alice@example.com"
-    assert m["Date"] and m["Message-ID"].endswith("@shipyard.test>")
+    assert m["Date"]
+    assert m["Message-ID"].endswith("@shipyard.test>")
     assert m.get_content_type() == "multipart/alternative"
     parts = list(m.iter_parts())
     assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
@@ -95,7 +96,8 @@ def _send_failure(mailer: Mailer) -> MailError:
 def _assert_no_password(err: MailError) -> None:
     assert PASSWORD not in str(err)
     assert PASSWORD not in repr(err)
-    assert err.__cause__ is None and err.__suppress_context__
+    assert err.__cause__ is None
+    assert err.__suppress_context__
 
 
 def test_wrong_password_raises_clear_error(smtp_auth: SMTPServer) -> None:
@@ -109,7 +111,9 @@ def test_wrong_password_raises_clear_error(smtp_auth: SMTPServer) -> None:
     assert not smtp_auth.handler.received
     # one try per mechanism the server offers (aiosmtplib's login), none retried
     tried = smtp_auth.handler.logins
-    assert tried and len(set(tried)) == len(tried) and {user for _, user in tried} == {USER}
+    assert tried
+    assert len(set(tried)) == len(tried)
+    assert {user for _, user in tried} == {USER}
 
 
 def test_refused_connection_raises_clear_error() -> None:

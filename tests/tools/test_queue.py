@@ -73,19 +73,29 @@ def test_enqueue_commits_or_rolls_back_with_the_callers_transaction(target: Targ
     async def body(q: Queue) -> None:
         async with q.db.transaction() as tx:
             kept = await q.enqueue(tx, "email", {"to": "a@example.com"})
-        with pytest.raises(Boom):
+        lost: list[int] = []
+
+        async def enqueue_then_fail() -> None:
             async with q.db.transaction() as tx:
-                lost = await q.enqueue(tx, "email", {"to": "b@example.com"})
+                job = await q.enqueue(tx, "email", {"to": "b@example.com"})
+                lost.append(job.id)
                 # visible inside its own transaction…
-                row = await tx.fetchone('SELECT COUNT(*) FROM "_jobs" WHERE "id" = ?', (lost.id,))
-                assert row is not None and row[0] == 1
+                row = await tx.fetchone('SELECT COUNT(*) FROM "_jobs" WHERE "id" = ?', (job.id,))
+                assert row is not None
+                assert row[0] == 1
                 raise Boom()
+
+        with pytest.raises(Boom):
+            await enqueue_then_fail()
         # …and gone with it
-        assert await q.get(lost.id) is None
+        assert await q.get(lost[0]) is None
         job = await q.get(kept.id)
-        assert job is not None and job.state == "available" and job.args == {"to": "a@example.com"}
+        assert job is not None
+        assert job.state == "available"
+        assert job.args == {"to": "a@example.com"}
         jobs, total = await q.list()
-        assert total == 1 and [j.id for j in jobs] == [kept.id]
+        assert total == 1
+        assert [j.id for j in jobs] == [kept.id]
         claimed = await q.claim("w", 10, 30)
         assert [j.id for j in claimed] == [kept.id]
 
@@ -194,11 +204,13 @@ def test_concurrent_claimers_never_get_the_same_job(target: Target) -> None:
             for d in dbs:
                 await d.close()
         every = [jid for ids in got for jid in ids]
-        assert len(every) == n and len(set(every)) == n
+        assert len(every) == n
+        assert len(set(every)) == n
         row = await q.db.fetchone(
             'SELECT COUNT(*), MAX("attempt") FROM "_jobs" WHERE "state" = \'running\''
         )
-        assert row is not None and tuple(row) == (n, 1)
+        assert row is not None
+        assert tuple(row) == (n, 1)
 
     run(target, body)
 
@@ -245,20 +257,24 @@ def test_unique_key_returns_the_first_job_until_it_is_final(target: Target) -> N
     async def body(q: Queue) -> None:
         a = await q.enqueue(q.db, "k", 1, unique_key="report:42")
         b = await q.enqueue(q.db, "k", 2, unique_key="report:42")
-        assert a.created and not b.created and b.id == a.id
+        assert a.created
+        assert not b.created
+        assert b.id == a.id
         (job,) = await q.claim("w", 10, 30)
         # still held while running
         assert (await q.enqueue(q.db, "k", 3, unique_key="report:42")).id == a.id
         assert await q.complete(None, job)
         c = await q.enqueue(q.db, "k", 4, unique_key="report:42")
-        assert c.created and c.id != a.id
+        assert c.created
+        assert c.id != a.id
         # keep_unique: the key stays with the job after it completes
         d = await q.enqueue(q.db, "k", 5, unique_key="tick:1", keep_unique=True)
         jobs = await q.claim("w", 10, 30)
         assert {j.id for j in jobs} == {c.id, d.id}
         assert await q.complete_many([(j, None) for j in jobs]) == 2
         again = await q.enqueue(q.db, "k", 6, unique_key="tick:1", keep_unique=True)
-        assert not again.created and again.id == d.id
+        assert not again.created
+        assert again.id == d.id
         assert (await q.get(d.id)).state == "completed"  # type: ignore[union-attr]
 
     run(target, body)
@@ -271,13 +287,17 @@ def test_expired_lease_is_rescued_and_the_old_attempt_is_fenced_off(target: Targ
     async def body(q: Queue) -> None:
         e = await q.enqueue(q.db, "k", None, max_attempts=3, now=T0)
         (a1,) = await q.claim("w1", 1, 0.05, now=T0)  # w1 then never answers
-        assert a1.attempt == 1 and a1.lease_until == pytest.approx(T0 + 0.05)
+        assert a1.attempt == 1
+        assert a1.lease_until == pytest.approx(T0 + 0.05)
         assert await q.claim("w2", 1, 30, now=T0) == []  # running: not claimable
         assert await q.rescue(now=T0 + 0.04) == 0  # lease still valid
         assert await q.rescue(now=T0 + 0.06) == 1
         job = await q.get(e.id)
-        assert job is not None and job.state == "retryable" and job.worker is None
-        assert "lease expired" in job.errors[0]["error"] and "w1" in job.errors[0]["error"]
+        assert job is not None
+        assert job.state == "retryable"
+        assert job.worker is None
+        assert "lease expired" in job.errors[0]["error"]
+        assert "w1" in job.errors[0]["error"]
         (a2,) = await q.claim("w2", 1, 30, now=T0 + 0.07)
         assert a2.attempt == 2
         # w1 wakes up: its heartbeat finds the job gone, its completion does nothing
@@ -288,10 +308,13 @@ def test_expired_lease_is_rescued_and_the_old_attempt_is_fenced_off(target: Targ
         assert await q.heartbeat("w2", [(e.id, 1)], 30, now=T0 + 0.08) == {}
         assert await q.heartbeat("w2", [(e.id, 2)], 30, now=T0 + 0.08) == {e.id: False}
         job = await q.get(e.id)
-        assert job is not None and job.lease_until == pytest.approx(T0 + 30.08)
+        assert job is not None
+        assert job.lease_until == pytest.approx(T0 + 30.08)
         assert await q.complete(None, a2, result={"by": "w2"})
         job = await q.get(e.id)
-        assert job is not None and job.state == "completed" and job.result == {"by": "w2"}
+        assert job is not None
+        assert job.state == "completed"
+        assert job.result == {"by": "w2"}
         assert len(job.errors) == 1
 
     run(target, body)
@@ -303,7 +326,9 @@ def test_rescue_of_the_last_attempt_discards(target: Target) -> None:
         await q.claim("w1", 1, 1, now=T0)
         assert await q.rescue(now=T0 + 2) == 1
         job = await q.get(e.id)
-        assert job is not None and job.state == "discarded" and job.finished_at == T0 + 2
+        assert job is not None
+        assert job.state == "discarded"
+        assert job.finished_at == T0 + 2
 
     run(target, body)
 
@@ -317,7 +342,9 @@ def test_rescue_of_a_job_asked_to_cancel_cancels_it(target: Target) -> None:
         assert await q.cancel(e.id, now=T0) == "running"
         assert await q.rescue(now=T0 + 2) == 1
         job = await q.get(e.id)
-        assert job is not None and job.state == "cancelled" and job.finished_at == T0 + 2
+        assert job is not None
+        assert job.state == "cancelled"
+        assert job.finished_at == T0 + 2
         assert await q.claim("w2", 1, 30, now=T0 + 3) == []
 
     run(target, body)
@@ -353,7 +380,9 @@ def test_failed_attempts_retry_then_discard_keeping_every_error(target: Target) 
                 assert await q.claim("w", 1, 30, now=row.scheduled_at - 0.01) == []
                 now = row.scheduled_at
         job2 = await q.get(e.id)
-        assert job2 is not None and job2.state == "discarded" and job2.finished_at is not None
+        assert job2 is not None
+        assert job2.state == "discarded"
+        assert job2.finished_at is not None
         assert [x["error"] for x in job2.errors] == ["error 1", "error 2", "error 3"]
         assert [x["attempt"] for x in job2.errors] == [1, 2, 3]
 
@@ -369,7 +398,9 @@ def test_discard_and_operator_retry_and_cancel(target: Target) -> None:
         # an operator retries the dead letter: one more attempt, now
         assert await q.retry(poison.id) == "available"
         (job,) = await q.claim("w", 10, 30)
-        assert job.id == poison.id and job.attempt == 2 and job.max_attempts == 5
+        assert job.id == poison.id
+        assert job.attempt == 2
+        assert job.max_attempts == 5
         assert await q.complete(None, job)
         # a job that used all its attempts gets exactly one more
         spent = await q.enqueue(q.db, "k", "spent", max_attempts=1)
@@ -381,7 +412,8 @@ def test_discard_and_operator_retry_and_cancel(target: Target) -> None:
         assert await q.fail(job, "y", retry_in=1) == "discarded"
         # cancel: a pending job is final at once, a running one is asked to stop
         assert await q.cancel(waiting.id) == "cancelled"
-        assert await q.retry(10**9) is None and await q.cancel(10**9) is None
+        assert await q.retry(10**9) is None
+        assert await q.cancel(10**9) is None
         running = await q.enqueue(q.db, "k", "running")
         (job,) = await q.claim("w", 10, 30)
         assert await q.cancel(running.id) == "running"
@@ -485,19 +517,27 @@ def test_worker_retries_discards_and_times_out(target: Target) -> None:
         finally:
             await w.stop(grace=1)
         job = await q.get(fail.id)
-        assert job is not None and job.state == "discarded" and job.attempt == 3
+        assert job is not None
+        assert job.state == "discarded"
+        assert job.attempt == 3
         assert [e["error"].splitlines()[0] for e in job.errors] == [
             f"RuntimeError: failure {i}" for i in (1, 2, 3)
         ]
         job = await q.get(poison.id)
-        assert job is not None and job.state == "discarded" and job.attempt == 1
+        assert job is not None
+        assert job.state == "discarded"
+        assert job.attempt == 1
         assert "unusable" in job.errors[0]["error"]
         job = await q.get(slow.id)
-        assert job is not None and job.state == "discarded"
+        assert job is not None
+        assert job.state == "discarded"
         assert job.errors[0]["error"] == "timed out after 0.2 s"
         job = await q.get(ok.id)
-        assert job is not None and job.state == "completed" and job.result == {"ok": "ok"}
-        assert w.stats.discarded == 3 and w.stats.failed == 5
+        assert job is not None
+        assert job.state == "completed"
+        assert job.result == {"ok": "ok"}
+        assert w.stats.discarded == 3
+        assert w.stats.failed == 5
 
     run(target, body)
 
@@ -540,7 +580,9 @@ def test_long_job_keeps_its_lease_and_runs_once(target: Target) -> None:
             await db2.close()
         assert trace.of(e.id) == [(1, "start"), (1, "end")]
         job = await q.get(e.id)
-        assert job is not None and job.attempt == 1 and job.errors == []
+        assert job is not None
+        assert job.attempt == 1
+        assert job.errors == []
         assert w1.stats.rescued == w2.stats.rescued == 0
 
     run(target, body)
@@ -583,9 +625,13 @@ def test_worker_stops_its_copy_when_another_worker_took_the_job(target: Target) 
         assert (1, "stopped") in trace.of(e.id)
         assert trace.of(e.id)[-1] == (2, "end")
         job = await q.get(e.id)
-        assert job is not None and job.state == "completed" and job.result == 2
-        assert len(job.errors) == 1 and "lease expired" in job.errors[0]["error"]
-        assert w1.stats.lost == 1 and w1.stats.completed == 0
+        assert job is not None
+        assert job.state == "completed"
+        assert job.result == 2
+        assert len(job.errors) == 1
+        assert "lease expired" in job.errors[0]["error"]
+        assert w1.stats.lost == 1
+        assert w1.stats.completed == 0
 
     run(target, body)
 
@@ -624,7 +670,9 @@ def test_worker_that_reclaims_its_own_rescued_job_stops_the_old_copy(target: Tar
         assert events[-1] == (2, "end"), events
         assert events.index((1, "stopped")) < events.index((2, "end"))
         job = await q.get(e.id)
-        assert job is not None and job.state == "completed" and job.attempt == 2, job
+        assert job is not None, job
+        assert job.state == "completed", job
+        assert job.attempt == 2, job
         assert len(job.errors) == 1, job.errors  # the rescue only: no second rescue
 
     run(target, body)
@@ -676,7 +724,8 @@ def test_stopping_worker_gives_the_attempt_back(target: Target) -> None:
         await asyncio.wait_for(started.wait(), 10)
         await w1.stop(grace=0.1)
         job = await q.get(e.id)
-        assert job is not None and job.state == "available", job
+        assert job is not None, job
+        assert job.state == "available", job
         w2 = make_worker(q, runner)
         w2.start()
         try:
@@ -684,7 +733,8 @@ def test_stopping_worker_gives_the_attempt_back(target: Target) -> None:
         finally:
             await w2.stop(grace=1)
         job = await q.get(e.id)
-        assert job is not None and job.result == "done"
+        assert job is not None
+        assert job.result == "done"
 
     run(target, body)
 
@@ -741,9 +791,11 @@ def test_a_due_job_the_worker_cannot_take_does_not_make_it_spin(target: Target) 
         assert claims <= elapsed / poll + 12, (claims, elapsed)
         assert w.stats.completed == 3
         # the limited jobs ran one after the other
-        assert len(spans) == 3 and all(b[0] >= a[1] for a, b in pairwise(spans)), spans
+        assert len(spans) == 3, spans
+        assert all(b[0] >= a[1] for a, b in pairwise(spans)), spans
         job = (await cq.list(kind="from-a-newer-release"))[0][0]
-        assert job.state == "available" and job.attempt == 0
+        assert job.state == "available"
+        assert job.attempt == 0
 
     run(target, body)
 

@@ -150,27 +150,33 @@ def test_prints_do_not_corrupt_the_answer(module: str) -> None:
 def test_endless_loop_is_stopped_at_the_wall_time(module: str, tmp_path: Path) -> None:
     pid_file = tmp_path / "spin.pid"
     err = failure(module, "spin", str(pid_file), timeout=1.0)
-    assert isinstance(err, IsolatedTimeout) and err.seconds == 1.0
+    assert isinstance(err, IsolatedTimeout)
+    assert err.seconds == 1.0
     assert str(err) == "timed out after 1 s (wall time limit)"
     assert wait_gone(read_pid(pid_file))  # killed, not left spinning
 
 
 def test_allocation_past_the_memory_limit_fails(module: str) -> None:
     err = failure(module, "hog", 1024, memory_mb=128)
-    assert isinstance(err, IsolatedMemoryLimit) and err.limit_mb == 128
+    assert isinstance(err, IsolatedMemoryLimit)
+    assert err.limit_mb == 128
     assert str(err) == "memory limit of 128 MB exceeded"
     assert call(module, "hog", 16, memory_mb=128) == 16 * 1024 * 1024  # within the limit
 
 
 def test_segfault_is_a_clear_crash(module: str) -> None:
     err = failure(module, "segfault")
-    assert isinstance(err, IsolatedCrash) and err.signal == "SIGSEGV" and err.status is None
+    assert isinstance(err, IsolatedCrash)
+    assert err.signal == "SIGSEGV"
+    assert err.status is None
     assert str(err).startswith("the process was killed by SIGSEGV")
 
 
 def test_os_exit_is_a_clear_crash(module: str) -> None:
     err = failure(module, "hard_exit")
-    assert isinstance(err, IsolatedCrash) and err.status == 3 and err.signal is None
+    assert isinstance(err, IsolatedCrash)
+    assert err.status == 3
+    assert err.signal is None
     assert "exited with status 3 without an answer" in str(err)
     assert "about to leave" in str(err)  # the end of its stderr says why
 
@@ -179,9 +185,12 @@ def test_exception_message_comes_back(module: str) -> None:
     err = failure(module, "fail", "X-1")
     assert isinstance(err, IsolatedException)
     assert (err.type_name, err.message) == ("ValueError", "invalid code 'X-1'")
-    assert err.raised(ValueError) and err.raised(Exception) and not err.raised(KeyError)
+    assert err.raised(ValueError)
+    assert err.raised(Exception)
+    assert not err.raised(KeyError)
     assert str(err).splitlines()[0] == "ValueError: invalid code 'X-1'"
-    assert "isolated_fns.py" in err.traceback and "isolated_fns.py" in str(err)
+    assert "isolated_fns.py" in err.traceback
+    assert "isolated_fns.py" in str(err)
 
 
 def test_named_exception_classes_come_back_as_themselves(module: str) -> None:
@@ -195,21 +204,25 @@ def test_named_exception_classes_come_back_as_themselves(module: str) -> None:
     assert any("isolated_fns.py" in note for note in rejected.value.__notes__)
     with pytest.raises(Discard) as discarded:
         call(module, "give_up", "no way", reraise=(Discard,))
-    assert type(discarded.value) is Discard and discarded.value.args == ("no way", 42)
+    assert type(discarded.value) is Discard
+    assert discarded.value.args == ("no way", 42)
     # a class the caller did not name is an ordinary failure, that says what it was
     err = failure(module, "give_up", "no way", reraise=(Reject,))
-    assert isinstance(err, IsolatedException) and err.raised(Discard)
+    assert isinstance(err, IsolatedException)
+    assert err.raised(Discard)
     assert err.type_name == "isolated_fns.give_up.<locals>.Hopeless"
     assert err.message == "('no way', 42)"
     # one whose arguments JSON cannot carry cannot be rebuilt: an ordinary failure too
     err = failure(module, "give_up_oddly", reraise=(Discard,))
-    assert isinstance(err, IsolatedException) and err.raised(Discard)
+    assert isinstance(err, IsolatedException)
+    assert err.raised(Discard)
     assert err.type_name == "shipyard.tools.worker.Discard"
 
 
 def test_results_and_arguments_must_be_json(module: str) -> None:
     err = failure(module, "not_json")
-    assert isinstance(err, IsolatedDataError) and "not JSON-serializable" in str(err)
+    assert isinstance(err, IsolatedDataError)
+    assert "not JSON-serializable" in str(err)
     err = failure(module, "add", object(), 1)
     assert isinstance(err, IsolatedDataError)
     assert "arguments are not JSON-serializable" in str(err)
@@ -270,4 +283,5 @@ def test_the_caller_survives_every_failure_and_calls_again(module: str, tmp_path
         IsolatedCrash,
         IsolatedException,
     ]
-    assert last == {"sum": 2, "job": None} and pid == os.getpid()
+    assert last == {"sum": 2, "job": None}
+    assert pid == os.getpid()

@@ -1,9 +1,9 @@
 """Webhook deliveries to a real HTTP receiver, on SQLite and PostgreSQL.
 
 Records are written through the HTTP API; the in-process worker delivers; a real server
-on loopback (tests/webhook_receiver.py) records every request and plays failures. Every
-signature is checked with the independent `standardwebhooks` library. Also: the allow-list
-and SSRF refusals at delivery time, and webhooks in the declarative file.
+on loopback (tests/helpers/webhook_receiver.py) records every request and plays failures.
+Every signature is checked with the independent `standardwebhooks` library. Also: the
+allow-list and SSRF refusals at delivery time, and webhooks in the declarative file.
 """
 
 from __future__ import annotations
@@ -121,13 +121,15 @@ def test_signed_delivery_per_event(
     assert len(got) == 3, got
     by_type: dict[str, dict[str, Any]] = {}
     for req in got:
-        assert req.method == "POST" and req.path == "/posts-hook"
+        assert req.method == "POST"
+        assert req.path == "/posts-hook"
         assert req.headers["content-type"] == "application/json"
         payload = _verified(req, secret)
         assert set(payload) == ENVELOPE_KEYS
         data = payload["data"]
         assert set(data) == DATA_KEYS
-        assert req.headers["webhook-id"] == data["id"] and data["id"].startswith("evt_")
+        assert req.headers["webhook-id"] == data["id"]
+        assert data["id"].startswith("evt_")
         assert payload["type"] == f"record.{data['action']}"
         assert (data["collection"], data["collectionId"]) == ("posts", posts["id"])
         assert abs(int(req.headers["webhook-timestamp"]) - req.at) < 60
@@ -152,7 +154,9 @@ def test_signed_delivery_per_event(
     assert {d["event"] for d in log} == {r.id for r in got}
     for d in log:
         assert (d["status"], d["code"], d["attempt"], d["error"]) == ("delivered", 200, 1, "")
-        assert d["durationMs"] >= 0 and d["type"].startswith("record.") and d["at"]
+        assert d["durationMs"] >= 0
+        assert d["type"].startswith("record.")
+        assert d["at"]
         assert d["response"] == '{"ok":true}'
     # the event filter of the log
     one = got[0].id
@@ -161,7 +165,8 @@ def test_signed_delivery_per_event(
     # neither the secret nor the key bytes show in the logs or in the jobs API
     jobs_text = client.get("/api/jobs?kind=webhook", headers=su).text
     for s in (secret, secret.removeprefix("whsec_")):
-        assert s not in caplog.text and s not in jobs_text
+        assert s not in caplog.text
+        assert s not in jobs_text
 
 
 def test_auth_records_carry_no_password_or_token_key(
@@ -187,7 +192,8 @@ def test_auth_records_carry_no_password_or_token_key(
         svc.db.fetchone, f'SELECT "password", "tokenKey" FROM "{table}" WHERE "id" = ?', (rid,)
     )
     stored_hash, token_key = str(row[0]), str(row[1])
-    assert len(stored_hash) > 20 and len(token_key) > 10
+    assert len(stored_hash) > 20
+    assert len(token_key) > 10
     assert client.delete(f"{base}/{rid}", headers=su).status_code == 204
 
     got = receiver.wait_for(lambda g: len(g) >= 3)
@@ -197,8 +203,10 @@ def test_auth_records_carry_no_password_or_token_key(
         for rec in (data["record"], data["oldRecord"]):
             if rec is None:
                 continue
-            assert rec["id"] == rid and rec["nick"] in ("m", "n")
-            assert "password" not in rec and "tokenKey" not in rec
+            assert rec["id"] == rid
+            assert rec["nick"] in ("m", "n")
+            assert "password" not in rec
+            assert "tokenKey" not in rec
         for leaked in (pw, pw2, stored_hash, token_key, "passwordConfirm"):
             assert leaked.encode() not in req.body
 
@@ -242,7 +250,8 @@ def test_collection_star_event_filters_and_inactive(
     )
     assert by_path["/deletes"] == ["posts.delete"]
     assert by_path["/tagupd"] == ["tags.update"]
-    assert "/off" not in by_path and len(got) == 7
+    assert "/off" not in by_path
+    assert len(got) == 7
     # one event, two subscriptions: the same webhook-id for both
     delete_ids = {r.id for r in got if r.path in ("/every", "/deletes") and b'"delete"' in r.body}
     assert len(delete_ids) == 1
@@ -308,12 +317,14 @@ def test_retry_keeps_webhook_id_and_body(client: TestClient, su: H, receiver: Re
     receiver.mode = "ok"
     got = receiver.wait_for(lambda g: any(r.answered == 200 for r in g))
     assert [r.answered for r in got] == [503, None, 200], got
-    assert len({r.id for r in got}) == 1 and len({r.body for r in got}) == 1
+    assert len({r.id for r in got}) == 1
+    assert len({r.body for r in got}) == 1
     for req in got:  # each attempt is signed afresh, and each verifies
         _verified(req, hook["secret"])
 
     [job] = _wait_jobs(client, su, 1, {"completed"})
-    assert job["attempt"] == 3 and len(job["errors"]) == 2
+    assert job["attempt"] == 3
+    assert len(job["errors"]) == 2
     log = _log(client, su, hook["id"])
     assert [(d["attempt"], d["status"], d["code"]) for d in log] == [
         (1, "failed", 503),
@@ -321,7 +332,8 @@ def test_retry_keeps_webhook_id_and_body(client: TestClient, su: H, receiver: Re
         (3, "delivered", 200),
     ]
     assert {d["event"] for d in log} == {got[0].id}
-    assert log[0]["error"] == "HTTP 503" and log[0]["response"] == "unavailable"
+    assert log[0]["error"] == "HTTP 503"
+    assert log[0]["response"] == "unavailable"
     assert log[1]["error"]  # what the connection did, e.g. RemoteProtocolError
 
 
@@ -336,9 +348,11 @@ def test_dead_letter_after_max_attempts(
     receiver.stop()  # connection refused
     client.post("/api/collections/posts/records", json={"title": "x"}, headers=su)
     [job] = _wait_jobs(client, su, 1, {"discarded"})
-    assert job["state"] == "discarded" and job["attempt"] == MAX_ATTEMPTS
+    assert job["state"] == "discarded"
+    assert job["attempt"] == MAX_ATTEMPTS
     assert len(job["errors"]) == MAX_ATTEMPTS
-    assert token not in orjson.dumps(job["errors"]).decode() and token not in caplog.text
+    assert token not in orjson.dumps(job["errors"]).decode()
+    assert token not in caplog.text
     log = _log(client, su, hook["id"])
     assert [d["attempt"] for d in log] == list(range(1, MAX_ATTEMPTS + 1))
     assert all(d["status"] == "failed" and d["code"] is None and d["error"] for d in log)
@@ -350,7 +364,8 @@ def test_dead_letter_after_max_attempts(
     r = client.post(f"/api/jobs/{job['id']}/retry", headers=su)
     assert r.status_code == 200, r.text
     got = receiver.wait_for(lambda g: len(g) >= 1)
-    assert len(got) == 1 and got[0].id == log[0]["event"]
+    assert len(got) == 1
+    assert got[0].id == log[0]["event"]
     _verified(got[0], hook["secret"])
     _wait_jobs(client, su, 1, {"completed"})
     assert _log(client, su, hook["id"])[-1]["status"] == "delivered"
@@ -401,7 +416,9 @@ def test_delivery_log_retention_and_deletion(
     client.post("/api/collections/posts/records", json={"title": "x"}, headers=su)
     _wait_jobs(client, su, 1, {"completed"})
     events = [d["event"] for d in _log(client, su, hook["id"])]
-    assert "evt_old" not in events and "evt_recent" in events and len(events) == 2
+    assert "evt_old" not in events
+    assert "evt_recent" in events
+    assert len(events) == 2
 
     assert client.delete(f"/api/webhooks/{hook['id']}", headers=su).status_code == 204
     left = client.portal.call(  # type: ignore[union-attr]
@@ -434,7 +451,8 @@ def test_inactive_or_deleted_subscription_stops_pending_retries(
     assert all(j["attempt"] < MAX_ATTEMPTS for j in jobs)
     assert not receiver.delivered()
     reasons = " ".join(j["errors"][-1]["error"] for j in jobs)
-    assert "inactive" in reasons and "deleted" in reasons
+    assert "inactive" in reasons
+    assert "deleted" in reasons
 
 
 def test_refused_at_delivery_time(database_url: str, tmp_path: Path, receiver: Receiver) -> None:
@@ -522,7 +540,8 @@ def test_allow_list(receiver: Receiver, allow: list[str], url: str, ok: bool) ->
 
     if ok:
         d = asyncio.run(send())
-        assert d.ok and d.status == 200, d
+        assert d.ok, d
+        assert d.status == 200, d
         [req] = receiver.snapshot()
         assert req.verify(secret) == {"hello": "world"}
     else:
@@ -590,7 +609,8 @@ def test_declarative_file(
     # a missing environment variable is a clear error, and nothing is applied
     missing = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=60)
     assert missing.returncode != 0
-    assert env_name in missing.stderr and "notes-out" in missing.stderr, missing.stderr
+    assert env_name in missing.stderr, missing.stderr
+    assert "notes-out" in missing.stderr, missing.stderr
     first = wh.new_secret()
     done = subprocess.run(
         cli, env={**env, env_name: first}, capture_output=True, text=True, timeout=60
@@ -660,7 +680,8 @@ def test_hidden_fields_are_not_sent(client: TestClient, su: H, receiver: Receive
     assert len(got) == 2
     for req in got:
         data = _verified(req, hook["secret"])["data"]
-        assert data["record"]["label"] in ("a", "b") and "pin" not in data["record"]
+        assert data["record"]["label"] in ("a", "b")
+        assert "pin" not in data["record"]
         assert data["oldRecord"] is None or "pin" not in data["oldRecord"]
         assert b"PIN-1234" not in req.body
 
@@ -670,5 +691,6 @@ def test_delivery_job_with_bad_args_is_dead_lettered(client: TestClient, su: H) 
         r = client.post("/api/jobs", json={"kind": "webhook", "args": args}, headers=su)
         assert r.status_code == 200, r.text
     jobs = _wait_jobs(client, su, 4, {"discarded"})
-    assert len(jobs) == 4 and all(j["attempt"] == 1 for j in jobs), jobs
+    assert len(jobs) == 4, jobs
+    assert all(j["attempt"] == 1 for j in jobs), jobs
     assert all("webhook:" in j["errors"][-1]["error"] for j in jobs)

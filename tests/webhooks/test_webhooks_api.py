@@ -70,7 +70,8 @@ def _assert_field_error(r: Any, field: str, case: str) -> dict[str, Any]:
     assert r.status_code == 400, f"{case}: {r.status_code} {r.text}"
     body = r.json()
     assert set(body) == {"status", "message", "data"}, case
-    assert body["status"] == 400 and body["message"], case
+    assert body["status"] == 400, case
+    assert body["message"], case
     assert field in body["data"], f"{case}: {body}"
     assert body["data"][field]["code"].startswith("validation_"), case
     assert body["data"][field]["message"], case
@@ -85,8 +86,10 @@ def test_crud_as_superuser(client: TestClient, su: H, posts: dict[str, Any]) -> 
     assert secret.startswith("whsec_")
     StandardWebhook(secret)  # a key the independent library accepts
     assert created["events"] == ["create", "update"]  # normalised order
-    assert created["collection"] == "posts" and created["active"] is True
-    assert created["secretHint"] and created["secretHint"].endswith(secret[-4:])
+    assert created["collection"] == "posts"
+    assert created["active"] is True
+    assert created["secretHint"]
+    assert created["secretHint"].endswith(secret[-4:])
     assert secret not in created["secretHint"]
     wid = created["id"]
 
@@ -97,7 +100,8 @@ def test_crud_as_superuser(client: TestClient, su: H, posts: dict[str, Any]) -> 
     one = client.get(f"/api/webhooks/{wid}", headers=su)
     assert one.status_code == 200
     for shown in (listing.json()["items"][0], one.json()):
-        assert "secret" not in shown and secret not in str(shown)
+        assert "secret" not in shown
+        assert secret not in str(shown)
         assert shown["secretHint"] == created["secretHint"]
 
     # the collection may be given by id; it is stored by name
@@ -112,19 +116,23 @@ def test_crud_as_superuser(client: TestClient, su: H, posts: dict[str, Any]) -> 
     assert (patched["name"], patched["collection"], patched["active"]) == (
         "renamed", "posts", False,
     )  # fmt: skip
-    assert patched["events"] == ["create", "update"] and patched["url"] == created["url"]
+    assert patched["events"] == ["create", "update"]
+    assert patched["url"] == created["url"]
 
     # setting the secret answers it once; an empty secret generates a new one
     r = client.patch(f"/api/webhooks/{wid}", json={"secret": GOOD_SECRET}, headers=su)
-    assert r.status_code == 200 and r.json()["secret"] == GOOD_SECRET
+    assert r.status_code == 200
+    assert r.json()["secret"] == GOOD_SECRET
     r = client.patch(f"/api/webhooks/{wid}", json={"secret": ""}, headers=su)
     assert r.status_code == 200
     regenerated = r.json()["secret"]
-    assert regenerated.startswith("whsec_") and regenerated not in (GOOD_SECRET, secret)
+    assert regenerated.startswith("whsec_")
+    assert regenerated not in (GOOD_SECRET, secret)
     assert "secret" not in client.get(f"/api/webhooks/{wid}", headers=su).json()
 
     r = client.post("/api/webhooks", json=_hook(name="all", collection="*"), headers=su)
-    assert r.status_code == 200 and r.json()["collection"] == "*"
+    assert r.status_code == 200
+    assert r.json()["collection"] == "*"
     assert r.json()["events"] == ["create", "update", "delete"]  # all by default
 
     assert client.delete(f"/api/webhooks/{wid}", headers=su).status_code == 204
@@ -225,7 +233,8 @@ def test_concurrent_creates_with_one_name(client: TestClient, su: H, posts: dict
     results = client.portal.call(both)  # type: ignore[union-attr]
     errors = [r for r in results if isinstance(r, BaseException)]
     assert len(errors) == 1, results
-    assert isinstance(errors[0], ApiError) and errors[0].status == 400, repr(errors[0])
+    assert isinstance(errors[0], ApiError), repr(errors[0])
+    assert errors[0].status == 400, repr(errors[0])
     assert "name" in (errors[0].data or {})
     assert client.get("/api/webhooks", headers=su).json()["totalItems"] == 1
 
@@ -240,7 +249,8 @@ def test_body_not_an_object(client: TestClient, su: H, posts: dict[str, Any]) ->
             )
             assert r.status_code == 400, (method, raw, r.text)
             body = r.json()
-            assert set(body) == {"status", "message", "data"} and body["status"] == 400
+            assert set(body) == {"status", "message", "data"}
+            assert body["status"] == 400
 
 
 def test_secret_rules(
@@ -248,7 +258,8 @@ def test_secret_rules(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     r = client.post("/api/webhooks", json=_hook(secret=GOOD_SECRET), headers=su)
-    assert r.status_code == 200 and r.json()["secret"] == GOOD_SECRET
+    assert r.status_code == 200
+    assert r.json()["secret"] == GOOD_SECRET
     bad = [
         ("not a string", 12345678901234567890),
         ("too short", "whsec_" + "c2hvcnQ="),  # 5 bytes

@@ -357,7 +357,7 @@ class ResponseCache:
         self._inflight[flight] = fut
         try:
             status, body = await compute()
-            ttl = plan.ttl * (1 + random.uniform(-JITTER, JITTER))
+            ttl = plan.ttl * (1 + random.uniform(-JITTER, JITTER))  # noqa: S311 (spreads expiries)
             entry = Entry(status, body, etag_of(body), token, time.monotonic() + ttl)
             if status == 200:
                 self.put(plan.key, entry)

@@ -478,7 +478,7 @@ class Worker:
                 row = await self.queue.db.fetchone("PRAGMA data_version")
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception:  # noqa: S112 (polled again in a moment; the poll is only a hint)
                 continue
             v = row[0] if row else None
             if last is not None and v != last:

@@ -117,7 +117,8 @@ def same_shape(doc: Any, real: Any, path: str = "$", maps: frozenset[str] = froz
     every value has the shape of the documented ones) and the same JSON types where both
     are set (null stands for any type)."""
     if path in maps:
-        assert isinstance(doc, dict) and isinstance(real, dict), path
+        assert isinstance(doc, dict), path
+        assert isinstance(real, dict), path
         for key, value in real.items():
             same_shape(next(iter(doc.values())), value, f"{path}.{key}", maps)
         return
