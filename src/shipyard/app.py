@@ -24,12 +24,12 @@ log = logging.getLogger("shipyard")
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ApiError)
+    assert isinstance(exc, ApiError)  # noqa: S101  (narrows a type for mypy; established above)
     return error_response(exc)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
+    assert isinstance(exc, HTTPException)  # noqa: S101  (narrows a type for mypy; established above)
     messages = {404: "The requested resource wasn't found.", 405: "Method not allowed."}
     msg = messages.get(exc.status_code, str(exc.detail))
     return JSON(

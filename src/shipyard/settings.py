@@ -276,7 +276,7 @@ def _naming_file(exc: SettingsError, from_file: set[str], path: Path) -> Setting
     return SettingsError(_ENV_NAME_RE.sub(label, str(exc)))
 
 
-def _validate(s: Settings) -> None:
+def _validate(s: Settings) -> None:  # noqa: C901  (one independent check per setting)
     for name in _POSITIVE_INTS:
         if getattr(s, name) <= 0:
             raise SettingsError(f"{_env_name(name)}: must be greater than 0")

@@ -102,7 +102,8 @@ def test_a_team_extension_declares_a_section(
         assert got["reports"] == {"title": "Weekly report", "maxRows": 1000}
         reports = svc.extension("reports")  # type: ignore[union-attr]
         r = c.patch("/api/settings", headers=su, json={"reports": {"maxRows": 500}})
-        assert r.status_code == 200 and r.json()["reports"]["maxRows"] == 500
+        assert r.status_code == 200
+        assert r.json()["reports"]["maxRows"] == 500
         assert c.portal.call(reports.max_rows) == 500  # type: ignore[union-attr]
         r = c.patch("/api/settings", headers=su, json={"reports": {"maxRows": 0, "title": ""}})
         assert set(r.json()["data"]["reports"]) == {"maxRows", "title"}

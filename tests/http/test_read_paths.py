@@ -53,7 +53,7 @@ def paths(
     monkeypatch.setattr(Gateway, "_read", counted)
     SERVED.clear()
     inner = client.app.app  # type: ignore[attr-defined]  # the Starlette app the gateway wraps
-    yield client, TestClient(inner)
+    return client, TestClient(inner)
 
 
 def _both(
@@ -94,7 +94,8 @@ def test_a_limit_is_the_same_400_on_both_paths(
     paths: tuple[TestClient, TestClient], params: dict[str, str], message: str
 ) -> None:
     body = _same(*_both(paths, LIST, params))
-    assert body["status"] == 400 and body["message"].startswith(message), body
+    assert body["status"] == 400, body
+    assert body["message"].startswith(message), body
     # a HEAD is never the gateway's: the Starlette route refuses it alike
     assert paths[0].head(LIST, params=params).status_code == 400
 

@@ -196,9 +196,9 @@ def test_declaration_rules() -> None:
     rt = RuntimeSettings(ParamsStore(None), Base())  # never opened: no database needed
     rt.declare(DEMO)
     for name in ("demo", "readOnly", "_version"):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="taken or reserved"):
             rt.declare(Section(name, ()))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="needs a setting or a base"):
         rt.declare(Section("x", (Field("orphan", "string"),)))
     with pytest.raises(ValueError, match="limit has a field already"):
         rt.declare(Section("x", (Field("again", "integer", "limit"),)))

@@ -382,7 +382,7 @@ async def confirm_email_change(
         errors["password"] = invalid_password
     if errors:
         raise bad_request(_VALIDATION, errors)
-    assert rec is not None
+    assert rec is not None  # noqa: S101  (narrows a type for mypy; established above)
     try:
         await svc.records.update(
             coll, rec["id"], {"email": new_email, "verified": True}, system_context(svc)

@@ -82,7 +82,7 @@ def export_path(settings: Settings, name: str) -> Path | None:
     return settings.exports_path / name
 
 
-async def export_collection(ctx: Any, args: Any) -> dict[str, Any]:
+async def export_collection(ctx: Any, args: Any) -> dict[str, Any]:  # noqa: C901  (a flat sequence of argument checks, then one loop)
     """args: {collection, filter?, sort?, format: csv|jsonl, fields?}; writes
     `<exports dir>/<job id>-<collection>.<format>` and returns its download URL. Hidden
     fields (passwords and token keys included) are never written."""

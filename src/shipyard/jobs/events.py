@@ -57,7 +57,7 @@ class FunctionTriggers:
             for h in before:
                 await self._run_before(h, tx, change.event)
             for h in after:
-                assert h.job is not None
+                assert h.job is not None  # noqa: S101  (narrows a type for mypy; established above)
                 event = change.event
                 await self.jobs.enqueue(h.job.name, event, tx=tx, meta={"event": event["id"]})
 

@@ -405,7 +405,7 @@ class RuntimeSettings(Generic[S]):
             section = self._sections[name]
             for fname, value in list(fields.items()):
                 f = section.field(fname)
-                assert f is not None
+                assert f is not None  # noqa: S101  (narrows a type for mypy; established above)
                 src = self.source(f)
                 if src is None:
                     continue

@@ -181,7 +181,7 @@ def failure_message(existing: Collection | None) -> str:
     return CREATE_FAILED if existing is None else UPDATE_FAILED
 
 
-def collection_from_dict(
+def collection_from_dict(  # noqa: C901  (one independent check per collection property, in PocketBase's order)
     data: Any, existing: Collection | None = None, *, trusted: bool = False
 ) -> Collection:
     """Validate a PocketBase-shaped definition into a Collection (400 with per-key errors).

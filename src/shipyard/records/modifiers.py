@@ -24,7 +24,7 @@ def coerce_multipart(f: Field, value: Any) -> Any:
     return value
 
 
-def apply_modifiers(
+def apply_modifiers(  # noqa: C901  (one branch per modifier (+, -, append, prepend, remove))
     c: Collection, body: dict[str, Any], old: dict[str, Any] | None
 ) -> dict[str, Any]:
     """PocketBase's `field+` / `+field` (append, prepend) and `field-` (remove) for multi-valued

@@ -498,7 +498,7 @@ class SchemaStore:
             await self._bump(tx)
         await self.load()
 
-    async def import_collections(
+    async def import_collections(  # noqa: C901  (PocketBase's import: validate, diff, apply, each a short step)
         self, items: Any, *, delete_missing: bool = False, confirm_data_loss: bool = False
     ) -> list[Collection]:
         """Apply a declarative list of collections (by id, else by name), in dependency order."""

@@ -76,7 +76,7 @@ _INT32 = 2**31
 def backoff(attempt: int, base: float, cap: float, jitter: float = 0.2) -> float:
     """Seconds before retry `attempt` + 1: base * 2^(attempt - 1), at most `cap`, ±`jitter`
     (so jobs that failed together do not retry in lockstep)."""
-    delay = min(cap, base * (2 ** max(attempt - 1, 0)))
+    delay = min(cap, base * (2.0 ** max(attempt - 1, 0)))
     return max(0.0, delay * (1 + random.uniform(-jitter, jitter)))  # noqa: S311 (spreads retries)
 
 

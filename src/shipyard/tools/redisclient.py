@@ -78,7 +78,7 @@ class ResilientRedis:
             )
 
     async def _recovered(self) -> None:
-        assert self._down_since is not None
+        assert self._down_since is not None  # noqa: S101  (narrows a type for mypy; established above)
         took = time.monotonic() - self._down_since
         self._down_since = None
         log.warning("Redis is reachable again after %.1f s; shared cache resumed", took)

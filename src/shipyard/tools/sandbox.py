@@ -207,7 +207,9 @@ async def _exchange(
     The answer ends when the child closes its answer pipe, i.e. when it is done: then its
     process group is killed, because a process it started (and left running) would hold
     stderr open and make a finished call look like a timeout."""
-    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    assert proc.stdin is not None  # noqa: S101  (narrows a type for mypy; established above)
+    assert proc.stdout is not None  # noqa: S101  (narrows a type for mypy; established above)
+    assert proc.stderr is not None  # noqa: S101  (narrows a type for mypy; established above)
     stderr = proc.stderr
 
     async def drain_stderr() -> None:

@@ -12,7 +12,8 @@ from typing import Any
 
 import orjson
 
-from shipyard.records.fields import FieldError, RelationField
+from shipyard.kernel.errors import FieldError
+from shipyard.records.fields import RelationField
 from shipyard.records.query.model import (
     MAX_REQUEST_IDS,
     NULL,
