@@ -21,10 +21,10 @@ from shipyard.auth.mails import (
     MAIL_KINDS,
     MailKind,
     load_template,
-    mailer_from_settings,
     render,
     send_auth_mail,
 )
+from shipyard.kernel.mail import mailer_from_settings
 from shipyard.settings import Settings, SettingsError, load_settings
 from shipyard.tools.mailer import MailError
 

@@ -18,8 +18,8 @@ from starlette.testclient import TestClient
 from shipyard.app import create_app
 from shipyard.auth import superusers
 from shipyard.settings import load_settings
-from tests.docs.blocks import DOCS, block, replace
-from tests.docs.common import same_shape
+from tests.helpers.docblocks import DOCS, block, replace
+from tests.helpers.docsapp import same_shape
 from tests.helpers.servers import SUPERUSER, start_server, stop_server
 from tests.helpers.smtp import smtp_server
 
