@@ -132,12 +132,21 @@ def pg_url(request: pytest.FixtureRequest) -> str:
     return fresh_pg_database(request.getfixturevalue("pg_admin_url"))
 
 
+def _two_servers(tmp_path: Path, pg_url: str, extra: dict[str, str]) -> tuple[Server, Server]:
+    """Servers a and b on one database; a is stopped again when b does not start."""
+    a = start_server(tmp_path / "a", pg_url, extra)
+    try:
+        return a, start_server(tmp_path / "b", pg_url, extra)
+    except BaseException:
+        stop_server(a)
+        raise
+
+
 def test_two_processes_on_postgres_and_redis_never_read_stale(
     tmp_path: Path, pg_url: str, redis_url: str
 ) -> None:
     extra = {"SHIPYARD_REDIS_URL": redis_url, "SHIPYARD_REDIS_NAMESPACE": uuid.uuid4().hex}
-    a = start_server(tmp_path / "a", pg_url, extra)
-    b = start_server(tmp_path / "b", pg_url, extra)
+    a, b = _two_servers(tmp_path, pg_url, extra)
     try:
         tally = _run([a, b], seconds=8)
     finally:
@@ -166,8 +175,7 @@ def test_redis_outage_mid_run(tmp_path: Path, pg_url: str, redis_server: RedisSe
         "SHIPYARD_REDIS_URL": redis_server.url,
         "SHIPYARD_REDIS_RETRY_INTERVAL": "0.5",
     }
-    a = start_server(tmp_path / "a", pg_url, extra)
-    b = start_server(tmp_path / "b", pg_url, extra)
+    a, b = _two_servers(tmp_path, pg_url, extra)
 
     def outage() -> None:
         time.sleep(3)

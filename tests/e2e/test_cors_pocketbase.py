@@ -71,6 +71,7 @@ def pocketbase(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, s
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait()
 
 
 PREFLIGHT = "Access-Control-Request-Method"

@@ -183,3 +183,4 @@ def test_script_agrees_with_pocketbase(tmp_path: Path, node_modules: Path) -> No
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
