@@ -1,7 +1,7 @@
 """`/api/db/…`: the slow-query log and the index advisor, for superusers.
 
 - `GET /api/db/advise?top=20&by=total` — the slowest recorded query shapes with their plans
-  and the indexes proposed for them (see core/advise.py);
+  and the indexes proposed for them (see dbadvice/advise.py);
 - `POST /api/db/advise/apply` — `{"indexes": ["CREATE INDEX …", …]}` or `{"all": true}`;
 - `DELETE /api/db/slow-queries` — forget the recorded shapes.
 

@@ -2,7 +2,7 @@
 
 A hooks module (setting `SHIPYARD_HOOKS`) creates a `Functions` registry and decorates its
 functions with it; Shipyard finds the registry by name (`functions`) when it loads the
-module. Built-in jobs are registered the same way (core/builtin_jobs.py). Decorators return
+module. Built-in jobs are registered the same way (jobs/builtin.py, and each capability's extension). Decorators return
 the function unchanged, so hooks stay plain, testable Python functions.
 
     from shipyard.functions import Functions

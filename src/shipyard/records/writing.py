@@ -301,7 +301,7 @@ class Writer:
                 )
             except IntegrityError as exc:
                 if c.type == "auth" and authids.is_conflict(exc):
-                    # another auth collection's account has this id (core/authids.py)
+                    # another auth collection's account has this id (records/authids.py)
                     raise validation_failed("Failed to create record.", _SHARED_ID) from exc
                 raise self._unique_error(c, exc, "create") from exc
             if needs_manage and not await self.rules.manages(tx, c, values["id"], ctx, body):

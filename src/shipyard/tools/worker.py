@@ -14,7 +14,7 @@ lost the database) is cancelled here. That keeps two copies of a job from runnin
 while every process answers within its lease; a handler that blocks the event loop longer
 than the lease can overlap with the rescued copy for up to `lease / 3`, which is why
 effects that must happen once commit with the job's completion (`ctx.transaction()` in
-core/jobs.py). A timed-out handler running in a thread keeps its lease until it returns,
+jobs/jobs.py). A timed-out handler running in a thread keeps its lease until it returns,
 except when the worker stops: then it is released after the shutdown grace.
 """
 

@@ -2,7 +2,7 @@
 
 A subscription (collection or "*", events, URL, secret) lives in `_webhooks`, managed over
 `/api/webhooks` and by the declarative file. For every matching record event, a `webhook`
-job is enqueued in the write's transaction (core/events.py); the job signs and POSTs the
+job is enqueued in the write's transaction (webhooks/events.py, a subscriber of the record-event bus); the job signs and POSTs the
 event (tools/webhooks.py), logs each attempt in `_webhook_deliveries`, and fails the attempt
 on anything but a 2xx so the queue retries it with backoff and finally dead-letters it.
 The `webhook-id` is the event's id on every attempt, so receivers can deduplicate.
