@@ -3,7 +3,9 @@ throwaway Redis servers, plus the superuser every test app gets."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -69,6 +71,10 @@ def start_server(data_dir: Path, database_url: str, extra: dict[str, Any] | None
         "SHIPYARD_DATABASE_URL": database_url,
         "SHIPYARD_PORT": str(port),
         "SHIPYARD_LOG_LEVEL": "warning",
+        # a server that does not come up shows how far it got: unbuffered output, and every
+        # thread's stack on SIGABRT (sent below before giving up)
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONFAULTHANDLER": "1",
         **{k: str(v) for k, v in (extra or {}).items()},
     }
     cli = [sys.executable, "-m", "shipyard.cli"]
@@ -83,7 +89,10 @@ def start_server(data_dir: Path, database_url: str, extra: dict[str, Any] | None
     # output goes to a file: a pipe that nobody reads would stall a server that logs a lot
     log_path = data_dir / "server.log"
     with log_path.open("wb") as log:
-        proc = subprocess.Popen([*cli, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        # its own process group: stopping it stops granian's workers too
+        proc = subprocess.Popen(
+            [*cli, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     url = f"http://127.0.0.1:{port}"
     # generous: on a loaded 2-core CI machine a cold start (imports, migrations) can take long
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
@@ -97,9 +106,13 @@ def start_server(data_dir: Path, database_url: str, extra: dict[str, Any] | None
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
-    proc.kill()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGABRT)  # faulthandler writes every process's stacks
+    time.sleep(2)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
-    out = log_path.read_text(errors="replace")[-4000:]
+    out = log_path.read_text(errors="replace")[-12000:]
     raise RuntimeError(f"shipyard serve did not become healthy in {STARTUP_TIMEOUT_S} s:\n{out}")
 
 
@@ -110,6 +123,8 @@ def stop_server(server: Server) -> None:
     except subprocess.TimeoutExpired:
         server.proc.kill()
         server.proc.wait(timeout=10)
+    with contextlib.suppress(ProcessLookupError):  # a worker left behind by a hard stop
+        os.killpg(server.proc.pid, signal.SIGKILL)
 
 
 class RedisServer:
