@@ -21,16 +21,31 @@ def _settings(**overrides: Any) -> Settings:
         sys.exit(2)
 
 
+async def _report_if_stuck(seconds: float) -> None:
+    """A command that should take seconds and is still waiting after `seconds` says on
+    stderr what every task is waiting for (it keeps waiting: this only reports)."""
+    await asyncio.sleep(seconds)
+    me = asyncio.current_task()
+    click.echo(f"shipyard: still waiting after {seconds:g} s; the tasks:", err=True)
+    for task in asyncio.all_tasks():
+        if task is not me:
+            task.print_stack(file=sys.stderr)
+
+
 def _run(settings: Settings, fn: Callable[[Any], Awaitable[Any]]) -> Any:
     from shipyard.kernel.errors import ApiError
     from shipyard.services import Services
 
     async def main() -> Any:
-        svc = await Services.open(settings)
+        watchdog = asyncio.create_task(_report_if_stuck(60.0))
         try:
-            return await fn(svc)
+            svc = await Services.open(settings)
+            try:
+                return await fn(svc)
+            finally:
+                await svc.close()
         finally:
-            await svc.close()
+            watchdog.cancel()
 
     try:
         return asyncio.run(main())

@@ -284,7 +284,9 @@ class SchemaStore:
         url = self.db.url  # type: ignore[attr-defined]
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                async with await psycopg.AsyncConnection.connect(
+                    url, autocommit=True, connect_timeout=10
+                ) as conn:
                     await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     await self._reload_if_newer()
                     async for _ in conn.notifies():
@@ -298,8 +300,8 @@ class SchemaStore:
     async def close(self) -> None:
         if self._listener is not None:
             self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._listener
+            # bounded: a connection attempt that does not answer must not hold up shut-down
+            await asyncio.wait({self._listener}, timeout=5.0)
             self._listener = None
 
     # ------------------------------------------------------------------ writing
