@@ -338,7 +338,9 @@ def test_jobs_curl(served: tuple[Server, Inbox, Receiver], tmp_path: Path) -> No
     )
     assert created["uniqueKey"] == "welcome:u53r1d000000001"
     assert discarded["items"] == []
-    assert (retried["id"], retried["state"]) == (done["id"], "available")
+    assert retried["id"] == done["id"]
+    # back in the queue: the running worker may already have claimed it again
+    assert retried["state"] in ("available", "running", "completed")
     assert (cancelled["id"], cancelled["state"]) == (waiting["id"], "cancelled")
     assert "send_email" in stats["kinds"]
     _no_failed_attempts(srv)
