@@ -22,7 +22,7 @@ from shipyard.kernel.spec import OpenAPIPart, Viewer
 
 class AuthExtension(Extension):
     def __init__(self, service: AuthService) -> None:
-        super().__init__(name="auth", requires=("records",))
+        super().__init__(name="auth", requires=("records", "jobs"))  # account mails are jobs
         self.service = service
 
     def openapi(self, collections: Sequence[Any], viewer: Viewer) -> Sequence[OpenAPIPart]:

@@ -77,10 +77,6 @@ class RecordEvents:
     def subscribe(self, subscriber: RecordSubscriber) -> None:
         self._subscribers.append(subscriber)
 
-    @property
-    def subscribers_count(self) -> int:
-        return len(self._subscribers)
-
     async def subscribers(self, tx: Executor, c: Collection, action: str) -> Listeners:
         found: list[Listener] = []
         for s in self._subscribers:
