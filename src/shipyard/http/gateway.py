@@ -23,7 +23,7 @@ from shipyard.kernel.errors import ApiError
 from shipyard.kernel.web import DB_ERRORS, db_error, token_from_header
 from shipyard.records.auth import ANONYMOUS
 from shipyard.records.context import RequestContext
-from shipyard.records.listquery import ListQuery
+from shipyard.records.listquery import ListQuery, ViewQuery
 from shipyard.tools.db import budget
 
 if TYPE_CHECKING:  # built by the composition root, above http
@@ -35,6 +35,7 @@ _JSON_HEADERS = [(b"content-type", b"application/json")]
 # Never stale: clients and proxies may keep a copy but must revalidate it (ETag → 304).
 _PUBLIC = b"public, no-cache"
 _PRIVATE = b"private, no-cache"
+_MAX_MEMO = 1024
 
 
 def _etag_matches(header: str, etag: str) -> bool:
@@ -47,6 +48,9 @@ class Gateway:
     def __init__(self, app: Starlette, cors: Cors) -> None:
         self.app = app
         self.cors = cors
+        # the read path's parsed query per (kind, query string): a pure function of both
+        # (the limits are start-up settings), so a memo that is never stale
+        self._queries: dict[tuple[int, bytes], ListQuery | ViewQuery] = {}
 
     def __getattr__(self, name: str) -> Any:  # state, routes, … of the wrapped app
         return getattr(self.app, name)
@@ -107,7 +111,18 @@ class Gateway:
             ctx = RequestContext.from_scope(scope, auth)
             # parsed as the Starlette routes parse them: the same limits, the same 400s
             records = svc.records
-            q = records.list_query(ctx.query) if len(parts) == 2 else records.view_query(ctx.query)
+            # parsed once per distinct query string: most clients repeat a few of them
+            memo_key = (len(parts), scope["query_string"])
+            q = self._queries.get(memo_key)
+            if q is None:
+                q = (
+                    records.list_query(ctx.query)
+                    if len(parts) == 2
+                    else records.view_query(ctx.query)
+                )
+                if len(self._queries) >= _MAX_MEMO:
+                    self._queries.clear()
+                self._queries[memo_key] = q
 
             async def compute() -> tuple[int, bytes]:
                 with budget(svc.settings.query_budget_ms / 1000):

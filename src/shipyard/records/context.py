@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -30,11 +32,13 @@ def rule_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     return out
 
 
-def query_of(query_string: bytes) -> dict[str, str]:
+@lru_cache(maxsize=1024)
+def query_of(query_string: bytes) -> Mapping[str, str]:
     """Query parameters as both read paths take them: the last of repeated keys wins, blank
-    values are kept, and bytes that are not UTF-8 become U+FFFD rather than an error."""
+    values are kept, and bytes that are not UTF-8 become U+FFFD rather than an error.
+    Read-only and memoized: the same few query strings arrive again and again."""
     qs = query_string.decode("utf-8", "replace")
-    return dict(parse_qsl(qs, keep_blank_values=True)) if qs else {}
+    return MappingProxyType(dict(parse_qsl(qs, keep_blank_values=True)) if qs else {})
 
 
 @dataclass(frozen=True, slots=True)
