@@ -16,6 +16,7 @@ from shipyard.http.cors import Cors
 from shipyard.http.gateway import Gateway
 from shipyard.http.openapi import without_collections
 from shipyard.kernel.errors import ApiError
+from shipyard.kernel.telemetry import UNMATCHED
 from shipyard.kernel.web import DB_ERRORS, JSON, db_error, error_response
 from shipyard.services import Services
 from shipyard.settings import Settings, load_settings, parse_origins
@@ -43,6 +44,10 @@ async def _db_error(request: Request, exc: Exception) -> Response:
 
 async def _server_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
+    svc = getattr(request.app.state, "services", None)
+    if svc is not None:
+        route = getattr(request.scope.get("route"), "path", UNMATCHED)
+        svc.telemetry.exception(exc, {"kind": "request", "method": request.method, "route": route})
     return JSON(
         {
             "status": 500,

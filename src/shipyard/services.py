@@ -27,6 +27,7 @@ from shipyard.jobs.jobs import Jobs
 from shipyard.kernel.extension import Extension, HealthCheck, in_dependency_order
 from shipyard.kernel.functions import Functions, load_hooks
 from shipyard.kernel.runtime import RuntimeSettings
+from shipyard.kernel.telemetry import Telemetry
 from shipyard.records.events import RecordEvents
 from shipyard.records.extension import RecordsExtension
 from shipyard.records.passwords import PasswordHashing
@@ -85,10 +86,13 @@ class Services:
         user_functions: Functions,
         hooks_module: tuple[str, str | None] | None,
         runtime: RuntimeSettings[Settings],
+        telemetry: Telemetry,
     ) -> None:
         self.settings = settings  # as at start-up
         # the settings in effect now (/api/settings): `await runtime.current()`
         self.runtime = runtime
+        # this process's metrics, request observers and exception sinks (kernel/telemetry.py)
+        self.telemetry = telemetry
         self.raw_db = raw_db
         self.db = db
         self.redis = redis
@@ -128,12 +132,15 @@ class Services:
             for subscriber in ext.record_subscribers():
                 events.subscribe(subscriber)
             runtime.declare(*ext.settings_sections())
+            telemetry.observers.extend(ext.request_observers())
+            telemetry.sinks.extend(ext.exception_sinks())
         jobs.register(functions)
 
     @classmethod
     async def open(cls, settings: Settings, *, start: bool = False) -> Services:
         """Connect, build, migrate every capability; with `start`, also start their
         background work (the server does; one-off CLI commands do not)."""
+        telemetry = Telemetry()
         slowlog = SlowQueryLog(settings.slow_query_ms)
         raw = await connect(
             settings.database_url,
@@ -173,7 +180,7 @@ class Services:
         runtime = RuntimeSettings(ParamsStore(raw), settings)
         svc = cls(
             settings, raw, watched, redis, slowlog, store, events, cache, records, attempts,
-            auth, user, module, runtime,
+            auth, user, module, runtime, telemetry,
         )  # fmt: skip
         await runtime.open()  # every section declared: their stored values apply
         for ext in svc.extensions:

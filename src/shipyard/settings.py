@@ -110,6 +110,10 @@ class Settings:
     exports_dir: str = ""  # where export_collection writes; empty: <data_dir>/exports
     # browsers on other origins (docs/records-api.md): "*" or a comma-separated origin list
     cors_origins: str = "*"
+    # metrics (docs/metrics.md)
+    # request and event logs (docs/logs.md)
+    # error tracking (docs/errors.md)
+    # alerting (docs/alerts.md)
     # where each value set at start-up came from ("SHIPYARD_SMTP_HOST", "smtp_host in
     # shipyard.toml", an option): the runtime settings API shows those as read-only, since
     # they win over the values it stores (docs/settings-api.md). Filled by load_settings.

@@ -10,19 +10,23 @@ scope to bytes with nothing in between but the domain call.
 from __future__ import annotations
 
 import logging
+import re
+from os import urandom
+from time import perf_counter, time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import orjson
 from starlette.applications import Starlette
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from shipyard.cache.cache import etag_of
 from shipyard.http.cors import Cors, Headers
 from shipyard.kernel.errors import ApiError
+from shipyard.kernel.telemetry import UNMATCHED, RequestInfo
 from shipyard.kernel.web import DB_ERRORS, db_error, token_from_header
-from shipyard.records.auth import ANONYMOUS
-from shipyard.records.context import RequestContext
+from shipyard.records.auth import ANONYMOUS, Auth
+from shipyard.records.context import AUTH_SCOPE_KEY, RequestContext
 from shipyard.records.listquery import ListQuery, ViewQuery
 from shipyard.tools.db import budget
 
@@ -36,6 +40,23 @@ _JSON_HEADERS = [(b"content-type", b"application/json")]
 _PUBLIC = b"public, no-cache"
 _PRIVATE = b"private, no-cache"
 _MAX_MEMO = 1024
+_LIST_ROUTE = "/api/collections/{collection}/records"
+_VIEW_ROUTE = "/api/collections/{collection}/records/{id}"
+PREFLIGHT = "<preflight>"  # the route label of a CORS preflight
+REQUEST_ID_KEY = "shipyard.request_id"  # the request id (bytes) in the ASGI scope
+# a client's X-Request-Id is kept when it is short, visible ASCII; otherwise one is made
+_ID_OK = re.compile(rb"[\x21-\x7e]{1,128}")
+
+
+class _Outcome:
+    """What the request's telemetry needs from whoever answered it."""
+
+    __slots__ = ("auth", "route", "status")
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.route = ""
+        self.auth: Auth | None = None
 
 
 def _etag_matches(header: str, etag: str) -> bool:
@@ -56,39 +77,99 @@ class Gateway:
         return getattr(self.app, name)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        svc: Services | None = getattr(self.app.state, "services", None)
+        if scope["type"] != "http" or svc is None:
             await self.app(scope, receive, send)
             return
+        # telemetry: a request id, the status, the route template and the time, for every
+        # request (kernel/telemetry.py); the headers it needs are read in one pass
+        started, t0 = time(), perf_counter()
+        rid = agent = referer = b""
+        for key, value in scope["headers"]:
+            if key == b"x-request-id":
+                rid = value
+            elif key == b"user-agent":
+                agent = value
+            elif key == b"referer":
+                referer = value
+        if not _ID_OK.fullmatch(rid):
+            rid = urandom(16).hex().encode()
+        scope[REQUEST_ID_KEY] = rid
+        telemetry = svc.telemetry
+        telemetry.http_in_flight.inc()
+        outcome = _Outcome()
+        try:
+            await self._dispatch(svc, scope, receive, send, rid, outcome)
+        finally:
+            telemetry.http_in_flight.dec()
+            auth = outcome.auth or scope.get(AUTH_SCOPE_KEY)
+            route = outcome.route or getattr(scope.get("route"), "path", UNMATCHED)
+            client = scope.get("client")
+            telemetry.request_done(
+                RequestInfo(
+                    rid.decode(),
+                    scope["method"],
+                    route,
+                    scope["path"],
+                    scope["query_string"].decode("latin-1"),
+                    outcome.status or 500,
+                    started,
+                    perf_counter() - t0,
+                    client[0] if client else "",
+                    agent.decode("latin-1"),
+                    referer.decode("latin-1"),
+                    auth.id if auth is not None else "",
+                    auth.collection.name if auth is not None and auth.collection else "",
+                )
+            )
+
+    async def _dispatch(
+        self, svc: Services, scope: Scope, receive: Receive, send: Send, rid: bytes, out: _Outcome
+    ) -> None:
         if scope["method"] == "OPTIONS":
-            await self.cors.preflight(scope["headers"], send)
+            out.route, out.status = PREFLIGHT, 204
+            await self.cors.preflight(scope["headers"], _with_id(send, rid))
             return
-        cors = self.cors.headers(scope["headers"])
-        svc: Services | None = getattr(self.app.state, "services", None)
+        cors = [*self.cors.headers(scope["headers"]), (b"x-request-id", rid)]
         path: str = scope["path"]
         parts: list[str] = []
         try:
-            if svc is not None:
-                await svc.store.refresh()
-                if path.startswith(_PREFIX):
-                    parts = path[len(_PREFIX) :].split("/")
-                    if parts[0] and svc.store.get(unquote(parts[0])) is None:
-                        # created by another process whose notification has not arrived yet
-                        await svc.store.reload()
+            await svc.store.refresh()
+            if path.startswith(_PREFIX):
+                parts = path[len(_PREFIX) :].split("/")
+                if parts[0] and svc.store.get(unquote(parts[0])) is None:
+                    # created by another process whose notification has not arrived yet
+                    await svc.store.reload()
         except DB_ERRORS as exc:
             err = db_error(exc, scope["method"], path)
             headers = [(k.lower().encode(), v.encode()) for k, v in err.headers.items()]
             body = orjson.dumps(err.to_dict())
+            out.status = err.status
             await _send(send, err.status, [*_JSON_HEADERS, *cors, *headers], body)
             return
-        if svc is not None and parts:
+        if parts:
             is_read = len(parts) in (2, 3) and parts[1] == "records" and all(parts)
             if is_read and scope["method"] == "GET":
-                await self._read(svc, scope, send, parts, cors)
+                out.route = _LIST_ROUTE if len(parts) == 2 else _VIEW_ROUTE
+                await self._read(svc, scope, send, parts, cors, out)
                 return
-        await self.app(scope, receive, Cors.wrap(send, cors))
+
+        async def send_and_note(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                out.status = message["status"]
+                message = {**message, "headers": [*message.get("headers", ()), *cors]}
+            await send(message)
+
+        await self.app(scope, receive, send_and_note)
 
     async def _read(  # noqa: C901  (the hot path in one function: each branch is one early answer, a call would cost)
-        self, svc: Services, scope: Scope, send: Send, parts: list[str], cors: Headers
+        self,
+        svc: Services,
+        scope: Scope,
+        send: Send,
+        parts: list[str],
+        cors: Headers,
+        out: _Outcome,
     ) -> None:
         status = 200
         headers = [*_JSON_HEADERS, *cors]
@@ -103,7 +184,7 @@ class Gateway:
                 if key == b"authorization":
                     token = token_from_header(value.decode("latin-1"))
                     if token:
-                        auth = await svc.auth.authenticate(token)
+                        auth = out.auth = await svc.auth.authenticate(token)
                 elif key in (b"cache-control", b"pragma"):
                     directives += value.lower()
                 elif key == b"if-none-match":
@@ -162,8 +243,9 @@ class Gateway:
             err = exc if isinstance(exc, ApiError) else db_error(exc, "GET", scope["path"])
             status, body = err.status, orjson.dumps(err.to_dict())
             headers += [(k.lower().encode(), v.encode()) for k, v in err.headers.items()]
-        except Exception:
+        except Exception as exc:
             log.exception("unhandled error on GET %s", scope["path"])
+            svc.telemetry.exception(exc, {"kind": "request", "method": "GET", "route": out.route})
             status = 500
             body = orjson.dumps(
                 {
@@ -172,7 +254,17 @@ class Gateway:
                     "data": {},
                 }
             )
+        out.status = status
         await _send(send, status, headers, body)
+
+
+def _with_id(send: Send, rid: bytes) -> Send:
+    async def send_with_id(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), (b"x-request-id", rid)]}
+        await send(message)
+
+    return send_with_id
 
 
 async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:

@@ -1,7 +1,7 @@
 """The one extension interface: how every capability plugs into Shipyard.
 
 Built-in capabilities (records, auth, cache, jobs, webhooks, dbadvice…) and a team's own
-code implement the same class. The composition root (`assembly.py`) builds them in
+code implement the same class. The composition root (`services.py`) builds them in
 dependency order, then asks each for what it contributes:
 
 - `routes()`: Starlette routes, mounted under the one error mapping and CORS;
@@ -10,6 +10,8 @@ dependency order, then asks each for what it contributes:
 - `record_subscribers()`: listeners on the record-event bus (records/events.py);
 - `health_checks()`: named async checks, reported by `GET /api/health?verbose`;
 - `settings_sections()`: its runtime settings (kernel/runtime.py), in `/api/settings`;
+- `request_observers()` / `exception_sinks()`: what it does with every finished request
+  and every unhandled exception (kernel/telemetry.py: the logs and error tracking);
 - `migrate()` then `start()` at start-up (in order), `stop()` at shut-down (reverse order).
 
 Every method has a harmless default, so an extension implements only what it has.
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from shipyard.kernel.functions import Functions
 from shipyard.kernel.runtime import Section
 from shipyard.kernel.spec import OpenAPIPart, Viewer
+from shipyard.kernel.telemetry import ExceptionSink, RequestObserver
 
 if TYPE_CHECKING:  # types only: kernel sits below every capability
     from starlette.routing import BaseRoute
@@ -67,6 +70,14 @@ class Extension:
     def settings_sections(self) -> Sequence[Section]:
         """The sections of runtime settings it owns: shown and changed through
         `/api/settings`, read with `await services.runtime.current()`."""
+        return ()
+
+    def request_observers(self) -> Sequence[RequestObserver]:
+        """Called after every HTTP request, on the event loop: cheap, never blocking."""
+        return ()
+
+    def exception_sinks(self) -> Sequence[ExceptionSink]:
+        """Called with every unhandled exception (a 500, a failed job)."""
         return ()
 
     async def migrate(self) -> None:

@@ -74,12 +74,18 @@ class RequestContext:
         return cls(auth=Auth(collection=superusers, record={"id": actor}), query=query or {})
 
 
+AUTH_SCOPE_KEY = "shipyard.auth"  # the request's resolved Auth, for its log line
+
+
 async def resolve_auth(request: Request) -> Auth:
-    """The auth record of a valid token; anonymous for none or an invalid one (like PocketBase)."""
+    """The auth record of a valid token; anonymous for none or an invalid one (like PocketBase).
+    It is also kept in the request's scope, where the HTTP layer reads who to log."""
     token = bearer(request)
     if not token:
         return ANONYMOUS
-    return await services(request).auth.authenticate(token)
+    auth = await services(request).auth.authenticate(token)
+    request.scope[AUTH_SCOPE_KEY] = auth
+    return auth
 
 
 async def require_superuser(request: Request) -> Auth:
