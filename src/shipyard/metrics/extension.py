@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import shutil
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,7 +17,7 @@ from shipyard.kernel.spec import OpenAPIPart, Viewer
 from shipyard.kernel.telemetry import Telemetry
 from shipyard.metrics import routes
 from shipyard.metrics.cluster import ClusterMetrics
-from shipyard.metrics.gauges import Gauges
+from shipyard.metrics.gauges import Gauges, disk_free
 from shipyard.settings import Settings, parse_networks
 from shipyard.tools.db import Database
 from shipyard.tools.queue import Queue
@@ -102,10 +101,7 @@ class MetricsExtension(Extension):
     async def health_detail(self) -> Mapping[str, Any]:
         due = await self.queue.due_by_queue()
         await self.gauges.refresh()
-        try:
-            free: int | None = shutil.disk_usage(self.settings.data_dir).free
-        except OSError:
-            free = None
+        free = disk_free(self.settings.data_dir)
         g = self.gauges
         return {
             "disk": {"freeBytes": free},

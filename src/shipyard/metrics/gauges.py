@@ -37,6 +37,18 @@ def sqlite_file(settings: Settings) -> Path:
     )
 
 
+def disk_free(path: Path) -> int | None:
+    """Free bytes on the disk of `path` (of its nearest existing parent: on PostgreSQL the
+    data directory may not have been created); None when it cannot be read."""
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
+
+
 def _size(path: Path) -> int:
     try:
         return path.stat().st_size
@@ -115,8 +127,9 @@ class Gauges:
             self.rss.set(float(proc.memory_info().rss))
             if hasattr(proc, "num_fds"):  # POSIX
                 self.fds.set(float(proc.num_fds()))
-        with contextlib.suppress(OSError):
-            self.disk_free.set(float(shutil.disk_usage(self.settings.data_dir).free), (self.host,))
+        free = disk_free(self.settings.data_dir)
+        if free is not None:
+            self.disk_free.set(float(free), (self.host,))
         if self._pool_stats is not None:
             for state, n in self._pool_stats().items():
                 self.pool.set(float(n), (state,))
@@ -156,4 +169,4 @@ class Gauges:
                 self.wal_size.set(float(row[0]))
 
 
-__all__ = ["Gauges", "sqlite_file"]
+__all__ = ["Gauges", "disk_free", "sqlite_file"]
