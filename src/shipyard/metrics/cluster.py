@@ -24,6 +24,7 @@ a database need synchronized clocks (NTP), well within an interval, as the job q
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -102,6 +103,9 @@ class ClusterMetrics:
         self._inserted = False
         self._published: dict[str, Any] | None = None  # the registry as last published
         self._baseline: dict[str, Any] | None = None  # already folded by a reaper
+        # publications and reads of this process one at a time: a read must not see the
+        # table before a publication and this process's state after it
+        self._lock = asyncio.Lock()
 
     @property
     def dead_after(self) -> float:
@@ -135,12 +139,21 @@ class ClusterMetrics:
 
     def _reaped(self) -> None:
         """Our row was folded by another process: what it folded was our last publication."""
+        log.warning(
+            "metrics: this process published nothing for over %g s and was counted as "
+            "stopped; it goes on as a new instance",
+            self.dead_after,
+        )
         self._baseline = self._published
         self.instance = _instance_name()
         self._inserted = False
 
     async def publish(self) -> None:
         """Write this process's snapshot to its row (created on the first call)."""
+        async with self._lock:
+            await self._publish()
+
+    async def _publish(self) -> None:
         self.publishing = True
         raw = self.registry.snapshot()
         body = orjson.dumps(raw if self._baseline is None else subtract(raw, self._baseline))
@@ -168,8 +181,12 @@ class ClusterMetrics:
         if not self._inserted:
             self.publishing = False
             return
-        await self.publish()
-        self.publishing = False
+        async with self._lock:
+            await self._publish()
+            self.publishing = False
+            await self._retire()
+
+    async def _retire(self) -> None:
         async with self.db.transaction() as tx:
             lock = " FOR UPDATE" if self.pg else ""
             rows = await tx.fetchall(
@@ -251,22 +268,30 @@ class ClusterMetrics:
         Empty when metrics are off."""
         if not self.enabled:
             return {}
+        async with self._lock:
+            return await self._read()
+
+    async def _read(self) -> dict[str, Any]:
         rows = await self.db.fetchall(f'SELECT "instance", "updated", "snapshot" FROM "{TABLE}"')
         cutoff = time.time() - self.dead_after
-        if self.publishing and self._inserted and self.instance not in {r[0] for r in rows}:
-            self._reaped()
+        instance = self.instance
         parts: list[tuple[str, Mapping[str, Any]]] = []
-        for instance, updated, body in rows:
-            if instance == self.instance and self.publishing:
+        for name, updated, body in rows:
+            if name == instance and self.publishing:
                 continue
             snap = _loads(body)
             if snap is None:
                 continue
-            if instance != RETIRED and float(updated) < cutoff:
+            if name != RETIRED and float(updated) < cutoff:
                 snap = fold_counters(snap)  # dead, not folded yet: its counts, no gauges
-            parts.append((str(instance), snap))
+            parts.append((str(name), snap))
         if self.publishing:
-            parts.append((self.instance, self.own()))
+            raw = self.registry.snapshot()
+            if instance in {r[0] for r in rows} or self._published is None:
+                own = raw if self._baseline is None else subtract(raw, self._baseline)
+            else:  # folded by another process, which counted our last publication
+                own = subtract(raw, self._published)
+            parts.append((instance, own))
         return merge(parts)
 
 
