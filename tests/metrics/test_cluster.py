@@ -12,7 +12,7 @@ from pathlib import Path
 from shipyard.metrics.cluster import RETIRED, TABLE, ClusterMetrics
 from shipyard.tools.db import Database, connect
 from shipyard.tools.metrics import Registry, exposition
-from tests.metrics.promtext import samples, value
+from tests.helpers.promtext import samples, value
 
 INTERVAL = 0.5
 

@@ -17,10 +17,10 @@ from shipyard.metrics.cluster import TABLE
 from shipyard.metrics.routes import CONTENT_TYPE
 from shipyard.settings import load_settings
 from tests.helpers.jobs_api import FAST, enqueue, user_headers, wait_job, write_hooks
+from tests.helpers.promtext import families, label_values, value
 from tests.helpers.servers import SUPERUSER
 from tests.helpers.wait import wait_until
 from tests.helpers.webhook_receiver import Receiver, receiver_fixture
-from tests.metrics.promtext import families, label_values, value
 
 H = dict[str, str]
 TOKEN = "metrics-scrape-token-0123456789"

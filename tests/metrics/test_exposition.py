@@ -9,7 +9,7 @@ import math
 from shipyard.metrics.cluster import subtract
 from shipyard.tools.db_metrics import QueryMetrics
 from shipyard.tools.metrics import Registry, exposition, fold_counters, merge
-from tests.metrics.promtext import families, samples, value
+from tests.helpers.promtext import families, samples, value
 
 
 def _process(requests: int, memory: float, depth: float, inflight: float) -> Registry:

@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.helpers.promtext import samples, value
 from tests.helpers.servers import Server, fresh_pg_database, start_server, stop_server
 from tests.helpers.wait import wait_until
-from tests.metrics.promtext import samples, value
 
 pytestmark = pytest.mark.e2e
 
