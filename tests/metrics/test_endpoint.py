@@ -172,6 +172,7 @@ def test_routes_are_templates_never_raw_paths(app: tuple[TestClient, H]) -> None
     assert c.get("/api/collections/posts/records?filter=x%3D1").status_code == 400
     assert c.get("/api/collections/posts").status_code in (401, 403, 404)
     assert c.get("/no/such/path/secretpath777").status_code == 404
+    c.request("BREW", "/api/health")  # a method of the client's making: not a label value
     text = _metrics(c, su)
     name = "shipyard_http_requests_total"
     view = "/api/collections/{collection}/records/{id}"
@@ -180,6 +181,8 @@ def test_routes_are_templates_never_raw_paths(app: tuple[TestClient, H]) -> None
     assert value(text, name, method="GET", route=listing, status="400") == 1
     assert value(text, name, method="GET", route="<unmatched>", status="404") == 1
     assert "secretid12345" not in text
+    assert value(text, name, method="OTHER") == 1
+    assert "BREW" not in text
     assert "secretpath777" not in text
     assert "posts" not in text
     # every route label is a route's template (or says that none matched)
