@@ -298,3 +298,22 @@ def test_health_detail_is_for_superusers(app: tuple[TestClient, H]) -> None:
     assert data["disk"]["freeBytes"] > 0
     assert data["jobs"]["lagSeconds"] >= 0
     assert data["backup"] == {"last": None}
+
+
+def test_publishing_metrics_leaves_cached_responses_alone(
+    tmp_path: Path, database_url: str, redis_url: str
+) -> None:
+    """Metrics go to the raw database: their writes are no data change for the cache."""
+    with _app(tmp_path, database_url, redis_url=redis_url) as (c, su):
+        r = c.post("/api/collections", json={"name": "notes", "listRule": ""}, headers=su)
+        assert r.status_code == 200, r.text
+        url = "/api/collections/notes/records"
+        c.get(url)
+        assert c.get(url).headers["x-shipyard-cache"] == "hit"
+        ext = c.app.state.services.extension("metrics")  # type: ignore[attr-defined]
+        for _ in range(3):
+            c.portal.call(ext.cluster.publish)  # type: ignore[union-attr]
+        assert c.get(url).headers["x-shipyard-cache"] == "hit"
+        # while a record write does invalidate it
+        assert c.post(url, json={}, headers=su).status_code == 200
+        assert c.get(url).headers["x-shipyard-cache"] == "miss"
