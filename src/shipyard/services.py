@@ -28,6 +28,7 @@ from shipyard.kernel.extension import Extension, HealthCheck, in_dependency_orde
 from shipyard.kernel.functions import Functions, load_hooks
 from shipyard.kernel.runtime import RuntimeSettings
 from shipyard.kernel.telemetry import Telemetry
+from shipyard.logs.extension import LogsExtension
 from shipyard.metrics.extension import MetricsExtension
 from shipyard.records.events import RecordEvents
 from shipyard.records.extension import RecordsExtension
@@ -124,6 +125,7 @@ class Services:
             WebhooksExtension(self.webhooks, settings),
             DbAdviceExtension(),
             MetricsExtension(settings, raw_db, telemetry, self.jobs.queue),
+            LogsExtension(settings, runtime, raw_db, telemetry.metrics),
             SettingsApiExtension(runtime),
         ]
         self.extensions = in_dependency_order(
