@@ -32,11 +32,17 @@ CLEANUP_INTERVAL = 3600.0  # seconds between retention clean-ups (each process; 
 
 
 def in_app_modules(settings: Settings) -> tuple[str, ...]:
-    """Module prefixes whose frames are Shipyard's or the team's own code (in-app)."""
+    """Module prefixes whose frames are Shipyard's or the team's own code (in-app):
+    shipyard, the hooks module and the modules of SHIPYARD_EXTENSIONS."""
+    out = ["shipyard"]
     hooks = settings.hooks.strip()
-    if not hooks:
-        return ("shipyard",)
-    return ("shipyard", Path(hooks).stem if hooks.endswith(".py") else hooks)
+    if hooks:
+        out.append(Path(hooks).stem if hooks.endswith(".py") else hooks)
+    for item in settings.extensions.split(","):
+        module = item.strip().partition(":")[0]
+        if module:
+            out.append(module)
+    return tuple(out)
 
 
 class ErrorsExtension(Extension):
