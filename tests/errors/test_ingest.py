@@ -14,7 +14,7 @@ import brotli
 import httpx
 import orjson
 
-from tests.errors.conftest import Api
+from tests.helpers.errors import Api
 from tests.helpers.servers import Server
 from tests.helpers.wait import wait_until
 
@@ -44,18 +44,21 @@ def test_store_and_every_way_of_sending_the_key(srv: Server, api: Api) -> None:
     # legacy store, header auth
     e = _event("via store")
     r = httpx.post(f"{base}/store/", json=e, headers=_auth(key))
-    assert r.status_code == 200 and r.json() == {"id": e["event_id"]}
+    assert r.status_code == 200
+    assert r.json() == {"id": e["event_id"]}
     ids.append(e["event_id"])
     # envelope, key in the query (as browsers send it), deflate body
     e = _event("via query")
     r = httpx.post(f"{base}/envelope/?sentry_key={key}&sentry_version=7",
                    content=zlib.compress(_envelope(e)), headers={"Content-Encoding": "deflate"})  # fmt: skip
-    assert r.status_code == 200 and r.json() == {"id": e["event_id"]}, r.text
+    assert r.status_code == 200, r.text
+    assert r.json() == {"id": e["event_id"]}
     # envelope, key only in the envelope header's dsn, gzip
     e = _event("via dsn")
     r = httpx.post(f"{base}/envelope/", content=gzip.compress(_envelope(e, p["dsn"])),
                    headers={"Content-Encoding": "gzip"})  # fmt: skip
-    assert r.status_code == 200 and r.json() == {"id": e["event_id"]}, r.text
+    assert r.status_code == 200, r.text
+    assert r.json() == {"id": e["event_id"]}
     # the same event again (an SDK retry) is stored and counted once
     r = httpx.post(f"{base}/envelope/", content=brotli.compress(_envelope(e)),
                    headers={**_auth(key), "Content-Encoding": "br"})  # fmt: skip
@@ -63,7 +66,8 @@ def test_store_and_every_way_of_sending_the_key(srv: Server, api: Api) -> None:
     # an envelope without an event (a transaction, sessions) is accepted and dropped
     r = httpx.post(f"{base}/envelope/", headers=_auth(key),
                    content=b'{"event_id":"' + uuid.uuid4().hex.encode() + b'"}\n{"type":"transaction"}\n{}\n')  # fmt: skip
-    assert r.status_code == 200 and "id" in r.json()
+    assert r.status_code == 200
+    assert "id" in r.json()
     issues = api.wait_count(p["id"], 3)
     assert sorted(i["title"] for i in issues) == ["via dsn", "via query", "via store"]
     assert all(i["count"] == 1 for i in issues)
@@ -79,8 +83,18 @@ def test_refusals_are_4xx(srv: Server, api: Api) -> None:
     # a key of another project
     r = httpx.post(f"{srv.url}/api/{other['id']}/envelope/", content=body, headers=_auth(key))
     assert r.status_code == 403
-    assert httpx.post(f"{srv.url}/api/notanumber/envelope/", content=body, headers=_auth(key)).status_code == 404
-    assert httpx.post(f"{srv.url}/api/99999999999999999999/store/", json={}, headers=_auth(key)).status_code == 404
+    assert (
+        httpx.post(
+            f"{srv.url}/api/notanumber/envelope/", content=body, headers=_auth(key)
+        ).status_code
+        == 404
+    )
+    assert (
+        httpx.post(
+            f"{srv.url}/api/99999999999999999999/store/", json={}, headers=_auth(key)
+        ).status_code
+        == 404
+    )
     garbage = [
         (b"", {}),
         (b"\x00\xff\xfe not json", {}),
@@ -109,7 +123,9 @@ def test_size_limits_and_zip_bombs(srv: Server, api: Api) -> None:
     for enc, data in (("gzip", gzip.compress(bomb)), ("br", brotli.compress(bomb)),
                       ("deflate", zlib.compress(bomb))):  # fmt: skip
         assert len(data) < 300_000
-        r = httpx.post(f"{base}/envelope/", content=data, headers={**_auth(key), "Content-Encoding": enc})
+        r = httpx.post(
+            f"{base}/envelope/", content=data, headers={**_auth(key), "Content-Encoding": enc}
+        )
         assert r.status_code == 413, (enc, r.text)
     assert api.issues(p["id"]) == []
 
@@ -120,7 +136,7 @@ def test_quota_answers_429_with_retry_after(srv: Server, api: Api) -> None:
     key, base = p["publicKey"], f"{srv.url}/api/{p['id']}"
     statuses = []
     refused = None
-    # 2 × limit + 1 events span at most two quota minutes: one of them goes over
+    # 2 x limit + 1 events span at most two quota minutes: one of them goes over
     for i in range(2 * limit + 1):
         r = httpx.post(f"{base}/envelope/", content=_envelope(_event(f"q {i}")), headers=_auth(key))
         statuses.append(r.status_code)
@@ -152,7 +168,9 @@ def test_cors_lets_any_origin_report(srv: Server, api: Api) -> None:
     # the rest of the API keeps SHIPYARD_CORS_ORIGINS (one other origin here)
     r = httpx.get(f"{srv.url}/api/health", headers=origin)
     assert "access-control-allow-origin" not in r.headers
-    pre = httpx.options(f"{srv.url}/api/errors", headers={**origin, "Access-Control-Request-Method": "GET"})
+    pre = httpx.options(
+        f"{srv.url}/api/errors", headers={**origin, "Access-Control-Request-Method": "GET"}
+    )
     assert "access-control-allow-origin" not in pre.headers
 
 
@@ -202,12 +220,18 @@ def test_a_500_in_shipyard_is_recorded_in_the_builtin_project(srv: Server, api: 
         return found if found and found[0]["count"] >= 2 else []
 
     [issue] = wait_until(recorded, timeout=30, what="the 500s recorded")
-    assert issue["count"] == 2 and issue["title"] == "ZeroDivisionError: division by zero"
-    assert issue["culprit"] == "tests.errors.boom_ext in _divide"
+    assert issue["count"] == 2
+    assert issue["title"] == "ZeroDivisionError: division by zero"
+    assert issue["culprit"] == "tests.helpers.boom_ext in _divide"
     event = api.get(f"/api/errors/{issue['id']}/events")["items"][0]["data"]
-    assert event["contexts"]["shipyard"] == {"kind": "request", "method": "GET", "route": "/api/test-boom/{n}"}
+    assert event["contexts"]["shipyard"] == {
+        "kind": "request",
+        "method": "GET",
+        "route": "/api/test-boom/{n}",
+    }
     frames = event["exception"]["values"][-1]["stacktrace"]["frames"]
-    assert frames[-1]["function"] == "_divide" and frames[-1]["lineno"] > 0
+    assert frames[-1]["function"] == "_divide"
+    assert frames[-1]["lineno"] > 0
     # the built-in project cannot be deleted
     r = httpx.delete(f"{srv.url}/api/errors/projects/{builtin['id']}", headers=api.headers)
     assert r.status_code == 400

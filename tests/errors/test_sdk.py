@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.errors.conftest import SERVER_SETTINGS, Api, run_sdk
+from tests.helpers.errors import SERVER_SETTINGS, Api, run_sdk
 from tests.helpers.servers import Server, start_server, stop_server
 
 pytestmark = pytest.mark.timeout(600)
@@ -21,14 +21,18 @@ def test_sdk_events_group_resolve_and_regress(api: Api, compression: str) -> Non
     dsn = p["dsn"]
     # three failures of the same code path (different orders, different line text) and
     # two of another: two issues
-    sent = run_sdk(dsn, "--mode", "boom", "--count", "3", "--compression", compression, "--users", "2")
+    sent = run_sdk(
+        dsn, "--mode", "boom", "--count", "3", "--compression", compression, "--users", "2"
+    )
     sent += run_sdk(dsn, "--mode", "other", "--count", "2", "--compression", compression)
     assert len(sent) == 5
     issues = api.wait_count(p["id"], 5)
     by_type = {i["type"]: i for i in issues}
     assert set(by_type) == {"PaymentDeclined", "ValueError"}, issues
     boom = by_type["PaymentDeclined"]
-    assert boom["count"] == 3 and boom["users"] == 2 and boom["status"] == "unresolved"
+    assert boom["count"] == 3
+    assert boom["users"] == 2
+    assert boom["status"] == "unresolved"
     assert boom["title"].startswith("PaymentDeclined: card declined for order 10")
     assert "charge" in boom["culprit"]
     assert by_type["ValueError"]["count"] == 2
@@ -41,11 +45,14 @@ def test_sdk_events_group_resolve_and_regress(api: Api, compression: str) -> Non
 
     # resolved, then it happens again: a regression, reopened
     resolved = api.set_status(boom["id"], "resolved")
-    assert resolved["status"] == "resolved" and resolved["resolvedAt"]
+    assert resolved["status"] == "resolved"
+    assert resolved["resolvedAt"]
     run_sdk(dsn, "--mode", "boom", "--count", "1", "--compression", compression)
     issues = api.wait_count(p["id"], 6)
     again = next(i for i in issues if i["id"] == boom["id"])
-    assert again["status"] == "unresolved" and again["regressedAt"] and again["count"] == 4
+    assert again["status"] == "unresolved"
+    assert again["regressedAt"]
+    assert again["count"] == 4
     assert len(issues) == 2
 
     # ignored stays ignored while counting
@@ -53,7 +60,8 @@ def test_sdk_events_group_resolve_and_regress(api: Api, compression: str) -> Non
     run_sdk(dsn, "--mode", "other", "--count", "1", "--compression", compression)
     issues = api.wait_count(p["id"], 7)
     other = next(i for i in issues if i["type"] == "ValueError")
-    assert other["status"] == "ignored" and other["count"] == 3
+    assert other["status"] == "ignored"
+    assert other["count"] == 3
     assert [i["id"] for i in api.issues(p["id"], status="ignored")] == [other["id"]]
 
 
@@ -66,10 +74,15 @@ def test_sdk_messages_and_fingerprints(api: Api) -> None:
     run_sdk(p["dsn"], "--mode", "boom", "--count", "1")
     issues = api.wait_count(p["id"], 6)
     counts = sorted((i["type"], i["level"], i["count"]) for i in issues)
-    assert counts == [("", "warning", 3), ("PaymentDeclined", "error", 1), ("PaymentDeclined", "error", 2)]
+    assert counts == [
+        ("", "warning", 3),
+        ("PaymentDeclined", "error", 1),
+        ("PaymentDeclined", "error", 2),
+    ]
     warnings = api.issues(p["id"], level="warning")
     # the title is the latest event's
-    assert len(warnings) == 1 and re.fullmatch(r"queue 7\d is \d% full", warnings[0]["title"])
+    assert len(warnings) == 1
+    assert re.fullmatch(r"queue 7\d is \d% full", warnings[0]["title"])
     found = api.get("/api/errors", q="QUEUE", project=p["id"])["items"]
     assert [i["id"] for i in found] == [warnings[0]["id"]]
 
@@ -85,16 +98,13 @@ def test_two_processes_ingest_concurrently_counted_exactly(
     try:
         dsn2 = p["dsn"].replace(srv.url.split("//")[1], second.url.split("//")[1])
         n = 60
-        procs = [
-            subprocess.Popen(
-                [sys.executable, "-m", "tests.errors.sdk_app", dsn, "--mode", "boom",
-                 "--count", str(n), "--users", "7", "--compression", algo],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            )  # fmt: skip
-            for dsn, algo in ((p["dsn"], "gzip"), (dsn2, "br"))
-        ]
+        procs = []
+        for dsn, algo in ((p["dsn"], "gzip"), (dsn2, "br")):
+            cmd = [sys.executable, "-m", "tests.helpers.sentry_app", dsn, "--mode", "boom",
+                   "--count", str(n), "--users", "7", "--compression", algo]  # fmt: skip
+            procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
         for proc in procs:
-            out, err = proc.communicate(timeout=300)
+            _out, err = proc.communicate(timeout=300)
             assert proc.returncode == 0, err[-3000:]
         issues = api.wait_count(p["id"], 2 * n)
         assert len(issues) == 1, issues

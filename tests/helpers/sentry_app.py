@@ -2,7 +2,7 @@
 transport): run as a subprocess by the tests and the bench, so the SDK's global hooks
 never touch the test process. Prints a JSON list of the event ids it sent.
 
-    python -m tests.errors.sdk_app DSN --mode boom --count 3 --compression gzip
+    python -m tests.helpers.sentry_app DSN --mode boom --count 3 --compression gzip
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ def main() -> None:
     ap.add_argument("--user-prefix", default="user")
     args = ap.parse_args()
     algo = {"none": ""}.get(args.compression, args.compression)
-    experiments = {"transport_compression_algo": algo} if algo else {"transport_compression_level": 0}
+    experiments = (
+        {"transport_compression_algo": algo} if algo else {"transport_compression_level": 0}
+    )
     sentry_sdk.init(
         dsn=args.dsn,
         _experiments=experiments,
