@@ -147,6 +147,9 @@ class Projects:
 
     async def ensure(self, name: str) -> Project:
         """The project named `name`, created if missing (safe from many processes)."""
+        found = await self.by_name(name)
+        if found is not None:  # asked first: a conflicting insert would use up an id
+            return found
         now = time.time()
         await self.db.execute(
             'INSERT INTO "_errors_projects" ("name", "public_key", "rate_limit", "created", '
