@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -68,3 +69,37 @@ def run_sdk(dsn: str, *args: str) -> list[str]:
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-3000:]
     return [i for i in json.loads(r.stdout.strip().splitlines()[-1])["ids"] if i]
+
+
+def _export_target(value: Any) -> str | None:
+    """The file an `exports` entry names for a browser importing an ES module."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        for condition in ("browser", "import", "default"):
+            if condition in value:
+                found = _export_target(value[condition])
+                if found:
+                    return found
+    return None
+
+
+def browser_import_map(node_modules: Path, prefix: str) -> dict[str, Any]:
+    """An import map resolving the bare specifiers of @sentry/* (and web-vitals) to their
+    ES module files under `prefix`, as a bundler would: the npm package of @sentry/browser
+    ships ES modules, not a browser bundle."""
+    imports: dict[str, str] = {}
+    packages = [p for p in (node_modules / "@sentry").iterdir() if p.is_dir()]
+    packages.append(node_modules / "web-vitals")
+    for pkg in packages:
+        meta = json.loads((pkg / "package.json").read_text())
+        name = meta["name"]
+        base = f"{prefix}/{pkg.relative_to(node_modules).as_posix()}"
+        exports = meta.get("exports") or {".": meta.get("module") or meta.get("main")}
+        if isinstance(exports, str):
+            exports = {".": exports}
+        for sub, value in exports.items():
+            target = _export_target(value)
+            if target and not sub.endswith(".json") and "*" not in sub:
+                imports[name + sub[1:]] = f"{base}/{target.removeprefix('./')}"
+    return {"imports": imports}
