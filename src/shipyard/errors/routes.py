@@ -240,9 +240,7 @@ class ErrorRoutes:
     def routes(self) -> list[BaseRoute]:
         return [
             Route("/api/{projectId:int}/envelope/", self.envelope, methods=["POST"]),
-            Route("/api/{projectId:int}/envelope", self.envelope, methods=["POST"]),
             Route("/api/{projectId:int}/store/", self.store, methods=["POST"]),
-            Route("/api/{projectId:int}/store", self.store, methods=["POST"]),
             Route("/api/errors/projects", self.list_projects, methods=["GET"]),
             Route("/api/errors/projects", self.create_project, methods=["POST"]),
             Route("/api/errors/projects/{id}", self.get_project, methods=["GET"]),
