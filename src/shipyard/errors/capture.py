@@ -102,9 +102,12 @@ def event_from_exception(
 class ExceptionQueue:
     """The exception sink: bounded, thread-safe, drained on the event loop by `run`."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(
+        self, size: int, store: Callable[[BaseException, dict[str, Any]], Awaitable[None]]
+    ) -> None:
         self.items: collections.deque[tuple[BaseException, dict[str, Any]]] = collections.deque()
         self.size = size
+        self.store = store
         self.dropped = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
@@ -115,43 +118,49 @@ class ExceptionQueue:
             self.dropped += 1
             return
         self.items.append((exc, dict(context)))
+        if self._task is None:
+            # started on the first exception when nothing started it (`shipyard worker`
+            # runs jobs without starting the extensions' background work)
+            with contextlib.suppress(RuntimeError):  # no event loop in this thread
+                asyncio.get_running_loop()
+                self.start()
         loop, wake = self._loop, self._wake
         if loop is not None and wake is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop is shutting down
                 loop.call_soon_threadsafe(wake.set)
 
-    def start(self, store: Callable[[BaseException, dict[str, Any]], Awaitable[None]]) -> None:
+    def start(self) -> None:
+        if self._task is not None:
+            return
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
-        self._task = asyncio.create_task(self._run(store), name="shipyard-errors-sink")
+        self._task = asyncio.create_task(self._run(), name="shipyard-errors-sink")
         if self.items:
             self._wake.set()
 
-    async def _run(self, store: Callable[[BaseException, dict[str, Any]], Awaitable[None]]) -> None:
+    async def _run(self) -> None:
         assert self._wake is not None  # noqa: S101  (set by start)
         while True:
             await self._wake.wait()
             self._wake.clear()
-            await self.drain(store)
+            await self.drain()
 
-    async def drain(
-        self, store: Callable[[BaseException, dict[str, Any]], Awaitable[None]]
-    ) -> None:
+    async def drain(self) -> None:
         while self.items:
             exc, context = self.items.popleft()
             try:
-                await store(exc, context)
+                await self.store(exc, context)
             except Exception:
                 log.warning("could not record an exception in the error tracker", exc_info=True)
 
-    async def stop(self, store: Callable[[BaseException, dict[str, Any]], Awaitable[None]]) -> None:
+    async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.drain(store), 5.0)
+            await asyncio.wait_for(self.drain(), 5.0)
         self._loop = None
 
 

@@ -58,7 +58,7 @@ class ErrorsExtension(Extension):
             settings.errors_retention_days,
             on_stored=lambda project: stored.inc((project,)),
         )
-        self.queue = ExceptionQueue(settings.errors_queue_size)
+        self.queue = ExceptionQueue(settings.errors_queue_size, self.record)
         self.in_app = in_app_modules(settings)
         self._routes = ErrorRoutes(self.tracker, settings)
         self._cleanup: asyncio.Task[None] | None = None
@@ -94,7 +94,7 @@ class ErrorsExtension(Extension):
             await asyncio.sleep(CLEANUP_INTERVAL)
 
     async def start(self) -> None:
-        self.queue.start(self.record)
+        self.queue.start()
         self._cleanup = asyncio.create_task(
             self._clean_periodically(), name="shipyard-errors-cleanup"
         )
@@ -105,7 +105,7 @@ class ErrorsExtension(Extension):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._cleanup
             self._cleanup = None
-        await self.queue.stop(self.record)
+        await self.queue.stop()
 
 
 __all__ = ["ErrorsExtension", "in_app_modules"]
