@@ -109,6 +109,9 @@ def test_refusals_are_4xx(srv: Server, api: Api) -> None:
         r = httpx.post(f"{base}/envelope/", content=content, headers={**_auth(key), **headers})
         assert r.status_code == 400, (content[:40], r.status_code, r.text)
         assert r.json()["status"] == 400
+    many = b'{"event_id":"x"}\n' + b'{"type":"event"}\n{"message":"m"}\n' * 101
+    r = httpx.post(f"{base}/envelope/", content=many, headers=_auth(key))
+    assert r.status_code == 400, r.text
     r = httpx.post(f"{base}/store/", content=b"[not an event", headers=_auth(key))
     assert r.status_code == 400
 

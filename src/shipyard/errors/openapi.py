@@ -99,7 +99,7 @@ def _op(op_id: str, summary: str, responses: dict[str, Any], **extra: Any) -> di
     return spec.superuser_op("errors", op_id, summary, DOC, responses, **extra)
 
 
-def _ingest(op_id: str, summary: str, body_type: str) -> dict[str, Any]:
+def _ingest(op_id: str, summary: str, body_type: str, body: dict[str, Any]) -> dict[str, Any]:
     return {
         "tags": ["errors"],
         "operationId": op_id,
@@ -115,7 +115,7 @@ def _ingest(op_id: str, summary: str, body_type: str) -> dict[str, Any]:
         ],
         "requestBody": {
             "required": True,
-            "content": {body_type: {"schema": {"type": "string", "format": "binary"}}},
+            "content": {body_type: {"schema": body}},
         },
         "responses": {
             "200": spec.ok({"type": "object", "properties": {"id": spec.STR}, "required": ["id"]},
@@ -142,8 +142,8 @@ def openapi_paths() -> dict[str, Any]:
     pid = [spec.path_param("id", {"type": "integer", "minimum": 1})]
     issue = [spec.path_param("issue")]
     return {
-        "/api/{projectId}/envelope/": {"post": _ingest("sentryEnvelope", "Ingest a Sentry envelope", "application/x-sentry-envelope")},
-        "/api/{projectId}/store/": {"post": _ingest("sentryStore", "Ingest one event (Sentry's legacy store endpoint)", "application/json")},
+        "/api/{projectId}/envelope/": {"post": _ingest("sentryEnvelope", "Ingest a Sentry envelope (SDKs send it as application/x-sentry-envelope; the type is not checked)", "application/octet-stream", {"type": "string", "format": "binary"})},
+        "/api/{projectId}/store/": {"post": _ingest("sentryStore", "Ingest one event (Sentry's legacy store endpoint)", "application/json", {"type": "object"})},
         "/api/errors/projects": {
             "get": _op("listErrorProjects", "List error-tracking projects with their DSNs", {"200": spec.ok(listing, "All")}),
             "post": _op("createErrorProject", "Create a project (and its DSN key)", {"200": project, **bad},

@@ -37,6 +37,7 @@ from shipyard.settings import Settings
 
 log = logging.getLogger("shipyard.errors")
 _MAX_PROJECT_ID = 2**62
+MAX_EVENTS_PER_ENVELOPE = 100  # SDKs send one; more is not an SDK
 
 
 def _public_url(settings: Settings, request: Request | None = None) -> str:
@@ -134,6 +135,8 @@ class ErrorRoutes:
             events = env.events()
         except BadInput as exc:
             raise bad_request(str(exc)) from None
+        if len(events) > MAX_EVENTS_PER_ENVELOPE:
+            raise bad_request(f"An envelope may carry at most {MAX_EVENTS_PER_ENVELOPE} events.")
         project = await self._project(request, key or key_from_dsn(env.headers.get("dsn")))
         fallback = event_id(env.headers.get("event_id")) or uuid.uuid4().hex
         return await self._accept(request, project, events, fallback)
