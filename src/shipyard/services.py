@@ -21,6 +21,7 @@ from shipyard.auth.login import AuthService
 from shipyard.cache.cache import ResponseCache, build_versions
 from shipyard.cache.extension import CacheExtension
 from shipyard.dbadvice.extension import DbAdviceExtension
+from shipyard.errors.extension import ErrorsExtension
 from shipyard.http.settings_api import SettingsApiExtension
 from shipyard.jobs.extension import JobsExtension
 from shipyard.jobs.jobs import Jobs
@@ -126,6 +127,8 @@ class Services:
             DbAdviceExtension(),
             MetricsExtension(settings, raw_db, telemetry, self.jobs.queue),
             LogsExtension(settings, runtime, raw_db, telemetry.metrics),
+            # on the raw database: error events invalidate no cached response
+            ErrorsExtension(raw_db, settings, telemetry),
             SettingsApiExtension(runtime),
         ]
         self.extensions = in_dependency_order(
