@@ -26,7 +26,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from shipyard.alerts.config import channels
-from shipyard.alerts.rules import Rule, Snapshot, parse_rules, runbook_url
+from shipyard.alerts.rules import Rule, parse_rules, runbook_url
+from shipyard.alerts.series import Snapshot
 from shipyard.alerts.silences import Silence, Silences, iso
 from shipyard.alerts.store import AlertState, AlertStore
 from shipyard.errors.activity import ErrorActivity, IssueSummary
@@ -288,7 +289,7 @@ def _issues(rule: Rule, a: ErrorActivity | None) -> Outcome:
     project = rule.param("project")
     if project:
         found = [i for i in found if i.project == project]
-    details = [f"[{i.project}] {i.title} ({i.level}, {i.count}×)" for i in found]
+    details = [f"[{i.project}] {i.title} ({i.level}, {i.count} events)" for i in found]
     return Outcome(float(len(found)), details)
 
 

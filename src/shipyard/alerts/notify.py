@@ -76,7 +76,9 @@ def _lines(a: dict[str, Any]) -> list[str]:
     ]
     out += [f"  - {d}" for d in a.get("details", [])]
     out.append(f"Runbook: {a.get('runbook', '')}")
-    out.append(f"Since: {a.get('startsAt', '')}" + (f", ended {a['endsAt']}" if a.get("endsAt") else ""))
+    out.append(
+        f"Since: {a.get('startsAt', '')}" + (f", ended {a['endsAt']}" if a.get("endsAt") else "")
+    )
     return out
 
 

@@ -49,7 +49,7 @@ async def list_alerts(request: Request) -> Response:
                 "silenced": silenced(rule.all_labels(), active, now),
             }
         )
-    at, evaluated, owner = await ext.store.last_tick()
+    _at, evaluated, owner = await ext.store.last_tick()
     return JSON(
         {
             "items": items,

@@ -20,14 +20,13 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
 
-Snapshot = Mapping[str, Any]
-Sample = list[float]
+from shipyard.alerts.series import Sample, Snapshot, delta, extreme, histogram, quantile, total
 
 REQUESTS = "shipyard_http_requests_total"
 DURATION = "shipyard_http_request_duration_seconds"
@@ -52,86 +51,6 @@ class RuleError(ValueError):
         super().__init__(f"{path}: {message}")
         self.path = path
         self.message = message
-
-
-# ---------------------------------------------------------------------- reading snapshots
-
-
-def _series(snap: Snapshot, name: str) -> tuple[list[str], list[Any]] | None:
-    entry = snap.get(name)
-    if not isinstance(entry, Mapping):
-        return None
-    return list(entry.get("labels", [])), list(entry.get("series", []))
-
-
-def _where(names: list[str], values: list[Any], match: Mapping[str, Callable[[str], bool]]) -> bool:
-    got = dict(zip(names, (str(v) for v in values), strict=False))
-    return all(test(got.get(k, "")) for k, test in match.items())
-
-
-def total(snap: Snapshot, name: str, match: Mapping[str, Callable[[str], bool]]) -> float | None:
-    """The sum of a counter's (or gauge's) matching series; None when the metric is absent."""
-    found = _series(snap, name)
-    if found is None:
-        return None
-    names, series = found
-    return float(sum(float(v) for labels, v in series if _where(names, labels, match)))
-
-
-def extreme(
-    snap: Snapshot, name: str, match: Mapping[str, Callable[[str], bool]], pick: Callable[..., Any]
-) -> float | None:
-    """`max` or `min` over a gauge's matching series; None when there is none."""
-    found = _series(snap, name)
-    if found is None:
-        return None
-    names, series = found
-    values = [float(v) for labels, v in series if _where(names, labels, match)]
-    return float(pick(values)) if values else None
-
-
-def histogram(
-    snap: Snapshot, name: str, match: Mapping[str, Callable[[str], bool]]
-) -> tuple[list[float], list[float]] | None:
-    """(bucket bounds, per-bucket counts summed over matching series; the last is +Inf)."""
-    entry = snap.get(name)
-    found = _series(snap, name)
-    if found is None or not isinstance(entry, Mapping):
-        return None
-    names, series = found
-    bounds = [float(b) for b in entry.get("buckets", [])]
-    counts = [0.0] * (len(bounds) + 1)
-    for labels, value in series:
-        if _where(names, labels, match) and len(value) == len(bounds) + 2:
-            for i, c in enumerate(value[:-1]):
-                counts[i] += float(c)
-    return bounds, counts
-
-
-def quantile(q: float, bounds: Sequence[float], counts: Sequence[float]) -> float | None:
-    """Prometheus' `histogram_quantile` over per-bucket counts: linear within the bucket
-    that holds the rank; the highest finite bound when it falls in +Inf; None with no data."""
-    n = sum(counts)
-    if n <= 0:
-        return None
-    rank = q * n
-    running = 0.0
-    for i, c in enumerate(counts):
-        if running + c >= rank and c > 0:
-            if i >= len(bounds):
-                return bounds[-1] if bounds else None
-            low = 0.0 if i == 0 else bounds[i - 1]
-            return low + (bounds[i] - low) * ((rank - running) / c)
-        running += c
-    return bounds[-1] if bounds else None
-
-
-def delta(now: Sample, then: Sample | None) -> Sample:
-    """What counters gained since `then`; a component that went down was reset (a process
-    restarted): its whole current value counts, as in Prometheus."""
-    if then is None or len(then) != len(now):
-        return list(now)
-    return [a - b if a >= b else a for a, b in zip(now, then, strict=True)]
 
 
 # ---------------------------------------------------------------------- rule types
@@ -270,7 +189,9 @@ def _ratio_promql(rule: Rule) -> str:
         f"sum(rate({REQUESTS}{bad}[{w}])) / sum(rate({REQUESTS}{every}[{w}])) "
         f"> {_num(rule.threshold)}"
     )
-    return f"({expr}) and sum(increase({REQUESTS}{every}[{w}])) >= {_num(rule.param('minRequests'))}"
+    return (
+        f"({expr}) and sum(increase({REQUESTS}{every}[{w}])) >= {_num(rule.param('minRequests'))}"
+    )
 
 
 # latency quantile ----------------------------------------------------------------------
@@ -601,6 +522,5 @@ __all__ = [
     "RuleError",
     "RuleType",
     "parse_rules",
-    "quantile",
     "runbook_url",
 ]

@@ -102,7 +102,8 @@ class Silence:
 
 def _invalid(path: str, message: str) -> ApiError:
     return bad_request(
-        "Failed to save the silence.", {path: {"code": "validation_invalid_value", "message": message}}
+        "Failed to save the silence.",
+        {path: {"code": "validation_invalid_value", "message": message}},
     )
 
 
@@ -156,7 +157,9 @@ class Silences:
         return [_row(r) for r in rows]
 
     async def get(self, sid: str) -> Silence:
-        row = await self.db.fetchone(f'SELECT {_COLS} FROM "_alert_silences" WHERE "id" = ?', (sid,))
+        row = await self.db.fetchone(
+            f'SELECT {_COLS} FROM "_alert_silences" WHERE "id" = ?', (sid,)
+        )
         if row is None:
             raise not_found()
         return _row(row)

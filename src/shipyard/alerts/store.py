@@ -39,9 +39,7 @@ class AlertState:
     alert: dict[str, Any] = field(default_factory=dict)  # the last alert made (labels…)
 
 
-_STATE_COLS = (
-    '"rule", "state", "since", "fired_at", "resolved_at", "notified_at", "value", "alert"'
-)
+_STATE_COLS = '"rule", "state", "since", "fired_at", "resolved_at", "notified_at", "value", "alert"'
 
 
 def _state(r: Any) -> AlertState:
