@@ -58,6 +58,7 @@ async def list_alerts(request: Request) -> Response:
             "interval": s.alerts_interval,
             "channels": sorted({c["channel"] for c in channels(s)}),
             "lastEvaluation": {"at": _when(evaluated or None), "owner": owner},
+            "evaluations": [{**e, "at": _when(e["at"])} for e in await ext.store.evaluations(20)],
         }
     )
 
@@ -144,6 +145,21 @@ _LISTING = {
         "lastEvaluation": {
             "type": "object",
             "properties": {"at": _WHEN, "owner": spec.STR},
+        },
+        "evaluations": {
+            "type": "array",
+            "description": "The latest evaluations, newest first (`at`: the tick's start).",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "at": _WHEN,
+                    "owner": {**spec.STR, "description": "host:pid of the evaluating process"},
+                    "durationMs": spec.NUM,
+                    "firing": spec.INT,
+                    "notifications": spec.INT,
+                    "error": spec.STR,
+                },
+            },
         },
     },
     "required": ["items", "totalItems"],
