@@ -45,6 +45,16 @@ DEFAULTS: dict[str, Any] = {
         "tls": "starttls",
         "timeout": 10.0,
     },
+    "alerts": {  # alerting (docs/alerts.md); the channel secrets are never shown
+        "enabled": True,
+        "interval": 60.0,
+        "repeatInterval": 14400.0,
+        "rules": "",
+        "emailTo": "",
+        "pagerdutyUrl": "https://events.pagerduty.com/v2/enqueue",
+        "webhookUrl": "",
+        "runbookUrl": "docs/alerts.md",
+    },
     "readOnly": {},
 }
 
