@@ -130,6 +130,10 @@ def worker(concurrency: int | None, queues: str | None) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         w = svc.jobs.start_worker()
+        # counted in the deployment's metrics like every server process (docs/metrics.md)
+        metrics = svc.extension("metrics")
+        metrics.role = "worker"
+        await metrics.start()
         click.echo(
             f"Shipyard worker {w.name}: {len(svc.jobs.types)} job types, "
             f"concurrency {w.concurrency}, queues {', '.join(w.queues or ['*'])}"

@@ -4,7 +4,7 @@ dependency order, and plugs each in through the extension interface (kernel/exte
 Nothing here is assigned after construction: the database platform comes first (the
 database, the write watcher, Redis, the slow-query log, the schema store), then records
 with its event bus and the cache it reports totals to, then auth, jobs, webhooks, the
-advisor and the team's own extensions. What capabilities contribute to one another —
+advisor, metrics and the team's own extensions. What capabilities contribute to one another —
 job kinds, record-event subscribers, write watchers — is registered, not wired by hand.
 """
 
@@ -29,6 +29,7 @@ from shipyard.kernel.extension import Extension, HealthCheck, in_dependency_orde
 from shipyard.kernel.functions import Functions, load_hooks
 from shipyard.kernel.runtime import RuntimeSettings
 from shipyard.kernel.telemetry import Telemetry
+from shipyard.metrics.extension import MetricsExtension
 from shipyard.records.events import RecordEvents
 from shipyard.records.extension import RecordsExtension
 from shipyard.records.passwords import PasswordHashing
@@ -36,7 +37,8 @@ from shipyard.records.records import Records
 from shipyard.records.schema import SchemaStore
 from shipyard.settings import Settings
 from shipyard.tools.attempts import AttemptLimiter
-from shipyard.tools.db import Database, connect
+from shipyard.tools.db import Database, QueryTimer, connect
+from shipyard.tools.db_metrics import QueryMetrics
 from shipyard.tools.dbwatch import WatchedDatabase
 from shipyard.tools.params import ParamsStore
 from shipyard.tools.redisclient import ResilientRedis
@@ -105,8 +107,10 @@ class Services:
         self.attempts = attempts
         self.auth = auth
         # job handlers see these services as `ctx.services`
-        self.jobs = Jobs(settings, db, raw_db, store, records, user_functions, hooks_module, self)
-        self.webhooks = Webhooks(raw_db, store, self.jobs)
+        self.jobs = Jobs(
+            settings, db, raw_db, store, records, user_functions, hooks_module, self, telemetry
+        )
+        self.webhooks = Webhooks(raw_db, store, self.jobs, telemetry.metrics)
         jobs = self.jobs
 
         async def wake_worker(tables: set[str]) -> None:
@@ -120,6 +124,7 @@ class Services:
             JobsExtension(self.jobs, settings.jobs_worker),
             WebhooksExtension(self.webhooks, settings),
             DbAdviceExtension(),
+            MetricsExtension(settings, raw_db, telemetry, self.jobs.queue),
             SettingsApiExtension(runtime),
             AlertsExtension(self),
         ]
@@ -142,12 +147,16 @@ class Services:
     async def open(cls, settings: Settings, *, start: bool = False) -> Services:
         """Connect, build, migrate every capability; with `start`, also start their
         background work (the server does; one-off CLI commands do not)."""
-        telemetry = Telemetry()
+        telemetry = Telemetry(metrics_enabled=settings.metrics_enabled)
         slowlog = SlowQueryLog(settings.slow_query_ms)
+        timer: QueryTimer | None = slowlog.timer
+        if settings.metrics_enabled:  # every statement timed into a histogram, slow ones logged
+            engine = "postgres" if settings.is_postgres else "sqlite"
+            timer = QueryMetrics(telemetry.metrics, engine, slowlog.timer)
         raw = await connect(
             settings.database_url,
             settings.sqlite_path,
-            timer=slowlog.timer,
+            timer=timer,
             min_size=settings.db_pool_min,
             max_size=settings.db_pool_max,
             timeout=settings.db_pool_timeout,
@@ -168,7 +177,9 @@ class Services:
         watched = WatchedDatabase(raw)
         store = SchemaStore(watched)
         await store.init()
-        cache = ResponseCache(settings, store, build_versions(settings, store, redis))
+        cache = ResponseCache(
+            settings, store, build_versions(settings, store, redis), telemetry.metrics
+        )
         events = RecordEvents()
         passwords = PasswordHashing(settings.password_hash_concurrency)
         records = Records(
@@ -176,7 +187,7 @@ class Services:
         )
         # login counters on the raw database: they change no cached response
         attempts = AttemptLimiter(raw, secret=settings.secret_key.encode())
-        auth = AuthService(settings, store, watched, attempts, passwords)
+        auth = AuthService(settings, store, watched, attempts, passwords, telemetry.metrics)
         user, module = load_hooks(settings.hooks) if settings.hooks else (Functions(), None)
         # stored in `_params` on the raw database: a settings change invalidates no cache
         runtime = RuntimeSettings(ParamsStore(raw), settings)

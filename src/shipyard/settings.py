@@ -112,6 +112,11 @@ class Settings:
     # browsers on other origins (docs/records-api.md): "*" or a comma-separated origin list
     cors_origins: str = "*"
     # metrics (docs/metrics.md)
+    metrics_enabled: bool = True  # off: nothing counted or published, GET /metrics is 404
+    metrics_flush_interval: float = 5.0  # seconds between publications of a process's metrics
+    # `Authorization: Bearer <token>` that may read GET /metrics; empty: none
+    metrics_token: str = field(default="", repr=False)
+    metrics_allow: str = "127.0.0.0/8,::1"  # client networks that may read it without a token
     # request and event logs (docs/logs.md)
     # error tracking (docs/errors.md)
     # alerting (docs/alerts.md)
@@ -369,6 +374,9 @@ def _validate(s: Settings) -> None:  # noqa: C901  (one independent check per se
         raise SettingsError("SHIPYARD_FUNCTIONS_MEMORY_MB: must be at least 64")
     parse_allow_list(s.webhook_allow_private)
     parse_origins(s.cors_origins)
+    if not (0.05 <= s.metrics_flush_interval <= 3600):  # also refuses nan
+        raise SettingsError("SHIPYARD_METRICS_FLUSH_INTERVAL: must be 0.05..3600 seconds")
+    parse_networks(s.metrics_allow, "SHIPYARD_METRICS_ALLOW")
     _validate_alerts(s)
 
 
@@ -430,4 +438,20 @@ def parse_origins(text: str) -> list[str]:
             raise SettingsError(
                 f"SHIPYARD_CORS_ORIGINS: {origin!r} is not an origin (scheme://host[:port]) or *"
             )
+    return out
+
+
+def parse_networks(text: str, name: str) -> list[Any]:
+    """`"127.0.0.0/8, ::1"` → the networks (ipaddress objects), each a CIDR or an address."""
+    import ipaddress
+
+    out: list[Any] = []
+    for part in text.split(","):
+        entry = part.strip()
+        if not entry:
+            continue
+        try:
+            out.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise SettingsError(f"{name}: {entry!r} is not an address or network (CIDR)") from None
     return out

@@ -25,6 +25,7 @@ from shipyard.records.schema import SchemaStore
 from shipyard.settings import Settings
 from shipyard.tools.attempts import AttemptLimiter
 from shipyard.tools.db import Executor
+from shipyard.tools.metrics import Registry
 
 
 class AuthService:
@@ -35,12 +36,18 @@ class AuthService:
         db: Executor,
         attempts: AttemptLimiter,
         passwords: PasswordHashing,
+        metrics: Registry | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.db = db
         self.attempts = attempts
         self.passwords = passwords
+        self.failures = (metrics or Registry()).counter(
+            "shipyard_auth_failures_total",
+            "Failed password checks (wrong password or unknown identity) and attempts "
+            "refused by the brute-force limit.",
+        )
 
     async def _auth_row(
         self, coll: Collection, where: str, args: list[Any]
@@ -178,6 +185,7 @@ class AuthService:
             s.auth_failure_window,
         )
         if wait is not None:
+            self.failures.inc()
             seconds = max(1, math.ceil(wait))
             raise ApiError(
                 429,
@@ -194,6 +202,7 @@ class AuthService:
             await self.attempts.reset([id_key])
             await self.attempts.release([ip_key])
             return True
+        self.failures.inc()
         if secrets.randbelow(50) == 0:
             await self.attempts.prune()
         return False

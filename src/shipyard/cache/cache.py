@@ -39,6 +39,7 @@ from shipyard.records.collections import Collection
 from shipyard.records.query import NO_REFS, Refs
 from shipyard.records.schema import SchemaStore
 from shipyard.settings import Settings, parse_ttls
+from shipyard.tools.metrics import Registry
 from shipyard.tools.redisclient import ResilientRedis
 
 log = logging.getLogger("shipyard.cache")
@@ -229,7 +230,13 @@ Versions = LocalVersions | RedisVersions
 
 
 class ResponseCache:
-    def __init__(self, settings: Settings, store: SchemaStore, versions: Versions | None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: SchemaStore,
+        versions: Versions | None,
+        metrics: Registry | None = None,
+    ) -> None:
         self.store = store
         self.versions = versions
         self.default_ttl = settings.cache_ttl
@@ -249,6 +256,13 @@ class ResponseCache:
         self._refs: dict[str, Refs | None] = {}  # client filter -> Refs (None: uncacheable)
         self._scopes_version = -1
         self.hits = self.misses = self.bypasses = 0
+        # counted by the read path (http/gateway.py), which knows each request's outcome
+        self.requests = (metrics or Registry()).counter(
+            "shipyard_cache_requests_total",
+            "Cacheable record reads by the response cache's answer: hit, miss, or bypass "
+            "(not cacheable, cache off, or the request asked to skip it).",
+            ("result",),
+        )
         self.counts: OrderedDict[Hashable, tuple[Hashable, int]] = OrderedDict()
 
     @property

@@ -45,6 +45,8 @@ PREFLIGHT = "<preflight>"  # the route label of a CORS preflight
 REQUEST_ID_KEY = "shipyard.request_id"  # the request id (bytes) in the ASGI scope
 # a client's X-Request-Id is kept when it is short, visible ASCII; otherwise one is made
 _ID_OK = re.compile(rb"[\x21-\x7e]{1,128}")
+# x-shipyard-cache → the label of shipyard_cache_requests_total
+_CACHE_RESULT = {b"hit": ("hit",), b"miss": ("miss",), b"bypass": ("bypass",)}
 
 
 class _Outcome:
@@ -92,12 +94,15 @@ class Gateway:
             rid = urandom(16).hex().encode()
         scope[REQUEST_ID_KEY] = rid
         telemetry = svc.telemetry
-        telemetry.http_in_flight.inc()
+        metered = telemetry.metrics_enabled
+        if metered:
+            telemetry.http_in_flight.inc()
         outcome = _Outcome()
         try:
             await self._dispatch(svc, scope, receive, send, rid, outcome)
         finally:
-            telemetry.http_in_flight.dec()
+            if metered:
+                telemetry.http_in_flight.dec()
             auth = outcome.auth or scope.get(AUTH_SCOPE_KEY)
             route = outcome.route or getattr(scope.get("route"), "path", UNMATCHED)
             client = scope.get("client")
@@ -170,6 +175,7 @@ class Gateway:
         status = 200
         headers = [*_JSON_HEADERS, *cors]
         cache = svc.cache
+        outcome = b""  # the cache's answer, once the request got that far
         try:
             c = svc.store.require(unquote(parts[0]))
             qs = scope["query_string"].decode("utf-8", "replace")
@@ -240,6 +246,8 @@ class Gateway:
                 }
             )
         out.status = status
+        if outcome and svc.telemetry.metrics_enabled:
+            cache.requests.inc(_CACHE_RESULT[outcome])
         await _send(send, status, headers, body)
 
 

@@ -22,6 +22,7 @@ import orjson
 from shipyard.jobs.cron import CronScheduler
 from shipyard.kernel.errors import ApiError, bad_request
 from shipyard.kernel.functions import CronJob, Functions, JobType
+from shipyard.kernel.telemetry import Telemetry
 from shipyard.records.collections import SUPERUSERS
 from shipyard.records.context import RequestContext
 from shipyard.records.fields import format_date
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     from shipyard.settings import Settings
 
 log = logging.getLogger("shipyard.jobs")
+# seconds: a job may run from milliseconds to its timeout (an hour at most, typically)
+JOB_BUCKETS = (0.005, 0.025, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
 __all__ = ["Discard", "JobContext", "Jobs"]
 
@@ -160,10 +163,26 @@ class Jobs:
         functions: Functions,
         hooks_module: tuple[str, str | None] | None,
         host: Any = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         """`functions`: the team's hooks; capabilities add theirs with `register`. `host`
-        is what handlers see as `ctx.services` (the application's services)."""
+        is what handlers see as `ctx.services` (the application's services); `telemetry`
+        counts finished attempts and hears of failed ones (kernel/telemetry.py)."""
         self.settings = settings
+        self.telemetry = telemetry if telemetry is not None else Telemetry()
+        m = self.telemetry.metrics
+        self.jobs_total = m.counter(
+            "shipyard_jobs_total",
+            "Finished job attempts by kind and the state they left the job in: completed, "
+            "retryable (failed, retried later), discarded (dead letter), cancelled, lost.",
+            ("kind", "state"),
+        )
+        self.job_duration = m.histogram(
+            "shipyard_job_duration_seconds",
+            "How long job attempts ran, by kind.",
+            ("kind",),
+            JOB_BUCKETS,
+        )
         self.db = db
         self.store = store
         self.records = records
@@ -348,6 +367,7 @@ class Jobs:
             # about one lease after it stopped renewing them
             maintenance_interval=min(5.0, s.jobs_lease / 2),
             db_url=s.database_url if s.is_postgres else "",
+            observe=self.attempt_done,
         )
         worker.start()
         self.worker = worker
@@ -358,6 +378,28 @@ class Jobs:
         log.info("job worker %s started (%d kinds, concurrency %d)",
                  worker.name, len(self.types), worker.concurrency)  # fmt: skip
         return worker
+
+    def attempt_done(
+        self, job: Job, state: str, seconds: float, error: BaseException | None
+    ) -> None:
+        """The worker's report of a finished attempt: counted, and a failed one goes to the
+        exception sinks (error tracking), saying whether the job is now dead-lettered."""
+        telemetry = self.telemetry
+        if telemetry.metrics_enabled:
+            self.jobs_total.inc((job.kind, state))
+            self.job_duration.observe(seconds, (job.kind,))
+        if error is not None:
+            telemetry.exception(
+                error,
+                {
+                    "kind": "job",
+                    "job_kind": job.kind,
+                    "job_id": job.id,
+                    "queue": job.queue,
+                    "attempt": job.attempt,
+                    "dead": state == "discarded",
+                },
+            )
 
     def written(self, tables: set[str]) -> None:
         """After a commit in this process: wake the local worker if jobs were enqueued."""

@@ -9,6 +9,7 @@ dependency order, then asks each for what it contributes:
 - `functions()`: job kinds (and record handlers) it registers, like a team's hooks;
 - `record_subscribers()`: listeners on the record-event bus (records/events.py);
 - `health_checks()`: named async checks, reported by `GET /api/health?verbose`;
+- `health_detail()`: facts superusers see in `GET /api/health` (disk free, queue lag…);
 - `settings_sections()`: its runtime settings (kernel/runtime.py), in `/api/settings`;
 - `request_observers()` / `exception_sinks()`: what it does with every finished request
   and every unhandled exception (kernel/telemetry.py: the logs and error tracking);
@@ -19,7 +20,7 @@ Every method has a harmless default, so an extension implements only what it has
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +67,11 @@ class Extension:
 
     def health_checks(self) -> Sequence[HealthCheck]:
         return ()
+
+    async def health_detail(self) -> Mapping[str, Any]:
+        """What superusers see of it in `GET /api/health` (merged into `data`): a few cheap
+        facts (disk free, queue lag…); never a secret."""
+        return {}
 
     def settings_sections(self) -> Sequence[Section]:
         """The sections of runtime settings it owns: shown and changed through

@@ -52,8 +52,10 @@ ExceptionSink = Callable[[BaseException, Mapping[str, Any]], None]
 class Telemetry:
     """Built once per process by the composition root, before any capability."""
 
-    def __init__(self, registry: Registry | None = None) -> None:
+    def __init__(self, registry: Registry | None = None, *, metrics_enabled: bool = True) -> None:
         self.metrics = registry if registry is not None else Registry()
+        # off (SHIPYARD_METRICS_ENABLED=false): the hot path updates no metric at all
+        self.metrics_enabled = metrics_enabled
         m = self.metrics
         self.http_requests = m.counter(
             "shipyard_http_requests_total",
@@ -74,8 +76,9 @@ class Telemetry:
     def request_done(self, info: RequestInfo) -> None:
         """Count a finished request and hand it to every observer (an observer that raises
         is logged, never allowed to fail the request)."""
-        self.http_requests.inc((info.method, info.route, str(info.status)))
-        self.http_duration.observe(info.duration, (info.method, info.route))
+        if self.metrics_enabled:
+            self.http_requests.inc((info.method, info.route, str(info.status)))
+            self.http_duration.observe(info.duration, (info.method, info.route))
         for observe in self.observers:
             try:
                 observe(info)

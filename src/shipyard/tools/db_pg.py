@@ -268,6 +268,16 @@ class PostgresDatabase:
         finally:
             await self._pool.putconn(conn)
 
+    def pool_stats(self) -> dict[str, int]:
+        """The pool's connections now: idle, busy (lent out), and clients waiting for one."""
+        stats = self._pool.get_stats()
+        size, idle = stats.get("pool_size", 0), stats.get("pool_available", 0)
+        return {
+            "idle": idle,
+            "busy": max(0, size - idle),
+            "waiting": stats.get("requests_waiting", 0),
+        }
+
     async def close(self) -> None:
         await self._pool.close()
 

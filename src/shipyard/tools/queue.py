@@ -534,3 +534,14 @@ class Queue:
             (now,),
         )
         return None if row is None or row[0] is None else max(0.0, now - float(row[0]))
+
+    async def due_by_queue(self, now: float | None = None) -> dict[str, tuple[int, float]]:
+        """Per queue with due jobs waiting: how many, and the age in seconds of the oldest
+        (the queue's depth and lag, for metrics)."""
+        now = time.time() if now is None else now
+        rows = await self.db.fetchall(
+            f'SELECT "queue", COUNT(*), MIN("scheduled_at") FROM "{self.table}" '
+            f'WHERE "state" IN ({PENDING_SQL}) AND "scheduled_at" <= ? GROUP BY "queue"',
+            (now,),
+        )
+        return {str(q): (int(n), max(0.0, now - float(oldest))) for q, n, oldest in rows}

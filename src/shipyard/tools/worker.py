@@ -72,6 +72,10 @@ class WorkerStats:
 
 
 Runner = Callable[[Job], Coroutine[Any, Any, Any]]
+# told about every finished attempt: (job, state, seconds it ran, its exception or None).
+# state: completed, retryable, discarded, cancelled, or lost (another attempt took the
+# job over); cheap and never raising — it runs on the worker's loop
+AttemptObserver = Callable[[Job, str, float, BaseException | None], None]
 
 
 class Worker:
@@ -93,8 +97,10 @@ class Worker:
         db_url: str = "",
         sqlite_change_poll: float = 0.01,
         analyze_after_ms: float = 5.0,
+        observe: AttemptObserver | None = None,
     ) -> None:
         self.queue = queue
+        self.observe = observe
         self.run_job = run
         self.policies = policies
         self.limited_kinds = limited_kinds
@@ -280,8 +286,10 @@ class Worker:
     # ------------------------------------------------------------------ running
 
     async def _execute(self, job: Job) -> None:
+        started = time.perf_counter()
         task: asyncio.Task[Any] = asyncio.create_task(self.run_job(job))
         outcome: tuple[str, Any] = ("ok", None)
+        error: BaseException | None = None
         try:
             done, _ = await asyncio.wait({task}, timeout=job.timeout)
             if not done:
@@ -289,6 +297,7 @@ class Worker:
                 # a handler that ignores cancellation (a thread) keeps its lease until it ends
                 await asyncio.wait({task})
                 outcome = ("error", f"timed out after {job.timeout:g} s")
+                error = TimeoutError(f"job {job.kind} timed out after {job.timeout:g} s")
             elif task.cancelled():
                 outcome = ("cancelled", "cancelled while running")
             else:
@@ -298,9 +307,9 @@ class Worker:
                 elif isinstance(exc, AlreadyCompleted):
                     outcome = ("done", None)
                 elif isinstance(exc, Discard):
-                    outcome = ("discard", _describe(exc))
+                    outcome, error = ("discard", _describe(exc)), exc
                 else:
-                    outcome = ("error", _describe(exc))
+                    outcome, error = ("error", _describe(exc)), exc
         except asyncio.CancelledError:
             # this worker is stopping, or the job was cancelled or lost: end the handler too
             task.cancel()
@@ -313,28 +322,52 @@ class Worker:
                 return
             if reason == "stopping":
                 outcome = ("release", None)
-        await self._finish(job, outcome)
+        await self._finish(job, outcome, time.perf_counter() - started, error)
 
-    async def _finish(self, job: Job, outcome: tuple[str, Any]) -> None:
+    def _observed(
+        self, job: Job, state: str | None, seconds: float, error: BaseException | None
+    ) -> None:
+        if self.observe is not None:
+            try:
+                self.observe(job, state or "lost", seconds, error)
+            except Exception:
+                log.exception("the job attempt observer failed")
+
+    async def _finish(
+        self,
+        job: Job,
+        outcome: tuple[str, Any],
+        seconds: float = 0.0,
+        error: BaseException | None = None,
+    ) -> None:
         kind, value = outcome
         try:
             if kind == "ok":
                 self._done.append((job, value))
                 self._done_event.set()
                 self.stats.completed += 1
+                self._observed(job, "completed", seconds, None)
                 return  # leaves `active` when the batch is written
             if kind == "done":
                 self.stats.completed += 1
+                self._observed(job, "completed", seconds, None)
             elif kind == "release":
                 # shutting down: give the attempt back untouched, due now
                 await self.queue.release(job)
             elif kind == "cancelled":
                 self.stats.cancelled += 1
+                self._observed(job, "cancelled", seconds, None)
                 await self.queue.fail(job, value, retry_in=None, state="cancelled")
             else:
                 pol = self.policies(job.kind)
                 delay = backoff(job.attempt, pol.backoff_base, pol.backoff_max)
-                state = await self.queue.fail(job, value, retry_in=delay, discard=kind == "discard")
+                state = None
+                try:
+                    state = await self.queue.fail(
+                        job, value, retry_in=delay, discard=kind == "discard"
+                    )
+                finally:
+                    self._observed(job, state, seconds, error or RuntimeError(str(value)))
                 self.stats.failed += 1
                 if state == "discarded":
                     self.stats.discarded += 1

@@ -25,6 +25,7 @@ from shipyard.settings import parse_allow_list
 from shipyard.tools import webhooks as wh
 from shipyard.tools.db import ConstraintKind, Database, Executor, IntegrityError
 from shipyard.tools.ids import random_string
+from shipyard.tools.metrics import Registry
 from shipyard.tools.worker import Discard
 
 if TYPE_CHECKING:
@@ -94,8 +95,16 @@ def _name_taken(exc: IntegrityError) -> bool:
 
 
 class Webhooks:
-    def __init__(self, db: Database, store: SchemaStore, jobs: Jobs) -> None:
+    def __init__(
+        self, db: Database, store: SchemaStore, jobs: Jobs, metrics: Registry | None = None
+    ) -> None:
         self.db = db
+        self.deliveries_total = (metrics or Registry()).counter(
+            "shipyard_webhook_deliveries_total",
+            "Webhook delivery attempts by result: delivered (2xx), failed (another answer or "
+            "no answer; retried), refused (the address is not allowed; dead-lettered).",
+            ("result",),
+        )
         self.store = store
         self.jobs = jobs
         s = jobs.settings
@@ -316,9 +325,11 @@ class Webhooks:
         try:
             d = await wh.post(w.url, body, headers, allow=self.allow, timeout=self.timeout)
         except wh.Refused as exc:
+            self.deliveries_total.inc(("refused",))
             await self._log(w, event, job.id, job.attempt, "refused", None, 0.0, str(exc), "")
             raise Discard(f"refused: {exc}") from None
         status = "delivered" if d.ok else "failed"
+        self.deliveries_total.inc((status,))
         await self._log(
             w, event, job.id, job.attempt, status, d.status, d.duration_ms, d.error, d.response
         )

@@ -1,0 +1,292 @@
+"""Observability benchmark: what metrics and request logs cost on the hot path, plus the
+sections other parts of observability contribute (error ingest, log writes).
+
+Sections (`--only`, repeatable; default all that exist):
+
+- `overhead` (here): cached reads — one record by id and list page 1, both cache hits —
+  against two Shipyard servers that differ only in `SHIPYARD_METRICS_ENABLED=false
+  SHIPYARD_ACCESS_LOG=false` ("off") versus the defaults, both on ("on"). Target: "on"
+  within 5 % of "off" in req/s. To keep drift on a shared machine from favouring either,
+  the runs alternate off, on, off, on… for `--rounds` rounds (one server running at a time,
+  after waiting for the machine to go quiet) and each side's median is compared;
+- `ingest`: `bench/obs_ingest.py`'s `section(args) -> str`, when that module exists;
+- `logs`: `bench/obs_logs.py`'s `section(args) -> str`, when that module exists.
+
+A sibling module may also define `add_arguments(parser)` for options of its own. The report
+(markdown) goes to `--out` (default `bench/results/observability.md`) and to stdout.
+
+    python bench/observability.py                    # everything, 10 s runs, 3 rounds
+    python bench/observability.py --only overhead --duration 5 --rounds 2 --out /tmp/o.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib
+import statistics
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (
+    COLLECTION,
+    HERE,
+    BenchError,
+    Server,
+    WrkResult,
+    authenticate,
+    create_collection,
+    exit_cleanly_on_signals,
+    fmt_ms,
+    git_rev,
+    load_records,
+    machine_info,
+    make_records,
+    measured_wrk,
+    parse_wrk,
+    set_time_limit,
+    start_shipyard,
+    wait_healthy,
+    wait_quiet,
+    wrk,
+    wrk_version,
+)
+
+TARGET = 0.05  # "on" may cost at most this share of "off"'s req/s
+SIBLINGS = {"ingest": "obs_ingest", "logs": "obs_logs"}
+CONFIGS = {
+    "off": {"SHIPYARD_METRICS_ENABLED": "false", "SHIPYARD_ACCESS_LOG": "false"},
+    "on": {"SHIPYARD_METRICS_ENABLED": "true", "SHIPYARD_ACCESS_LOG": "true"},
+}
+LIST = f"/api/collections/{COLLECTION}/records?perPage=20"
+
+
+def view_path(record_id: str) -> str:
+    return f"/api/collections/{COLLECTION}/records/{record_id}"
+
+
+def siblings() -> dict[str, ModuleType]:
+    """The other sections' modules that exist (each written by its own part)."""
+    out = {}
+    for section, name in SIBLINGS.items():
+        try:
+            out[section] = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+    return out
+
+
+# --------------------------------------------------------------------------- overhead
+
+
+@dataclass
+class Sample:
+    config: str
+    endpoint: str
+    round: int
+    result: WrkResult
+
+
+def prepare(tmp: Path, config: str, records: list[dict[str, Any]]) -> Server:
+    """A Shipyard server with `config`'s settings and the benchmark records, stopped."""
+    base = tmp / config
+    base.mkdir()
+    server = start_shipyard(base, CONFIGS[config])
+    try:
+        wait_healthy(server, 60)
+        authenticate(server)
+        create_collection(server)
+        load_records(server, records)
+    finally:
+        server.stop()
+    return server
+
+
+def check_hit(server: Server, path: str) -> None:
+    url = server.base + path
+    with httpx.Client(timeout=30) as client:
+        for _ in range(2):  # the first may fill the entry
+            r = client.get(url)
+            if r.status_code != 200:
+                raise BenchError(f"{server.name}: GET {path}: HTTP {r.status_code} {r.text}")
+        if r.headers.get("x-shipyard-cache") != "hit":
+            raise BenchError(
+                f"{path}: expected a cache hit, got {r.headers.get('x-shipyard-cache')}"
+            )
+
+
+def check_config(server: Server, config: str) -> None:
+    """The server really runs as configured: /metrics answers (on) or is 404 (off)."""
+    r = httpx.get(server.base + "/metrics", timeout=30)
+    want = 404 if config == "off" else 200
+    if r.status_code != want:
+        raise BenchError(f"{config}: GET /metrics answered {r.status_code}, expected {want}")
+
+
+def measure_round(
+    args: argparse.Namespace, servers: dict[str, Server], endpoints: dict[str, str], n: int
+) -> list[Sample]:
+    out = []
+    for config, server in servers.items():
+        server.start()
+        try:
+            wait_healthy(server, 60)
+            check_config(server, config)
+            for name, path in endpoints.items():
+                check_hit(server, path)
+                if args.wait_quiet:
+                    wait_quiet(args.wait_quiet)
+                url = server.base + path
+                wrk(url, f"{args.warmup}s", latency=False)
+                raw, cmd, cpu = measured_wrk(server, url, f"{args.duration}s")
+                result = parse_wrk(raw, cmd)
+                result.cpu = cpu
+                if result.non2xx or result.socket_errors:
+                    raise BenchError(f"{config} {name}: errors during the run:\n{raw}")
+                out.append(Sample(config, name, n, result))
+                print(f"  round {n} {config:>3} {name}: {result.rps:,.0f} req/s", file=sys.stderr)
+        finally:
+            server.stop()
+    return out
+
+
+def overhead(args: argparse.Namespace) -> str:
+    records = make_records(args.records)
+    with tempfile.TemporaryDirectory(prefix="shipyard-obs-") as tmp_dir:
+        tmp = Path(tmp_dir)
+        servers = {config: prepare(tmp, config, records) for config in CONFIGS}
+        endpoints = {"one record by id": view_path(records[0]["id"]), "list page 1": LIST}
+        samples: list[Sample] = []
+        try:
+            for n in range(1, args.rounds + 1):
+                # alternate which configuration goes first, so neither always runs warmer
+                order = list(servers) if n % 2 else list(reversed(servers))
+                samples += measure_round(args, {c: servers[c] for c in order}, endpoints, n)
+        finally:
+            for server in servers.values():
+                server.stop()
+        cmd_of = {c: s.serve_cmd for c, s in servers.items()}
+    return render_overhead(args, samples, list(endpoints), cmd_of)
+
+
+def render_overhead(
+    args: argparse.Namespace, samples: list[Sample], endpoints: list[str], cmds: dict[str, str]
+) -> str:
+    def pick(config: str, endpoint: str) -> list[WrkResult]:
+        return [s.result for s in samples if s.config == config and s.endpoint == endpoint]
+
+    lines = [
+        "## Overhead of metrics and request logs on cached reads",
+        "",
+        f"Two Shipyard servers (1 granian worker, embedded SQLite, {args.records:,} records, "
+        "response cache on) that differ only in `SHIPYARD_METRICS_ENABLED` and "
+        "`SHIPYARD_ACCESS_LOG`: **off** (both `false`) and **on** (both `true`, the "
+        f"defaults). wrk `-t2 -c64 -d{args.duration}s --latency` after a {args.warmup}s "
+        f"warm-up; {args.rounds} rounds, alternating which server runs first, one server "
+        "running at a time; every request a cache hit (checked before each run). Target: "
+        f"**on** within {TARGET:.0%} of **off** (medians of req/s).",
+        "",
+        "| Endpoint | off: req/s (median) | on: req/s (median) | cost | p50 off / on | "
+        "p99 off / on | met |",
+        "|---|---:|---:|---:|---:|---:|:---:|",
+    ]
+    for endpoint in endpoints:
+        off, on = pick("off", endpoint), pick("on", endpoint)
+        if not off or not on:
+            continue
+        rps_off = statistics.median(r.rps for r in off)
+        rps_on = statistics.median(r.rps for r in on)
+        cost = 1 - rps_on / rps_off
+        p50 = f"{fmt_ms(statistics.median(r.p50_ms for r in off))} / " + fmt_ms(
+            statistics.median(r.p50_ms for r in on)
+        )
+        p99 = f"{fmt_ms(statistics.median(r.p99_ms for r in off))} / " + fmt_ms(
+            statistics.median(r.p99_ms for r in on)
+        )
+        met = "**yes**" if cost <= TARGET else "no"
+        lines.append(
+            f"| {endpoint} | {rps_off:,.0f} | {rps_on:,.0f} | {cost:+.1%} | {p50} | {p99} | {met} |"
+        )
+    lines += [
+        "",
+        "Cost: 1 - on ÷ off (negative: **on** was faster, i.e. within the noise).",
+        "",
+        "Every run:",
+        "",
+        "| Round | Server | Endpoint | req/s | p50 | p99 | server CPU | other CPU |",
+        "|---:|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for s in samples:
+        r = s.result
+        lines.append(
+            f"| {s.round} | {s.config} | {s.endpoint} | {r.rps:,.0f} | {fmt_ms(r.p50_ms)} | "
+            f"{fmt_ms(r.p99_ms)} | {r.cpu.get('server', 0):.0%} | {r.cpu.get('other', 0):.0%} |"
+        )
+    lines += ["", "Commands:", ""]
+    lines += [f"- {config}: `{cmd}`" for config, cmd in cmds.items()]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", action="append", choices=["overhead", *SIBLINGS])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--records", type=int, default=1000)
+    parser.add_argument("--wait-quiet", type=float, default=120.0)
+    parser.add_argument("--time-limit", type=int, default=3600)
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "observability.md")
+    mods = siblings()
+    for mod in mods.values():
+        if hasattr(mod, "add_arguments"):
+            mod.add_arguments(parser)
+    args = parser.parse_args()
+    exit_cleanly_on_signals()
+    set_time_limit(args.time_limit)
+    wanted = args.only or ["overhead", *mods]
+    info = machine_info()
+    parts = [
+        "# Observability benchmark",
+        "",
+        f"Generated by `bench/observability.py` on "
+        f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC at commit {git_rev()}; "
+        f"{info['nproc']} CPUs ({info['cpu']}), {info['mem']}, Linux {info['kernel']}; "
+        f"{wrk_version()}.",
+        "",
+    ]
+    try:
+        if "overhead" in wanted:
+            parts.append(overhead(args))
+        for section in wanted:
+            if section == "overhead":
+                continue
+            mod = mods.get(section)
+            if mod is None:
+                parts.append(f"## {section}\n\n`bench/{SIBLINGS[section]}.py` is not there.\n")
+                continue
+            parts.append(mod.section(args))
+    except BenchError as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return 1
+    report = "\n".join(parts)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(report)
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

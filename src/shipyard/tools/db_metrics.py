@@ -1,0 +1,52 @@
+"""Every statement's duration as a histogram, by engine and kind of statement.
+
+The database seam already times each statement with two `perf_counter()` calls and tells a
+`QueryTimer` about those at or over its threshold (tools/db_base.py). `QueryMetrics` is such
+a timer with a threshold of 0: it hears of every statement, adds it to
+`shipyard_db_query_duration_seconds{engine, kind}` (a dict update), and passes the slow
+ones on to the timer it wraps (the slow-query log), so one pair of clock reads serves both.
+"""
+
+from __future__ import annotations
+
+from shipyard.tools.db_base import QueryTimer
+from shipyard.tools.metrics import Registry
+
+KINDS = ("select", "insert", "update", "delete")
+_MAX_REMEMBERED = 4096  # statement texts whose labels are kept (most SQL is constant text)
+
+
+class QueryMetrics:
+    """A `QueryTimer` for `tools.db.connect`: `engine` is sqlite or postgres; `inner` (may be
+    None) gets the statements at or over its own threshold, as it would without this."""
+
+    threshold = 0.0
+
+    def __init__(self, registry: Registry, engine: str, inner: QueryTimer | None) -> None:
+        self.engine = engine
+        self.inner = inner
+        self.histogram = registry.histogram(
+            "shipyard_db_query_duration_seconds",
+            "Time each database statement took, by engine (sqlite, postgres) and kind "
+            "(select, insert, update, delete, other).",
+            ("engine", "kind"),
+        )
+        self._labels: dict[str, tuple[str, str]] = {}
+
+    def labels(self, sql: str) -> tuple[str, str]:
+        labels = self._labels.get(sql)
+        if labels is None:
+            word = sql.lstrip()[:6].lower()
+            labels = (self.engine, word if word in KINDS else "other")
+            if len(self._labels) < _MAX_REMEMBERED:
+                self._labels[sql] = labels
+        return labels
+
+    def slow(self, sql: str, seconds: float, rows: int) -> None:
+        self.histogram.observe(seconds, self.labels(sql))
+        inner = self.inner
+        if inner is not None and seconds >= inner.threshold:
+            inner.slow(sql, seconds, rows)
+
+
+__all__ = ["KINDS", "QueryMetrics"]
