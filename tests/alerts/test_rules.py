@@ -89,9 +89,9 @@ def test_p99_from_bucket_deltas_matches_prometheus_interpolation() -> None:
 def test_dead_letters_queue_lag_and_disk() -> None:
     reg = _registry()
     jobs = reg.metrics["shipyard_jobs_total"]
-    jobs.inc(("webhook", "dead"), 3)  # type: ignore[union-attr]
+    jobs.inc(("webhook", "discarded"), 3)  # type: ignore[union-attr]
     before = reg.snapshot()
-    jobs.inc(("webhook", "dead"))  # type: ignore[union-attr]
+    jobs.inc(("webhook", "discarded"))  # type: ignore[union-attr]
     jobs.inc(("webhook", "completed"), 10)  # type: ignore[union-attr]
     after = reg.snapshot()
     dead = _rule("ShipyardJobDeadLetters")

@@ -34,7 +34,7 @@ JOBS = "shipyard_jobs_total"
 QUEUE_LAG = "shipyard_jobs_queue_lag_seconds"
 DISK_FREE = "shipyard_disk_free_bytes"
 ERRORS = "shipyard_errors_total"
-DEAD_STATE = "dead"  # shipyard_jobs_total{state} of a dead-lettered job
+DEAD_STATE = "discarded"  # shipyard_jobs_total{state} of a dead-lettered job (docs/metrics.md)
 
 SEVERITIES = ("critical", "warning", "info")
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
