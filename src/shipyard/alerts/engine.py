@@ -248,7 +248,8 @@ class Evaluator:
                     {**ch, "id": nid, "group": group, "alerts": alerts},
                     tx=tx,
                     max_attempts=s.alerts_delivery_attempts,
-                    timeout=s.alerts_delivery_timeout * 3 + 5,
+                    # PagerDuty sends one request per alert
+                    timeout=s.alerts_delivery_timeout * (len(alerts) + 2) + 5,
                     meta={"group": group, "channel": ch["channel"]},
                 )
                 n += 1

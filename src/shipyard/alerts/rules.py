@@ -38,6 +38,7 @@ DEAD_STATE = "discarded"  # shipyard_jobs_total{state} of a dead-lettered job (d
 
 SEVERITIES = ("critical", "warning", "info")
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
+GROUP_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 LABEL_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 RESERVED_LABELS = ("alertname", "severity", "group")
 MAX_RULES = 100
@@ -473,9 +474,9 @@ def apply_override(name: str, base: Rule | None, raw: Any) -> Rule:  # noqa: C90
             raise RuleError(f"{name}.severity", "must be one of " + ", ".join(SEVERITIES))
         changes["severity"] = raw["severity"]
     if "group" in raw:
-        group = _text(f"{name}.group", raw["group"], 100)
-        if not group:
-            raise RuleError(f"{name}.group", "cannot be blank")
+        group = raw["group"]
+        if not isinstance(group, str) or not GROUP_RE.match(group):
+            raise RuleError(f"{name}.group", "1 to 100 letters, digits, _, . or -")
         changes["group"] = group
     if "labels" in raw:
         changes["labels"] = _labels(f"{name}.labels", raw["labels"])
