@@ -1,4 +1,5 @@
 """The `shipyard` command: serve, worker, migrate, superuser, db, errors, demo."""
+"""The `shipyard` command: serve, worker, migrate, superuser, db, demo, alerts."""
 
 from __future__ import annotations
 
@@ -331,6 +332,39 @@ def demo() -> None:
     from shipyard import demo as demo_mod
 
     _run(_settings(), lambda svc: demo_mod.load(svc, announce=click.echo))
+
+
+@main.group()
+def alerts() -> None:
+    """Alert rules for teams that run Prometheus (docs/alerts.md)."""
+
+
+@alerts.command("export")
+@click.option("--rules", "rules_file", default=None, help="Write the Prometheus rule file here.")
+@click.option("--alertmanager", default=None, help="Write an Alertmanager configuration here.")
+def alerts_export(rules_file: str | None, alertmanager: str | None) -> None:
+    """The metric rules in effect as a Prometheus rule file (to stdout without options),
+    and an Alertmanager receiver for the configured channels."""
+    from pathlib import Path
+
+    from shipyard.alerts.export import export, prometheus_rules
+
+    async def go(svc: Any) -> Any:
+        return await svc.runtime.current()
+
+    settings = _run(_settings(), go)
+    if rules_file is None and alertmanager is None:
+        import yaml
+
+        content, _ = prometheus_rules(settings)
+        click.echo(yaml.safe_dump(content, sort_keys=False, width=10_000), nl=False)
+        return
+    for line in export(
+        settings,
+        Path(rules_file) if rules_file else None,
+        Path(alertmanager) if alertmanager else None,
+    ):
+        click.echo(line)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from typing import Any
 
 from starlette.routing import BaseRoute
 
+from shipyard.alerts.extension import AlertsExtension
 from shipyard.auth.extension import AuthExtension
 from shipyard.auth.login import AuthService
 from shipyard.cache.cache import ResponseCache, build_versions
@@ -130,6 +131,7 @@ class Services:
             # on the raw database: error events invalidate no cached response
             ErrorsExtension(raw_db, settings, telemetry),
             SettingsApiExtension(runtime),
+            AlertsExtension(self),
         ]
         self.extensions = in_dependency_order(
             [*self.extensions, *load_extensions(settings.extensions, self)]

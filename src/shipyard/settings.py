@@ -7,6 +7,7 @@ A bad value stops start-up with a `SettingsError` that names the setting.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import tomllib
@@ -135,6 +136,21 @@ class Settings:
     errors_retention_days: int = 30  # events and issues not seen for this long are deleted
     errors_queue_size: int = 1000  # Shipyard's own exceptions waiting to be stored, per process
     # alerting (docs/alerts.md)
+    alerts_enabled: bool = True  # evaluate the alert rules and send notifications
+    alerts_evaluator: bool = True  # this process takes part in evaluating (claims ticks)
+    alerts_interval: float = 60.0  # seconds between evaluations, cluster-wide
+    alerts_repeat_interval: float = 4 * 3600.0  # seconds before a firing alert is re-sent
+    alerts_rules: str = ""  # JSON object: overrides of the default rules, and new rules
+    alerts_email_to: str = ""  # comma-separated recipients (mail through the smtp settings)
+    alerts_slack_webhook_url: str = field(default="", repr=False)  # a secret: holds a token
+    alerts_pagerduty_routing_key: str = field(default="", repr=False)
+    alerts_pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"
+    alerts_webhook_url: str = ""  # a generic webhook (signed like webhooks: Standard Webhooks)
+    alerts_webhook_secret: str = field(default="", repr=False)
+    alerts_runbook_url: str = "docs/alerts.md"  # rule anchors are appended: #shipyardqueuelag
+    alerts_delivery_attempts: int = 10  # tries per notification before it is dead-lettered
+    alerts_delivery_timeout: float = 10.0  # seconds per notification request
+    alerts_history_retention: int = 7 * 86400  # seconds evaluations and expired silences are kept
     # where each value set at start-up came from ("SHIPYARD_SMTP_HOST", "smtp_host in
     # shipyard.toml", an option): the runtime settings API shows those as read-only, since
     # they win over the values it stores (docs/settings-api.md). Filled by load_settings.
@@ -183,6 +199,8 @@ _POSITIVE_INTS = {
     "webhook_max_attempts",
     "access_log_buffer",
     "logs_queue_max",
+    "alerts_delivery_attempts",
+    "alerts_history_retention",
 }
 
 
@@ -209,6 +227,8 @@ def _convert(name: str, raw: Any, target: Any, label: str) -> Any:
             return float(str(raw).strip())
         if target is Path:
             return Path(str(raw)).expanduser()
+        if isinstance(raw, dict | list):  # a table in the file (alerts_rules): its JSON
+            return json.dumps(raw, default=str)
         return str(raw)
     except ValueError:
         kind = {bool: "a boolean", int: "an integer", float: "a number"}.get(target, "a value")
@@ -393,6 +413,16 @@ def _validate_logs(s: Settings) -> None:
         raise SettingsError("SHIPYARD_LOGS_FLUSH_INTERVAL: must be greater than 0")
     if s.otel_endpoint and not s.otel_endpoint.startswith(("http://", "https://")):
         raise SettingsError("SHIPYARD_OTEL_ENDPOINT: must start with http:// or https://")
+    _validate_alerts(s)
+
+
+def _validate_alerts(s: Settings) -> None:
+    """The alerting numbers (the rules document is checked by the alerts capability)."""
+    if not 1 <= s.alerts_interval <= 86400:  # also refuses nan
+        raise SettingsError("SHIPYARD_ALERTS_INTERVAL: must be between 1 and 86400 seconds")
+    for name in ("alerts_repeat_interval", "alerts_delivery_timeout"):
+        if not getattr(s, name) > 0:
+            raise SettingsError(f"{_env_name(name)}: must be greater than 0")
 
 
 def parse_ttls(text: str) -> dict[str, int]:

@@ -46,6 +46,16 @@ DEFAULTS: dict[str, Any] = {
         "timeout": 10.0,
     },
     "logs": {"maxDays": 5, "minLevel": 0, "logIP": True, "logAuthId": False},
+    "alerts": {  # alerting (docs/alerts.md); the channel secrets are never shown
+        "enabled": True,
+        "interval": 60.0,
+        "repeatInterval": 14400.0,
+        "rules": "",
+        "emailTo": "",
+        "pagerdutyUrl": "https://events.pagerduty.com/v2/enqueue",
+        "webhookUrl": "",
+        "runbookUrl": "docs/alerts.md",
+    },
     "readOnly": {},
 }
 
