@@ -1,5 +1,4 @@
-"""The `shipyard` command: serve, worker, migrate, superuser, db, errors, demo."""
-"""The `shipyard` command: serve, worker, migrate, superuser, db, demo, alerts."""
+"""The `shipyard` command: serve, worker, migrate, superuser, db, errors, alerts, demo."""
 
 from __future__ import annotations
 
