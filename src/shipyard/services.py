@@ -121,7 +121,7 @@ class Services:
             WebhooksExtension(self.webhooks, settings),
             DbAdviceExtension(),
             # on the raw database: error events invalidate no cached response
-            ErrorsExtension(raw_db, settings, telemetry),
+            ErrorsExtension(raw_db, settings, telemetry, redis),
             SettingsApiExtension(runtime),
         ]
         self.extensions = in_dependency_order(
