@@ -129,7 +129,7 @@ class Services:
             MetricsExtension(settings, raw_db, telemetry, self.jobs.queue),
             LogsExtension(settings, runtime, raw_db, telemetry.metrics),
             # on the raw database: error events invalidate no cached response
-            ErrorsExtension(raw_db, settings, telemetry),
+            ErrorsExtension(raw_db, settings, telemetry, redis),
             SettingsApiExtension(runtime),
             AlertsExtension(self),
         ]

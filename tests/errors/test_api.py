@@ -15,7 +15,9 @@ from typing import Any
 
 from starlette.testclient import TestClient
 
+from shipyard.app import create_app
 from shipyard.errors.activity import ErrorActivity
+from shipyard.settings import load_settings
 from tests.helpers.wait import wait_until
 
 
@@ -205,3 +207,26 @@ def test_cli_prints_a_dsn(tmp_path: Path, database_url: str) -> None:
     assert public == web.replace("http://", "https://").replace(
         "127.0.0.1:8123", "errors.example.com"
     )
+
+
+def test_quota_is_counted_in_redis_when_configured(
+    tmp_path: Path, database_url: str, redis_url: str
+) -> None:
+    namespace = "q" + uuid.uuid4().hex[:8]
+    settings = load_settings(env={}, data_dir=str(tmp_path / "data"), database_url=database_url,
+                             redis_url=redis_url, redis_namespace=namespace)  # fmt: skip
+    with TestClient(create_app(settings)) as c:
+        svc = c.app.state.services  # type: ignore[attr-defined]
+        ext = _ext(c)
+        p = c.portal.call(ext.tracker.projects.create, {"name": "r", "rateLimit": 2})  # type: ignore[union-attr]
+        url = f"/api/{p.id}/store/?sentry_key={p.public_key}"
+        statuses = [c.post(url, json={"message": f"m{i}"}).status_code for i in range(5)]
+        assert statuses.count(429) >= 1, statuses
+        assert statuses.count(200) <= 4, statuses
+
+        async def keys(r: Any) -> list[Any]:
+            return list(await r.keys(f"{namespace}:errors:quota:{p.id}:*"))
+
+        assert c.portal.call(svc.redis.call, keys)  # type: ignore[union-attr]
+        rows = c.portal.call(svc.raw_db.fetchall, 'SELECT * FROM "_errors_quota"')  # type: ignore[union-attr]
+        assert rows == []  # the database counted nothing while Redis was up

@@ -26,6 +26,7 @@ from shipyard.kernel.spec import OpenAPIPart, Viewer
 from shipyard.kernel.telemetry import ExceptionSink, Telemetry
 from shipyard.settings import Settings
 from shipyard.tools.db import Database
+from shipyard.tools.redisclient import ResilientRedis
 
 log = logging.getLogger("shipyard.errors")
 CLEANUP_INTERVAL = 3600.0  # seconds between retention clean-ups (each process; idempotent)
@@ -46,7 +47,13 @@ def in_app_modules(settings: Settings) -> tuple[str, ...]:
 
 
 class ErrorsExtension(Extension):
-    def __init__(self, db: Database, settings: Settings, telemetry: Telemetry) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        telemetry: Telemetry,
+        redis: ResilientRedis | None = None,
+    ) -> None:
         super().__init__(name="errors", requires=("records",))
         self.settings = settings
         stored = telemetry.metrics.counter(
@@ -57,6 +64,8 @@ class ErrorsExtension(Extension):
             settings.errors_rate_limit,
             settings.errors_retention_days,
             on_stored=lambda project: stored.inc((project,)),
+            redis=redis,
+            namespace=settings.redis_namespace,
         )
         self.queue = ExceptionQueue(settings.errors_queue_size, self.record)
         self.in_app = in_app_modules(settings)

@@ -28,6 +28,7 @@ from shipyard.errors.projects import Project, Projects, iso
 from shipyard.errors.scrub import scrub_event
 from shipyard.kernel.errors import bad_request, not_found
 from shipyard.tools.db import Database, Row
+from shipyard.tools.redisclient import ResilientRedis
 
 STATUSES = ("unresolved", "resolved", "ignored")
 _ISSUE_COLS = (
@@ -117,8 +118,12 @@ class ErrorTracker:
         default_rate_limit: int,
         retention_days: int,
         on_stored: Callable[[str], None] | None = None,
+        redis: ResilientRedis | None = None,
+        namespace: str = "shipyard",
     ) -> None:
         self.db = db
+        self.redis = redis  # when set, the quota is counted there (the database while it is down)
+        self._quota_prefix = f"{namespace}:errors:quota:"
         self.projects = Projects(db)
         self.default_rate_limit = default_rate_limit
         self.retention_days = retention_days
@@ -134,10 +139,29 @@ class ErrorTracker:
             return 0.0
         now = time.time() if now is None else now
         minute = int(now // 60)
-        row = await self.db.fetchone(_COUNT_QUOTA, (project.id, minute, events))
-        if row is not None and int(row[0]) > limit:
+        count = await self._count_in_redis(project.id, minute, events)
+        if count is None:
+            row = await self.db.fetchone(_COUNT_QUOTA, (project.id, minute, events))
+            count = int(row[0]) if row is not None else 0
+        if count > limit:
             return max(1.0, math.ceil((minute + 1) * 60 - now))
         return 0.0
+
+    async def _count_in_redis(self, project: int, minute: int, events: int) -> int | None:
+        """INCRBY on the (project, minute) key, which expires after its minute; None when
+        Redis is not configured or down."""
+        if self.redis is None:
+            return None
+        key = f"{self._quota_prefix}{project}:{minute}"
+
+        async def incr(r: Any) -> int:
+            async with r.pipeline(transaction=True) as pipe:
+                pipe.incrby(key, events)
+                pipe.expire(key, 120)
+                result = await pipe.execute()
+            return int(result[0])
+
+        return await self.redis.call(incr)
 
     async def store(self, project: Project, event: dict[str, Any], client_ip: str = "") -> Stored:
         """Scrub, group and store one event; its id."""
