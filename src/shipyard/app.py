@@ -18,6 +18,7 @@ from shipyard.http.openapi import without_collections
 from shipyard.kernel.errors import ApiError
 from shipyard.kernel.telemetry import UNMATCHED
 from shipyard.kernel.web import DB_ERRORS, JSON, db_error, error_response
+from shipyard.logs import lines as log_lines
 from shipyard.services import Services
 from shipyard.settings import Settings, load_settings, parse_origins
 
@@ -105,20 +106,15 @@ async def startup(svc: Services) -> None:
         await demo.load(svc)
 
 
-def configure_logging(level: str) -> None:
-    """Shipyard's own log lines (`shipyard.*`) to stderr at the configured level, unless the
-    embedding program configured logging itself."""
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(
-            level=logging.WARNING,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
-    logging.getLogger("shipyard").setLevel(level.upper())
+def configure_logging(level: str, fmt: str = "json") -> None:
+    """Shipyard's own log lines (`shipyard.*`) at the configured level: JSON lines on
+    stdout (`fmt="json"`, docs/logs.md) or text on stderr, unless the embedding program
+    configured logging itself."""
+    log_lines.configure(level, fmt)
 
 
 def app_factory() -> Gateway:
     """Entry point for server processes (`granian --factory shipyard.app:app_factory`)."""
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     return create_app(settings)

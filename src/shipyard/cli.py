@@ -72,7 +72,10 @@ def serve(**flags: Any) -> None:
     """Run the API server."""
     settings = _settings(**flags)
     from shipyard import declarative
+    from shipyard.app import configure_logging
     from shipyard.declarative import SchemaFileError
+
+    configure_logging(settings.log_level, settings.log_format)
 
     async def prepare(svc: Any) -> None:
         if settings.schema_file:
@@ -122,9 +125,10 @@ def worker(concurrency: int | None, queues: str | None) -> None:
     settings = _settings(jobs_concurrency=concurrency, jobs_queues=queues)
     from shipyard.app import configure_logging
 
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
 
     async def run(svc: Any) -> None:
+        await svc.extension("logs").start()  # the request log records the worker's events
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -28,6 +28,7 @@ from shipyard.kernel.extension import Extension, HealthCheck, in_dependency_orde
 from shipyard.kernel.functions import Functions, load_hooks
 from shipyard.kernel.runtime import RuntimeSettings
 from shipyard.kernel.telemetry import Telemetry
+from shipyard.logs.extension import LogsExtension
 from shipyard.records.events import RecordEvents
 from shipyard.records.extension import RecordsExtension
 from shipyard.records.passwords import PasswordHashing
@@ -119,6 +120,7 @@ class Services:
             JobsExtension(self.jobs, settings.jobs_worker),
             WebhooksExtension(self.webhooks, settings),
             DbAdviceExtension(),
+            LogsExtension(settings, runtime, raw_db),
             SettingsApiExtension(runtime),
         ]
         self.extensions = in_dependency_order(

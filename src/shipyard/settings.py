@@ -112,6 +112,17 @@ class Settings:
     cors_origins: str = "*"
     # metrics (docs/metrics.md)
     # request and event logs (docs/logs.md)
+    access_log: bool = True  # one JSON line per request on stdout
+    log_format: str = "json"  # json | text: Shipyard's own log lines (stdout)
+    access_log_buffer: int = 10000  # lines waiting for the stdout writer; more are dropped
+    logs_max_days: int = 5  # days `_logs` entries are kept; 0: the request log is off
+    logs_min_level: int = 0  # PocketBase levels: -4 debug, 0 info, 4 warning, 8 error
+    logs_log_ip: bool = True  # record the client's IP in `_logs`
+    logs_log_auth_id: bool = False  # record the auth record's id in `_logs`
+    logs_queue_max: int = 10000  # `_logs` entries waiting for the writer; more are dropped
+    logs_flush_interval: float = 1.0  # seconds between `_logs` batch writes
+    otel_endpoint: str = ""  # OTLP/HTTP traces endpoint (http://host:4318); empty: off
+    otel_service_name: str = "shipyard"
     # error tracking (docs/errors.md)
     # alerting (docs/alerts.md)
     # where each value set at start-up came from ("SHIPYARD_SMTP_HOST", "smtp_host in
@@ -160,6 +171,8 @@ _POSITIVE_INTS = {
     "jobs_discarded_retention",
     "functions_memory_mb",
     "webhook_max_attempts",
+    "access_log_buffer",
+    "logs_queue_max",
 }
 
 
@@ -349,6 +362,18 @@ def _validate(s: Settings) -> None:  # noqa: C901  (one independent check per se
         raise SettingsError("SHIPYARD_FUNCTIONS_MEMORY_MB: must be at least 64")
     parse_allow_list(s.webhook_allow_private)
     parse_origins(s.cors_origins)
+    _validate_logs(s)
+
+
+def _validate_logs(s: Settings) -> None:
+    if s.log_format not in ("json", "text"):
+        raise SettingsError("SHIPYARD_LOG_FORMAT: must be json or text")
+    if s.logs_max_days < 0:
+        raise SettingsError("SHIPYARD_LOGS_MAX_DAYS: must be 0 (off) or more days")
+    if not s.logs_flush_interval > 0:
+        raise SettingsError("SHIPYARD_LOGS_FLUSH_INTERVAL: must be greater than 0")
+    if s.otel_endpoint and not s.otel_endpoint.startswith(("http://", "https://")):
+        raise SettingsError("SHIPYARD_OTEL_ENDPOINT: must start with http:// or https://")
 
 
 def parse_ttls(text: str) -> dict[str, int]:

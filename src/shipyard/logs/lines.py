@@ -1,0 +1,219 @@
+"""Structured log lines on stdout: one JSON object per line, for requests and for
+Shipyard's own events (the stdlib `logging` calls under `shipyard.*`), in one shape:
+
+    {"time": "2026-12-05T03:00:00.123Z", "level": "info", "msg": "...", ...}
+
+Request lines are buffered and written by a background task, one `os.write` per batch
+(`LineWriter`), so a request only appends a string to a list. Event lines are rare and
+are written at once (`JsonFormatter` on a `LineHandler`), never through Python's buffered
+`sys.stdout`, so the two kinds stay in order with each other.
+
+Nothing secret reaches a line: query parameters whose name looks sensitive (`token`,
+`password`, `*secret*`, `*key*`, …) keep their name with the value replaced, and no
+header but the user agent and the referer is ever read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+from urllib.parse import unquote_plus
+
+import orjson
+
+T = TypeVar("T")
+REDACTED = "[redacted]"
+# a query parameter (or a data key) whose name contains one of these is never logged
+_SENSITIVE = re.compile(
+    r"token|passw|pwd|secret|key|auth|sig|session|cookie|credential|otp|code|jwt|dsn",
+    re.IGNORECASE,
+)
+_LEVEL_NAMES = {
+    logging.DEBUG: "debug",
+    logging.INFO: "info",
+    logging.WARNING: "warning",
+    logging.ERROR: "error",
+    logging.CRITICAL: "critical",
+}
+# LogRecord attributes that are not a caller's `extra={...}`
+_STANDARD = frozenset(
+    logging.LogRecord("", 0, "", 0, "", (), None).__dict__.keys()
+    | {"message", "asctime", "taskName"}
+)
+
+
+def sensitive(name: str) -> bool:
+    return bool(_SENSITIVE.search(name))
+
+
+def redact_query(query: str) -> str:
+    """The query string with every sensitive parameter's value replaced (names kept)."""
+    if not query:
+        return ""
+    if not _SENSITIVE.search(unquote_plus(query)):
+        return query  # the common case: nothing to look at twice
+    out = []
+    for part in query.split("&"):
+        name, sep, _ = part.partition("=")
+        out.append(f"{name}={REDACTED}" if sep and sensitive(unquote_plus(name)) else part)
+    return "&".join(out)
+
+
+def iso_time(epoch: float) -> str:
+    """RFC 3339 in UTC with milliseconds: `2026-12-05T03:00:00.123Z`."""
+    ms = int((epoch % 1) * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + f".{ms:03d}Z"
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-serializable stand-in for an `extra` value orjson refuses."""
+    return value if isinstance(value, str | int | float | bool | None) else repr(value)
+
+
+class JsonFormatter(logging.Formatter):
+    """A `logging` record as one JSON line: time, level, msg, logger, the exception (type,
+    message, traceback) when there is one, and the caller's `extra` fields (sensitive
+    names redacted)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": iso_time(record.created),
+            "level": _LEVEL_NAMES.get(record.levelno, record.levelname.lower()),
+            "msg": record.getMessage(),
+            "logger": record.name,
+        }
+        if record.exc_info and record.exc_info[0] is not None:
+            exc_type, exc, tb = record.exc_info
+            out["error"] = {
+                "type": exc_type.__name__,
+                "message": str(exc),
+                "stack": "".join(traceback.format_exception(exc_type, exc, tb)),
+            }
+        elif record.exc_text:
+            out["error"] = {"stack": record.exc_text}
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and key not in out and not key.startswith("_"):
+                out[key] = REDACTED if sensitive(key) else value
+        return orjson.dumps(out, default=_plain).decode()
+
+
+class LineHandler(logging.Handler):
+    """Writes each formatted record with one `os.write` on a file descriptor (stdout by
+    default): unbuffered, so lines from this handler and the request writer interleave
+    whole and in order."""
+
+    def __init__(self, fd: int = 1, level: int = logging.NOTSET) -> None:
+        super().__init__(level)
+        self.fd = fd
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            data = (self.format(record) + "\n").encode("utf-8", "replace")
+            while data:
+                data = data[os.write(self.fd, data) :]
+        except Exception:
+            self.handleError(record)
+
+
+class LineWriter(Generic[T]):
+    """Lines waiting for stdout, written in batches by a background task: `add` only
+    appends the item (the hot path; `render` makes its line when the batch is written), at
+    most `max_lines` wait (more are dropped and counted), and `close` writes what is left."""
+
+    def __init__(
+        self,
+        render: Callable[[T], str],
+        fd: int = 1,
+        max_lines: int = 10000,
+        interval: float = 0.05,
+    ) -> None:
+        self.render = render
+        self.fd = fd
+        self.max_lines = max_lines
+        self.interval = interval
+        self.dropped = 0
+        self.written = 0
+        self._items: list[T] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, item: T) -> None:
+        if len(self._items) >= self.max_lines:
+            self.dropped += 1
+            return
+        self._items.append(item)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            if self._items:
+                self.flush()
+
+    def flush(self) -> None:
+        """Write every waiting line with one `os.write` (more only for a short write)."""
+        items, self._items = self._items, []
+        if not items:
+            return
+        try:
+            data = ("\n".join([self.render(item) for item in items]) + "\n").encode(
+                "utf-8", "replace"
+            )
+            while data:
+                data = data[os.write(self.fd, data) :]
+            self.written += len(items)
+        except Exception:  # stdout closed or full: the lines are lost, the server goes on
+            self.dropped += len(items)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self.flush()
+
+
+def configure(level: str, fmt: str = "json", fd: int = 1) -> None:
+    """Shipyard's own log lines (`shipyard.*`) at `level`: JSON lines on `fd` (stdout), or
+    with `fmt="text"`, the classic text lines on stderr. Leaves alone a program that set up
+    logging itself (a root handler that is not ours), and is idempotent."""
+    root = logging.getLogger()
+    ours = [h for h in root.handlers if getattr(h, "_shipyard", False)]
+    if root.handlers and not ours:
+        logging.getLogger("shipyard").setLevel(level.upper())
+        return
+    for h in ours:
+        root.removeHandler(h)
+    handler: logging.Handler
+    if fmt == "json":
+        handler = LineHandler(fd)
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    setattr(handler, "_shipyard", True)  # noqa: B010  (marks our handler)
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    logging.getLogger("shipyard").setLevel(level.upper())
+
+
+__all__ = [
+    "REDACTED",
+    "JsonFormatter",
+    "LineHandler",
+    "LineWriter",
+    "configure",
+    "iso_time",
+    "redact_query",
+    "sensitive",
+]

@@ -1,0 +1,201 @@
+"""The `_logs` table: PocketBase's request log (and Shipyard's warnings and errors), on the
+raw database, so writing it never invalidates a cached response.
+
+Rows are `(id, created, level, message, data)` as PocketBase keeps them: `created` is the
+text `2026-12-05 03:00:00.123Z` (sortable, and the same on both engines), `level` one of
+PocketBase's integers (-4 debug, 0 info, 4 warning, 8 error), `data` a JSON object (TEXT
+on SQLite, JSONB on PostgreSQL).
+
+Writes never happen on a request: `LogQueue.add` appends to a bounded in-memory queue
+(overflow is dropped and counted) and a background task writes the queue every
+`interval` seconds with multi-row INSERTs in one transaction. Old rows are deleted by any
+process, from time to time (`cleanup`: an idempotent DELETE).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import orjson
+
+from shipyard.tools.db import Database
+from shipyard.tools.ids import random_string
+
+log = logging.getLogger("shipyard.logs")
+
+TABLE = "_logs"
+DEBUG, INFO, WARN, ERROR = -4, 0, 4, 8  # PocketBase's (Go slog's) levels
+ROWS_PER_INSERT = 500  # 5 parameters a row: well under SQLite's and PostgreSQL's limits
+_PG_LOCK_ID = 7415  # advisory lock: one process creates the table at a time
+
+Row = tuple[str, str, int, str, str]  # id, created, level, message, data (JSON text)
+
+
+def pb_time(epoch: float) -> str:
+    """PocketBase's date text, UTC: `2026-12-05 03:00:00.123Z`."""
+    ms = int((epoch % 1) * 1000)
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch)) + f".{ms:03d}Z"
+
+
+def clean(text: str) -> str:
+    """No NUL characters: PostgreSQL's TEXT and JSONB refuse them."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
+def new_id() -> str:
+    return random_string(15)
+
+
+def make_row(created: float, level: int, message: str, data: dict[str, Any]) -> Row:
+    body = orjson.dumps(data, default=str).decode()
+    return new_id(), pb_time(created), level, clean(message), clean(body)
+
+
+async def ensure_schema(db: Database) -> None:
+    pg = db.dialect == "postgres"
+    data_type = "JSONB" if pg else "TEXT"
+    async with db.transaction() as tx:
+        if pg:
+            await tx.execute(f"SELECT pg_advisory_xact_lock({_PG_LOCK_ID})")
+        await tx.execute(
+            f'CREATE TABLE IF NOT EXISTS "{TABLE}" ('
+            '"id" TEXT PRIMARY KEY NOT NULL, '
+            '"created" TEXT NOT NULL, '
+            '"level" INTEGER NOT NULL DEFAULT 0, '
+            "\"message\" TEXT NOT NULL DEFAULT '', "
+            f'"data" {data_type} NOT NULL)'
+        )
+        await tx.execute(f'CREATE INDEX IF NOT EXISTS "idx_logs_created" ON "{TABLE}" ("created")')
+        await tx.execute(f'CREATE INDEX IF NOT EXISTS "idx_logs_level" ON "{TABLE}" ("level")')
+
+
+async def insert(db: Database, rows: Sequence[Row]) -> None:
+    """The rows in one transaction, ROWS_PER_INSERT to a statement."""
+    cast = "CAST(? AS JSONB)" if db.dialect == "postgres" else "?"
+    async with db.transaction() as tx:
+        for start in range(0, len(rows), ROWS_PER_INSERT):
+            chunk = rows[start : start + ROWS_PER_INSERT]
+            values = ", ".join([f"(?, ?, ?, ?, {cast})"] * len(chunk))
+            params = [value for row in chunk for value in row]
+            await tx.execute(
+                f'INSERT INTO "{TABLE}" ("id", "created", "level", "message", "data") '
+                f"VALUES {values}",
+                params,
+            )
+
+
+async def cleanup(db: Database, max_days: int, now: float | None = None) -> int:
+    """Delete the rows older than `max_days` days (all of them with 0); returns how many."""
+    cutoff = pb_time((now if now is not None else time.time()) - max_days * 86400)
+    return await db.execute(f'DELETE FROM "{TABLE}" WHERE "created" < ?', (cutoff,))
+
+
+# an entry waiting in the queue: built into a Row (or dropped) when the queue is written
+Pending = Callable[[], Row | None]
+
+
+class LogQueue:
+    """Entries waiting for `_logs`. `add` is the hot path (one append); a background task
+    calls `before_write` (the settings refresh), builds the rows and writes them every
+    `interval` seconds; `close` writes what is left."""
+
+    def __init__(
+        self,
+        db: Database,
+        max_pending: int = 10000,
+        interval: float = 1.0,
+        before_write: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.db = db
+        self.max_pending = max_pending
+        self.interval = interval
+        self.before_write = before_write
+        self.dropped = 0  # entries not recorded (queue full, or a failed write)
+        self.written = 0
+        self._pending: list[Pending] = []
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self._warned = False
+
+    def add(self, entry: Pending) -> None:
+        if len(self._pending) >= self.max_pending:
+            self.dropped += 1
+            return
+        self._pending.append(entry)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            if self._pending:
+                await self.flush()
+
+    async def flush(self) -> int:
+        """Write what waits; returns the rows written. Never raises: a failed write is
+        logged once per process (at warning, which is itself queued) and its batch dropped."""
+        async with self._lock:
+            batch, self._pending = self._pending, []
+            if not batch:
+                return 0
+            try:
+                if self.before_write is not None:
+                    await self.before_write()
+                rows = [row for entry in batch if (row := entry()) is not None]
+                if rows:
+                    await insert(self.db, rows)
+                self.written += len(rows)
+                self._warned = False
+                return len(rows)
+            except Exception as exc:
+                self.dropped += len(batch)
+                if not self._warned:
+                    self._warned = True
+                    log.warning("could not write %d request log entries: %s", len(batch), exc)
+                return 0
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()
+
+
+def row_to_json(row: Sequence[Any]) -> dict[str, Any]:
+    """A `_logs` row as PocketBase's API returns it."""
+    data = row[4]
+    if isinstance(data, str | bytes):
+        data = orjson.loads(data)
+    return {
+        "id": row[0],
+        "created": row[1],
+        "data": data if isinstance(data, dict) else {},
+        "message": row[3],
+        "level": int(row[2]),
+    }
+
+
+__all__ = [
+    "DEBUG",
+    "ERROR",
+    "INFO",
+    "TABLE",
+    "WARN",
+    "LogQueue",
+    "Row",
+    "cleanup",
+    "ensure_schema",
+    "insert",
+    "make_row",
+    "pb_time",
+    "row_to_json",
+]
