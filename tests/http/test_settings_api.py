@@ -45,6 +45,7 @@ DEFAULTS: dict[str, Any] = {
         "tls": "starttls",
         "timeout": 10.0,
     },
+    "logs": {"maxDays": 5, "minLevel": 0, "logIP": True, "logAuthId": False},
     "readOnly": {},
 }
 
@@ -222,7 +223,7 @@ def test_validation_errors_in_pocketbase_shape(tmp_path: Path, database_url: str
                     "meta": {"appName": 5, "hideControls": True},
                     "smtp": {"port": "25", "enabled": "yes", "timeout": -1},
                     "backups": {"cron": ""},
-                    "logs": 3,
+                    "trustedProxy": 3,
                 }
             ),
             LOADING,
@@ -246,7 +247,7 @@ def test_validation_errors_in_pocketbase_shape(tmp_path: Path, database_url: str
                 "code": "validation_unknown_field",
                 "message": "Shipyard has no settings of this name.",
             },
-            "logs": {
+            "trustedProxy": {
                 "code": "validation_unknown_field",
                 "message": "Shipyard has no settings of this name.",
             },
