@@ -43,6 +43,8 @@ class _EventRecorder(logging.Handler):
         self.ext = ext
 
     def emit(self, record: logging.LogRecord) -> None:
+        if store.WRITING.get():
+            return
         runtime = self.ext.runtime
         self.ext.queue.add(lambda: event_row(record, runtime))
 

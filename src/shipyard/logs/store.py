@@ -19,6 +19,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 import orjson
@@ -34,6 +35,9 @@ ROWS_PER_INSERT = 500  # 5 parameters a row: well under SQLite's and PostgreSQL'
 _PG_LOCK_ID = 7415  # advisory lock: one process creates the table at a time
 
 Row = tuple[str, str, int, str, str]  # id, created, level, message, data (JSON text)
+# set while the queue is written: what is logged then (a slow INSERT into `_logs`) is not
+# recorded in `_logs` again, or every write could cause the next
+WRITING: ContextVar[bool] = ContextVar("shipyard_logs_writing", default=False)
 
 
 def pb_time(epoch: float) -> str:
@@ -145,6 +149,7 @@ class LogQueue:
             batch, self._pending = self._pending, []
             if not batch:
                 return 0
+            token = WRITING.set(True)
             try:
                 if self.before_write is not None:
                     await self.before_write()
@@ -160,6 +165,8 @@ class LogQueue:
                     self._warned = True
                     log.warning("could not write %d request log entries: %s", len(batch), exc)
                 return 0
+            finally:
+                WRITING.reset(token)
 
     async def close(self) -> None:
         if self._task is not None:
