@@ -819,6 +819,67 @@ test("users: requestEmailChange() needs the record's own token and a free, valid
   assert.equal(again.record.email, carl.email);
 });
 
+// --------------------------------------------------------------------------- request log
+
+test("logs: getList() / getOne() / getStats() read the request log; errors as PocketBase's", async (t) => {
+  if (!needs(t, "users")) return;
+  const marker = `logmark${SUFFIX}`;
+  await expectApiError(anon.collection(`missing_${marker}`).getList(1, 1), 404, "a failed request to log");
+  // entries are written in batches, off the request: wait for it
+  const filter = pb.filter("data.url ~ {:m}", { m: marker });
+  let list;
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    list = await pb.logs.getList(1, 10, { filter, sort: "-created" });
+    if (list.items.length > 0 || Date.now() > deadline) break;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  assertListShape(list, 1, 10, "logs.getList");
+  assert.equal(list.totalItems, 1, "logs.getList: the one failed request");
+  assert.equal(list.totalPages, 1);
+  const [entry] = list.items;
+  assert.deepEqual(Object.keys(entry).sort(), ["created", "data", "id", "level", "message"]);
+  assert.match(entry.created, DATE_RE, "log created");
+  assert.equal(typeof entry.id, "string");
+  assert.equal(entry.level, 8, "a failed request is logged at the error level");
+  assert.ok(entry.message.startsWith(`GET /api/collections/missing_${marker}/records`), entry.message);
+  for (const key of ["type", "execTime", "url", "method", "status", "referer", "userAgent", "auth", "userIP", "remoteIP"]) {
+    assert.ok(key in entry.data, `log data.${key} (got ${JSON.stringify(entry.data)})`);
+  }
+  assert.equal(entry.data.type, "request");
+  assert.equal(entry.data.method, "GET");
+  assert.equal(entry.data.status, 404);
+  assert.equal(entry.data.auth, "");
+  assert.equal(typeof entry.data.execTime, "number");
+  assert.deepEqual(await pb.logs.getOne(entry.id), entry, "logs.getOne");
+  const skipped = await pb.logs.getList(1, 1, { filter, skipTotal: true });
+  assert.equal(skipped.totalItems, -1);
+  assert.equal(skipped.totalPages, -1);
+  assert.equal(skipped.items.length, 1);
+  const stats = await pb.logs.getStats({ filter });
+  assert.ok(Array.isArray(stats), "logs.getStats: an array");
+  assert.equal(stats.length, 1, `logs.getStats: one hour (${JSON.stringify(stats)})`);
+  assert.deepEqual(Object.keys(stats[0]).sort(), ["date", "total"]);
+  assert.match(stats[0].date, /^\d{4}-\d{2}-\d{2} \d{2}:00:00\.000Z$/);
+  assert.equal(stats[0].total, 1);
+  const all = await pb.logs.getStats();
+  assert.ok(all.reduce((sum, s) => sum + s.total, 0) >= 1, "logs.getStats without a filter");
+
+  await expectApiError(pb.logs.getOne("doesnotexist1234"), 404, "logs.getOne of a missing entry");
+  await expectApiError(pb.logs.getList(1, 10, { filter: "(level" }), 400, "logs.getList with a bad filter");
+  await expectApiError(pb.logs.getList(1, 10, { filter: "nosuchfield = 1" }), 400, "logs.getList on an unknown field");
+  await expectApiError(pb.logs.getStats({ filter: "(level" }), 400, "logs.getStats with a bad filter");
+  await expectApiError(anon.logs.getList(1, 10), 401, "logs.getList as a guest");
+  await expectApiError(anon.logs.getStats(), 401, "logs.getStats as a guest");
+  await expectApiError(anon.logs.getOne(entry.id), 401, "logs.getOne as a guest");
+  const user = new PocketBase(BASE_URL);
+  const email = `erin_${SUFFIX}@example.com`;
+  await user.collection(USERS).create({ email, password: "user-pass-123", passwordConfirm: "user-pass-123" });
+  await user.collection(USERS).authWithPassword(email, "user-pass-123");
+  await expectApiError(user.logs.getList(1, 10), 403, "logs.getList as a user");
+  await expectApiError(user.logs.getOne(entry.id), 403, "logs.getOne as a user");
+});
+
 test("users: collections.delete() drops them", async (t) => {
   if (!needs(t, "users")) return;
   assert.equal(await pb.collections.delete(NOTES), true);
