@@ -5,6 +5,7 @@ warnings and errors, `/api/logs` (list, filter, sort, pages, stats, view, and Po
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -13,8 +14,10 @@ import orjson
 import pytest
 from starlette.testclient import TestClient
 
+from shipyard.app import create_app
 from shipyard.logs import store
 from shipyard.logs.extension import LogsExtension
+from shipyard.settings import Settings
 
 H = dict[str, str]
 REQUEST_KEYS = {
@@ -298,3 +301,12 @@ def test_nul_characters_are_stored(client: TestClient, su: H) -> None:
     [entry] = by_url(entries(client, su), "/api/health?q=a%00b")
     assert entry["message"] == "GET /api/health?q=a\ufffdb"
     assert orjson.loads(orjson.dumps(entry))  # a valid JSON answer
+
+
+def test_the_access_log_can_be_turned_off(settings: Settings) -> None:
+    quiet = dataclasses.replace(settings, access_log=False)
+    with TestClient(create_app(quiet)) as c:
+        ext = _ext(c)
+        c.get("/api/health")
+        assert ext.stdout.add not in c.app.state.services.telemetry.observers  # type: ignore[attr-defined]
+        assert ext.observe in c.app.state.services.telemetry.observers  # type: ignore[attr-defined]
