@@ -310,3 +310,27 @@ def test_the_access_log_can_be_turned_off(settings: Settings) -> None:
         c.get("/api/health")
         assert ext.stdout.add not in c.app.state.services.telemetry.observers  # type: ignore[attr-defined]
         assert ext.observe in c.app.state.services.telemetry.observers  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "filter_text",
+    [
+        "message ~ 'under_score' || message ~ 'a\\\\b'",
+        "message ~ '100%'",
+        "message !~ data.url",
+        "level = 'abc' || level != 'abc'",
+        "data.status > 99999999999999999999999 || data.x.y.z = true || created < @now",
+        "'a' = 'b' || 1 = 1.0 || true != false || data = ''",
+        "level ?= 8 && data.status ?>= 400",
+        "id = null && data.missing != null",
+    ],
+)
+def test_odd_filters_are_answered(client: TestClient, su: H, filter_text: str) -> None:
+    client.get("/api/collections/missing/records")
+    flush(client)
+    r = client.get("/api/logs", params={"filter": filter_text}, headers=su)
+    assert r.status_code == 200, r.text
+    r = client.get("/api/logs/stats", params={"filter": filter_text}, headers=su)
+    assert r.status_code == 200, r.text
+    r = client.get("/api/logs", params={"sort": "-data.status,@random,data,@rowid"}, headers=su)
+    assert r.status_code == 200, r.text

@@ -18,6 +18,7 @@ from typing import Any
 
 from shipyard.kernel.errors import bad_request
 from shipyard.records.query.dialect import Dialect
+from shipyard.records.query.values import like_pattern
 from shipyard.tools import filterexpr as fx
 from shipyard.tools.db import Executor
 
@@ -140,14 +141,18 @@ class Compiler:
             a, b = self._as(left, "text", True), self._as(right, "text", True)
             if a is None or b is None:  # (text always converts)
                 return "(1=0)", []
-            if isinstance(c.right, fx.Text) and "%" not in c.right.value:
-                b = Term(self.d.ph("text"), [f"%{c.right.value}%"], "text")
+            if b.raw is not None:  # a constant is a pattern, PocketBase's way
+                b = Term(self.d.ph("text"), [like_pattern(str(b.raw))], "text")
+            else:  # a field: "contains"
+                p = self.d.ph("text")
+                b = Term(f"({p} || {b.sql} || {p})", ["%", *b.params, "%"], "text")
             like = "ILIKE" if self.pg else "LIKE"
-            sql = f"({a.sql} {like} {b.sql} ESCAPE '\\')"
+            esc = self.d.ph("text")
             if op == "!~":
-                sql = f"(COALESCE({a.sql}, '') NOT {like} {b.sql} ESCAPE '\\')"
-                return sql, [*a.params, *a.params, *b.params]
-            return sql, [*a.params, *b.params]
+                sql = f"(COALESCE({a.sql}, '') NOT {like} {b.sql} ESCAPE {esc})"
+            else:
+                sql = f"({a.sql} {like} {b.sql} ESCAPE {esc})"
+            return sql, [*a.params, *b.params, "\\"]
         kind = _target(left, right)
         loose = left.kind == right.kind == "json"  # two JSON values: compared as text
         a, b = self._as(left, kind, loose), self._as(right, kind, loose)
