@@ -283,6 +283,8 @@ def fuzz_server(database_url: str, tmp_path: Path) -> Iterator[tuple[Server, _Lo
         "SHIPYARD_SMTP_HOST": "127.0.0.1",
         "SHIPYARD_SMTP_PORT": port,
         "SHIPYARD_SMTP_TLS": "off",
+        # tracebacks as text lines, which `server_errors` reads (JSON lines are the default)
+        "SHIPYARD_LOG_FORMAT": "text",
     }
     try:
         srv = start_server(tmp_path / "srv", database_url, mail)
