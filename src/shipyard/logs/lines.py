@@ -15,18 +15,18 @@ header but the user agent and the referer is ever read.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import os
 import re
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import unquote_plus
 
 import orjson
+
+from .batch import Batcher
 
 T = TypeVar("T")
 REDACTED = "[redacted]"
@@ -122,10 +122,9 @@ class LineHandler(logging.Handler):
             self.handleError(record)
 
 
-class LineWriter(Generic[T]):
-    """Lines waiting for stdout, written in batches by a background task: `add` only
-    appends the item (the hot path; `render` makes its line when the batch is written), at
-    most `max_lines` wait (more are dropped and counted), and `close` writes what is left."""
+class LineWriter(Batcher[T]):
+    """Lines waiting for stdout, written every `interval` seconds with one `os.write`:
+    `add` only keeps the item (`render` makes its line when the batch is written)."""
 
     def __init__(
         self,
@@ -134,34 +133,16 @@ class LineWriter(Generic[T]):
         max_lines: int = 10000,
         interval: float = 0.05,
     ) -> None:
+        super().__init__(max_lines, interval)
         self.render = render
         self.fd = fd
-        self.max_lines = max_lines
-        self.interval = interval
-        self.dropped = 0
-        self.written = 0
-        self._items: list[T] = []
-        self._task: asyncio.Task[None] | None = None
 
-    def add(self, item: T) -> None:
-        if len(self._items) >= self.max_lines:
-            self.dropped += 1
-            return
-        self._items.append(item)
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            if self._items:
-                self.flush()
+    async def write_batch(self) -> None:
+        self.flush()
 
     def flush(self) -> None:
         """Write every waiting line with one `os.write` (more only for a short write)."""
-        items, self._items = self._items, []
+        items = self.take()
         if not items:
             return
         try:
@@ -173,14 +154,6 @@ class LineWriter(Generic[T]):
             self.written += len(items)
         except Exception:  # stdout closed or full: the lines are lost, the server goes on
             self.dropped += len(items)
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        self.flush()
 
 
 def configure(level: str, fmt: str = "json", fd: int = 1) -> None:

@@ -15,7 +15,6 @@ process, from time to time (`cleanup`: an idempotent DELETE).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
@@ -26,6 +25,8 @@ from typing import Any
 import orjson
 
 from shipyard.tools.db import Database
+
+from .batch import Batcher
 
 log = logging.getLogger("shipyard.logs")
 
@@ -116,10 +117,9 @@ async def cleanup(db: Database, max_days: int, now: float | None = None) -> int:
 Pending = Callable[[], Row | None]
 
 
-class LogQueue:
-    """Entries waiting for `_logs`. `add` is the hot path (one append); a background task
-    calls `before_write` (the settings refresh), builds the rows and writes them every
-    `interval` seconds; `close` writes what is left."""
+class LogQueue(Batcher[Pending]):
+    """Entries waiting for `_logs`, written every `interval` seconds: `before_write` (the
+    settings refresh) first, then the rows built and inserted."""
 
     def __init__(
         self,
@@ -128,38 +128,20 @@ class LogQueue:
         interval: float = 1.0,
         before_write: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        super().__init__(max_pending, interval)
         self.db = db
-        self.max_pending = max_pending
-        self.interval = interval
         self.before_write = before_write
-        self.dropped = 0  # entries not recorded (queue full, or a failed write)
-        self.written = 0
-        self._pending: list[Pending] = []
-        self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._warned = False
 
-    def add(self, entry: Pending) -> None:
-        if len(self._pending) >= self.max_pending:
-            self.dropped += 1
-            return
-        self._pending.append(entry)
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            if self._pending:
-                await self.flush()
+    async def write_batch(self) -> None:
+        await self.flush()
 
     async def flush(self) -> int:
         """Write what waits; returns the rows written. Never raises: a failed write is
-        logged once per process (at warning, which is itself queued) and its batch dropped."""
+        logged once per outage and its batch dropped."""
         async with self._lock:
-            batch, self._pending = self._pending, []
+            batch = self.take()
             if not batch:
                 return 0
             token = WRITING.set(True)
@@ -187,14 +169,6 @@ class LogQueue:
                 return 0
             finally:
                 WRITING.reset(token)
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        await self.flush()
 
 
 def row_to_json(row: Sequence[Any]) -> dict[str, Any]:
