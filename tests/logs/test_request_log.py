@@ -18,6 +18,7 @@ from shipyard.app import create_app
 from shipyard.logs import store
 from shipyard.logs.extension import LogsExtension
 from shipyard.settings import Settings
+from tests.helpers.jobs_api import user_headers
 
 H = dict[str, str]
 REQUEST_KEYS = {
@@ -224,27 +225,8 @@ def test_access_is_for_superusers_only(client: TestClient, su: H) -> None:
             "message": "The request requires valid record authorization token.",
             "data": {},
         }
-    r = client.post(
-        "/api/collections",
-        json={"name": "members", "type": "auth", "fields": []},
-        headers=su,
-    )
-    assert r.status_code == 200, r.text
-    r = client.post(
-        "/api/collections/members/records",
-        json={
-            "email": "m@example.com",
-            "password": "memberpass1",
-            "passwordConfirm": "memberpass1",
-        },
-        headers=su,
-    )
-    assert r.status_code == 200, r.text
-    token = client.post(
-        "/api/collections/members/auth-with-password",
-        json={"identity": "m@example.com", "password": "memberpass1"},
-    ).json()["token"]
-    r = client.get("/api/logs", headers={"Authorization": token})
+    _, user = user_headers(client, su)
+    r = client.get("/api/logs", headers=user)
     assert r.status_code == 403
     assert r.json()["message"] == "The authorized record is not allowed to perform this action."
     r = client.get("/api/logs/nope", headers=su)
