@@ -183,6 +183,14 @@ def test_list_filter_sort_pages_and_view(client: TestClient, su: H) -> None:
     r = client.get(f"/api/logs/{one['id']}", headers=su)
     assert r.status_code == 200
     assert r.json() == one
+    r = client.get(f"/api/logs/{one['id']}", params={"fields": "id,data.status"}, headers=su)
+    assert r.json() == {"id": one["id"], "data": {"status": 404}}
+    picked = client.get(
+        "/api/logs",
+        params={"filter": "level = 8", "fields": "level,message:excerpt(3)"},
+        headers=su,
+    ).json()["items"]
+    assert picked == [{"level": 8, "message": "GET"}]
 
 
 def test_stats_count_entries_per_hour(client: TestClient, su: H) -> None:

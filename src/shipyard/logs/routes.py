@@ -22,6 +22,7 @@ from shipyard.kernel.errors import bad_request, not_found
 from shipyard.kernel.params import parse_int
 from shipyard.kernel.web import JSON, services
 from shipyard.records.context import require_superuser
+from shipyard.records.projection import project
 from shipyard.tools.db import budget
 
 from . import query
@@ -32,6 +33,12 @@ MAX_PAGE = 2**31 - 1
 def _int(request: Request, name: str, default: int) -> int:
     raw = request.query_params.get(name, "")
     return parse_int(raw, f"{name} parameter") if raw else default
+
+
+def _picked(request: Request, item: dict[str, Any]) -> dict[str, Any]:
+    """`fields=id,data.status,message:excerpt(20)`: the keys to keep (PocketBase's picker)."""
+    fields = request.query_params.get("fields", "")
+    return project(item, fields) if fields.strip() else item
 
 
 def _filter(request: Request) -> str:
@@ -62,6 +69,7 @@ async def list_logs(request: Request) -> Response:
             skip_total=skip,
             limits=(s.max_filter_length, s.max_filter_expressions, s.max_sort_fields),
         )
+    result["items"] = [_picked(request, item) for item in result["items"]]
     return JSON(result)
 
 
@@ -73,7 +81,7 @@ async def log_stats(request: Request) -> Response:
         result = await query.stats(
             svc.raw_db, _filter(request), (s.max_filter_length, s.max_filter_expressions)
         )
-    return JSON(result)
+    return JSON([_picked(request, item) for item in result])
 
 
 async def view_log(request: Request) -> Response:
@@ -83,7 +91,7 @@ async def view_log(request: Request) -> Response:
         entry = await query.view(svc.raw_db, request.path_params["id"])
     if entry is None:
         raise not_found()
-    return JSON(entry)
+    return JSON(_picked(request, entry))
 
 
 routes = [
@@ -108,16 +116,18 @@ _LOG = {
         "message": spec.STR,
         "level": {**spec.INT, "description": "-4 debug, 0 info, 4 warning, 8 error."},
     },
-    "required": ["id", "created", "data", "message", "level"],
+    "description": "Every key unless `fields` picks some.",
 }
 _STATS = {
     "type": "array",
     "items": {
         "type": "object",
         "properties": {"date": spec.STR, "total": spec.INT},
-        "required": ["date", "total"],
     },
 }
+_FIELDS = spec.query_param(
+    "fields", spec.STR, "Keys of each entry to keep, e.g. `id,created,data.status`."
+)
 _FILTER = spec.query_param(
     "filter", spec.STR, "PocketBase filter on id, created, level, message and data.*."
 )
@@ -143,6 +153,7 @@ def openapi_paths() -> dict[str, Any]:
                     spec.query_param("sort", spec.STR, "e.g. `-created,level`."),
                     _FILTER,
                     spec.query_param("skipTotal", spec.BOOL, "Leave out the totals (-1)."),
+                    _FIELDS,
                 ],
             )
         },
@@ -151,7 +162,7 @@ def openapi_paths() -> dict[str, Any]:
                 "logStats",
                 "Request log entries per hour",
                 {"200": spec.ok(_STATS, "Totals per hour"), "400": spec.error("BadRequest")},
-                parameters=[_FILTER],
+                parameters=[_FILTER, _FIELDS],
             )
         },
         "/api/logs/{id}": {
@@ -159,7 +170,7 @@ def openapi_paths() -> dict[str, Any]:
                 "viewLog",
                 "One request log entry",
                 {"200": spec.ok(_LOG, "The entry"), "404": spec.error("NotFound")},
-                parameters=[spec.path_param("id")],
+                parameters=[spec.path_param("id"), _FIELDS],
             )
         },
     }
