@@ -120,7 +120,7 @@ class Services:
             JobsExtension(self.jobs, settings.jobs_worker),
             WebhooksExtension(self.webhooks, settings),
             DbAdviceExtension(),
-            LogsExtension(settings, runtime, raw_db),
+            LogsExtension(settings, runtime, raw_db, telemetry.metrics),
             SettingsApiExtension(runtime),
         ]
         self.extensions = in_dependency_order(

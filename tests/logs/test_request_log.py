@@ -324,3 +324,17 @@ def test_odd_filters_are_answered(client: TestClient, su: H, filter_text: str) -
     assert r.status_code == 200, r.text
     r = client.get("/api/logs", params={"sort": "-data.status,@random,data,@rowid"}, headers=su)
     assert r.status_code == 200, r.text
+
+
+def test_written_and_dropped_entries_are_counted(client: TestClient, su: H) -> None:
+    ext = _ext(client)
+    registry = client.app.state.services.telemetry.metrics  # type: ignore[attr-defined]
+    entries(client, su)
+    full, ext.queue.max_items = ext.queue.max_items, 0  # as if full
+    client.get("/api/collections/missing/records")  # dropped
+    ext.queue.max_items = full
+    client.get("/api/collections/missing/records")
+    flush(client)
+    series = registry.metrics["shipyard_log_entries_total"].values
+    assert series[("requests", "written")] >= 1
+    assert series[("requests", "dropped")] == 1

@@ -8,6 +8,8 @@ import asyncio
 import contextlib
 from typing import Generic, TypeVar
 
+from shipyard.tools.metrics import Counter
+
 T = TypeVar("T")
 
 
@@ -19,6 +21,17 @@ class Batcher(Generic[T]):
         self.written = 0
         self._items: list[T] = []
         self._task: asyncio.Task[None] | None = None
+        # `shipyard_log_entries_total{log, result}`, brought up to date after each batch
+        self.counter: Counter | None = None
+        self.label = ""
+        self._reported = (0, 0)
+
+    def report(self) -> None:
+        if self.counter is not None:
+            written, dropped = self._reported
+            self.counter.inc((self.label, "written"), self.written - written)
+            self.counter.inc((self.label, "dropped"), self.dropped - dropped)
+            self._reported = (self.written, self.dropped)
 
     def add(self, item: T) -> None:
         if len(self._items) >= self.max_items:
@@ -40,6 +53,7 @@ class Batcher(Generic[T]):
             await asyncio.sleep(self.interval)
             if self._items:
                 await self.write_batch()
+            self.report()
 
     async def write_batch(self) -> None:
         """Write what `take()` gives; never raises."""
@@ -52,3 +66,4 @@ class Batcher(Generic[T]):
                 await self._task
             self._task = None
         await self.write_batch()
+        self.report()

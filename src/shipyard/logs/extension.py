@@ -24,6 +24,7 @@ from shipyard.kernel.spec import OpenAPIPart, Viewer
 from shipyard.kernel.telemetry import RequestInfo, RequestObserver
 from shipyard.settings import Settings
 from shipyard.tools.db import Database
+from shipyard.tools.metrics import Registry
 
 from . import routes, store
 from .lines import LineWriter
@@ -51,7 +52,11 @@ class _EventRecorder(logging.Handler):
 
 class LogsExtension(Extension):
     def __init__(
-        self, settings: Settings, runtime: RuntimeSettings[Settings], raw_db: Database
+        self,
+        settings: Settings,
+        runtime: RuntimeSettings[Settings],
+        raw_db: Database,
+        metrics: Registry | None = None,
     ) -> None:
         super().__init__(name="logs", requires=("records",))
         self.settings = settings
@@ -69,6 +74,15 @@ class LogsExtension(Extension):
             if settings.otel_endpoint
             else None
         )
+        if metrics is not None:
+            entries = metrics.counter(
+                "shipyard_log_entries_total",
+                "Log entries written or dropped (buffer full, failed write), by log: "
+                "stdout (the JSON request lines) or requests (the _logs table).",
+                ("log", "result"),
+            )
+            for batcher, label in ((self.stdout, "stdout"), (self.queue, "requests")):
+                batcher.counter, batcher.label = entries, label
         self._recorder = _EventRecorder(self)
         self._cleaner: asyncio.Task[None] | None = None
         self._started = False
@@ -130,7 +144,9 @@ class LogsExtension(Extension):
 
     async def flush(self) -> int:
         """Write the waiting `_logs` entries now (tests, shutdown)."""
-        return await self.queue.flush()
+        written = await self.queue.flush()
+        self.queue.report()
+        return written
 
     async def stop(self) -> None:
         logging.getLogger("shipyard").removeHandler(self._recorder)
