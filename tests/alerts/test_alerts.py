@@ -64,6 +64,7 @@ def mail() -> Iterator[SMTPServer]:
 def settings(database_url: str, tmp_path: Path, receiver: Receiver, mail: SMTPServer) -> Settings:
     env = {
         "SHIPYARD_WEBHOOK_ALLOW_PRIVATE": "127.0.0.1",
+        "SHIPYARD_WEBHOOK_BACKOFF_BASE": "0.2",  # notification retries after ~0.2, 0.4 s…
         "SHIPYARD_ALERTS_EVALUATOR": "false",
         "SHIPYARD_SMTP_HOST": "127.0.0.1",
         "SHIPYARD_SMTP_PORT": str(mail.port),
@@ -345,3 +346,29 @@ def test_bad_silences_answer_400(
     r = client.post("/api/alerts/silences", json=body, headers=su)
     assert r.status_code == 400, r.text
     assert field in r.json()["data"], r.json()
+
+
+def test_a_channel_that_is_down_gets_retries_and_nothing_is_lost(
+    client: TestClient, su: H, receiver: Receiver
+) -> None:
+    clock = Clock(client)
+    _rules(client, su, {**QUIET, **FORCED})
+    assert clock.tick()
+    receiver.mode = "503"
+    _force(client, clock)
+    failed = receiver.wait_for(lambda g: len(_by_path(g, "/hook")) >= 2, 15.0)
+    assert [r.answered for r in _by_path(failed, "/hook")][:2] == [503, 503]
+    receiver.mode = "ok"
+    got = receiver.wait_for(lambda g: any(r.answered == 200 for r in _by_path(g, "/hook")), 20.0)
+    hooks = _by_path(got, "/hook")
+    assert hooks[-1].answered == 200
+    assert len({r.headers["webhook-id"] for r in hooks}) == 1  # the same notification, retried
+    assert StandardWebhook(SECRET).verify(hooks[-1].body, hooks[-1].headers)["status"] == "firing"
+
+    def done() -> list[dict[str, Any]]:
+        jobs = _jobs(client, su)
+        return jobs if jobs and all(j["state"] == "completed" for j in jobs) else []
+
+    jobs = wait_until(done, 20.0, 0.1, "every notification delivered")
+    webhook_job = next(j for j in jobs if j["args"]["channel"] == "webhook")
+    assert webhook_job["attempt"] >= 3

@@ -58,7 +58,8 @@ class AlertsExtension(Extension):
             deliver,
             builtin=True,
             queue="alerts",
-            backoff_base=10.0,
+            # outgoing notifications back off as webhook deliveries do
+            backoff_base=self.settings.webhook_backoff_base,
             backoff_max=600.0,
         )
         return f
