@@ -4,6 +4,7 @@ webhooks and the process; switched off; and the superuser detail of `/api/health
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,11 +13,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from shipyard.app import create_app
-from shipyard.auth import superusers
 from shipyard.metrics.cluster import TABLE
 from shipyard.metrics.routes import CONTENT_TYPE
 from shipyard.settings import load_settings
-from tests.helpers.jobs_api import FAST, enqueue, user_headers, wait_job, write_hooks
+from tests.helpers.jobs_api import enqueue, open_app, user_headers, wait_job, write_hooks
 from tests.helpers.promtext import families, label_values, value
 from tests.helpers.servers import SUPERUSER
 from tests.helpers.wait import wait_until
@@ -65,36 +65,25 @@ async def boom(ctx, args):
 """
 
 
-def _app(tmp_path: Path, database_url: str, **over: Any) -> TestClient:
+@contextlib.contextmanager
+def _app(tmp_path: Path, database_url: str, **over: Any) -> Iterator[tuple[TestClient, H]]:
+    """An app with a superuser (see tests/helpers/jobs_api.py), metrics published every
+    0.5 s, a metrics token, and the hooks above."""
     options: dict[str, Any] = {
-        **FAST,
         "metrics_flush_interval": 0.5,
         "metrics_token": TOKEN,
         "webhook_allow_private": "127.0.0.1",
         "hooks": write_hooks(tmp_path, HOOKS),
         **over,
     }
-    settings = load_settings(
-        env={}, data_dir=str(tmp_path / "data"), database_url=database_url, **options
-    )
-    return TestClient(create_app(settings))
-
-
-def _login(c: TestClient) -> H:
-    svc = c.app.state.services  # type: ignore[attr-defined]
-    c.portal.call(superusers.create, svc, *SUPERUSER)  # type: ignore[union-attr]
-    r = c.post(
-        "/api/collections/_superusers/auth-with-password",
-        json={"identity": SUPERUSER[0], "password": SUPERUSER[1]},
-    )
-    assert r.status_code == 200, r.text
-    return {"Authorization": r.json()["token"]}
+    with open_app(tmp_path, database_url, **options) as app:
+        yield app
 
 
 @pytest.fixture
 def app(tmp_path: Path, database_url: str) -> Iterator[tuple[TestClient, H]]:
-    with _app(tmp_path, database_url) as c:
-        yield c, _login(c)
+    with _app(tmp_path, database_url) as app:
+        yield app
 
 
 @pytest.fixture
@@ -151,8 +140,7 @@ def test_the_address_allow_list(
 
 
 def test_switched_off(tmp_path: Path, database_url: str) -> None:
-    with _app(tmp_path, database_url, metrics_enabled=False) as c:
-        su = _login(c)
+    with _app(tmp_path, database_url, metrics_enabled=False) as (c, su):
         c.get("/api/collections/nope/records")
         r = c.get("/metrics", headers=su)
         assert r.status_code == 404
@@ -184,6 +172,7 @@ def test_routes_are_templates_never_raw_paths(app: tuple[TestClient, H]) -> None
     assert c.get("/api/collections/posts/records?filter=x%3D1").status_code == 400
     assert c.get("/api/collections/posts").status_code in (401, 403, 404)
     assert c.get("/no/such/path/secretpath777").status_code == 404
+    c.request("BREW", "/api/health")  # a method of the client's making: not a label value
     text = _metrics(c, su)
     name = "shipyard_http_requests_total"
     view = "/api/collections/{collection}/records/{id}"
@@ -192,6 +181,8 @@ def test_routes_are_templates_never_raw_paths(app: tuple[TestClient, H]) -> None
     assert value(text, name, method="GET", route=listing, status="400") == 1
     assert value(text, name, method="GET", route="<unmatched>", status="404") == 1
     assert "secretid12345" not in text
+    assert value(text, name, method="OTHER") == 1
+    assert "BREW" not in text
     assert "secretpath777" not in text
     assert "posts" not in text
     # every route label is a route's template (or says that none matched)
@@ -262,8 +253,7 @@ def test_jobs_are_counted_and_failures_reported(app: tuple[TestClient, H]) -> No
 
 
 def test_queue_depth_and_lag(tmp_path: Path, database_url: str) -> None:
-    with _app(tmp_path, database_url, jobs_worker=False) as c:
-        su = _login(c)
+    with _app(tmp_path, database_url, jobs_worker=False) as (c, su):
         for _ in range(3):
             enqueue(c, su, "fine")
         enqueue(c, su, "fine", queue="slow")
@@ -308,3 +298,22 @@ def test_health_detail_is_for_superusers(app: tuple[TestClient, H]) -> None:
     assert data["disk"]["freeBytes"] > 0
     assert data["jobs"]["lagSeconds"] >= 0
     assert data["backup"] == {"last": None}
+
+
+def test_publishing_metrics_leaves_cached_responses_alone(
+    tmp_path: Path, database_url: str, redis_url: str
+) -> None:
+    """Metrics go to the raw database: their writes are no data change for the cache."""
+    with _app(tmp_path, database_url, redis_url=redis_url) as (c, su):
+        r = c.post("/api/collections", json={"name": "notes", "listRule": ""}, headers=su)
+        assert r.status_code == 200, r.text
+        url = "/api/collections/notes/records"
+        c.get(url)
+        assert c.get(url).headers["x-shipyard-cache"] == "hit"
+        ext = c.app.state.services.extension("metrics")  # type: ignore[attr-defined]
+        for _ in range(3):
+            c.portal.call(ext.cluster.publish)  # type: ignore[union-attr]
+        assert c.get(url).headers["x-shipyard-cache"] == "hit"
+        # while a record write does invalidate it
+        assert c.post(url, json={}, headers=su).status_code == 200
+        assert c.get(url).headers["x-shipyard-cache"] == "miss"

@@ -5,16 +5,21 @@ series disappear while the totals it counted stay, and a job worker's jobs count
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
+from shipyard.metrics.cluster import RETIRED, TABLE
 from tests.helpers.promtext import samples, value
 from tests.helpers.servers import Server, fresh_pg_database, start_server, stop_server
 from tests.helpers.wait import wait_until
@@ -80,42 +85,85 @@ def _misses(text: str) -> float:
     return value(text, "shipyard_http_requests_total", method="GET", route=LIST, status="404")
 
 
-def test_requests_are_counted_once_across_server_processes(cluster: Server) -> None:
-    two = wait_until(lambda: len(_instances(_metrics(cluster))) == 2, timeout=30,
-                     what="both server processes publishing")  # fmt: skip
-    assert two
-    for i in range(REQUESTS):  # a new connection each: the kernel spreads them over both
+def _serve(cluster: Server, n: int) -> None:
+    """`n` requests on new connections (the kernel spreads them over both processes)."""
+    for i in range(n):
         with httpx.Client(timeout=10) as client:
             r = client.get(f"{cluster.url}/api/collections/nothing{i % 3}/records")
             assert r.status_code == 404
 
-    # each process reads the others' last publication (at most an interval old), so the
-    # total is reached once both have published; it must never exceed what was made
+
+def _published_since(cluster: Server, since: float) -> None:
+    """Wait until every process has published after `since` (read from the table itself)."""
+    sql = f'SELECT MIN("updated") FROM "{TABLE}" WHERE "instance" <> \'{RETIRED}\''
+    url = cluster.env["SHIPYARD_DATABASE_URL"]
+
+    def oldest() -> float:
+        if url:
+            with psycopg.connect(url) as conn:
+                row = conn.execute(sql).fetchone()
+        else:
+            with contextlib.closing(
+                sqlite3.connect(Path(cluster.env["SHIPYARD_DATA_DIR"]) / "data.db")
+            ) as conn:
+                row = conn.execute(sql).fetchone()
+        return float(row[0]) if row and row[0] is not None else 0.0
+
+    wait_until(lambda: oldest() > since, timeout=30, what="every process published")
+
+
+def _settled(cluster: Server, expected: float | None = None) -> list[float]:
+    """Read /metrics until five reads in a row agree (on `expected`, when given): each
+    process reads the others' last publication, at most an interval old. Every total seen."""
     seen: list[float] = []
 
-    def counted() -> bool:
+    def agreed() -> bool:
         seen.append(_misses(_metrics(cluster)))
-        return seen[-5:] == [REQUESTS] * 5  # stable, whichever process answered
+        last = seen[-5:]
+        return len(last) == 5 and len(set(last)) == 1 and expected in (None, last[0])
 
-    wait_until(counted, timeout=30, what=f"{REQUESTS} requests counted")
-    assert max(seen) == REQUESTS  # no process counted twice
+    wait_until(agreed, timeout=30, what=f"the request total settled at {expected}")
+    return seen
+
+
+def _both_serving(cluster: Server) -> set[str]:
+    found: set[str] = set()
+
+    def two() -> bool:
+        found.clear()
+        found.update(_instances(_metrics(cluster)))
+        return len(found) == 2
+
+    wait_until(two, timeout=30, what="both server processes publishing")
+    return found
+
+
+def test_requests_are_counted_once_across_server_processes(cluster: Server) -> None:
+    _both_serving(cluster)
+    before = _settled(cluster)[-1]
+    _serve(cluster, REQUESTS)
+    seen = _settled(cluster, before + REQUESTS)
+    assert max(seen) == before + REQUESTS  # never more than were made: nothing counted twice
 
 
 def test_a_killed_server_process_leaves_its_counts_not_its_series(cluster: Server) -> None:
-    before = _misses(_metrics(cluster))
-    assert before == REQUESTS  # the previous test's requests
-    instances = _instances(_metrics(cluster))
-    servers = [i for i in instances if _pid(i) != cluster.proc.pid]
-    victim = servers[0]
+    instances = _both_serving(cluster)
+    before = _settled(cluster)[-1]
+    _serve(cluster, REQUESTS)
+    # what a process counted after its last publication dies with it: the victim must
+    # have published every request before it is killed
+    _published_since(cluster, time.time())
+    total = _settled(cluster, before + REQUESTS)[-1]
+    victim = sorted(instances)[0]
     os.kill(_pid(victim), signal.SIGKILL)
 
     def gone() -> bool:
         text = _metrics(cluster)
-        assert _misses(text) == before  # the total never drops, not even for a moment
+        assert _misses(text) == total  # the total never drops, not even for a moment
         return victim not in _instances(text)
 
     wait_until(gone, timeout=30, what="the killed process's series gone")
-    assert _misses(_metrics(cluster)) == before
+    assert _misses(_metrics(cluster)) == total
 
 
 def test_a_job_worker_process_is_counted(cluster: Server, tmp_path: Path) -> None:

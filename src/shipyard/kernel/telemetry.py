@@ -20,6 +20,7 @@ from shipyard.tools.metrics import Registry
 
 log = logging.getLogger("shipyard.telemetry")
 
+_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
 UNMATCHED = "<unmatched>"  # the route label of a request no route matched (never its path)
 
 
@@ -77,8 +78,10 @@ class Telemetry:
         """Count a finished request and hand it to every observer (an observer that raises
         is logged, never allowed to fail the request)."""
         if self.metrics_enabled:
-            self.http_requests.inc((info.method, info.route, str(info.status)))
-            self.http_duration.observe(info.duration, (info.method, info.route))
+            # a client picks the method: any other than HTTP's own would be a new series
+            method = info.method if info.method in _METHODS else "OTHER"
+            self.http_requests.inc((method, info.route, str(info.status)))
+            self.http_duration.observe(info.duration, (method, info.route))
         for observe in self.observers:
             try:
                 observe(info)

@@ -73,8 +73,8 @@ class WorkerStats:
 
 Runner = Callable[[Job], Coroutine[Any, Any, Any]]
 # told about every finished attempt: (job, state, seconds it ran, its exception or None).
-# state: completed, retryable, discarded, cancelled, or lost (another attempt took the
-# job over); cheap and never raising — it runs on the worker's loop
+# state: completed, retryable, discarded, cancelled, or lost (its end was not recorded: the
+# lease was lost or the database unreachable); cheap and never raising (the worker's loop)
 AttemptObserver = Callable[[Job, str, float, BaseException | None], None]
 
 
