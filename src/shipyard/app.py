@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from shipyard.errors.envelope import INGEST_PATH
 from shipyard.http import health, openapi, openapi_system
 from shipyard.http.cors import Cors
 from shipyard.http.gateway import Gateway
@@ -90,7 +91,7 @@ def create_app(settings: Settings | None = None) -> Gateway:
         },
     )
     app.state.settings = settings
-    return Gateway(app, Cors(parse_origins(settings.cors_origins)))
+    return Gateway(app, Cors(parse_origins(settings.cors_origins), open_paths=INGEST_PATH))
 
 
 async def startup(svc: Services) -> None:

@@ -1,4 +1,4 @@
-"""The `shipyard` command: serve, worker, migrate, superuser, db, demo, alerts."""
+"""The `shipyard` command: serve, worker, migrate, superuser, db, errors, alerts, demo."""
 
 from __future__ import annotations
 
@@ -293,6 +293,32 @@ def db_reset() -> None:
 
     n = _run(_settings(), advise.reset)
     click.echo(f"forgot {n} slow query shape(s)")
+
+
+@main.group()
+def errors() -> None:
+    """Error tracking: the DSNs Sentry SDKs report to (docs/errors.md)."""
+
+
+@errors.command("dsn")
+@click.option(
+    "--project", default="shipyard", show_default=True, help="Project name (created if missing)."
+)
+def errors_dsn(project: str) -> None:
+    """Print a project's DSN (SHIPYARD_APP_URL, else host and port, is its address)."""
+    from shipyard.errors.projects import dsn_for
+    from shipyard.errors.routes import public_url_from
+
+    settings = _settings()
+
+    async def go(svc: Any) -> str:
+        ext = next(e for e in svc.extensions if e.name == "errors")
+        p = await ext.tracker.projects.by_name(project)
+        if p is None:
+            p = await ext.tracker.projects.create({"name": project})
+        return dsn_for(public_url_from(settings), p.public_key, p.id)
+
+    click.echo(_run(settings, go))
 
 
 @main.command()

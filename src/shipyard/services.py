@@ -22,6 +22,7 @@ from shipyard.auth.login import AuthService
 from shipyard.cache.cache import ResponseCache, build_versions
 from shipyard.cache.extension import CacheExtension
 from shipyard.dbadvice.extension import DbAdviceExtension
+from shipyard.errors.extension import ErrorsExtension
 from shipyard.http.settings_api import SettingsApiExtension
 from shipyard.jobs.extension import JobsExtension
 from shipyard.jobs.jobs import Jobs
@@ -125,6 +126,8 @@ class Services:
             WebhooksExtension(self.webhooks, settings),
             DbAdviceExtension(),
             MetricsExtension(settings, raw_db, telemetry, self.jobs.queue),
+            # on the raw database: error events invalidate no cached response
+            ErrorsExtension(raw_db, settings, telemetry),
             SettingsApiExtension(runtime),
             AlertsExtension(self),
         ]

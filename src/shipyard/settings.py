@@ -119,6 +119,11 @@ class Settings:
     metrics_allow: str = "127.0.0.0/8,::1"  # client networks that may read it without a token
     # request and event logs (docs/logs.md)
     # error tracking (docs/errors.md)
+    errors_max_body_size: int = 1024 * 1024  # bytes of one ingested body, as sent
+    errors_max_uncompressed_size: int = 8 * 1024 * 1024  # the same body decompressed
+    errors_rate_limit: int = 600  # events per minute per project (a project may set its own)
+    errors_retention_days: int = 30  # events and issues not seen for this long are deleted
+    errors_queue_size: int = 1000  # Shipyard's own exceptions waiting to be stored, per process
     # alerting (docs/alerts.md)
     alerts_enabled: bool = True  # evaluate the alert rules and send notifications
     alerts_evaluator: bool = True  # this process takes part in evaluating (claims ticks)
@@ -372,6 +377,12 @@ def _validate(s: Settings) -> None:  # noqa: C901  (one independent check per se
         )
     if s.functions_memory_mb < 64:
         raise SettingsError("SHIPYARD_FUNCTIONS_MEMORY_MB: must be at least 64")
+    for name in ("errors_max_body_size", "errors_max_uncompressed_size", "errors_retention_days",
+                 "errors_queue_size"):  # fmt: skip
+        if getattr(s, name) <= 0:
+            raise SettingsError(f"{_env_name(name)}: must be greater than 0")
+    if s.errors_rate_limit < 0:
+        raise SettingsError("SHIPYARD_ERRORS_RATE_LIMIT: must be 0 (no limit) or more")
     parse_allow_list(s.webhook_allow_private)
     parse_origins(s.cors_origins)
     if not (0.05 <= s.metrics_flush_interval <= 3600):  # also refuses nan

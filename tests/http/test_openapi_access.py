@@ -28,6 +28,9 @@ SYSTEM = {
     "/api/openapi.json": {"get"},
     "/api/docs": {"get"},
     "/_/": {"get"},
+    # Sentry-compatible error ingestion: public, the DSN's key authenticates (docs/errors.md)
+    "/api/{projectId}/envelope/": {"post"},
+    "/api/{projectId}/store/": {"post"},
 }
 PUBLIC_AUTH = [
     ("auth-with-password", "post"),

@@ -5,10 +5,15 @@ Every response gets `Vary: Origin`; a request from an allowed origin also gets
 Every `OPTIONS` request is a preflight answered here with 204 (allowed methods, and the
 request's `Access-Control-Request-Headers` echoed back). No credentials, no max-age, no
 exposed headers: exactly PocketBase 0.40's defaults.
+
+One narrow exemption: the paths of `open_paths` (the Sentry-compatible error ingestion,
+which browser SDKs on any origin report to) allow every origin whatever the setting says,
+answer preflights for the headers Sentry SDKs send, and expose the headers they read.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from starlette.types import Message, Send
@@ -17,6 +22,23 @@ Headers = list[tuple[bytes, bytes]]
 
 _VARY_ORIGIN = (b"vary", b"Origin")
 _ALLOW_METHODS = (b"access-control-allow-methods", b"GET,HEAD,PUT,PATCH,POST,DELETE")
+# the error-ingestion exemption: what Sentry's own ingestion (Relay) answers
+_OPEN_SUFFIXES = ("/envelope/", "/store/", "/envelope", "/store")
+_OPEN: Headers = [
+    _VARY_ORIGIN,
+    (b"access-control-allow-origin", b"*"),
+    (b"access-control-expose-headers", b"x-sentry-error, x-sentry-rate-limits, retry-after"),
+]
+_OPEN_PREFLIGHT: Headers = [
+    *_OPEN,
+    (b"access-control-allow-methods", b"POST, OPTIONS"),
+    (
+        b"access-control-allow-headers",
+        b"x-sentry-auth, x-requested-with, origin, accept, content-type, content-encoding, "
+        b"authentication, authorization, sentry-trace, baggage",
+    ),
+    (b"access-control-max-age", b"3600"),
+]
 _PREFLIGHT_VARY = [
     (b"vary", b"Access-Control-Request-Method"),
     (b"vary", b"Access-Control-Request-Headers"),
@@ -24,8 +46,9 @@ _PREFLIGHT_VARY = [
 
 
 class Cors:
-    def __init__(self, origins: Iterable[str]) -> None:
+    def __init__(self, origins: Iterable[str], open_paths: re.Pattern[str] | None = None) -> None:
         allowed = list(origins)
+        self.open_paths = open_paths
         self.any = "*" in allowed
         self.allowed = {o.encode("latin-1") for o in allowed if o != "*"}
         self._plain: Headers = [_VARY_ORIGIN]
@@ -37,6 +60,23 @@ class Cors:
         if self.any:
             return b"*"
         return origin if origin in self.allowed else None
+
+    def is_open(self, path: str) -> bool:
+        """Whether `path` is exempt (any origin): cheap for every other path."""
+        return (
+            self.open_paths is not None
+            and path.endswith(_OPEN_SUFFIXES)
+            and self.open_paths.fullmatch(path) is not None
+        )
+
+    @staticmethod
+    def open_headers() -> Headers:
+        return _OPEN
+
+    @staticmethod
+    async def open_preflight(send: Send) -> None:
+        await send({"type": "http.response.start", "status": 204, "headers": _OPEN_PREFLIGHT})
+        await send({"type": "http.response.body", "body": b""})
 
     def headers(self, request_headers: Iterable[tuple[bytes, bytes]]) -> Headers:
         """The CORS headers of a response to a request with these headers (not to be mutated)."""

@@ -127,12 +127,17 @@ class Gateway:
     async def _dispatch(
         self, svc: Services, scope: Scope, receive: Receive, send: Send, rid: bytes, out: _Outcome
     ) -> None:
+        path: str = scope["path"]
+        exempt = self.cors.is_open(path)  # Sentry ingestion: any origin (http/cors.py)
         if scope["method"] == "OPTIONS":
             out.route, out.status = PREFLIGHT, 204
-            await self.cors.preflight(scope["headers"], _with_id(send, rid))
+            if exempt:
+                await self.cors.open_preflight(_with_id(send, rid))
+            else:
+                await self.cors.preflight(scope["headers"], _with_id(send, rid))
             return
-        cors = [*self.cors.headers(scope["headers"]), (b"x-request-id", rid)]
-        path: str = scope["path"]
+        allow = self.cors.open_headers() if exempt else self.cors.headers(scope["headers"])
+        cors = [*allow, (b"x-request-id", rid)]
         parts: list[str] = []
         try:
             await svc.store.refresh()
