@@ -372,3 +372,62 @@ def test_a_channel_that_is_down_gets_retries_and_nothing_is_lost(
     jobs = wait_until(done, 20.0, 0.1, "every notification delivered")
     webhook_job = next(j for j in jobs if j["args"]["channel"] == "webhook")
     assert webhook_job["attempt"] >= 3
+
+
+def _raise(client: TestClient, message: str) -> None:
+    """One of Shipyard's own exceptions, to the exception sinks (error tracking records it)."""
+    svc = client.app.state.services  # type: ignore[attr-defined]
+    try:
+        raise RuntimeError(message)
+    except RuntimeError as exc:
+        svc.telemetry.exception(exc, {"kind": "job", "job": "alerts-test"})
+
+
+def test_error_rules_fire_on_a_new_issue_and_a_regression(
+    client: TestClient, su: H, receiver: Receiver
+) -> None:
+    """Error tracking stamps issues with the real time, so this test evaluates in real time:
+    a 1 s interval, each tick claimed as soon as its slot begins."""
+    ext = client.app.state.services.extension("alerts")  # type: ignore[attr-defined]
+    errors_rules = ("ShipyardErrorNewIssue", "ShipyardErrorRegression")
+    quiet = {n: v for n, v in QUIET.items() if n not in errors_rules}
+    _rules(client, su, quiet, interval=1)
+
+    def tick() -> None:
+        wait_until(lambda: client.portal.call(ext.evaluator.tick), 5.0, 0.05, "a new tick")  # type: ignore[union-attr]
+
+    def states() -> dict[str, Any]:
+        return dict(client.portal.call(ext.store.states))  # type: ignore[union-attr]
+
+    tick()
+    _raise(client, "the alerts test broke something")
+
+    def issues() -> list[dict[str, Any]]:
+        r = client.get("/api/errors", headers=su)
+        assert r.status_code == 200, r.text
+        return list(r.json()["items"])
+
+    [issue] = wait_until(issues, 15.0, 0.05, "the issue recorded")
+    tick()
+    new = states()["ShipyardErrorNewIssue"]
+    assert new.state == "firing"
+    assert any("the alerts test broke something" in d for d in new.alert["details"])
+    assert states()["ShipyardErrorRegression"].state == "inactive"
+    got = receiver.wait_for(lambda g: len(_by_path(g, "/hook")) >= 1, 15.0)
+    hook = _by_path(got, "/hook")[0]
+    body = StandardWebhook(SECRET).verify(hook.body, hook.headers)
+    assert [a["name"] for a in body["alerts"]] == ["ShipyardErrorNewIssue"]
+    tick()  # nothing new since the previous evaluation: resolved
+    assert states()["ShipyardErrorNewIssue"].state == "resolved"
+
+    # resolved by a human, then it happens again: a regression
+    r = client.patch(f"/api/errors/{issue['id']}", json={"status": "resolved"}, headers=su)
+    assert r.status_code == 200, r.text
+    _raise(client, "the alerts test broke something")
+
+    def regressed() -> bool:
+        tick()
+        return bool(states()["ShipyardErrorRegression"].state == "firing")
+
+    wait_until(regressed, 15.0, 0.05, "the regression alert firing")
+    assert states()["ShipyardErrorNewIssue"].state == "resolved"  # the same issue: not new
