@@ -24,7 +24,7 @@ from shipyard.alerts.rules import DEFAULT_RULES
 from shipyard.settings import Settings, load_settings
 from shipyard.tools import webhooks as wh
 from tests.helpers.smtp import SMTPServer, smtp_server
-from tests.helpers.wait import poll_until, wait_until
+from tests.helpers.wait import wait_until
 from tests.helpers.webhook_receiver import Received, Receiver, receiver_fixture
 
 H = dict[str, str]
@@ -207,7 +207,12 @@ def test_a_forced_condition_fires_then_resolves_on_every_channel(
     assert StandardWebhook(SECRET).verify(later.body, later.headers)["status"] == "resolved"
     assert later.headers["webhook-id"] != hook.headers["webhook-id"]
     assert all("RESOLVED" in str(m.message["subject"]) for m in mail.handler.received[2:])
-    jobs = poll_until(lambda: [j for j in _jobs(client, su) if j["state"] == "completed"], 15.0)
+
+    def completed() -> list[dict[str, Any]]:
+        jobs = [j for j in _jobs(client, su) if j["state"] == "completed"]
+        return jobs if len(jobs) >= 2 * CHANNEL_JOBS else []
+
+    jobs = wait_until(completed, 15.0, 0.05, "every notification job completed")
     assert len(jobs) == 2 * CHANNEL_JOBS
     # no secret in the jobs API, the settings API or the logs
     shown = client.get("/api/jobs?kind=alert_notification", headers=su).text
