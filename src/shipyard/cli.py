@@ -53,6 +53,9 @@ def _run(settings: Settings, fn: Callable[[Any], Awaitable[Any]]) -> Any:
         detail = f" {exc.data}" if exc.data else ""
         click.echo(f"shipyard: {exc.message}{detail}", err=True)
         sys.exit(1)
+    except SettingsError as exc:  # found while building a capability (alert rules)
+        click.echo(f"shipyard: bad setting: {exc}", err=True)
+        sys.exit(2)
 
 
 @click.group()

@@ -24,7 +24,7 @@ from shipyard.alerts.rules import DEFAULT_RULES
 from shipyard.settings import Settings, load_settings
 from shipyard.tools import webhooks as wh
 from tests.helpers.smtp import SMTPServer, smtp_server
-from tests.helpers.wait import poll_until, wait_until
+from tests.helpers.wait import wait_until
 from tests.helpers.webhook_receiver import Received, Receiver, receiver_fixture
 
 H = dict[str, str]
@@ -64,6 +64,7 @@ def mail() -> Iterator[SMTPServer]:
 def settings(database_url: str, tmp_path: Path, receiver: Receiver, mail: SMTPServer) -> Settings:
     env = {
         "SHIPYARD_WEBHOOK_ALLOW_PRIVATE": "127.0.0.1",
+        "SHIPYARD_WEBHOOK_BACKOFF_BASE": "0.2",  # notification retries after ~0.2, 0.4 s…
         "SHIPYARD_ALERTS_EVALUATOR": "false",
         "SHIPYARD_SMTP_HOST": "127.0.0.1",
         "SHIPYARD_SMTP_PORT": str(mail.port),
@@ -206,7 +207,12 @@ def test_a_forced_condition_fires_then_resolves_on_every_channel(
     assert StandardWebhook(SECRET).verify(later.body, later.headers)["status"] == "resolved"
     assert later.headers["webhook-id"] != hook.headers["webhook-id"]
     assert all("RESOLVED" in str(m.message["subject"]) for m in mail.handler.received[2:])
-    jobs = poll_until(lambda: [j for j in _jobs(client, su) if j["state"] == "completed"], 15.0)
+
+    def completed() -> list[dict[str, Any]]:
+        jobs = [j for j in _jobs(client, su) if j["state"] == "completed"]
+        return jobs if len(jobs) >= 2 * CHANNEL_JOBS else []
+
+    jobs = wait_until(completed, 15.0, 0.05, "every notification job completed")
     assert len(jobs) == 2 * CHANNEL_JOBS
     # no secret in the jobs API, the settings API or the logs
     shown = client.get("/api/jobs?kind=alert_notification", headers=su).text
@@ -345,3 +351,88 @@ def test_bad_silences_answer_400(
     r = client.post("/api/alerts/silences", json=body, headers=su)
     assert r.status_code == 400, r.text
     assert field in r.json()["data"], r.json()
+
+
+def test_a_channel_that_is_down_gets_retries_and_nothing_is_lost(
+    client: TestClient, su: H, receiver: Receiver
+) -> None:
+    clock = Clock(client)
+    _rules(client, su, {**QUIET, **FORCED})
+    assert clock.tick()
+    receiver.mode = "503"
+    _force(client, clock)
+    failed = receiver.wait_for(lambda g: len(_by_path(g, "/hook")) >= 2, 15.0)
+    assert [r.answered for r in _by_path(failed, "/hook")][:2] == [503, 503]
+    receiver.mode = "ok"
+    got = receiver.wait_for(lambda g: any(r.answered == 200 for r in _by_path(g, "/hook")), 20.0)
+    hooks = _by_path(got, "/hook")
+    assert hooks[-1].answered == 200
+    assert len({r.headers["webhook-id"] for r in hooks}) == 1  # the same notification, retried
+    assert StandardWebhook(SECRET).verify(hooks[-1].body, hooks[-1].headers)["status"] == "firing"
+
+    def done() -> list[dict[str, Any]]:
+        jobs = _jobs(client, su)
+        return jobs if jobs and all(j["state"] == "completed" for j in jobs) else []
+
+    jobs = wait_until(done, 20.0, 0.1, "every notification delivered")
+    webhook_job = next(j for j in jobs if j["args"]["channel"] == "webhook")
+    assert webhook_job["attempt"] >= 3
+
+
+def _raise(client: TestClient, message: str) -> None:
+    """One of Shipyard's own exceptions, to the exception sinks (error tracking records it)."""
+    svc = client.app.state.services  # type: ignore[attr-defined]
+    try:
+        raise RuntimeError(message)
+    except RuntimeError as exc:
+        svc.telemetry.exception(exc, {"kind": "job", "job": "alerts-test"})
+
+
+def test_error_rules_fire_on_a_new_issue_and_a_regression(
+    client: TestClient, su: H, receiver: Receiver
+) -> None:
+    """Error tracking stamps issues with the real time, so this test evaluates in real time:
+    a 1 s interval, each tick claimed as soon as its slot begins."""
+    ext = client.app.state.services.extension("alerts")  # type: ignore[attr-defined]
+    errors_rules = ("ShipyardErrorNewIssue", "ShipyardErrorRegression")
+    quiet = {n: v for n, v in QUIET.items() if n not in errors_rules}
+    _rules(client, su, quiet, interval=1)
+
+    def tick() -> None:
+        wait_until(lambda: client.portal.call(ext.evaluator.tick), 5.0, 0.05, "a new tick")  # type: ignore[union-attr]
+
+    def states() -> dict[str, Any]:
+        return dict(client.portal.call(ext.store.states))  # type: ignore[union-attr]
+
+    tick()
+    _raise(client, "the alerts test broke something")
+
+    def issues() -> list[dict[str, Any]]:
+        r = client.get("/api/errors", headers=su)
+        assert r.status_code == 200, r.text
+        return list(r.json()["items"])
+
+    [issue] = wait_until(issues, 15.0, 0.05, "the issue recorded")
+    tick()
+    new = states()["ShipyardErrorNewIssue"]
+    assert new.state == "firing"
+    assert any("the alerts test broke something" in d for d in new.alert["details"])
+    assert states()["ShipyardErrorRegression"].state == "inactive"
+    got = receiver.wait_for(lambda g: len(_by_path(g, "/hook")) >= 1, 15.0)
+    hook = _by_path(got, "/hook")[0]
+    body = StandardWebhook(SECRET).verify(hook.body, hook.headers)
+    assert [a["name"] for a in body["alerts"]] == ["ShipyardErrorNewIssue"]
+    tick()  # nothing new since the previous evaluation: resolved
+    assert states()["ShipyardErrorNewIssue"].state == "resolved"
+
+    # resolved by a human, then it happens again: a regression
+    r = client.patch(f"/api/errors/{issue['id']}", json={"status": "resolved"}, headers=su)
+    assert r.status_code == 200, r.text
+    _raise(client, "the alerts test broke something")
+
+    def regressed() -> bool:
+        tick()
+        return bool(states()["ShipyardErrorRegression"].state == "firing")
+
+    wait_until(regressed, 15.0, 0.05, "the regression alert firing")
+    assert states()["ShipyardErrorNewIssue"].state == "resolved"  # the same issue: not new

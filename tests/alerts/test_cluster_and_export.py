@@ -90,6 +90,7 @@ def test_export_validates_with_promtool_and_amtool(database_url: str, tmp_path: 
         "SHIPYARD_ALERTS_SLACK_WEBHOOK_URL": SLACK,
         "SHIPYARD_ALERTS_PAGERDUTY_ROUTING_KEY": ROUTING_KEY,
         "SHIPYARD_ALERTS_WEBHOOK_URL": "https://ops.example.com/hook",
+        "SHIPYARD_ALERTS_WEBHOOK_SECRET": "whsec_c2lnbmluZ3NlY3JldGZvcnRoZWhvb2s=",
     }
     out = tmp_path / "out"
     out.mkdir()
@@ -122,7 +123,7 @@ def test_export_validates_with_promtool_and_amtool(database_url: str, tmp_path: 
     )
 
     text = (out / "alertmanager.yml").read_text()
-    for secret in ("slacksecrettoken", ROUTING_KEY, "smtp-password-secret"):
+    for secret in ("slacksecrettoken", ROUTING_KEY, "smtp-password-secret", "c2lnbmluZ3Nl"):
         assert secret not in text
         assert secret not in r.stdout + r.stderr
     am = yaml.safe_load(text)
@@ -144,17 +145,30 @@ def test_export_validates_with_promtool_and_amtool(database_url: str, tmp_path: 
     assert "Checkout4xx" in r.stdout
 
 
-def test_a_bad_rules_setting_stops_start_up(database_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("extra", "needles"),
+    [
+        ({"SHIPYARD_ALERTS_RULES": '{"X": {"type": "nope"}}'}, ["SHIPYARD_ALERTS_RULES", "X.type"]),
+        (
+            {"SHIPYARD_ALERTS_WEBHOOK_URL": "https://ops.example.com/hook"},
+            ["SHIPYARD_ALERTS_WEBHOOK_SECRET"],
+        ),
+    ],
+)
+def test_bad_alert_settings_stop_start_up(
+    database_url: str, tmp_path: Path, extra: dict[str, str], needles: list[str]
+) -> None:
     env = {
         **os.environ,
         "SHIPYARD_DATA_DIR": str(tmp_path / "data"),
         "SHIPYARD_DATABASE_URL": database_url,
-        "SHIPYARD_ALERTS_RULES": '{"X": {"type": "nope"}}',
+        **extra,
     }
     r = subprocess.run(
         [sys.executable, "-m", "shipyard.cli", "alerts", "export"],
         env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    assert r.returncode != 0
-    assert "SHIPYARD_ALERTS_RULES" in r.stderr
-    assert "X.type" in r.stderr
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith("shipyard: bad setting: ")
+    for needle in needles:
+        assert needle in r.stderr

@@ -8,6 +8,7 @@ secret) are written, never returned.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -63,6 +64,13 @@ def _rules_ok(value: Any) -> FieldError | None:
     except RuleError as exc:
         return FieldError("validation_invalid_rules", str(exc))
     return None
+
+
+def _signed(values: Mapping[str, Any]) -> dict[str, FieldError]:
+    """The generic webhook is always signed: its URL needs a secret."""
+    if values["webhookUrl"] and not values["webhookSecret"]:
+        return {"webhookSecret": FieldError("validation_required", "Required with webhookUrl.")}
+    return {}
 
 
 ALERTS = Section(
@@ -146,6 +154,7 @@ ALERTS = Section(
         ),
     ),
     "Alert rules and notification channels (docs/alerts.md).",
+    validate=_signed,
 )
 
 

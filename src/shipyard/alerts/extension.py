@@ -37,6 +37,11 @@ class AlertsExtension(Extension):
             parse_rules(settings.alerts_rules)
         except RuleError as exc:
             raise SettingsError(f"SHIPYARD_ALERTS_RULES: {exc}") from None
+        if settings.alerts_webhook_url and not settings.alerts_webhook_secret:
+            raise SettingsError(
+                "SHIPYARD_ALERTS_WEBHOOK_SECRET: required with SHIPYARD_ALERTS_WEBHOOK_URL "
+                "(the notifications are signed)"
+            )
         self.settings = settings
         self.store = AlertStore(services.raw_db)
         self.silences = Silences(services.raw_db)
@@ -58,7 +63,8 @@ class AlertsExtension(Extension):
             deliver,
             builtin=True,
             queue="alerts",
-            backoff_base=10.0,
+            # outgoing notifications back off as webhook deliveries do
+            backoff_base=self.settings.webhook_backoff_base,
             backoff_max=600.0,
         )
         return f

@@ -355,31 +355,32 @@ TYPES: dict[str, RuleType] = {
 }
 
 GIB = 1024.0**3
+
+
+def _default(
+    name: str, type_: str, threshold: float, for_: float, severity: str, summary: str
+) -> Rule:
+    """A default rule; its runbook is its section of docs/alerts.md (the anchor of its name)."""
+    return Rule(name, type_, threshold, for_, severity, summary=summary, runbook=name.lower())
+
+
 DEFAULT_RULES: tuple[Rule, ...] = (
-    Rule("ShipyardHigh5xxRatio", "http_error_ratio", 0.05, 300.0, "critical",
-         summary="More than 5 % of HTTP requests answer 5xx.",
-         runbook="shipyardhigh5xxratio"),
-    Rule("ShipyardHighLatencyP99", "http_latency", 1.0, 600.0, "warning",
-         summary="The 99th percentile of HTTP request durations is above 1 s.",
-         runbook="shipyardhighlatencyp99"),
-    Rule("ShipyardJobDeadLetters", "job_dead_letters", 0.0, 0.0, "warning",
-         summary="Jobs ran out of attempts and were dead-lettered.",
-         runbook="shipyardjobdeadletters"),
-    Rule("ShipyardQueueLag", "queue_lag", 300.0, 300.0, "warning",
-         summary="Runnable jobs have waited more than 5 minutes.",
-         runbook="shipyardqueuelag"),
-    Rule("ShipyardDiskFreeLow", "disk_free", GIB, 300.0, "critical",
-         summary="Less than 1 GiB is free on the data directory's disk.",
-         runbook="shipyarddiskfreelow"),
-    Rule("ShipyardErrorNewIssue", "error_new_issue", 0.0, 0.0, "warning",
-         summary="A new error issue appeared.",
-         runbook="shipyarderrornewissue"),
-    Rule("ShipyardErrorRegression", "error_regression", 0.0, 0.0, "warning",
-         summary="A resolved error issue happened again.",
-         runbook="shipyarderrorregression"),
-    Rule("ShipyardErrorEventRate", "error_event_rate", 60.0, 300.0, "warning",
-         summary="More than 60 error events a minute.",
-         runbook="shipyarderroreventrate"),
+    _default("ShipyardHigh5xxRatio", "http_error_ratio", 0.05, 300.0, "critical",
+             "More than 5 % of HTTP requests answer 5xx."),
+    _default("ShipyardHighLatencyP99", "http_latency", 1.0, 600.0, "warning",
+             "The 99th percentile of HTTP request durations is above 1 s."),
+    _default("ShipyardJobDeadLetters", "job_dead_letters", 0.0, 0.0, "warning",
+             "Jobs ran out of attempts and were dead-lettered."),
+    _default("ShipyardQueueLag", "queue_lag", 300.0, 300.0, "warning",
+             "Runnable jobs have waited more than 5 minutes."),
+    _default("ShipyardDiskFreeLow", "disk_free", GIB, 300.0, "critical",
+             "Less than 1 GiB is free on the data directory's disk."),
+    _default("ShipyardErrorNewIssue", "error_new_issue", 0.0, 0.0, "warning",
+             "A new error issue appeared."),
+    _default("ShipyardErrorRegression", "error_regression", 0.0, 0.0, "warning",
+             "A resolved error issue happened again."),
+    _default("ShipyardErrorEventRate", "error_event_rate", 60.0, 300.0, "warning",
+             "More than 60 error events a minute."),
 )  # fmt: skip
 
 
