@@ -144,8 +144,10 @@ def test_answers_match_pocketbase(
             assert r.status_code == 200, r.text
         pb_doc = httpx.get(pb_url + "/api/settings", headers=who["pb"]["superuser"]).json()
         sy_doc = httpx.get(srv.url + "/api/settings", headers=who["sy"]["superuser"]).json()
-        assert set(sy_doc) - {"readOnly"} <= set(pb_doc)
-        for section in ("meta", "smtp"):
+        # PocketBase has no alerting: that section is Shipyard's own (docs/alerts.md)
+        assert "alerts" not in pb_doc
+        assert set(sy_doc) - {"readOnly", "alerts"} <= set(pb_doc)
+        for section in ("meta", "smtp", "logs"):
             extra = set(sy_doc[section]) - set(pb_doc[section])
             assert extra == SHIPYARD_ONLY.get(section, set()), section
             assert "password" not in pb_doc[section]
