@@ -98,11 +98,12 @@ class Sample:
     result: WrkResult
 
 
-def prepare(tmp: Path, config: str, records: list[dict[str, Any]]) -> Server:
-    """A Shipyard server with `config`'s settings and the benchmark records, stopped."""
+def prepare(tmp: Path, config: str, records: list[dict[str, Any]], same: bool = False) -> Server:
+    """A Shipyard server with `config`'s settings (with `same`: both servers "off", the
+    A/A check of the method) and the benchmark records, stopped."""
     base = tmp / config
     base.mkdir()
-    server = start_shipyard(base, CONFIGS[config])
+    server = start_shipyard(base, CONFIGS["off" if same else config])
     try:
         wait_healthy(server, 60)
         authenticate(server)
@@ -126,10 +127,10 @@ def check_hit(server: Server, path: str) -> None:
             )
 
 
-def check_config(server: Server, config: str) -> None:
+def check_config(server: Server, config: str, same: bool = False) -> None:
     """The server really runs as configured: /metrics answers (on) or is 404 (off)."""
     r = httpx.get(server.base + "/metrics", timeout=30)
-    want = 404 if config == "off" else 200
+    want = 404 if config == "off" or same else 200
     if r.status_code != want:
         raise BenchError(f"{config}: GET /metrics answered {r.status_code}, expected {want}")
 
@@ -155,7 +156,7 @@ def overhead(args: argparse.Namespace) -> str:
     records = make_records(args.records)
     with tempfile.TemporaryDirectory(prefix="shipyard-obs-") as tmp_dir:
         tmp = Path(tmp_dir)
-        servers = {config: prepare(tmp, config, records) for config in CONFIGS}
+        servers = {config: prepare(tmp, config, records, args.same) for config in CONFIGS}
         endpoints = {"one record by id": view_path(records[0]["id"]), "list page 1": LIST}
         samples: list[Sample] = []
         try:
@@ -164,7 +165,7 @@ def overhead(args: argparse.Namespace) -> str:
             for config, server in servers.items():
                 server.start()
                 wait_healthy(server, 60)
-                check_config(server, config)
+                check_config(server, config, args.same)
             for n in range(1, args.rounds + 1):
                 for name, path in endpoints.items():
                     # alternate which configuration goes first, so neither always runs warmer
@@ -190,8 +191,9 @@ def render_overhead(
     def pick(config: str, endpoint: str) -> list[WrkResult]:
         return [s.result for s in samples if s.config == config and s.endpoint == endpoint]
 
+    title = "Overhead of metrics and request logs on cached reads"
     lines = [
-        "## Overhead of metrics and request logs on cached reads",
+        f"## {title}" + (" — A/A check: both servers off" if args.same else ""),
         "",
         f"Two Shipyard servers (1 granian worker, embedded SQLite, {args.records:,} records, "
         "response cache on) that differ only in `SHIPYARD_METRICS_ENABLED` and "
@@ -304,6 +306,11 @@ def main() -> int:
     parser.add_argument("--records", type=int, default=1000)
     parser.add_argument("--wait-quiet", type=float, default=120.0)
     parser.add_argument("--time-limit", type=int, default=3600)
+    parser.add_argument(
+        "--same",
+        action="store_true",
+        help="A/A check: both servers off, to see how far two identical servers differ",
+    )
     parser.add_argument("--out", type=Path, default=HERE / "results" / "observability.md")
     mods = siblings()
     for mod in mods.values():
