@@ -7,8 +7,10 @@ Sections (`--only`, repeatable; default all that exist):
   against two Shipyard servers that differ only in `SHIPYARD_METRICS_ENABLED=false
   SHIPYARD_ACCESS_LOG=false` ("off") versus the defaults, both on ("on"). Target: "on"
   within 5 % of "off" in req/s. To keep drift on a shared machine from favouring either,
-  the runs alternate off, on, off, on… for `--rounds` rounds (one server running at a time,
-  after waiting for the machine to go quiet) and each side's median is compared;
+  each off run and its on run follow each other directly (both servers up, the idle one
+  costing nothing; after waiting for the machine to go quiet), which goes first alternates,
+  and the median over `--rounds` pairs is reported, with the server's CPU time per request
+  (steadier than req/s when other processes take CPU);
 - `ingest`: `bench/obs_ingest.py`'s `section(args) -> str`, when that module exists;
 - `logs`: `bench/obs_logs.py`'s `section(args) -> str`, when that module exists.
 
@@ -96,11 +98,12 @@ class Sample:
     result: WrkResult
 
 
-def prepare(tmp: Path, config: str, records: list[dict[str, Any]]) -> Server:
-    """A Shipyard server with `config`'s settings and the benchmark records, stopped."""
+def prepare(tmp: Path, config: str, records: list[dict[str, Any]], same: bool = False) -> Server:
+    """A Shipyard server with `config`'s settings (with `same`: both servers "off", the
+    A/A check of the method) and the benchmark records, stopped."""
     base = tmp / config
     base.mkdir()
-    server = start_shipyard(base, CONFIGS[config])
+    server = start_shipyard(base, CONFIGS["off" if same else config])
     try:
         wait_healthy(server, 60)
         authenticate(server)
@@ -124,58 +127,62 @@ def check_hit(server: Server, path: str) -> None:
             )
 
 
-def check_config(server: Server, config: str) -> None:
+def check_config(server: Server, config: str, same: bool = False) -> None:
     """The server really runs as configured: /metrics answers (on) or is 404 (off)."""
     r = httpx.get(server.base + "/metrics", timeout=30)
-    want = 404 if config == "off" else 200
+    want = 404 if config == "off" or same else 200
     if r.status_code != want:
         raise BenchError(f"{config}: GET /metrics answered {r.status_code}, expected {want}")
 
 
-def measure_round(
-    args: argparse.Namespace, servers: dict[str, Server], endpoints: dict[str, str], n: int
-) -> list[Sample]:
-    out = []
-    for config, server in servers.items():
-        server.start()
-        try:
-            wait_healthy(server, 60)
-            check_config(server, config)
-            for name, path in endpoints.items():
-                check_hit(server, path)
-                if args.wait_quiet:
-                    wait_quiet(args.wait_quiet)
-                url = server.base + path
-                wrk(url, f"{args.warmup}s", latency=False)
-                raw, cmd, cpu = measured_wrk(server, url, f"{args.duration}s")
-                result = parse_wrk(raw, cmd)
-                result.cpu = cpu
-                if result.non2xx or result.socket_errors:
-                    raise BenchError(f"{config} {name}: errors during the run:\n{raw}")
-                out.append(Sample(config, name, n, result))
-                print(f"  round {n} {config:>3} {name}: {result.rps:,.0f} req/s", file=sys.stderr)
-        finally:
-            server.stop()
-    return out
+def measure(
+    args: argparse.Namespace, server: Server, config: str, name: str, path: str, n: int
+) -> Sample:
+    check_hit(server, path)
+    if args.wait_quiet:
+        wait_quiet(args.wait_quiet)
+    url = server.base + path
+    wrk(url, f"{args.warmup}s", latency=False)
+    raw, cmd, cpu = measured_wrk(server, url, f"{args.duration}s")
+    result = parse_wrk(raw, cmd)
+    result.cpu = cpu
+    if result.non2xx or result.socket_errors:
+        raise BenchError(f"{config} {name}: errors during the run:\n{raw}")
+    print(f"  round {n} {config:>3} {name}: {result.rps:,.0f} req/s", file=sys.stderr)
+    return Sample(config, name, n, result)
 
 
 def overhead(args: argparse.Namespace) -> str:
     records = make_records(args.records)
     with tempfile.TemporaryDirectory(prefix="shipyard-obs-") as tmp_dir:
         tmp = Path(tmp_dir)
-        servers = {config: prepare(tmp, config, records) for config in CONFIGS}
+        servers = {config: prepare(tmp, config, records, args.same) for config in CONFIGS}
         endpoints = {"one record by id": view_path(records[0]["id"]), "list page 1": LIST}
         samples: list[Sample] = []
         try:
+            # both servers up (the idle one costs nothing), so each off run and its on run
+            # follow each other directly: a pair sees the same machine
+            for config, server in servers.items():
+                server.start()
+                wait_healthy(server, 60)
+                check_config(server, config, args.same)
             for n in range(1, args.rounds + 1):
-                # alternate which configuration goes first, so neither always runs warmer
-                order = list(servers) if n % 2 else list(reversed(servers))
-                samples += measure_round(args, {c: servers[c] for c in order}, endpoints, n)
+                for name, path in endpoints.items():
+                    # alternate which configuration goes first, so neither always runs warmer
+                    order = list(servers) if n % 2 else list(reversed(servers))
+                    for config in order:
+                        samples.append(measure(args, servers[config], config, name, path, n))
         finally:
             for server in servers.values():
                 server.stop()
         cmd_of = {c: s.serve_cmd for c, s in servers.items()}
     return render_overhead(args, samples, list(endpoints), cmd_of)
+
+
+def cpu_us(r: WrkResult) -> float:
+    """Server CPU time per request, in microseconds: steadier than req/s when other
+    processes take CPU from the run."""
+    return r.cpu.get("server_cores", 0.0) / r.rps * 1e6 if r.rps else 0.0
 
 
 def render_overhead(
@@ -184,52 +191,62 @@ def render_overhead(
     def pick(config: str, endpoint: str) -> list[WrkResult]:
         return [s.result for s in samples if s.config == config and s.endpoint == endpoint]
 
+    title = "Overhead of metrics and request logs on cached reads"
     lines = [
-        "## Overhead of metrics and request logs on cached reads",
+        f"## {title}" + (" — A/A check: both servers off" if args.same else ""),
         "",
         f"Two Shipyard servers (1 granian worker, embedded SQLite, {args.records:,} records, "
         "response cache on) that differ only in `SHIPYARD_METRICS_ENABLED` and "
         "`SHIPYARD_ACCESS_LOG`: **off** (both `false`) and **on** (both `true`, the "
         f"defaults). wrk `-t2 -c64 -d{args.duration}s --latency` after a {args.warmup}s "
-        f"warm-up; {args.rounds} rounds, alternating which server runs first, one server "
-        "running at a time; every request a cache hit (checked before each run). Target: "
+        f"warm-up; {args.rounds} rounds: per endpoint, the off run and the on run back to "
+        "back (both servers up, the idle one costs nothing), alternating which goes first; "
+        "every request a cache hit (checked before each run). Target: "
         f"**on** within {TARGET:.0%} of **off** (medians of req/s).",
         "",
-        "| Endpoint | off: req/s (median) | on: req/s (median) | cost | p50 off / on | "
-        "p99 off / on | met |",
-        "|---|---:|---:|---:|---:|---:|:---:|",
+        "| Endpoint | off: req/s | on: req/s | cost (median of pairs) | server CPU per "
+        "request off / on | cost in CPU | p50 off / on | p99 off / on | met |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|:---:|",
     ]
     for endpoint in endpoints:
         off, on = pick("off", endpoint), pick("on", endpoint)
         if not off or not on:
             continue
-        rps_off = statistics.median(r.rps for r in off)
-        rps_on = statistics.median(r.rps for r in on)
-        cost = 1 - rps_on / rps_off
-        p50 = f"{fmt_ms(statistics.median(r.p50_ms for r in off))} / " + fmt_ms(
-            statistics.median(r.p50_ms for r in on)
-        )
-        p99 = f"{fmt_ms(statistics.median(r.p99_ms for r in off))} / " + fmt_ms(
-            statistics.median(r.p99_ms for r in on)
-        )
+        pairs = [1 - b.rps / a.rps for a, b in zip(off, on, strict=False)]
+        cost = statistics.median(pairs)
+        cpu_off = statistics.median(cpu_us(r) for r in off)
+        cpu_on = statistics.median(cpu_us(r) for r in on)
+        cpu_cost = cpu_on / cpu_off - 1 if cpu_off else 0.0
+
+        def med(rs: list[WrkResult], key: str) -> str:
+            return fmt_ms(statistics.median(getattr(r, key) for r in rs))
+
         met = "**yes**" if cost <= TARGET else "no"
         lines.append(
-            f"| {endpoint} | {rps_off:,.0f} | {rps_on:,.0f} | {cost:+.1%} | {p50} | {p99} | {met} |"
+            f"| {endpoint} | {statistics.median(r.rps for r in off):,.0f} | "
+            f"{statistics.median(r.rps for r in on):,.0f} | {cost:+.1%} | "
+            f"{cpu_off:.1f} µs / {cpu_on:.1f} µs | {cpu_cost:+.1%} | "
+            f"{med(off, 'p50_ms')} / {med(on, 'p50_ms')} | "
+            f"{med(off, 'p99_ms')} / {med(on, 'p99_ms')} | {met} |"
         )
     lines += [
         "",
-        "Cost: 1 - on ÷ off (negative: **on** was faster, i.e. within the noise).",
+        "Cost: 1 - on ÷ off per round (each off run and its on run back to back), median "
+        "over the rounds; negative: **on** was faster, i.e. within the noise. Server CPU "
+        "per request: the server's CPU seconds during the run ÷ requests answered (medians); "
+        "it moves less than req/s when other processes take CPU from a run.",
         "",
         "Every run:",
         "",
-        "| Round | Server | Endpoint | req/s | p50 | p99 | server CPU | other CPU |",
-        "|---:|---|---|---:|---:|---:|---:|---:|",
+        "| Round | Server | Endpoint | req/s | p50 | p99 | server CPU | per request | other CPU |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for s in samples:
         r = s.result
         lines.append(
             f"| {s.round} | {s.config} | {s.endpoint} | {r.rps:,.0f} | {fmt_ms(r.p50_ms)} | "
-            f"{fmt_ms(r.p99_ms)} | {r.cpu.get('server', 0):.0%} | {r.cpu.get('other', 0):.0%} |"
+            f"{fmt_ms(r.p99_ms)} | {r.cpu.get('server', 0):.0%} | {cpu_us(r):.1f} µs | "
+            f"{r.cpu.get('other', 0):.0%} |"
         )
     cost = per_request_cost()
     lines += [
@@ -289,6 +306,11 @@ def main() -> int:
     parser.add_argument("--records", type=int, default=1000)
     parser.add_argument("--wait-quiet", type=float, default=120.0)
     parser.add_argument("--time-limit", type=int, default=3600)
+    parser.add_argument(
+        "--same",
+        action="store_true",
+        help="A/A check: both servers off, to see how far two identical servers differ",
+    )
     parser.add_argument("--out", type=Path, default=HERE / "results" / "observability.md")
     mods = siblings()
     for mod in mods.values():
