@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+from itertools import count
 from os import urandom
 from time import perf_counter, time
 from typing import TYPE_CHECKING, Any
@@ -71,6 +72,8 @@ class Gateway:
     def __init__(self, app: Starlette, cors: Cors) -> None:
         self.app = app
         self.cors = cors
+        self._id_prefix = urandom(8).hex()
+        self._id_seq = count()
         # the read path's parsed query per (kind, query string): a pure function of both
         # (the limits are start-up settings), so a memo that is never stale
         self._queries: dict[tuple[int, bytes], ListQuery | ViewQuery] = {}
@@ -95,7 +98,9 @@ class Gateway:
             elif key == b"referer":
                 referer = value
         if not _ID_OK.fullmatch(rid):
-            rid = urandom(16).hex().encode()
+            # unique without a random draw per request: this process's random prefix and
+            # a counter (32 hex digits, as a UUID without dashes)
+            rid = f"{self._id_prefix}{next(self._id_seq):016x}".encode()
         scope[REQUEST_ID_KEY] = rid
         telemetry = svc.telemetry
         metered = telemetry.metrics_enabled

@@ -21,6 +21,7 @@ import re
 import time
 import traceback
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any, TypeVar
 from urllib.parse import unquote_plus
 
@@ -53,8 +54,10 @@ def sensitive(name: str) -> bool:
     return bool(_SENSITIVE.search(name))
 
 
+@lru_cache(maxsize=1024)
 def redact_query(query: str) -> str:
-    """The query string with every sensitive parameter's value replaced (names kept)."""
+    """The query string with every sensitive parameter's value replaced (names kept).
+    Memoized: a server sees the same few query strings again and again."""
     if not query:
         return ""
     if not _SENSITIVE.search(unquote_plus(query)):
@@ -66,10 +69,18 @@ def redact_query(query: str) -> str:
     return "&".join(out)
 
 
+_last_second: tuple[int, str] = (-(2**62), "")  # the last whole second formatted
+
+
 def iso_time(epoch: float) -> str:
-    """RFC 3339 in UTC with milliseconds: `2026-12-05T03:00:00.123Z`."""
-    ms = int((epoch % 1) * 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + f".{ms:03d}Z"
+    """RFC 3339 in UTC with milliseconds: `2026-12-05T03:00:00.123Z` (the second's text is
+    formatted once per second, not once per line)."""
+    global _last_second
+    second = int(epoch // 1)
+    cached = _last_second  # one read: threads may replace it meanwhile
+    if cached[0] != second:
+        cached = _last_second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{cached[1]}.{int((epoch - second) * 1000):03d}Z"
 
 
 def _plain(value: Any) -> Any:

@@ -14,6 +14,7 @@ collection's name or ""), `authId` with `logAuthId`, and `userIP` / `remoteIP` w
 from __future__ import annotations
 
 import logging
+from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote
 
@@ -98,11 +99,16 @@ def request_row(info: RequestInfo, runtime: RuntimeSettings[Settings]) -> Row | 
     if runtime.value("logs", "logIP"):
         data["userIP"] = info.ip
         data["remoteIP"] = info.ip
+    return make_row(info.started + info.duration, level, _message(method, url), data)
+
+
+@lru_cache(maxsize=1024)
+def _message(method: str, url: str) -> str:
+    """PocketBase's message: the method and the unescaped URL (memoized, as the query)."""
     try:
-        message = f"{method} {unquote(url, errors='strict')}"
+        return f"{method} {unquote(url, errors='strict')}"
     except UnicodeDecodeError:
-        message = f"{method} {url}"
-    return make_row(info.started + info.duration, level, message, data)
+        return f"{method} {url}"
 
 
 def event_row(record: logging.LogRecord, runtime: RuntimeSettings[Settings]) -> Row | None:
