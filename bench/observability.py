@@ -5,7 +5,8 @@ Sections (`--only`, repeatable; default all that exist):
 
 - `overhead` (here): cached reads — one record by id and list page 1, both cache hits —
   against two Shipyard servers that differ only in `SHIPYARD_METRICS_ENABLED=false
-  SHIPYARD_ACCESS_LOG=false` ("off") versus the defaults, both on ("on"). Target: "on"
+  SHIPYARD_ACCESS_LOG=false SHIPYARD_LOGS_MAX_DAYS=0` ("off": no metrics, no request lines,
+  no `_logs` request log) versus the defaults, all on ("on"). Target: "on"
   within 5 % of "off" in req/s. To keep drift on a shared machine from favouring either,
   each off run and its on run follow each other directly (both servers up, the idle one
   costing nothing; after waiting for the machine to go quiet), which goes first alternates,
@@ -65,8 +66,17 @@ from common import (
 TARGET = 0.05  # "on" may cost at most this share of "off"'s req/s
 SIBLINGS = {"ingest": "obs_ingest", "logs": "obs_logs"}
 CONFIGS = {
-    "off": {"SHIPYARD_METRICS_ENABLED": "false", "SHIPYARD_ACCESS_LOG": "false"},
-    "on": {"SHIPYARD_METRICS_ENABLED": "true", "SHIPYARD_ACCESS_LOG": "true"},
+    # off: no metrics, no JSON request lines and no `_logs` request log (maxDays 0)
+    "off": {
+        "SHIPYARD_METRICS_ENABLED": "false",
+        "SHIPYARD_ACCESS_LOG": "false",
+        "SHIPYARD_LOGS_MAX_DAYS": "0",
+    },
+    "on": {
+        "SHIPYARD_METRICS_ENABLED": "true",
+        "SHIPYARD_ACCESS_LOG": "true",
+        "SHIPYARD_LOGS_MAX_DAYS": "5",
+    },
 }
 LIST = f"/api/collections/{COLLECTION}/records?perPage=20"
 
@@ -196,9 +206,10 @@ def render_overhead(
         f"## {title}" + (" — A/A check: both servers off" if args.same else ""),
         "",
         f"Two Shipyard servers (1 granian worker, embedded SQLite, {args.records:,} records, "
-        "response cache on) that differ only in `SHIPYARD_METRICS_ENABLED` and "
-        "`SHIPYARD_ACCESS_LOG`: **off** (both `false`) and **on** (both `true`, the "
-        f"defaults). wrk `-t2 -c64 -d{args.duration}s --latency` after a {args.warmup}s "
+        "response cache on) that differ only in `SHIPYARD_METRICS_ENABLED`, "
+        "`SHIPYARD_ACCESS_LOG` and `SHIPYARD_LOGS_MAX_DAYS`: **off** (`false`, `false`, `0`: "
+        "no metrics, no request lines, no `_logs` request log) and **on** (`true`, `true`, "
+        f"`5`: the defaults). wrk `-t2 -c64 -d{args.duration}s --latency` after a {args.warmup}s "
         f"warm-up; {args.rounds} rounds: per endpoint, the off run and the on run back to "
         "back (both servers up, the idle one costs nothing), alternating which goes first; "
         "every request a cache hit (checked before each run). Target: "
