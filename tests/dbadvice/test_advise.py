@@ -21,6 +21,7 @@ from shipyard.services import Services
 from shipyard.settings import Settings, SettingsError, load_settings
 from shipyard.tools import slowlog
 from shipyard.tools.db import DatabaseError, QueryTimeout, _with_option
+from shipyard.tools.db_metrics import QueryMetrics
 from shipyard.tools.slowlog import SlowQueryLog, shape_of
 
 SECRET = "sk_live_TOPSECRET_4242"
@@ -161,12 +162,24 @@ def test_threshold_and_off(database_url: str, tmp_path: Path) -> None:
 
 
 def test_off_means_no_timer(tmp_path: Path) -> None:
+    """With the slow-query log and metrics off, statements are not timed at all; with
+    metrics on, the one timer feeds the histogram and no slow-query log."""
+
     async def body(svc: Services) -> None:
         inner = svc.db.inner  # type: ignore[attr-defined]
         assert inner.timer is None
         await svc.db.fetchone("SELECT 1")
 
-    run(_settings("", tmp_path, slow_query_ms=0), body)
+    run(_settings("", tmp_path, slow_query_ms=0, metrics_enabled=False), body)
+
+    async def metered(svc: Services) -> None:
+        timer = svc.db.inner.timer  # type: ignore[attr-defined]
+        assert isinstance(timer, QueryMetrics)
+        assert timer.inner is None
+        await svc.db.fetchone("SELECT 1")
+        assert ("sqlite", "select") in timer.histogram.values
+
+    run(_settings("", tmp_path, slow_query_ms=0), metered)
 
 
 def test_shapes() -> None:
