@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from itertools import pairwise
@@ -43,8 +44,20 @@ def target(database_url: str, tmp_path: Path) -> Target:
     return Target(database_url, tmp_path / "queue.db")
 
 
+async def _report_tasks_after(seconds: float) -> None:
+    """A test still running after `seconds` (they take one or two) prints what each task
+    awaits, before pytest-timeout ends it: an intermittent hang was seen once under load."""
+    await asyncio.sleep(seconds)
+    me = asyncio.current_task()
+    print(f"still running after {seconds:g} s; the tasks:", file=sys.stderr)
+    for task in asyncio.all_tasks():
+        if task is not me:
+            task.print_stack(file=sys.stderr)
+
+
 def run(target: Target, body: Body) -> None:
     async def main() -> None:
+        watchdog = asyncio.create_task(_report_tasks_after(120.0))
         db = await target.open()
         try:
             q = Queue(db)
@@ -52,6 +65,7 @@ def run(target: Target, body: Body) -> None:
             await q.ensure_schema()  # idempotent
             await body(q)
         finally:
+            watchdog.cancel()
             await db.close()
 
     asyncio.run(main())
