@@ -4,17 +4,14 @@ Starlette route, a 404 from the read path). Without CORS every call fails with s
 
 from __future__ import annotations
 
-import functools
-import http.server
 import shutil
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers.servers import SUPERUSER, Server, free_port
+from tests.helpers.servers import SUPERUSER, Server, serve_directory
 
 SDK = Path(__file__).parent / "js" / "node_modules" / "pocketbase" / "dist" / "pocketbase.umd.js"
 
@@ -48,16 +45,8 @@ def page_origin(tmp_path: Path) -> Iterator[str]:
     site.mkdir()
     shutil.copy(SDK, site / SDK.name)
     (site / "index.html").write_text(PAGE % (SUPERUSER[0], SUPERUSER[1], SUPERUSER[0]))
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        thread.join()
-        httpd.server_close()
+    with serve_directory(site) as url:
+        yield url
 
 
 def test_browser_app_on_another_origin_uses_the_sdk(server: Server, page_origin: str) -> None:

@@ -4,10 +4,8 @@ CORS setting names one other origin; ingestion must take the page's anyway."""
 
 from __future__ import annotations
 
-import functools
 import http.server
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from tests.helpers.errors import Api, browser_import_map
-from tests.helpers.servers import Server, free_port
+from tests.helpers.servers import Server, serve_directory
 from tests.helpers.wait import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -58,16 +56,8 @@ def page_origin(tmp_path: Path) -> Iterator[str]:
     (site / "node_modules").symlink_to(NODE_MODULES)
     imports = browser_import_map(NODE_MODULES, "/node_modules")
     (site / "index.html").write_text(PAGE % json.dumps(imports))
-    handler = functools.partial(_Static, directory=str(site))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        thread.join()
-        httpd.server_close()
+    with serve_directory(site, _Static) as url:
+        yield url
 
 
 def test_browser_sdk_reports_an_uncaught_error(srv: Server, api: Api, page_origin: str) -> None:

@@ -4,13 +4,17 @@ throwaway Redis servers, plus the superuser every test app gets."""
 from __future__ import annotations
 
 import contextlib
+import functools
+import http.server
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -163,3 +167,23 @@ class RedisServer:
             self.proc.kill()
             self.proc.wait(timeout=10)
             self.proc = None
+
+
+@contextlib.contextmanager
+def serve_directory(
+    site: Path, handler: type[http.server.SimpleHTTPRequestHandler] | None = None
+) -> Iterator[str]:
+    """A static HTTP server for `site` on a free loopback port (its base URL), in a thread:
+    a page on another origin than the API's, for the browser tests."""
+    cls = handler or http.server.SimpleHTTPRequestHandler
+    httpd = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", free_port()), functools.partial(cls, directory=str(site))
+    )
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        thread.join()
+        httpd.server_close()

@@ -44,7 +44,6 @@ _MAX_MEMO = 1024
 _LIST_ROUTE = "/api/collections/{collection}/records"
 _VIEW_ROUTE = "/api/collections/{collection}/records/{id}"
 PREFLIGHT = "<preflight>"  # the route label of a CORS preflight
-REQUEST_ID_KEY = "shipyard.request_id"  # the request id (bytes) in the ASGI scope
 # a client's X-Request-Id is kept when it is short, visible ASCII; otherwise one is made
 _ID_OK = re.compile(rb"[\x21-\x7e]{1,128}")
 # x-shipyard-cache → the label of shipyard_cache_requests_total
@@ -101,7 +100,6 @@ class Gateway:
             # unique without a random draw per request: this process's random prefix and
             # a counter (32 hex digits, as a UUID without dashes)
             rid = f"{self._id_prefix}{next(self._id_seq):016x}".encode()
-        scope[REQUEST_ID_KEY] = rid
         telemetry = svc.telemetry
         metered = telemetry.metrics_enabled
         if metered:

@@ -53,8 +53,8 @@ ExceptionSink = Callable[[BaseException, Mapping[str, Any]], None]
 class Telemetry:
     """Built once per process by the composition root, before any capability."""
 
-    def __init__(self, registry: Registry | None = None, *, metrics_enabled: bool = True) -> None:
-        self.metrics = registry if registry is not None else Registry()
+    def __init__(self, *, metrics_enabled: bool = True) -> None:
+        self.metrics = Registry()
         # off (SHIPYARD_METRICS_ENABLED=false): the hot path updates no metric at all
         self.metrics_enabled = metrics_enabled
         m = self.metrics
