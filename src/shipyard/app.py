@@ -17,6 +17,7 @@ from shipyard.http.cors import Cors
 from shipyard.http.gateway import Gateway
 from shipyard.http.openapi import without_collections
 from shipyard.kernel.errors import ApiError
+from shipyard.kernel.proxies import TrustedProxies
 from shipyard.kernel.telemetry import UNMATCHED
 from shipyard.kernel.web import DB_ERRORS, JSON, db_error, error_response
 from shipyard.logs import lines as log_lines
@@ -92,7 +93,11 @@ def create_app(settings: Settings | None = None) -> Gateway:
         },
     )
     app.state.settings = settings
-    return Gateway(app, Cors(parse_origins(settings.cors_origins), open_paths=INGEST_PATH))
+    return Gateway(
+        app,
+        Cors(parse_origins(settings.cors_origins), open_paths=INGEST_PATH),
+        TrustedProxies.parse(settings.trusted_proxies),
+    )
 
 
 async def startup(svc: Services) -> None:

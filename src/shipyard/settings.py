@@ -111,6 +111,9 @@ class Settings:
     exports_dir: str = ""  # where export_collection writes; empty: <data_dir>/exports
     # browsers on other origins (docs/records-api.md): "*" or a comma-separated origin list
     cors_origins: str = "*"
+    # reverse proxies whose X-Forwarded-For / Forwarded / X-Real-IP are believed (CIDRs,
+    # comma-separated; docs/production.md); empty: none, the peer address is the client
+    trusted_proxies: str = ""
     # metrics (docs/metrics.md)
     metrics_enabled: bool = True  # off: nothing counted or published, GET /metrics is 404
     metrics_flush_interval: float = 5.0  # seconds between publications of a process's metrics
@@ -401,6 +404,7 @@ def _validate(s: Settings) -> None:  # noqa: C901  (one independent check per se
     if not (0.05 <= s.metrics_flush_interval <= 3600):  # also refuses nan
         raise SettingsError("SHIPYARD_METRICS_FLUSH_INTERVAL: must be 0.05..3600 seconds")
     parse_networks(s.metrics_allow, "SHIPYARD_METRICS_ALLOW")
+    parse_networks(s.trusted_proxies, "SHIPYARD_TRUSTED_PROXIES")
     _validate_logs(s)
 
 

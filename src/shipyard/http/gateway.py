@@ -24,6 +24,7 @@ from starlette.types import Message, Receive, Scope, Send
 from shipyard.cache.cache import etag_of
 from shipyard.http.cors import Cors, Headers
 from shipyard.kernel.errors import ApiError
+from shipyard.kernel.proxies import TrustedProxies
 from shipyard.kernel.telemetry import UNMATCHED, RequestInfo
 from shipyard.kernel.web import DB_ERRORS, db_error, token_from_header
 from shipyard.records.auth import ANONYMOUS, Auth
@@ -68,9 +69,10 @@ def _etag_matches(header: str, etag: str) -> bool:
 
 
 class Gateway:
-    def __init__(self, app: Starlette, cors: Cors) -> None:
+    def __init__(self, app: Starlette, cors: Cors, proxies: TrustedProxies | None = None) -> None:
         self.app = app
         self.cors = cors
+        self.proxies = proxies or TrustedProxies(())
         self._id_prefix = urandom(8).hex()
         self._id_seq = count()
         # the read path's parsed query per (kind, query string): a pure function of both
@@ -81,6 +83,8 @@ class Gateway:
         return getattr(self.app, name)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.proxies and scope["type"] in ("http", "websocket"):
+            self.proxies.apply(scope)  # the client's address and scheme, once for everyone
         svc: Services | None = getattr(self.app.state, "services", None)
         if scope["type"] != "http" or svc is None:
             await self.app(scope, receive, send)

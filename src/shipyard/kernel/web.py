@@ -50,7 +50,8 @@ def db_error(exc: Exception, method: str, path: str) -> ApiError:
 
 
 def client_ip(request: Request) -> str:
-    """The peer address; a proxy's X-Forwarded-For is not trusted (not configurable yet)."""
+    """The client's address: the peer's, or what a trusted proxy forwarded (the gateway
+    rewrote the scope, kernel/proxies.py)."""
     return request.client.host if request.client else ""
 
 
