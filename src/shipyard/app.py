@@ -15,6 +15,7 @@ from shipyard.errors.envelope import INGEST_PATH
 from shipyard.http import health, openapi, openapi_system
 from shipyard.http.cors import Cors
 from shipyard.http.gateway import Gateway
+from shipyard.http.headers import SecurityHeaders
 from shipyard.http.openapi import without_collections
 from shipyard.kernel.errors import ApiError
 from shipyard.kernel.proxies import TrustedProxies
@@ -22,7 +23,7 @@ from shipyard.kernel.telemetry import UNMATCHED
 from shipyard.kernel.web import DB_ERRORS, JSON, db_error, error_response
 from shipyard.logs import lines as log_lines
 from shipyard.services import Services
-from shipyard.settings import Settings, load_settings, parse_origins
+from shipyard.settings import Settings, load_settings
 
 log = logging.getLogger("shipyard")
 
@@ -95,8 +96,9 @@ def create_app(settings: Settings | None = None) -> Gateway:
     app.state.settings = settings
     return Gateway(
         app,
-        Cors(parse_origins(settings.cors_origins), open_paths=INGEST_PATH),
+        Cors.from_settings(settings, open_paths=INGEST_PATH),
         TrustedProxies.parse(settings.trusted_proxies),
+        SecurityHeaders.from_settings(settings),
     )
 
 

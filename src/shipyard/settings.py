@@ -109,8 +109,31 @@ class Settings:
     webhook_backoff_base: float = 10.0  # seconds before the first retry; doubles each attempt
     webhook_allow_private: str = ""  # hosts/CIDRs allowed although private or loopback
     exports_dir: str = ""  # where export_collection writes; empty: <data_dir>/exports
-    # browsers on other origins (docs/records-api.md): "*" or a comma-separated origin list
+    # browsers on other origins (docs/https.md): "*" or a comma-separated origin list; the
+    # defaults are PocketBase's (any origin, the requested headers, no credentials, no max-age)
     cors_origins: str = "*"
+    cors_methods: str = "GET,HEAD,PUT,PATCH,POST,DELETE"
+    cors_headers: str = ""  # allowed request headers; empty: whatever a preflight asks for
+    cors_expose_headers: str = ""  # response headers scripts on other origins may read
+    cors_credentials: bool = False  # cookies/HTTP auth cross-origin; needs listed origins
+    cors_max_age: int = 0  # seconds a browser may keep a preflight's answer; 0: not sent
+    # security headers on every response (docs/https.md); an empty value leaves one out, and
+    # a route's own header (an HTML page's CSP) wins over these
+    security_headers: bool = True
+    content_security_policy: str = "default-src 'none'; frame-ancestors 'none'"
+    referrer_policy: str = "no-referrer"
+    frame_options: str = "DENY"
+    cross_origin_resource_policy: str = "same-origin"
+    cross_origin_opener_policy: str = "same-origin"
+    hsts_max_age: int = 31536000  # seconds, on responses to HTTPS requests; 0: no HSTS
+    hsts_include_subdomains: bool = True
+    hsts_preload: bool = False
+    # HTTPS served by Shipyard itself (docs/https.md): PEM files, or a generated certificate
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_self_signed: bool = False  # a certificate for local use, kept in <data_dir>/tls
+    tls_min_version: str = "1.2"  # 1.2 | 1.3
+    redirect_http_port: int = 0  # a plain-HTTP listener redirecting to HTTPS; 0: none
     # reverse proxies whose X-Forwarded-For / Forwarded / X-Real-IP are believed (CIDRs,
     # comma-separated; docs/production.md); empty: none, the peer address is the client
     trusted_proxies: str = ""
@@ -400,12 +423,71 @@ def _validate(s: Settings) -> None:  # noqa: C901  (one independent check per se
     if s.errors_rate_limit < 0:
         raise SettingsError("SHIPYARD_ERRORS_RATE_LIMIT: must be 0 (no limit) or more")
     parse_allow_list(s.webhook_allow_private)
-    parse_origins(s.cors_origins)
+    _validate_edge(s)
     if not (0.05 <= s.metrics_flush_interval <= 3600):  # also refuses nan
         raise SettingsError("SHIPYARD_METRICS_FLUSH_INTERVAL: must be 0.05..3600 seconds")
     parse_networks(s.metrics_allow, "SHIPYARD_METRICS_ALLOW")
     parse_networks(s.trusted_proxies, "SHIPYARD_TRUSTED_PROXIES")
     _validate_logs(s)
+
+
+_CHOICES = {
+    "referrer_policy": (
+        "no-referrer", "no-referrer-when-downgrade", "origin", "origin-when-cross-origin",
+        "same-origin", "strict-origin", "strict-origin-when-cross-origin", "unsafe-url", "",
+    ),
+    "frame_options": ("DENY", "SAMEORIGIN", ""),
+    "cross_origin_resource_policy": ("same-origin", "same-site", "cross-origin", ""),
+    "cross_origin_opener_policy": (
+        "same-origin", "same-origin-allow-popups", "noopener-allow-popups", "unsafe-none", "",
+    ),
+    "tls_min_version": ("1.2", "1.3"),
+}  # fmt: skip
+_TOKENS = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+(\s*,\s*[!#$%&'*+.^_`|~0-9A-Za-z-]+)*")
+
+
+def _validate_edge(s: Settings) -> None:
+    """CORS, security headers and TLS (docs/https.md)."""
+    origins = parse_origins(s.cors_origins)
+    for name in ("cors_methods", "cors_headers", "cors_expose_headers"):
+        value = getattr(s, name).strip()
+        if value and not _TOKENS.fullmatch(value):
+            raise SettingsError(f"{_env_name(name)}: expected comma-separated header tokens")
+    if s.cors_credentials and "*" in origins:
+        raise SettingsError(
+            "SHIPYARD_CORS_CREDENTIALS: needs SHIPYARD_CORS_ORIGINS to list the origins that "
+            "may send credentials (any origin with credentials lets every site act as the user)"
+        )
+    for name, choices in _CHOICES.items():
+        if getattr(s, name) not in choices:
+            shown = ", ".join(c for c in choices if c) + (
+                " (or empty: off)" if "" in choices else ""
+            )
+            raise SettingsError(f"{_env_name(name)}: must be one of {shown}")
+    if not re.fullmatch(r"[\x20-\x7e]*", s.content_security_policy):
+        raise SettingsError("SHIPYARD_CONTENT_SECURITY_POLICY: must be printable ASCII, one line")
+    for name in ("cors_max_age", "hsts_max_age"):
+        if getattr(s, name) < 0:
+            raise SettingsError(f"{_env_name(name)}: must be 0 (not sent) or more seconds")
+    _validate_tls(s)
+
+
+def _validate_tls(s: Settings) -> None:
+    if bool(s.tls_cert) != bool(s.tls_key):
+        raise SettingsError("SHIPYARD_TLS_CERT and SHIPYARD_TLS_KEY: set both or neither")
+    if s.tls_cert and s.tls_self_signed:
+        raise SettingsError("SHIPYARD_TLS_SELF_SIGNED: not with SHIPYARD_TLS_CERT (choose one)")
+    for name in ("tls_cert", "tls_key"):
+        if getattr(s, name) and not Path(getattr(s, name)).is_file():
+            raise SettingsError(f"{_env_name(name)}: {getattr(s, name)} is not a file")
+    if not 0 <= s.redirect_http_port <= 65535 or s.redirect_http_port == s.port:
+        raise SettingsError(
+            "SHIPYARD_REDIRECT_HTTP_PORT: must be 0 (off) or a port other than SHIPYARD_PORT"
+        )
+    if s.redirect_http_port and not (s.tls_cert or s.tls_self_signed):
+        raise SettingsError(
+            "SHIPYARD_REDIRECT_HTTP_PORT: redirects to HTTPS, which needs SHIPYARD_TLS_CERT or SHIPYARD_TLS_SELF_SIGNED"
+        )
 
 
 def _validate_logs(s: Settings) -> None:

@@ -359,6 +359,27 @@ def _authorize(page: Page, token: str) -> None:
     page.click("button.btn-done")
 
 
+def test_docs_page_renders_under_a_strict_policy(site: Site, tab: Tab) -> None:
+    """No 'unsafe-inline' anywhere: Swagger UI's one inline <style> (its logo) is allowed by
+    its hash, and any other inline style or script is refused, as the browser reports."""
+    csp = site.api("GET", "/api/docs").headers["content-security-policy"]
+    assert "'unsafe-inline'" not in csp
+    assert "'unsafe-eval'" not in csp
+    page = tab.page
+    page.goto(site.url + "/api/docs")
+    page.wait_for_selector("h3.opblock-tag[data-tag=system]")
+    assert page.locator(".topbar svg style").count() == 1  # the logo's, by its hash
+    page.click("#operations-system-health")  # an operation opens, rendered in full
+    page.wait_for_selector("#operations-system-health .opblock-body")
+    tab.assert_clean()
+    page.evaluate(
+        "() => { const s = document.createElement('style'); s.textContent = 'body{color:red}';"
+        " document.head.appendChild(s); }"
+    )
+    violations = page.evaluate("window.__violations")
+    assert [v.split()[0] for v in violations] == ["style-src-elem"], violations
+
+
 def test_docs_page_shows_each_caller_their_view(site: Site, tab: Tab) -> None:
     _, email = site.new_user()
     user_token = site.login(email, PW).json()["token"]

@@ -218,3 +218,57 @@ def test_no_origins_turns_cross_origin_access_off(database_url: str, tmp_path: P
         r = c.get("/api/health", headers={"Origin": ORIGIN})
         assert r.status_code == 200
         assert cors_of(r) == {"vary": "Origin"}
+
+
+@pytest.fixture
+def configured(database_url: str, tmp_path: Path) -> Iterator[TestClient]:
+    settings = load_settings(
+        env={},
+        data_dir=str(tmp_path / "data"),
+        database_url=database_url,
+        cors_origins="https://app.example.com",
+        cors_methods="GET, POST",
+        cors_headers="Authorization, Content-Type",
+        cors_expose_headers="X-Request-Id, ETag",
+        cors_credentials=True,
+        cors_max_age=600,
+    )
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+def test_methods_headers_credentials_max_age_and_exposed_headers_are_settings(
+    configured: TestClient,
+) -> None:
+    app = {"Origin": "https://app.example.com"}
+    r = configured.options(
+        "/api/collections/posts/records",
+        headers={
+            **app,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "x-anything",
+        },
+    )
+    assert r.status_code == 204
+    assert cors_of(r) == {
+        "vary": "Origin, Access-Control-Request-Method, Access-Control-Request-Headers",
+        "access-control-allow-origin": "https://app.example.com",
+        "access-control-allow-methods": "GET,POST",
+        "access-control-allow-credentials": "true",
+        "access-control-max-age": "600",
+        # the configured list, not what the preflight asked for
+        "access-control-allow-headers": "Authorization,Content-Type",
+    }
+    # answers: the origin itself (never `*` with credentials), credentials, exposed headers
+    granted = {
+        "vary": "Origin",
+        "access-control-allow-origin": "https://app.example.com",
+        "access-control-allow-credentials": "true",
+        "access-control-expose-headers": "X-Request-Id,ETag",
+    }
+    for path in ("/api/health", "/api/collections/nosuch/records"):
+        assert cors_of(configured.get(path, headers=app)) == granted
+    # another origin gets nothing, credentials least of all
+    other = {"Origin": "https://evil.example.com", "Access-Control-Request-Method": "POST"}
+    assert cors_of(configured.options("/api/health", headers=other)) == {"vary": "Origin"}
+    assert cors_of(configured.get("/api/health", headers=other)) == {"vary": "Origin"}

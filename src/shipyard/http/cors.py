@@ -1,10 +1,12 @@
-"""CORS as PocketBase answers it by default, so browser apps on other origins can use the API.
+"""CORS, by default as PocketBase answers it, so browser apps on other origins can use the API.
 
 Every response gets `Vary: Origin`; a request from an allowed origin also gets
 `Access-Control-Allow-Origin` (`*` when any origin is allowed, else the origin itself).
-Every `OPTIONS` request is a preflight answered here with 204 (allowed methods, and the
-request's `Access-Control-Request-Headers` echoed back). No credentials, no max-age, no
-exposed headers: exactly PocketBase 0.40's defaults.
+Every `OPTIONS` request is a preflight answered here with 204 (the allowed methods, and the
+allowed request headers: by default the preflight's `Access-Control-Request-Headers` echoed
+back). By default no credentials, no max-age, no exposed headers: exactly PocketBase 0.40's
+defaults. Each of these is a setting (`SHIPYARD_CORS_*`, docs/https.md); credentials are
+only ever granted to listed origins (settings.py refuses them with `*`).
 
 One narrow exemption: the paths of `open_paths` (the Sentry-compatible error ingestion,
 which browser SDKs on any origin report to) allow every origin whatever the setting says,
@@ -18,10 +20,12 @@ from collections.abc import Iterable
 
 from starlette.types import Message, Send
 
+from shipyard.settings import Settings, parse_origins
+
 Headers = list[tuple[bytes, bytes]]
 
 _VARY_ORIGIN = (b"vary", b"Origin")
-_ALLOW_METHODS = (b"access-control-allow-methods", b"GET,HEAD,PUT,PATCH,POST,DELETE")
+DEFAULT_METHODS = "GET,HEAD,PUT,PATCH,POST,DELETE"
 # the error-ingestion exemption: what Sentry's own ingestion (Relay) answers
 _OPEN_SUFFIXES = ("/envelope/", "/store/", "/envelope", "/store")
 _OPEN: Headers = [
@@ -46,13 +50,46 @@ _PREFLIGHT_VARY = [
 
 
 class Cors:
-    def __init__(self, origins: Iterable[str], open_paths: re.Pattern[str] | None = None) -> None:
+    def __init__(
+        self,
+        origins: Iterable[str],
+        open_paths: re.Pattern[str] | None = None,
+        *,
+        methods: str = DEFAULT_METHODS,
+        headers: str = "",
+        expose: str = "",
+        credentials: bool = False,
+        max_age: int = 0,
+    ) -> None:
         allowed = list(origins)
         self.open_paths = open_paths
         self.any = "*" in allowed
         self.allowed = {o.encode("latin-1") for o in allowed if o != "*"}
+        # granted with the origin, on answers (`_extra`) and on preflights (`_pre_extra`)
+        self._extra: Headers = []
+        self._pre_extra: Headers = [(b"access-control-allow-methods", _list(methods))]
+        if credentials:
+            self._extra.append((b"access-control-allow-credentials", b"true"))
+            self._pre_extra.append((b"access-control-allow-credentials", b"true"))
+        if expose.strip():
+            self._extra.append((b"access-control-expose-headers", _list(expose)))
+        if max_age:
+            self._pre_extra.append((b"access-control-max-age", str(max_age).encode()))
+        self._allow_headers = _list(headers) if headers.strip() else None
         self._plain: Headers = [_VARY_ORIGIN]
-        self._any: Headers = [_VARY_ORIGIN, (b"access-control-allow-origin", b"*")]
+        self._any: Headers = [_VARY_ORIGIN, (b"access-control-allow-origin", b"*"), *self._extra]
+
+    @classmethod
+    def from_settings(cls, s: Settings, open_paths: re.Pattern[str] | None = None) -> Cors:
+        return cls(
+            parse_origins(s.cors_origins),
+            open_paths,
+            methods=s.cors_methods,
+            headers=s.cors_headers,
+            expose=s.cors_expose_headers,
+            credentials=s.cors_credentials,
+            max_age=s.cors_max_age,
+        )
 
     def _allow_origin(self, origin: bytes | None) -> bytes | None:
         if origin is None:
@@ -90,7 +127,7 @@ class Cors:
             return self._plain
         if allow == b"*":
             return self._any
-        return [_VARY_ORIGIN, (b"access-control-allow-origin", allow)]
+        return [_VARY_ORIGIN, (b"access-control-allow-origin", allow), *self._extra]
 
     async def preflight(self, request_headers: Iterable[tuple[bytes, bytes]], send: Send) -> None:
         """Answer an OPTIONS request (204, no body)."""
@@ -105,9 +142,10 @@ class Cors:
         headers: Headers = [_VARY_ORIGIN]
         if allow is not None:
             headers += _PREFLIGHT_VARY
-            headers += [(b"access-control-allow-origin", allow), _ALLOW_METHODS]
-            if requested:
-                headers.append((b"access-control-allow-headers", requested))
+            headers += [(b"access-control-allow-origin", allow), *self._pre_extra]
+            allow_headers = self._allow_headers or requested
+            if allow_headers:
+                headers.append((b"access-control-allow-headers", allow_headers))
         await send({"type": "http.response.start", "status": 204, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
 
@@ -121,3 +159,8 @@ class Cors:
             await send(message)
 
         return send_with_cors
+
+
+def _list(text: str) -> bytes:
+    """A comma-separated setting as a header value (`a, b` → `a,b`)."""
+    return ",".join(part.strip() for part in text.split(",") if part.strip()).encode("latin-1")

@@ -23,6 +23,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from shipyard.cache.cache import etag_of
 from shipyard.http.cors import Cors, Headers
+from shipyard.http.headers import SecurityHeaders
 from shipyard.kernel.errors import ApiError
 from shipyard.kernel.proxies import TrustedProxies
 from shipyard.kernel.telemetry import UNMATCHED, RequestInfo
@@ -69,9 +70,16 @@ def _etag_matches(header: str, etag: str) -> bool:
 
 
 class Gateway:
-    def __init__(self, app: Starlette, cors: Cors, proxies: TrustedProxies | None = None) -> None:
+    def __init__(
+        self,
+        app: Starlette,
+        cors: Cors,
+        proxies: TrustedProxies | None = None,
+        security: SecurityHeaders | None = None,
+    ) -> None:
         self.app = app
         self.cors = cors
+        self.security = security or SecurityHeaders({})
         self.proxies = proxies or TrustedProxies(())
         self._id_prefix = urandom(8).hex()
         self._id_seq = count()
@@ -140,12 +148,13 @@ class Gateway:
     ) -> None:
         path: str = scope["path"]
         exempt = self.cors.is_open(path)  # Sentry ingestion: any origin (http/cors.py)
+        secure = self.security.select(scope)  # precomputed (http/headers.py)
         if scope["method"] == "OPTIONS":
             out.route, out.status = PREFLIGHT, 204
             if exempt:
-                await self.cors.open_preflight(_with_id(send, rid))
+                await self.cors.open_preflight(_with_id(send, rid, secure))
             else:
-                await self.cors.preflight(scope["headers"], _with_id(send, rid))
+                await self.cors.preflight(scope["headers"], _with_id(send, rid, secure))
             return
         allow = self.cors.open_headers() if exempt else self.cors.headers(scope["headers"])
         cors = [*allow, (b"x-request-id", rid)]
@@ -162,19 +171,21 @@ class Gateway:
             headers = [(k.lower().encode(), v.encode()) for k, v in err.headers.items()]
             body = orjson.dumps(err.to_dict())
             out.status = err.status
-            await _send(send, err.status, [*_JSON_HEADERS, *cors, *headers], body)
+            await _send(send, err.status, [*_JSON_HEADERS, *cors, *secure, *headers], body)
             return
         if parts:
             is_read = len(parts) in (2, 3) and parts[1] == "records" and all(parts)
             if is_read and scope["method"] == "GET":
                 out.route = _LIST_ROUTE if len(parts) == 2 else _VIEW_ROUTE
-                await self._read(svc, scope, send, parts, cors, out)
+                await self._read(svc, scope, send, parts, [*cors, *secure], out)
                 return
 
         async def send_and_note(message: Message) -> None:
             if message["type"] == "http.response.start":
                 out.status = message["status"]
-                message = {**message, "headers": [*message.get("headers", ()), *cors]}
+                own = message.get("headers", ())
+                extra = self.security.missing(own, secure)  # a page's own CSP wins
+                message = {**message, "headers": [*own, *cors, *extra]}
             await send(message)
 
         await self.app(scope, receive, send_and_note)
@@ -278,10 +289,11 @@ class Gateway:
         await _send(send, status, headers, body)
 
 
-def _with_id(send: Send, rid: bytes) -> Send:
+def _with_id(send: Send, rid: bytes, secure: Headers) -> Send:
     async def send_with_id(message: Message) -> None:
         if message["type"] == "http.response.start":
-            message = {**message, "headers": [*message.get("headers", ()), (b"x-request-id", rid)]}
+            own = message.get("headers", ())
+            message = {**message, "headers": [*own, (b"x-request-id", rid), *secure]}
         await send(message)
 
     return send_with_id
