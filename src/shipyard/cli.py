@@ -71,6 +71,22 @@ def main() -> None:
 @click.option("--data-dir", default=None, help="Data directory (SHIPYARD_DATA_DIR).")
 @click.option("--schema-file", default=None, help="Declarative collections file to apply.")
 @click.option("--demo", is_flag=True, default=None, help="Load the demo data set first.")
+@click.option("--tls-cert", default=None, help="PEM certificate (chain): serve HTTPS.")
+@click.option("--tls-key", default=None, help="PEM private key of --tls-cert.")
+@click.option(
+    "--self-signed",
+    "tls_self_signed",
+    is_flag=True,
+    default=None,
+    help="Serve HTTPS with a certificate of a local CA made in <data-dir>/tls (local use).",
+)
+@click.option(
+    "--redirect-http",
+    "redirect_http_port",
+    default=None,
+    type=int,
+    help="Also listen for plain HTTP on this port, redirecting to HTTPS.",
+)
 def serve(**flags: Any) -> None:
     """Run the API server."""
     settings = _settings(**flags)
@@ -99,20 +115,37 @@ def serve(**flags: Any) -> None:
             os.environ["SHIPYARD_" + key.upper()] = str(value)
     os.environ["SHIPYARD_DEMO"] = "0"
     os.environ["SHIPYARD_SCHEMA_FILE"] = ""
-    click.echo(f"Shipyard listening on http://{settings.host}:{settings.port}  (API under /api/)")
     from granian import Granian
-    from granian.constants import Interfaces
+    from granian.constants import Interfaces, SSLProtocols
 
-    Granian(
-        "shipyard.app:app_factory",
-        factory=True,
-        interface=Interfaces.ASGI,
-        address=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level=settings.log_level.lower(),  # type: ignore[arg-type]
-        respawn_failed_workers=True,
-    ).serve()
+    from shipyard.http import tls
+
+    certs = tls.server_tls(settings)  # docs/https.md
+    scheme = "https" if certs else "http"
+    click.echo(
+        f"Shipyard listening on {scheme}://{settings.host}:{settings.port}  (API under /api/)"
+    )
+    if certs and certs.ca:
+        click.echo(
+            f"  self-signed: trust the local CA {certs.ca} (curl --cacert, NODE_EXTRA_CA_CERTS)"
+        )
+    redirect = tls.start_redirect_listener(settings)
+    try:
+        Granian(
+            "shipyard.app:app_factory",
+            factory=True,
+            interface=Interfaces.ASGI,
+            address=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_level=settings.log_level.lower(),  # type: ignore[arg-type]
+            respawn_failed_workers=True,
+            ssl_cert=certs.cert if certs else None,
+            ssl_key=certs.key if certs else None,
+            ssl_protocol_min=SSLProtocols(f"tls{settings.tls_min_version}"),
+        ).serve()
+    finally:
+        tls.stop(redirect)
 
 
 @main.command()

@@ -9,6 +9,7 @@ import http.server
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -66,8 +67,17 @@ class Server:
 STARTUP_TIMEOUT_S = 90
 
 
-def start_server(data_dir: Path, database_url: str, extra: dict[str, Any] | None = None) -> Server:
-    """`extra` may name the port (SHIPYARD_PORT), e.g. to put the server's URL in settings."""
+def start_server(
+    data_dir: Path,
+    database_url: str,
+    extra: dict[str, Any] | None = None,
+    *,
+    args: tuple[str, ...] = (),
+    ca: Path | None = None,
+) -> Server:
+    """`extra` may name the port (SHIPYARD_PORT), e.g. to put the server's URL in settings.
+    `args` are more `serve` flags; with `ca` (the authority that signed its certificate:
+    `<data_dir>/tls/ca.pem` for `--self-signed`) the server is reached over HTTPS."""
     port = int((extra or {}).get("SHIPYARD_PORT") or free_port())
     env = {
         **os.environ,
@@ -95,9 +105,15 @@ def start_server(data_dir: Path, database_url: str, extra: dict[str, Any] | None
     with log_path.open("wb") as log:
         # its own process group: stopping it stops granian's workers too
         proc = subprocess.Popen(
-            [*cli, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            [*cli, "serve", *args],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
-    url = f"http://127.0.0.1:{port}"
+    host = str((extra or {}).get("SHIPYARD_HOST") or "127.0.0.1")
+    url = f"{'https' if ca else 'http'}://{host}:{port}"
+    verify: Any = True
     # generous: on a loaded 2-core CI machine a cold start (imports, migrations) can take long
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -105,9 +121,11 @@ def start_server(data_dir: Path, database_url: str, extra: dict[str, Any] | None
             out = log_path.read_text(errors="replace")
             raise RuntimeError(f"shipyard serve exited early:\n{out}")
         try:
-            if httpx.get(url + "/api/health", timeout=1).status_code == 200:
+            if ca is not None:  # made by the server as it starts, for --self-signed
+                verify = ssl.create_default_context(cafile=str(ca))
+            if httpx.get(url + "/api/health", timeout=1, verify=verify).status_code == 200:
                 return Server(url, proc, env)
-        except httpx.HTTPError:
+        except (httpx.HTTPError, OSError):
             pass
         time.sleep(0.1)
     with contextlib.suppress(ProcessLookupError):
