@@ -109,16 +109,14 @@ class Settings:
     webhook_backoff_base: float = 10.0  # seconds before the first retry; doubles each attempt
     webhook_allow_private: str = ""  # hosts/CIDRs allowed although private or loopback
     exports_dir: str = ""  # where export_collection writes; empty: <data_dir>/exports
-    # browsers on other origins (docs/https.md): "*" or a comma-separated origin list; the
-    # defaults are PocketBase's (any origin, the requested headers, no credentials, no max-age)
+    # CORS (docs/https.md), by default PocketBase's: "*" or a comma-separated origin list
     cors_origins: str = "*"
     cors_methods: str = "GET,HEAD,PUT,PATCH,POST,DELETE"
     cors_headers: str = ""  # allowed request headers; empty: whatever a preflight asks for
     cors_expose_headers: str = ""  # response headers scripts on other origins may read
     cors_credentials: bool = False  # cookies/HTTP auth cross-origin; needs listed origins
     cors_max_age: int = 0  # seconds a browser may keep a preflight's answer; 0: not sent
-    # security headers on every response (docs/https.md); an empty value leaves one out, and
-    # a route's own header (an HTML page's CSP) wins over these
+    # security headers on every response (docs/https.md); empty: that header is left out
     security_headers: bool = True
     content_security_policy: str = "default-src 'none'; frame-ancestors 'none'"
     referrer_policy: str = "no-referrer"
@@ -453,16 +451,11 @@ def _validate_edge(s: Settings) -> None:
         value = getattr(s, name).strip()
         if value and not _TOKENS.fullmatch(value):
             raise SettingsError(f"{_env_name(name)}: expected comma-separated header tokens")
-    if s.cors_credentials and "*" in origins:
-        raise SettingsError(
-            "SHIPYARD_CORS_CREDENTIALS: needs SHIPYARD_CORS_ORIGINS to list the origins that "
-            "may send credentials (any origin with credentials lets every site act as the user)"
-        )
+    if s.cors_credentials and "*" in origins:  # any site could act as the user
+        raise SettingsError("SHIPYARD_CORS_CREDENTIALS: needs listed SHIPYARD_CORS_ORIGINS, not *")
     for name, choices in _CHOICES.items():
         if getattr(s, name) not in choices:
-            shown = ", ".join(c for c in choices if c) + (
-                " (or empty: off)" if "" in choices else ""
-            )
+            shown = ", ".join(c for c in choices if c) + (" (or empty)" if "" in choices else "")
             raise SettingsError(f"{_env_name(name)}: must be one of {shown}")
     if not re.fullmatch(r"[\x20-\x7e]*", s.content_security_policy):
         raise SettingsError("SHIPYARD_CONTENT_SECURITY_POLICY: must be printable ASCII, one line")
@@ -480,14 +473,11 @@ def _validate_tls(s: Settings) -> None:
     for name in ("tls_cert", "tls_key"):
         if getattr(s, name) and not Path(getattr(s, name)).is_file():
             raise SettingsError(f"{_env_name(name)}: {getattr(s, name)} is not a file")
-    if not 0 <= s.redirect_http_port <= 65535 or s.redirect_http_port == s.port:
-        raise SettingsError(
-            "SHIPYARD_REDIRECT_HTTP_PORT: must be 0 (off) or a port other than SHIPYARD_PORT"
-        )
-    if s.redirect_http_port and not (s.tls_cert or s.tls_self_signed):
-        raise SettingsError(
-            "SHIPYARD_REDIRECT_HTTP_PORT: redirects to HTTPS, which needs SHIPYARD_TLS_CERT or SHIPYARD_TLS_SELF_SIGNED"
-        )
+    port = s.redirect_http_port
+    if not 0 <= port <= 65535 or port == s.port:
+        raise SettingsError("SHIPYARD_REDIRECT_HTTP_PORT: 0 or a port other than SHIPYARD_PORT")
+    if port and not (s.tls_cert or s.tls_self_signed):
+        raise SettingsError("SHIPYARD_REDIRECT_HTTP_PORT: needs SHIPYARD_TLS_CERT or _SELF_SIGNED")
 
 
 def _validate_logs(s: Settings) -> None:
