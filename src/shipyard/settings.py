@@ -123,13 +123,12 @@ class Settings:
     # request and event logs (docs/logs.md)
     access_log: bool = True  # one JSON line per request on stdout
     log_format: str = "json"  # json | text: Shipyard's own log lines (stdout)
-    access_log_buffer: int = 10000  # lines waiting for the stdout writer; more are dropped
     logs_max_days: int = 5  # days `_logs` entries are kept; 0: the request log is off
     logs_min_level: int = 0  # PocketBase levels: -4 debug, 0 info, 4 warning, 8 error
     logs_log_ip: bool = True  # record the client's IP in `_logs`
     logs_log_auth_id: bool = False  # record the auth record's id in `_logs`
-    logs_queue_max: int = 10000  # `_logs` entries waiting for the writer; more are dropped
-    logs_flush_interval: float = 1.0  # seconds between `_logs` batch writes
+    logs_queue_max: int = 20000  # log entries waiting for the writer; more are dropped
+    logs_flush_interval: float = 0.25  # seconds between log batch writes (lines and `_logs`)
     otel_endpoint: str = ""  # OTLP/HTTP traces endpoint (http://host:4318); empty: off
     otel_service_name: str = "shipyard"
     # error tracking (docs/errors.md)
@@ -200,7 +199,6 @@ _POSITIVE_INTS = {
     "jobs_discarded_retention",
     "functions_memory_mb",
     "webhook_max_attempts",
-    "access_log_buffer",
     "logs_queue_max",
     "alerts_delivery_attempts",
     "alerts_history_retention",

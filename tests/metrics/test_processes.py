@@ -20,6 +20,7 @@ import psycopg
 import pytest
 
 from shipyard.metrics.cluster import RETIRED, TABLE
+from shipyard.tools.db import AUXILIARY
 from tests.helpers.promtext import samples, value
 from tests.helpers.servers import Server, fresh_pg_database, start_server, stop_server
 from tests.helpers.wait import wait_until
@@ -104,7 +105,7 @@ def _published_since(cluster: Server, since: float) -> None:
                 row = conn.execute(sql).fetchone()
         else:
             with contextlib.closing(
-                sqlite3.connect(Path(cluster.env["SHIPYARD_DATA_DIR"]) / "data.db")
+                sqlite3.connect(Path(cluster.env["SHIPYARD_DATA_DIR"]) / AUXILIARY)
             ) as conn:
                 row = conn.execute(sql).fetchone()
         return float(row[0]) if row and row[0] is not None else 0.0

@@ -105,35 +105,33 @@ class Gateway:
             # a counter (32 hex digits, as a UUID without dashes)
             rid = f"{self._id_prefix}{next(self._id_seq):016x}".encode()
         telemetry = svc.telemetry
-        metered = telemetry.metrics_enabled
-        if metered:
-            telemetry.http_in_flight.inc()
+        telemetry.in_flight += 1
         outcome = _Outcome()
         try:
             await self._dispatch(svc, scope, receive, send, rid, outcome)
         finally:
-            if metered:
-                telemetry.http_in_flight.dec()
-            auth = outcome.auth or scope.get(AUTH_SCOPE_KEY)
-            route = outcome.route or getattr(scope.get("route"), "path", UNMATCHED)
-            client = scope.get("client")
-            telemetry.request_done(
-                RequestInfo(
-                    rid.decode(),
-                    scope["method"],
-                    route,
-                    scope["path"],
-                    scope["query_string"].decode("latin-1"),
-                    outcome.status or 500,
-                    started,
-                    perf_counter() - t0,
-                    client[0] if client else "",
-                    agent.decode("latin-1"),
-                    referer.decode("latin-1"),
-                    auth.id if auth is not None else "",
-                    auth.collection.name if auth is not None and auth.collection else "",
+            telemetry.in_flight -= 1
+            if telemetry.active:
+                auth = outcome.auth or scope.get(AUTH_SCOPE_KEY)
+                route = outcome.route or getattr(scope.get("route"), "path", UNMATCHED)
+                client = scope.get("client")
+                telemetry.request_done(
+                    RequestInfo(
+                        rid.decode(),
+                        scope["method"],
+                        route,
+                        scope["path"],
+                        scope["query_string"].decode("latin-1"),
+                        outcome.status or 500,
+                        started,
+                        perf_counter() - t0,
+                        client[0] if client else "",
+                        agent.decode("latin-1"),
+                        referer.decode("latin-1"),
+                        auth.id if auth is not None else "",
+                        auth.collection.name if auth is not None and auth.collection else "",
+                    )
                 )
-            )
 
     async def _dispatch(
         self, svc: Services, scope: Scope, receive: Receive, send: Send, rid: bytes, out: _Outcome

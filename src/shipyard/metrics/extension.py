@@ -29,7 +29,12 @@ TAG = {"name": "metrics", "description": "Prometheus metrics of every process (d
 
 class MetricsExtension(Extension):
     def __init__(
-        self, settings: Settings, raw_db: Database, telemetry: Telemetry, queue: Queue
+        self,
+        settings: Settings,
+        raw_db: Database,
+        aux_db: Database,
+        telemetry: Telemetry,
+        queue: Queue,
     ) -> None:
         super().__init__(name="metrics", requires=("records", "jobs"))
         self.settings = settings
@@ -41,7 +46,7 @@ class MetricsExtension(Extension):
         self.role = "server"
         # written to the raw database: publishing metrics invalidates no cached response
         self.cluster = ClusterMetrics(
-            raw_db, telemetry.metrics, self.interval, enabled=self.enabled
+            aux_db, telemetry.metrics, self.interval, enabled=self.enabled
         )
         self.gauges = Gauges(telemetry.metrics, settings, raw_db, queue)
         self.queue = queue
