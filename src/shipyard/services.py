@@ -209,9 +209,13 @@ class Services:
             await svc.start()
         return svc
 
-    async def start(self) -> None:
+    async def start(self, role: str = "server") -> None:
+        """Start the background work of the capabilities that run in this kind of process
+        (`Extension.roles`): "server" for `shipyard serve`, "worker" for `shipyard worker`."""
         for ext in self.extensions:
-            await ext.start()
+            if role in ext.roles:
+                ext.role = role
+                await ext.start()
         self.telemetry.start()
 
     async def close(self) -> None:

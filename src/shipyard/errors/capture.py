@@ -118,12 +118,6 @@ class ExceptionQueue:
             self.dropped += 1
             return
         self.items.append((exc, dict(context)))
-        if self._task is None:
-            # started on the first exception when nothing started it (`shipyard worker`
-            # runs jobs without starting the extensions' background work)
-            with contextlib.suppress(RuntimeError):  # no event loop in this thread
-                asyncio.get_running_loop()
-                self.start()
         loop, wake = self._loop, self._wake
         if loop is not None and wake is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop is shutting down

@@ -54,7 +54,8 @@ class ErrorsExtension(Extension):
         telemetry: Telemetry,
         redis: ResilientRedis | None = None,
     ) -> None:
-        super().__init__(name="errors", requires=("records",))
+        # in workers too: a failed job is an error event
+        super().__init__(name="errors", requires=("records",), roles=("server", "worker"))
         self.settings = settings
         stored = telemetry.metrics.counter(
             "shipyard_errors_total", "Error events stored, by project.", ("project",)

@@ -56,7 +56,8 @@ class LogsExtension(Extension):
         aux_db: Database,
         telemetry: Telemetry | None = None,
     ) -> None:
-        super().__init__(name="logs", requires=("records",))
+        # in workers too: the request log records their events, their lines go to stdout
+        super().__init__(name="logs", requires=("records",), roles=("server", "worker"))
         self.settings = settings
         self.runtime = runtime
         self.db = aux_db

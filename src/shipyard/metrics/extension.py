@@ -36,14 +36,13 @@ class MetricsExtension(Extension):
         telemetry: Telemetry,
         queue: Queue,
     ) -> None:
-        super().__init__(name="metrics", requires=("records", "jobs"))
+        # in workers too: every process is counted (its role in `_metrics_processes`)
+        super().__init__(name="metrics", requires=("records", "jobs"), roles=("server", "worker"))
         self.settings = settings
         self.enabled = settings.metrics_enabled
         self.token = settings.metrics_token
         self.allow = parse_networks(settings.metrics_allow, "SHIPYARD_METRICS_ALLOW")
         self.interval = settings.metrics_flush_interval
-        # what this process is, in `_metrics_processes`: `shipyard worker` sets "worker"
-        self.role = "server"
         # written to the raw database: publishing metrics invalidates no cached response
         self.cluster = ClusterMetrics(
             aux_db, telemetry.metrics, self.interval, enabled=self.enabled
