@@ -22,6 +22,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
+from shipyard.tools.tasks import cancel
+
 log = logging.getLogger("shipyard.errors")
 _MAX_FRAMES = 100
 _MAX_CHAIN = 10
@@ -148,11 +150,8 @@ class ExceptionQueue:
                 log.warning("could not record an exception in the error tracker", exc_info=True)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.drain(), 5.0)
         self._loop = None

@@ -18,13 +18,13 @@ one on the request, cost cached reads 15-25 % of their throughput.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from shipyard.tools.metrics import Registry
+from shipyard.tools.tasks import cancel
 
 log = logging.getLogger("shipyard.telemetry")
 
@@ -140,11 +140,8 @@ class Telemetry:
             self.flush()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
         self.flush()
 
     def exception(self, exc: BaseException, context: Mapping[str, Any]) -> None:

@@ -26,6 +26,7 @@ from shipyard.kernel.spec import OpenAPIPart, Viewer
 from shipyard.kernel.telemetry import RequestInfo, RequestObserver, Telemetry
 from shipyard.settings import Settings
 from shipyard.tools.db import Database, SQLiteDatabase
+from shipyard.tools.tasks import cancel
 
 from . import routes, store
 from .otel import Tracing
@@ -176,9 +177,7 @@ class LogsExtension(Extension):
     async def stop(self) -> None:
         logging.getLogger("shipyard").removeHandler(self._recorder)
         for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel(task)
         self._tasks = []
         await self._submit()
         await self.writer.close()

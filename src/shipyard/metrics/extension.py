@@ -5,7 +5,6 @@ and the process, host and database gauges (docs/metrics.md)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -21,6 +20,7 @@ from shipyard.metrics.gauges import Gauges, disk_free
 from shipyard.settings import Settings, parse_networks
 from shipyard.tools.db import Database
 from shipyard.tools.queue import Queue
+from shipyard.tools.tasks import cancel
 
 log = logging.getLogger("shipyard.metrics")
 
@@ -72,9 +72,7 @@ class MetricsExtension(Extension):
     async def stop(self) -> None:
         if self._task is None:
             return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._task
+        await cancel(self._task)
         self._task = None
         try:
             await self.cluster.retire()
