@@ -1,0 +1,133 @@
+"""What a request must pass before the process works on it: a bound on the requests in
+flight, and limits on the URL and the headers; and a clock on the body while it arrives.
+
+Past the bound a request gets an immediate 503 with `Retry-After` instead of waiting in an
+unbounded queue, so the requests that were admitted keep their latency and a load balancer
+or client retries elsewhere or later. `/api/health` and `/metrics` are always admitted: an
+overloaded process must still say how it is. The count is this process's own on purpose:
+the bound protects the event loop of one process, whatever its neighbours do.
+
+The HTTP server enforces the outer limits itself (docs/limits.md): the header timeout, the
+keep-alive, a bound on the size of a request's head. Those answers come from it, without a
+body; the checks here give the exact limits, in the documented error shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+from starlette.types import Message, Receive, Scope, Send
+
+from shipyard.kernel.errors import ApiError, busy
+from shipyard.settings import Settings
+
+ALWAYS_ADMITTED = frozenset({"/api/health", "/metrics"})
+REFUSED = "<refused>"  # the route label of a request refused here
+_BODILESS = frozenset({"GET", "HEAD", "OPTIONS"})
+Headers = list[tuple[bytes, bytes]]
+
+
+class Admission:
+    """One per process (the gateway holds it); `in_flight` is updated by the gateway around
+    each admitted request, metrics on or off."""
+
+    __slots__ = ("_busy", "body_timeout", "in_flight", "limit", "max_header", "max_url", "refused")
+
+    def __init__(
+        self,
+        limit: int = 256,
+        retry_after: int = 1,
+        max_url: int = 16384,
+        max_header: int = 32768,
+        body_timeout: float = 30.0,
+    ) -> None:
+        self.limit = limit
+        self.max_url = max_url
+        self.max_header = max_header
+        self.body_timeout = body_timeout
+        self.in_flight = 0
+        self.refused = 0  # requests answered 503 here since start
+        self._busy = busy(retry_after)
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> Admission:
+        return cls(
+            s.max_in_flight,
+            s.overload_retry_after,
+            s.max_url_length,
+            s.max_header_size,
+            s.body_timeout,
+        )
+
+    def refusal(self, scope: Scope) -> ApiError | None:
+        """Why this request is refused (414, 431 or 503), or None to admit it."""
+        url = len(scope.get("raw_path") or scope["path"]) + len(scope["query_string"])
+        if url > self.max_url:
+            return ApiError(
+                414, f"The request URL is too long (the limit is {self.max_url} bytes)."
+            )
+        size = 0
+        for key, value in scope["headers"]:
+            size += len(key) + len(value)
+        if size > self.max_header:
+            return ApiError(
+                431, f"The request headers are too large (the limit is {self.max_header} bytes)."
+            )
+        if self.in_flight >= self.limit and scope["path"] not in ALWAYS_ADMITTED:
+            self.refused += 1
+            return self._busy
+        return None
+
+    def receive(self, scope: Scope, receive: Receive) -> Receive:
+        """`receive` with the body clock, for requests that may carry a body."""
+        if scope["method"] in _BODILESS:
+            return receive
+        return _BodyClock(receive, self.body_timeout)
+
+
+async def refuse(err: ApiError, headers: Headers, send: Send) -> None:
+    """Answer `err` in the documented shape, with `headers` (CORS, request id) added."""
+    body = orjson.dumps(err.to_dict())
+    extra = [(k.lower().encode(), v.encode()) for k, v in err.headers.items()]
+    await send(
+        {
+            "type": "http.response.start",
+            "status": err.status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                *headers,
+                *extra,
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class _BodyClock:
+    """Waits at most `timeout` seconds for each part of the body; a client that stalls gets
+    408 (raised as an ApiError where the route reads its body). Once the body is complete,
+    later calls (a streamed response listening for the disconnect) wait without a clock."""
+
+    __slots__ = ("_done", "_receive", "_timeout")
+
+    def __init__(self, receive: Receive, timeout: float) -> None:
+        self._receive = receive
+        self._timeout = timeout
+        self._done = False
+
+    async def __call__(self) -> Message:
+        if self._done:
+            return await self._receive()
+        try:
+            async with asyncio.timeout(self._timeout):
+                message = await self._receive()
+        except TimeoutError:
+            self._done = True
+            raise ApiError(
+                408, f"The request body did not arrive in time (waited {self._timeout:g} s)."
+            ) from None
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            self._done = True
+        return message
