@@ -116,6 +116,7 @@ class Settings:
     trusted_proxies: str = ""
     # overload and slow clients (docs/limits.md)
     max_in_flight: int = 256  # requests one process works on at once; more get a fast 503
+    max_queue_delay_ms: int = 100  # how far the event loop may fall behind; then 503; 0: off
     overload_retry_after: int = 1  # seconds, the Retry-After of that 503
     max_url_length: int = 16384  # bytes of path and query; longer gets 414
     max_header_size: int = 32768  # bytes of all header names and values; more gets 431
@@ -427,6 +428,8 @@ def _validate_limits(s: Settings) -> None:
         raise SettingsError("SHIPYARD_HEADER_TIMEOUT: must be between 0.001 and 60 seconds")
     if not s.body_timeout > 0:
         raise SettingsError("SHIPYARD_BODY_TIMEOUT: must be greater than 0")
+    if s.max_queue_delay_ms < 0:
+        raise SettingsError("SHIPYARD_MAX_QUEUE_DELAY_MS: must be 0 (off) or more milliseconds")
     if s.max_url_length < 256:
         raise SettingsError("SHIPYARD_MAX_URL_LENGTH: must be at least 256 bytes")
     if s.max_url_length > 65000:  # the HTTP server refuses longer targets itself (414)

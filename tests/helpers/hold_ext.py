@@ -3,11 +3,17 @@ stay in flight for as long as a test needs, in a real server process.
 
 `GET /api/test-hold/{name}` writes `<data dir>/held-<name>` once it is running, then waits
 until `<data dir>/release` exists, and answers 200.
+
+`GET /api/test-block` holds the whole event loop instead (a request that runs without
+yielding, as a slow SQLite query does): it writes `<data dir>/blocking`, waits without
+yielding until `<data dir>/unblock` exists, and 0.3 s more for requests sent meanwhile to
+reach the server, then answers 200.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,7 +37,17 @@ class Hold(Extension):
                 await asyncio.sleep(0.02)
             return Response(b"released")
 
-        return [Route("/api/test-hold/{name}", hold, methods=["GET"])]
+        async def block(request: Request) -> Response:
+            (self.data_dir / "blocking").touch()
+            while not (self.data_dir / "unblock").exists():
+                time.sleep(0.01)  # blocking the loop is the point
+            time.sleep(0.3)
+            return Response(b"unblocked")
+
+        return [
+            Route("/api/test-hold/{name}", hold, methods=["GET"]),
+            Route("/api/test-block", block, methods=["GET"]),
+        ]
 
 
 def extension(services: Any) -> Hold:

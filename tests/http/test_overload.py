@@ -70,6 +70,25 @@ def test_past_the_bound_a_fast_503_while_admitted_requests_succeed(bounded: Serv
     assert r.status_code == 404, r.text  # admitted: no such collection
 
 
+def test_requests_that_waited_behind_a_blocked_loop_get_503(bounded: Server) -> None:
+    """A request that runs without yielding holds every other one in the event loop's queue,
+    where no in-flight count sees them; the heartbeat does, and those requests are refused
+    as soon as they start rather than served late."""
+    data = Path(bounded.env["SHIPYARD_DATA_DIR"])
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        blocker = pool.submit(httpx.get, f"{bounded.url}/api/test-block", timeout=60)
+        wait_until(lambda: (data / "blocking").exists(), timeout=30, what="the loop blocked")
+        waiting = pool.submit(httpx.get, f"{bounded.url}/api/collections/posts/records", timeout=60)
+        (data / "unblock").touch()
+        assert blocker.result(timeout=60).status_code == 200
+        r = waiting.result(timeout=60)
+    assert r.status_code == 503
+    assert r.headers["retry-after"] == "1"
+    # the loop has caught up: admitted again
+    r = httpx.get(f"{bounded.url}/api/collections/posts/records", timeout=30)
+    assert r.status_code == 404
+
+
 @pytest.fixture
 def impatient(tmp_path: Path) -> Iterator[Server]:
     """A server with one-second header and body timeouts (not backend-specific: SQLite)."""

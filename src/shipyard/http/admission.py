@@ -1,7 +1,16 @@
 """What a request must pass before the process works on it: a bound on the requests in
-flight, and limits on the URL and the headers; and a clock on the body while it arrives.
+flight and on how long requests wait for the event loop, limits on the URL and the headers;
+and a clock on the body while it arrives.
 
-Past the bound a request gets an immediate 503 with `Retry-After` instead of waiting in an
+Two signals, because requests pile up in two places. Requests that await I/O (PostgreSQL,
+Redis) overlap inside the process: `in_flight` counts them. Requests that run without
+yielding (SQLite runs inside the coroutine, a cached answer is a few microseconds of
+CPU) never overlap; under overload they wait in the event loop's queue before their first
+line runs, where no counter sees them. A heartbeat timer measures that wait: when it is
+overdue by more than `max_delay`, the loop is that far behind, and so is every request
+that starts now.
+
+Past either bound a request gets an immediate 503 with `Retry-After` instead of waiting in an
 unbounded queue, so the requests that were admitted keep their latency and a load balancer
 or client retries elsewhere or later. `/api/health` and `/metrics` are always admitted: an
 overloaded process must still say how it is. The count is this process's own on purpose:
@@ -15,6 +24,7 @@ body; the checks here give the exact limits, in the documented error shape.
 from __future__ import annotations
 
 import asyncio
+from asyncio import AbstractEventLoop
 
 import orjson
 from starlette.types import Message, Receive, Scope, Send
@@ -24,6 +34,7 @@ from shipyard.settings import Settings
 
 ALWAYS_ADMITTED = frozenset({"/api/health", "/metrics"})
 REFUSED = "<refused>"  # the route label of a request refused here
+_BEAT = 0.01  # seconds between heartbeats
 _BODILESS = frozenset({"GET", "HEAD", "OPTIONS"})
 Headers = list[tuple[bytes, bytes]]
 
@@ -32,7 +43,18 @@ class Admission:
     """One per process (the gateway holds it); `in_flight` is updated by the gateway around
     each admitted request, metrics on or off."""
 
-    __slots__ = ("_busy", "body_timeout", "in_flight", "limit", "max_header", "max_url", "refused")
+    __slots__ = (
+        "_busy",
+        "_due",
+        "_loop",
+        "body_timeout",
+        "in_flight",
+        "limit",
+        "max_delay",
+        "max_header",
+        "max_url",
+        "refused",
+    )
 
     def __init__(
         self,
@@ -41,8 +63,12 @@ class Admission:
         max_url: int = 16384,
         max_header: int = 32768,
         body_timeout: float = 30.0,
+        max_delay: float = 0.1,
     ) -> None:
         self.limit = limit
+        self.max_delay = max_delay  # seconds; 0: no heartbeat
+        self._loop: AbstractEventLoop | None = None
+        self._due = 0.0  # when the heartbeat should next run (the loop's clock)
         self.max_url = max_url
         self.max_header = max_header
         self.body_timeout = body_timeout
@@ -58,6 +84,7 @@ class Admission:
             s.max_url_length,
             s.max_header_size,
             s.body_timeout,
+            s.max_queue_delay_ms / 1000,
         )
 
     def refusal(self, scope: Scope) -> ApiError | None:
@@ -74,10 +101,32 @@ class Admission:
             return ApiError(
                 431, f"The request headers are too large (the limit is {self.max_header} bytes)."
             )
-        if self.in_flight >= self.limit and scope["path"] not in ALWAYS_ADMITTED:
+        busy = self.in_flight >= self.limit or self._behind()
+        if busy and scope["path"] not in ALWAYS_ADMITTED:
             self.refused += 1
             return self._busy
         return None
+
+    def _behind(self) -> bool:
+        """The heartbeat is overdue by more than `max_delay`: the loop is that far behind."""
+        if not self.max_delay:
+            return False
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # the first request, or an app served on a new loop
+            self._loop = loop
+            self._beat()
+        return loop.time() - self._due > self.max_delay
+
+    def _beat(self) -> None:
+        """Schedule the next heartbeat; it only counts as run once it has gone through the
+        ready queue one more time, as a request does (granian hands a request to the loop,
+        which then starts its task: two steps), so that requests which came before the
+        heartbeat are still judged late."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        self._due = loop.time() + _BEAT
+        loop.call_at(self._due, loop.call_soon, self._beat)
 
     def receive(self, scope: Scope, receive: Receive) -> Receive:
         """`receive` with the body clock, for requests that may carry a body."""
