@@ -6,7 +6,7 @@ until `<data dir>/release` exists, and answers 200.
 
 `GET /api/test-block` holds the whole event loop instead (a request that runs without
 yielding, as a slow SQLite query does): it writes `<data dir>/blocking`, waits without
-yielding until `<data dir>/unblock` exists, and 0.3 s more for requests sent meanwhile to
+yielding until `<data dir>/unblock` exists, and 1 s more for requests sent meanwhile to
 reach the server, then answers 200.
 """
 
@@ -41,7 +41,7 @@ class Hold(Extension):
             (self.data_dir / "blocking").touch()
             while not (self.data_dir / "unblock").exists():
                 time.sleep(0.01)  # blocking the loop is the point
-            time.sleep(0.3)
+            time.sleep(1.0)
             return Response(b"unblocked")
 
         return [

@@ -12,7 +12,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from starlette.testclient import TestClient
 
+from shipyard.app import create_app
+from shipyard.settings import load_settings
 from tests.helpers.servers import Server, start_server, stop_server
 from tests.helpers.wait import wait_until
 
@@ -75,18 +78,30 @@ def test_requests_that_waited_behind_a_blocked_loop_get_503(bounded: Server) -> 
     where no in-flight count sees them; the heartbeat does, and those requests are refused
     as soon as they start rather than served late."""
     data = Path(bounded.env["SHIPYARD_DATA_DIR"])
-    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
         blocker = pool.submit(httpx.get, f"{bounded.url}/api/test-block", timeout=60)
         wait_until(lambda: (data / "blocking").exists(), timeout=30, what="the loop blocked")
-        waiting = pool.submit(httpx.get, f"{bounded.url}/api/collections/posts/records", timeout=60)
-        (data / "unblock").touch()
-        assert blocker.result(timeout=60).status_code == 200
-        r = waiting.result(timeout=60)
-    assert r.status_code == 503
-    assert r.headers["retry-after"] == "1"
+        with _connect(bounded) as sock:  # sent while the loop is held
+            sock.sendall(b"GET /api/collections/posts/records HTTP/1.1\r\nHost: x\r\n\r\n")
+            (data / "unblock").touch()
+            assert blocker.result(timeout=60).status_code == 200
+            answer = _read_response(sock)
+    assert answer.startswith(b"HTTP/1.1 503"), answer
+    assert b"\r\nretry-after: 1\r\n" in answer.lower()
     # the loop has caught up: admitted again
     r = httpx.get(f"{bounded.url}/api/collections/posts/records", timeout=30)
     assert r.status_code == 404
+
+
+def _read_response(sock: socket.socket) -> bytes:
+    """One response with a JSON body, read until the body's closing brace."""
+    got = b""
+    while b"\r\n\r\n" not in got or not got.rstrip().endswith(b"}"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    return got
 
 
 @pytest.fixture
@@ -155,12 +170,20 @@ def test_a_stalled_body_gets_408(impatient: Server) -> None:
             b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
             b'{"identity": '
         )
-        got = b""
-        while b"\r\n\r\n" not in got or not got.rstrip().endswith(b"}"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            got += chunk
+        got = _read_response(sock)
     head, _, body = got.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 408"), got
     assert body.startswith(b'{"status":408,"message":"The request body did not arrive in time')
+
+
+def test_a_request_after_a_slow_one_is_not_refused(tmp_path: Path) -> None:
+    """The heartbeat judges requests that waited, not the next one: a client that sends its
+    next request after a slow answer is served."""
+    settings = load_settings(
+        env={}, data_dir=str(tmp_path / "data"), extensions=HOLD["SHIPYARD_EXTENSIONS"]
+    )
+    with TestClient(create_app(settings)) as c:
+        (tmp_path / "data" / "unblock").touch()
+        assert c.get("/api/test-block").status_code == 200  # held the loop for a second
+        r = c.get("/api/collections/posts/records")
+        assert r.status_code == 404, r.text  # admitted

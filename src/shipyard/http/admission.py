@@ -35,6 +35,7 @@ from shipyard.settings import Settings
 ALWAYS_ADMITTED = frozenset({"/api/health", "/metrics"})
 REFUSED = "<refused>"  # the route label of a request refused here
 _BEAT = 0.01  # seconds between heartbeats
+_LATE_STEPS = 3  # passes through the loop's ready queue a late heartbeat still counts for
 _BODILESS = frozenset({"GET", "HEAD", "OPTIONS"})
 Headers = list[tuple[bytes, bytes]]
 
@@ -46,6 +47,7 @@ class Admission:
     __slots__ = (
         "_busy",
         "_due",
+        "_late",
         "_loop",
         "body_timeout",
         "in_flight",
@@ -69,6 +71,7 @@ class Admission:
         self.max_delay = max_delay  # seconds; 0: no heartbeat
         self._loop: AbstractEventLoop | None = None
         self._due = 0.0  # when the heartbeat should next run (the loop's clock)
+        self._late = 0  # loop steps left during which the last late heartbeat still counts
         self.max_url = max_url
         self.max_header = max_header
         self.body_timeout = body_timeout
@@ -114,19 +117,32 @@ class Admission:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # the first request, or an app served on a new loop
             self._loop = loop
+            self._due, self._late = loop.time(), 0
             self._beat()
-        return loop.time() - self._due > self.max_delay
+        return self._late > 0 or loop.time() - self._due > self.max_delay
 
     def _beat(self) -> None:
-        """Schedule the next heartbeat; it only counts as run once it has gone through the
-        ready queue one more time, as a request does (granian hands a request to the loop,
-        which then starts its task: two steps), so that requests which came before the
-        heartbeat are still judged late."""
+        """Note how late this heartbeat ran, and schedule the next one.
+
+        A late heartbeat keeps counting for a few more passes through the ready queue: the
+        requests handed to the loop before it ran may start only after it (granian hands a
+        request to the loop, which then starts its task: two steps), and they waited as long.
+        A request that arrives later is judged by the next heartbeat."""
         loop = self._loop
         if loop is None or loop.is_closed():
             return
-        self._due = loop.time() + _BEAT
-        loop.call_at(self._due, loop.call_soon, self._beat)
+        now = loop.time()
+        if now - self._due > self.max_delay:
+            if self._late == 0:
+                loop.call_soon(self._fade)
+            self._late = _LATE_STEPS
+        self._due = now + _BEAT
+        loop.call_at(self._due, self._beat)
+
+    def _fade(self) -> None:
+        self._late -= 1
+        if self._late > 0 and self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon(self._fade)
 
     def receive(self, scope: Scope, receive: Receive) -> Receive:
         """`receive` with the body clock, for requests that may carry a body."""
