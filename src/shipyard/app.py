@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from shipyard.errors.envelope import INGEST_PATH
 from shipyard.http import health, openapi, openapi_system
+from shipyard.http.admission import Admission
 from shipyard.http.cors import Cors
 from shipyard.http.gateway import Gateway
 from shipyard.http.openapi import without_collections
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None) -> Gateway:
         app,
         Cors(parse_origins(settings.cors_origins), open_paths=INGEST_PATH),
         TrustedProxies.parse(settings.trusted_proxies),
+        Admission.from_settings(settings),
     )
 
 

@@ -103,6 +103,8 @@ def serve(**flags: Any) -> None:
     from granian import Granian
     from granian.constants import Interfaces
 
+    from shipyard.http.server import granian_options
+
     Granian(
         "shipyard.app:app_factory",
         factory=True,
@@ -112,6 +114,7 @@ def serve(**flags: Any) -> None:
         workers=settings.workers,
         log_level=settings.log_level.lower(),  # type: ignore[arg-type]
         respawn_failed_workers=True,
+        **granian_options(settings),  # the server's own limits (docs/limits.md)
     ).serve()
 
 

@@ -22,6 +22,7 @@ from starlette.applications import Starlette
 from starlette.types import Message, Receive, Scope, Send
 
 from shipyard.cache.cache import etag_of
+from shipyard.http.admission import REFUSED, Admission, refuse
 from shipyard.http.cors import Cors, Headers
 from shipyard.kernel.errors import ApiError
 from shipyard.kernel.proxies import TrustedProxies
@@ -69,10 +70,17 @@ def _etag_matches(header: str, etag: str) -> bool:
 
 
 class Gateway:
-    def __init__(self, app: Starlette, cors: Cors, proxies: TrustedProxies | None = None) -> None:
+    def __init__(
+        self,
+        app: Starlette,
+        cors: Cors,
+        proxies: TrustedProxies | None = None,
+        admission: Admission | None = None,
+    ) -> None:
         self.app = app
         self.cors = cors
         self.proxies = proxies or TrustedProxies(())
+        self.admission = admission or Admission()
         self._id_prefix = urandom(8).hex()
         self._id_seq = count()
         # the read path's parsed query per (kind, query string): a pure function of both
@@ -134,6 +142,28 @@ class Gateway:
                 )
 
     async def _dispatch(
+        self, svc: Services, scope: Scope, receive: Receive, send: Send, rid: bytes, out: _Outcome
+    ) -> None:
+        """Admission first (http/admission.py): a refused request costs next to nothing."""
+        admission = self.admission
+        err = admission.refusal(scope)
+        if err is not None:
+            out.route, out.status = REFUSED, err.status
+            path = scope["path"]
+            allow = (
+                self.cors.open_headers()
+                if self.cors.is_open(path)
+                else self.cors.headers(scope["headers"])
+            )
+            await refuse(err, [*allow, (b"x-request-id", rid)], send)
+            return
+        admission.in_flight += 1
+        try:
+            await self._route(svc, scope, admission.receive(scope, receive), send, rid, out)
+        finally:
+            admission.in_flight -= 1
+
+    async def _route(
         self, svc: Services, scope: Scope, receive: Receive, send: Send, rid: bytes, out: _Outcome
     ) -> None:
         path: str = scope["path"]
