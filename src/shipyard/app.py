@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from shipyard.errors.envelope import INGEST_PATH
 from shipyard.http import health, openapi, openapi_system
+from shipyard.http.admission import Admission
 from shipyard.http.cors import Cors
 from shipyard.http.gateway import Gateway
 from shipyard.http.headers import SecurityHeaders
@@ -98,7 +99,8 @@ def create_app(settings: Settings | None = None) -> Gateway:
         app,
         Cors.from_settings(settings, open_paths=INGEST_PATH),
         TrustedProxies.parse(settings.trusted_proxies),
-        SecurityHeaders.from_settings(settings),
+        security=SecurityHeaders.from_settings(settings),
+        admission=Admission.from_settings(settings),
     )
 
 

@@ -119,6 +119,7 @@ def serve(**flags: Any) -> None:
     from granian.constants import Interfaces, SSLProtocols
 
     from shipyard.http import tls
+    from shipyard.http.server import granian_options
 
     certs = tls.server_tls(settings)  # docs/https.md
     scheme = "https" if certs else "http"
@@ -143,6 +144,7 @@ def serve(**flags: Any) -> None:
             ssl_cert=certs.cert if certs else None,
             ssl_key=certs.key if certs else None,
             ssl_protocol_min=SSLProtocols(f"tls{settings.tls_min_version}"),
+            **granian_options(settings),  # the server's own limits (docs/limits.md)
         ).serve()
     finally:
         tls.stop(redirect)
@@ -164,16 +166,13 @@ def worker(concurrency: int | None, queues: str | None) -> None:
     configure_logging(settings.log_level, settings.log_format)
 
     async def run(svc: Any) -> None:
-        await svc.extension("logs").start()  # the request log records the worker's events
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        w = svc.jobs.start_worker()
-        # counted in the deployment's metrics like every server process (docs/metrics.md)
-        metrics = svc.extension("metrics")
-        metrics.role = "worker"
-        await metrics.start()
+        # the job worker, and what runs in every process: logs, metrics, error tracking
+        await svc.start(role="worker")
+        w = svc.jobs.worker
         click.echo(
             f"Shipyard worker {w.name}: {len(svc.jobs.types)} job types, "
             f"concurrency {w.concurrency}, queues {', '.join(w.queues or ['*'])}"

@@ -39,7 +39,7 @@ from shipyard.records.records import Records
 from shipyard.records.schema import SchemaStore
 from shipyard.settings import Settings
 from shipyard.tools.attempts import AttemptLimiter
-from shipyard.tools.db import Database, QueryTimer, connect
+from shipyard.tools.db import Database, QueryTimer, auxiliary, connect
 from shipyard.tools.db_metrics import QueryMetrics
 from shipyard.tools.dbwatch import WatchedDatabase
 from shipyard.tools.params import ParamsStore
@@ -92,6 +92,7 @@ class Services:
         hooks_module: tuple[str, str | None] | None,
         runtime: RuntimeSettings[Settings],
         telemetry: Telemetry,
+        aux_db: Database,
     ) -> None:
         self.settings = settings  # as at start-up
         # the settings in effect now (/api/settings): `await runtime.current()`
@@ -99,6 +100,8 @@ class Services:
         # this process's metrics, request observers and exception sinks (kernel/telemetry.py)
         self.telemetry = telemetry
         self.raw_db = raw_db
+        # request logs, error events, process metrics, alert state (tools/db.py auxiliary)
+        self.aux_db = aux_db
         self.db = db
         self.redis = redis
         self.slowlog = slowlog
@@ -126,10 +129,9 @@ class Services:
             JobsExtension(self.jobs, settings.jobs_worker),
             WebhooksExtension(self.webhooks, settings),
             DbAdviceExtension(),
-            MetricsExtension(settings, raw_db, telemetry, self.jobs.queue),
-            LogsExtension(settings, runtime, raw_db, telemetry.metrics),
-            # on the raw database: error events invalidate no cached response
-            ErrorsExtension(raw_db, settings, telemetry, redis),
+            MetricsExtension(settings, raw_db, aux_db, telemetry, self.jobs.queue),
+            LogsExtension(settings, runtime, aux_db, telemetry),
+            ErrorsExtension(aux_db, settings, telemetry, redis),
             SettingsApiExtension(runtime),
             AlertsExtension(self),
         ]
@@ -198,7 +200,7 @@ class Services:
         runtime = RuntimeSettings(ParamsStore(raw), settings)
         svc = cls(
             settings, raw, watched, redis, slowlog, store, events, cache, records, attempts,
-            auth, user, module, runtime, telemetry,
+            auth, user, module, runtime, telemetry, auxiliary(raw, timer),
         )  # fmt: skip
         await runtime.open()  # every section declared: their stored values apply
         for ext in svc.extensions:
@@ -207,16 +209,24 @@ class Services:
             await svc.start()
         return svc
 
-    async def start(self) -> None:
+    async def start(self, role: str = "server") -> None:
+        """Start the background work of the capabilities that run in this kind of process
+        (`Extension.roles`): "server" for `shipyard serve`, "worker" for `shipyard worker`."""
         for ext in self.extensions:
-            await ext.start()
+            if role in ext.roles:
+                ext.role = role
+                await ext.start()
+        self.telemetry.start()
 
     async def close(self) -> None:
+        await self.telemetry.stop()  # the last finished requests, to the observers
         for ext in reversed(self.extensions):
             await ext.stop()
         await self.slowlog.close()
         await self.store.close()
         await self.db.close()
+        if self.aux_db is not self.raw_db:
+            await self.aux_db.close()
         if self.redis is not None:
             await self.redis.close()
 

@@ -135,6 +135,15 @@ class Settings:
     # reverse proxies whose X-Forwarded-For / Forwarded / X-Real-IP are believed (CIDRs,
     # comma-separated; docs/production.md); empty: none, the peer address is the client
     trusted_proxies: str = ""
+    # overload and slow clients (docs/limits.md)
+    max_in_flight: int = 256  # requests one process works on at once; more get a fast 503
+    max_queue_delay_ms: int = 100  # how far the event loop may fall behind; then 503; 0: off
+    overload_retry_after: int = 1  # seconds, the Retry-After of that 503
+    max_url_length: int = 16384  # bytes of path and query; longer gets 414
+    max_header_size: int = 32768  # bytes of all header names and values; more gets 431
+    header_timeout: float = 10.0  # seconds to send a request's headers; also the keep-alive idle
+    body_timeout: float = 30.0  # seconds a request body may pause between two chunks; then 408
+    keep_alive: bool = True  # HTTP/1.1 persistent connections
     # metrics (docs/metrics.md)
     metrics_enabled: bool = True  # off: nothing counted or published, GET /metrics is 404
     metrics_flush_interval: float = 5.0  # seconds between publications of a process's metrics
@@ -144,13 +153,12 @@ class Settings:
     # request and event logs (docs/logs.md)
     access_log: bool = True  # one JSON line per request on stdout
     log_format: str = "json"  # json | text: Shipyard's own log lines (stdout)
-    access_log_buffer: int = 10000  # lines waiting for the stdout writer; more are dropped
     logs_max_days: int = 5  # days `_logs` entries are kept; 0: the request log is off
     logs_min_level: int = 0  # PocketBase levels: -4 debug, 0 info, 4 warning, 8 error
     logs_log_ip: bool = True  # record the client's IP in `_logs`
     logs_log_auth_id: bool = False  # record the auth record's id in `_logs`
-    logs_queue_max: int = 10000  # `_logs` entries waiting for the writer; more are dropped
-    logs_flush_interval: float = 1.0  # seconds between `_logs` batch writes
+    logs_queue_max: int = 20000  # log entries waiting for the writer; more are dropped
+    logs_flush_interval: float = 0.25  # seconds between log batch writes (lines and `_logs`)
     otel_endpoint: str = ""  # OTLP/HTTP traces endpoint (http://host:4318); empty: off
     otel_service_name: str = "shipyard"
     # error tracking (docs/errors.md)
@@ -221,10 +229,13 @@ _POSITIVE_INTS = {
     "jobs_discarded_retention",
     "functions_memory_mb",
     "webhook_max_attempts",
-    "access_log_buffer",
     "logs_queue_max",
     "alerts_delivery_attempts",
     "alerts_history_retention",
+    "max_in_flight",
+    "overload_retry_after",
+    "max_url_length",
+    "max_header_size",
 }
 
 
@@ -426,7 +437,24 @@ def _validate(s: Settings) -> None:  # noqa: C901  (one independent check per se
         raise SettingsError("SHIPYARD_METRICS_FLUSH_INTERVAL: must be 0.05..3600 seconds")
     parse_networks(s.metrics_allow, "SHIPYARD_METRICS_ALLOW")
     parse_networks(s.trusted_proxies, "SHIPYARD_TRUSTED_PROXIES")
+    _validate_limits(s)
     _validate_logs(s)
+
+
+def _validate_limits(s: Settings) -> None:
+    """The front door's limits: what the HTTP server itself can enforce bounds some of them."""
+    if not 0.001 <= s.header_timeout <= 60:  # granian's range; also refuses nan
+        raise SettingsError("SHIPYARD_HEADER_TIMEOUT: must be between 0.001 and 60 seconds")
+    if not s.body_timeout > 0:
+        raise SettingsError("SHIPYARD_BODY_TIMEOUT: must be greater than 0")
+    if s.max_queue_delay_ms < 0:
+        raise SettingsError("SHIPYARD_MAX_QUEUE_DELAY_MS: must be 0 (off) or more milliseconds")
+    if s.max_url_length < 256:
+        raise SettingsError("SHIPYARD_MAX_URL_LENGTH: must be at least 256 bytes")
+    if s.max_url_length > 65000:  # the HTTP server refuses longer targets itself (414)
+        raise SettingsError("SHIPYARD_MAX_URL_LENGTH: must be at most 65000 bytes")
+    if s.max_header_size < 1024:
+        raise SettingsError("SHIPYARD_MAX_HEADER_SIZE: must be at least 1024 bytes")
 
 
 _CHOICES = {

@@ -51,8 +51,8 @@ class Proxied:
             for line in self.shipyard.log_path.read_text(errors="replace").splitlines():
                 if request_id in line and line.startswith("{"):
                     entry = json.loads(line)
-                    if entry.get("request_id") == request_id:
-                        return str(entry["ip"])
+                    if entry.get("requestId") == request_id:
+                        return str(entry["userIP"])
             time.sleep(0.1)
         raise AssertionError(f"no access-log line of request {request_id}")
 

@@ -228,5 +228,5 @@ def test_quota_is_counted_in_redis_when_configured(
             return list(await r.keys(f"{namespace}:errors:quota:{p.id}:*"))
 
         assert c.portal.call(svc.redis.call, keys)  # type: ignore[union-attr]
-        rows = c.portal.call(svc.raw_db.fetchall, 'SELECT * FROM "_errors_quota"')  # type: ignore[union-attr]
+        rows = c.portal.call(svc.aux_db.fetchall, 'SELECT * FROM "_errors_quota"')  # type: ignore[union-attr]
         assert rows == []  # the database counted nothing while Redis was up

@@ -12,8 +12,9 @@ import os
 import pytest
 
 from shipyard.kernel.telemetry import RequestInfo
-from shipyard.logs.lines import JsonFormatter, LineWriter, redact_query
-from shipyard.logs.requests import json_line
+from shipyard.logs.lines import JsonFormatter, redact_query
+from shipyard.logs.requests import Options, render_request
+from shipyard.logs.writer import LogWriter
 from shipyard.settings import SettingsError, load_settings
 
 
@@ -52,12 +53,25 @@ def test_event_lines_have_the_request_lines_shape() -> None:
     assert "Traceback" in line["error"]["stack"]
     assert line["job_id"] == "j1"
     assert line["api_token"] == "[redacted]"
-    request = json.loads(json_line(_info()))
+    line, row = render_request(_info(), Options())
+    assert line is not None
+    assert row is not None
+    request = json.loads(line)
     assert {"time", "level", "msg"} <= set(request)
-    assert request["request_id"] == "rid-1"
-    assert request["query"] == "token=[redacted]&x=1"
+    assert request["requestId"] == "rid-1"
+    assert request["url"] == "/api/health?token=[redacted]&x=1"
     assert request["referer"] == "https://app.example/?session=[redacted]"
     assert request["level"] == "warning"  # a 4xx
+    assert request["authId"] == "u1"
+    assert request["userIP"] == "10.0.0.1"
+    assert request["route"] == "/api/health"
+    # the `_logs` entry is PocketBase's data: the line less time, level, msg, the request
+    # id and the route, and no auth id by default (PocketBase's logAuthId)
+    data = json.loads(row[4])
+    ours = ("time", "level", "msg", "authId", "requestId", "route")
+    assert data == {k: v for k, v in request.items() if k not in ours}
+    assert "abc" not in row[3] + row[4]  # nothing secret either
+    assert "s1" not in row[3] + row[4]
 
 
 def _info() -> RequestInfo:
@@ -73,19 +87,27 @@ def _info() -> RequestInfo:
         ip="10.0.0.1",
         user_agent="ua",
         referer="https://app.example/?session=s1",
+        auth_id="u1",
+        auth_collection="users",
     )
 
 
-def test_the_writer_batches_and_bounds() -> None:
+def test_the_writer_bounds_what_waits_and_writes_whole_lines() -> None:
     read, write = os.pipe()
+    writer = LogWriter(lines=True, sink=None, fd=write, max_pending=3)
     try:
-        writer: LineWriter[str] = LineWriter(str, fd=write, max_lines=3)
-        for n in range(5):
-            writer.add(f"line {n}")
-        assert writer.dropped == 2
-        asyncio.run(writer.close())  # writes what waits
-        assert os.read(read, 1000) == b"line 0\nline 1\nline 2\n"
-        assert writer.written == 3
+
+        async def run() -> None:
+            writer.start()
+            writer.submit([_info()] * 5, Options(enabled=False))  # room for 3
+            await writer.close()  # writes what waits
+
+        asyncio.run(run())
+        assert writer.stdout.dropped == 2
+        assert writer.stdout.written == 3
+        lines = os.read(read, 100_000).decode().splitlines()
+        assert len(lines) == 3
+        assert all(json.loads(x)["requestId"] == "rid-1" for x in lines)
     finally:
         os.close(read)
         os.close(write)

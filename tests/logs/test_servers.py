@@ -28,7 +28,7 @@ def json_lines(server: Server) -> list[dict[str, Any]]:
 
 
 def request_line(server: Server, request_id: str) -> dict[str, Any] | None:
-    return next((x for x in json_lines(server) if x.get("request_id") == request_id), None)
+    return next((x for x in json_lines(server) if x.get("requestId") == request_id), None)
 
 
 def login(server: Server, password: str) -> httpx.Response:
@@ -60,20 +60,19 @@ def test_json_lines_on_stdout(database_url: str, tmp_path: Path) -> None:
         assert line["level"] == "info"
         assert line["method"] == "GET"
         assert line["route"] == "/api/health"
-        assert line["path"] == "/api/health"
-        assert line["query"] == "x=1"
+        assert line["url"] == "/api/health?x=1"
         assert line["status"] == 200
-        assert line["duration_ms"] >= 0
-        assert line["ip"] == "127.0.0.1"
-        assert line["auth_id"] == ""
+        assert line["execTime"] >= 0
+        assert line["userIP"] == "127.0.0.1"
+        assert "authId" not in line  # a guest
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["time"])
         other = wait_until(lambda: request_line(srv, made_id), what="the made id's line")
-        assert other["user_agent"] == "probe/2"
+        assert other["userAgent"] == "probe/2"
         su_line = wait_until(lambda: request_line(srv, "with-token"), what="the list line")
         assert su_line["route"] == "/api/collections/{collection}/records"
-        assert su_line["auth_collection"] == "_superusers"
-        assert len(su_line["auth_id"]) == 15
-        assert su_line["query"] == "token=[redacted]"
+        assert su_line["auth"] == "_superusers"
+        assert len(su_line["authId"]) == 15
+        assert su_line["url"] == "/api/collections/_superusers/records?token=[redacted]"
         events = wait_until(
             lambda: [x for x in json_lines(srv) if x.get("logger") == "shipyard.slowquery"],
             what="an own event line",

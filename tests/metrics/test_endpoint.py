@@ -146,7 +146,7 @@ def test_switched_off(tmp_path: Path, database_url: str) -> None:
         assert r.status_code == 404
         assert set(r.json()) == {"status", "message", "data"}
         svc = c.app.state.services  # type: ignore[attr-defined]
-        rows = c.portal.call(svc.raw_db.fetchall, f'SELECT "instance" FROM "{TABLE}"')  # type: ignore[union-attr]
+        rows = c.portal.call(svc.aux_db.fetchall, f'SELECT "instance" FROM "{TABLE}"')  # type: ignore[union-attr]
         assert [r[0] for r in rows] == ["_retired"]  # nothing published
         # the hot path updated nothing
         reg = svc.telemetry.metrics

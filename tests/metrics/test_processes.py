@@ -1,7 +1,8 @@
 """Metrics of a real deployment, on SQLite and PostgreSQL: `shipyard serve --workers 2` and a
 `shipyard worker` process sharing one database. Requests are counted exactly once whichever
 process served them, every process's own series show up, a SIGKILLed server process's
-series disappear while the totals it counted stay, and a job worker's jobs count too."""
+series disappear while the totals it counted stay, and a job worker's jobs count too (its
+failures reach error tracking)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import psycopg
 import pytest
 
 from shipyard.metrics.cluster import RETIRED, TABLE
+from shipyard.tools.db import AUXILIARY
 from tests.helpers.promtext import samples, value
 from tests.helpers.servers import Server, fresh_pg_database, start_server, stop_server
 from tests.helpers.wait import wait_until
@@ -38,6 +40,11 @@ functions = Functions()
 @functions.job("fine")
 async def fine(ctx, args):
     return "ok"
+
+
+@functions.job("boom")
+async def boom(ctx, args):
+    raise RuntimeError("worker-side failure 7341")
 """
 
 
@@ -104,7 +111,7 @@ def _published_since(cluster: Server, since: float) -> None:
                 row = conn.execute(sql).fetchone()
         else:
             with contextlib.closing(
-                sqlite3.connect(Path(cluster.env["SHIPYARD_DATA_DIR"]) / "data.db")
+                sqlite3.connect(Path(cluster.env["SHIPYARD_DATA_DIR"]) / AUXILIARY)
             ) as conn:
                 row = conn.execute(sql).fetchone()
         return float(row[0]) if row and row[0] is not None else 0.0
@@ -166,7 +173,9 @@ def test_a_killed_server_process_leaves_its_counts_not_its_series(cluster: Serve
     assert _misses(_metrics(cluster)) == total
 
 
-def test_a_job_worker_process_is_counted(cluster: Server, tmp_path: Path) -> None:
+def test_a_job_worker_process_is_counted_and_reports_errors(
+    cluster: Server, tmp_path: Path
+) -> None:
     log = (tmp_path / "worker.log").open("wb")
     worker = subprocess.Popen(
         [sys.executable, "-m", "shipyard.cli", "worker"],
@@ -189,6 +198,19 @@ def test_a_job_worker_process_is_counted(cluster: Server, tmp_path: Path) -> Non
             timeout=30,
             what="the job counted",
         )
+        # a job failing in the worker process is an error event of the built-in project
+        r = httpx.post(
+            cluster.url + "/api/jobs", json={"kind": "boom", "maxAttempts": 1}, headers=su
+        )
+        assert r.status_code == 200, r.text
+
+        def reported() -> list[dict[str, object]]:
+            found = httpx.get(cluster.url + "/api/errors", params={"perPage": 100}, headers=su)
+            assert found.status_code == 200, found.text
+            items: list[dict[str, object]] = found.json()["items"]
+            return [i for i in items if "worker-side failure 7341" in str(i)]
+
+        wait_until(reported, timeout=30, what="the worker's job failure as an error issue")
         worker.send_signal(signal.SIGTERM)  # a clean stop folds its row at once
         assert worker.wait(timeout=30) == 0
         text = _metrics(cluster)

@@ -16,7 +16,6 @@ silence matches are not notified (and, never notified, send no resolved either).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
 import math
@@ -32,6 +31,7 @@ from shipyard.alerts.silences import Silence, Silences, iso
 from shipyard.alerts.store import AlertState, AlertStore
 from shipyard.errors.activity import ErrorActivity, IssueSummary
 from shipyard.settings import Settings
+from shipyard.tools.tasks import cancel
 
 log = logging.getLogger("shipyard.alerts")
 
@@ -261,11 +261,8 @@ class Evaluator:
         self._task = asyncio.create_task(self._run(), name="alerts-evaluator")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         """Every process wakes at each tick's start and tries to claim it."""

@@ -22,6 +22,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
+from shipyard.tools.tasks import cancel
+
 log = logging.getLogger("shipyard.errors")
 _MAX_FRAMES = 100
 _MAX_CHAIN = 10
@@ -118,12 +120,6 @@ class ExceptionQueue:
             self.dropped += 1
             return
         self.items.append((exc, dict(context)))
-        if self._task is None:
-            # started on the first exception when nothing started it (`shipyard worker`
-            # runs jobs without starting the extensions' background work)
-            with contextlib.suppress(RuntimeError):  # no event loop in this thread
-                asyncio.get_running_loop()
-                self.start()
         loop, wake = self._loop, self._wake
         if loop is not None and wake is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop is shutting down
@@ -154,11 +150,8 @@ class ExceptionQueue:
                 log.warning("could not record an exception in the error tracker", exc_info=True)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.drain(), 5.0)
         self._loop = None

@@ -7,7 +7,6 @@ exception sink), the `shipyard_errors_total` metric, and the retention clean-up.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +26,7 @@ from shipyard.kernel.telemetry import ExceptionSink, Telemetry
 from shipyard.settings import Settings
 from shipyard.tools.db import Database
 from shipyard.tools.redisclient import ResilientRedis
+from shipyard.tools.tasks import cancel
 
 log = logging.getLogger("shipyard.errors")
 CLEANUP_INTERVAL = 3600.0  # seconds between retention clean-ups (each process; idempotent)
@@ -54,7 +54,8 @@ class ErrorsExtension(Extension):
         telemetry: Telemetry,
         redis: ResilientRedis | None = None,
     ) -> None:
-        super().__init__(name="errors", requires=("records",))
+        # in workers too: a failed job is an error event
+        super().__init__(name="errors", requires=("records",), roles=("server", "worker"))
         self.settings = settings
         stored = telemetry.metrics.counter(
             "shipyard_errors_total", "Error events stored, by project.", ("project",)
@@ -109,11 +110,8 @@ class ErrorsExtension(Extension):
         )
 
     async def stop(self) -> None:
-        if self._cleanup is not None:
-            self._cleanup.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._cleanup
-            self._cleanup = None
+        await cancel(self._cleanup)
+        self._cleanup = None
         await self.queue.stop()
 
 

@@ -22,6 +22,7 @@ from starlette.applications import Starlette
 from starlette.types import Message, Receive, Scope, Send
 
 from shipyard.cache.cache import etag_of
+from shipyard.http.admission import REFUSED, Admission, refuse
 from shipyard.http.cors import Cors, Headers
 from shipyard.http.headers import SecurityHeaders
 from shipyard.kernel.errors import ApiError
@@ -76,11 +77,13 @@ class Gateway:
         cors: Cors,
         proxies: TrustedProxies | None = None,
         security: SecurityHeaders | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.app = app
         self.cors = cors
         self.security = security or SecurityHeaders({})
         self.proxies = proxies or TrustedProxies(())
+        self.admission = admission or Admission()
         self._id_prefix = urandom(8).hex()
         self._id_seq = count()
         # the read path's parsed query per (kind, query string): a pure function of both
@@ -113,37 +116,58 @@ class Gateway:
             # a counter (32 hex digits, as a UUID without dashes)
             rid = f"{self._id_prefix}{next(self._id_seq):016x}".encode()
         telemetry = svc.telemetry
-        metered = telemetry.metrics_enabled
-        if metered:
-            telemetry.http_in_flight.inc()
+        telemetry.in_flight += 1
         outcome = _Outcome()
         try:
             await self._dispatch(svc, scope, receive, send, rid, outcome)
         finally:
-            if metered:
-                telemetry.http_in_flight.dec()
-            auth = outcome.auth or scope.get(AUTH_SCOPE_KEY)
-            route = outcome.route or getattr(scope.get("route"), "path", UNMATCHED)
-            client = scope.get("client")
-            telemetry.request_done(
-                RequestInfo(
-                    rid.decode(),
-                    scope["method"],
-                    route,
-                    scope["path"],
-                    scope["query_string"].decode("latin-1"),
-                    outcome.status or 500,
-                    started,
-                    perf_counter() - t0,
-                    client[0] if client else "",
-                    agent.decode("latin-1"),
-                    referer.decode("latin-1"),
-                    auth.id if auth is not None else "",
-                    auth.collection.name if auth is not None and auth.collection else "",
+            telemetry.in_flight -= 1
+            if telemetry.active:
+                auth = outcome.auth or scope.get(AUTH_SCOPE_KEY)
+                route = outcome.route or getattr(scope.get("route"), "path", UNMATCHED)
+                client = scope.get("client")
+                telemetry.request_done(
+                    RequestInfo(
+                        rid.decode(),
+                        scope["method"],
+                        route,
+                        scope["path"],
+                        scope["query_string"].decode("latin-1"),
+                        outcome.status or 500,
+                        started,
+                        perf_counter() - t0,
+                        client[0] if client else "",
+                        agent.decode("latin-1"),
+                        referer.decode("latin-1"),
+                        auth.id if auth is not None else "",
+                        auth.collection.name if auth is not None and auth.collection else "",
+                    )
                 )
-            )
 
     async def _dispatch(
+        self, svc: Services, scope: Scope, receive: Receive, send: Send, rid: bytes, out: _Outcome
+    ) -> None:
+        """Admission first (http/admission.py): a refused request costs next to nothing."""
+        admission = self.admission
+        err = admission.refusal(scope)
+        if err is not None:
+            out.route, out.status = REFUSED, err.status
+            path = scope["path"]
+            allow = (
+                self.cors.open_headers()
+                if self.cors.is_open(path)
+                else self.cors.headers(scope["headers"])
+            )
+            headers = [*allow, (b"x-request-id", rid), *self.security.select(scope)]
+            await refuse(err, headers, send)
+            return
+        admission.in_flight += 1
+        try:
+            await self._route(svc, scope, admission.receive(scope, receive), send, rid, out)
+        finally:
+            admission.in_flight -= 1
+
+    async def _route(
         self, svc: Services, scope: Scope, receive: Receive, send: Send, rid: bytes, out: _Outcome
     ) -> None:
         path: str = scope["path"]

@@ -21,7 +21,7 @@ from shipyard.records.events import RecordSubscriber
 
 class JobsExtension(Extension):
     def __init__(self, jobs: Jobs, run_worker: bool) -> None:
-        super().__init__(name="jobs", requires=("records",))
+        super().__init__(name="jobs", requires=("records",), roles=("server", "worker"))
         self.jobs = jobs
         self.run_worker = run_worker
 
@@ -41,7 +41,7 @@ class JobsExtension(Extension):
         await self.jobs.ensure_schema()
 
     async def start(self) -> None:
-        if self.run_worker:
+        if self.run_worker or self.role == "worker":
             self.jobs.start_worker()
 
     async def stop(self) -> None:

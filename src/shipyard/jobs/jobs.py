@@ -29,6 +29,7 @@ from shipyard.records.fields import format_date
 from shipyard.tools.db import Database, Executor
 from shipyard.tools.queue import Enqueued, Job, Queue, QueueError
 from shipyard.tools.sandbox import IsolatedError, run_isolated
+from shipyard.tools.tasks import cancel
 from shipyard.tools.worker import AlreadyCompleted, Discard, KindPolicy, Worker
 
 if TYPE_CHECKING:
@@ -407,11 +408,8 @@ class Jobs:
             self.worker.wake()
 
     async def close(self) -> None:
-        if self._cron_task is not None:
-            self._cron_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._cron_task
-            self._cron_task = None
+        await cancel(self._cron_task)
+        self._cron_task = None
         if self.worker is not None:
             await self.worker.stop(grace=self.settings.jobs_shutdown_grace)
             self.worker = None

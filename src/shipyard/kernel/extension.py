@@ -49,6 +49,11 @@ class Extension:
 
     name: str = ""
     requires: Sequence[str] = field(default_factory=tuple)
+    # the kinds of process whose start() starts it: "server" (`shipyard serve`) and/or
+    # "worker" (`shipyard worker`); one-off commands start nothing
+    roles: Sequence[str] = ("server",)
+    # the kind of process it was started in (set by Services.start before start())
+    role: str = "server"
 
     def routes(self) -> Sequence[BaseRoute]:
         return ()

@@ -1,10 +1,12 @@
 """Request and event logs as an extension: the stdout access log, PocketBase's request log
 (`_logs` and `/api/logs`), its runtime settings, and optional OpenTelemetry traces.
 
-- `request_observers()`: the access line writer (SHIPYARD_ACCESS_LOG), the `_logs` queue,
-  and the tracer when SHIPYARD_OTEL_ENDPOINT is set; each only keeps the request;
-- `start()`: the background writers, the handler that records Shipyard's own warnings
-  and errors in `_logs`, and the retention clean-up (any process may run it: a DELETE);
+- `request_observers()`: hands each batch of finished requests to the log writer (its
+  thread renders the stdout lines, SHIPYARD_ACCESS_LOG, and the `_logs` rows: writer.py),
+  and to the tracer when SHIPYARD_OTEL_ENDPOINT is set;
+- `start()`: the writer, the handler that records Shipyard's own warnings and errors in
+  `_logs`, the settings refresh, and the retention clean-up (any process may run it: a
+  DELETE);
 - `stop()`: writes what is left.
 """
 
@@ -21,33 +23,30 @@ from starlette.routing import BaseRoute
 from shipyard.kernel.extension import Extension
 from shipyard.kernel.runtime import RuntimeSettings, Section
 from shipyard.kernel.spec import OpenAPIPart, Viewer
-from shipyard.kernel.telemetry import RequestInfo, RequestObserver
+from shipyard.kernel.telemetry import RequestInfo, RequestObserver, Telemetry
 from shipyard.settings import Settings
-from shipyard.tools.db import Database
-from shipyard.tools.metrics import Registry
+from shipyard.tools.db import Database, SQLiteDatabase
+from shipyard.tools.tasks import cancel
 
 from . import routes, store
-from .lines import LineWriter
 from .otel import Tracing
-from .requests import event_row, json_line, recorded, request_row
+from .requests import Options, event_row
 from .section import LOGS
+from .writer import LogWriter, loop_sink, sqlite_sink
 
 TAG = {"name": "logs", "description": "PocketBase's request log (superusers only)."}
 CLEANUP_INTERVAL = 3600.0  # seconds between retention clean-ups in each process
 
 
 class _EventRecorder(logging.Handler):
-    """Shipyard's own warnings and errors (`shipyard.*`) into the `_logs` queue."""
+    """Shipyard's own warnings and errors (`shipyard.*`) into `_logs`."""
 
     def __init__(self, ext: LogsExtension) -> None:
         super().__init__(logging.WARNING)
         self.ext = ext
 
     def emit(self, record: logging.LogRecord) -> None:
-        if store.WRITING.get():
-            return
-        runtime = self.ext.runtime
-        self.ext.queue.add(lambda: event_row(record, runtime))
+        self.ext.writer.event(record, Options.of(self.ext.runtime))
 
 
 class LogsExtension(Extension):
@@ -55,36 +54,37 @@ class LogsExtension(Extension):
         self,
         settings: Settings,
         runtime: RuntimeSettings[Settings],
-        raw_db: Database,
-        metrics: Registry | None = None,
+        aux_db: Database,
+        telemetry: Telemetry | None = None,
     ) -> None:
-        super().__init__(name="logs", requires=("records",))
+        # in workers too: the request log records their events, their lines go to stdout
+        super().__init__(name="logs", requires=("records",), roles=("server", "worker"))
         self.settings = settings
         self.runtime = runtime
-        self.db = raw_db
-        self.stdout = LineWriter(json_line, max_lines=settings.access_log_buffer)
-        self.queue = store.LogQueue(
-            raw_db,
+        self.db = aux_db
+        self.telemetry = telemetry
+        self.writer = LogWriter(
+            lines=settings.access_log,
+            sink=None,  # set at start: a thread connection (SQLite) or the loop's pool
             max_pending=settings.logs_queue_max,
-            interval=settings.logs_flush_interval,
-            before_write=runtime.refresh,
+            event_row=event_row,
         )
         self.tracing = (
             Tracing.build(settings.otel_endpoint, settings.otel_service_name)
             if settings.otel_endpoint
             else None
         )
-        if metrics is not None:
-            entries = metrics.counter(
+        if telemetry is not None:
+            self.writer.counter = telemetry.metrics.counter(
                 "shipyard_log_entries_total",
                 "Log entries written or dropped (buffer full, failed write), by log: "
                 "stdout (the JSON request lines) or requests (the _logs table).",
                 ("log", "result"),
             )
-            for batcher, label in ((self.stdout, "stdout"), (self.queue, "requests")):
-                batcher.counter, batcher.label = entries, label
+            telemetry.metrics.collectors.append(self.writer.report)
         self._recorder = _EventRecorder(self)
-        self._cleaner: asyncio.Task[None] | None = None
+        self._waiting: list[RequestInfo] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._started = False
 
     # -------------------------------------------------------------- contributions
@@ -99,20 +99,27 @@ class LogsExtension(Extension):
         return (LOGS,)
 
     def request_observers(self) -> Sequence[RequestObserver]:
-        out: list[RequestObserver] = []
-        if self.settings.access_log:
-            out.append(self.stdout.add)
-        out.append(self.observe)
+        out: list[RequestObserver] = [self.observe]
         if self.tracing is not None:
-            out.append(self.tracing.observe)
+            out.append(self.tracing.observe_batch)
         return out
 
-    def observe(self, info: RequestInfo) -> None:
-        """The `_logs` entry of a request, built (under the settings then in effect) when
-        its batch is written."""
-        if recorded(info):
-            runtime = self.runtime
-            self.queue.add(lambda: request_row(info, runtime))
+    def observe(self, batch: Sequence[RequestInfo]) -> None:
+        """Finished requests wait here (bounded) until the next settings refresh, then go
+        to the writer with the settings then in effect."""
+        room = self.writer.room() - len(self._waiting)
+        if len(batch) > room:
+            self.writer.lost(len(batch) - max(room, 0), Options.of(self.runtime).enabled)
+            batch = batch[: max(room, 0)]
+        self._waiting.extend(batch)
+
+    async def _submit(self) -> None:
+        # the database may be down for a while: the settings last read hold
+        with contextlib.suppress(Exception):
+            await self.runtime.refresh()
+        waiting, self._waiting = self._waiting, []
+        if waiting:
+            self.writer.submit(waiting, Options.of(self.runtime))
 
     # -------------------------------------------------------------- life cycle
 
@@ -123,10 +130,27 @@ class LogsExtension(Extension):
         if self._started:
             return
         self._started = True
-        self.stdout.start()
-        self.queue.start()
+        db = self.db
+        self.writer.sink = (
+            sqlite_sink(db.path, db.busy_timeout_ms)
+            if isinstance(db, SQLiteDatabase)
+            else loop_sink(db, asyncio.get_running_loop())
+        )
+        self.writer.start()
         logging.getLogger("shipyard").addHandler(self._recorder)
-        self._cleaner = asyncio.get_running_loop().create_task(self._clean_up_often())
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._clean_up_often()),
+            loop.create_task(self._refresh_often()),
+        ]
+
+    async def _refresh_often(self) -> None:
+        """Every flush interval: the `logs` settings any process changed, then what waits
+        to the writer under them (so a change applies to every entry written after it)."""
+        while True:
+            await asyncio.sleep(self.settings.logs_flush_interval)
+            await self._submit()
+            self.writer.report()
 
     async def _clean_up_often(self) -> None:
         delay = min(60.0, CLEANUP_INTERVAL)  # soon after start, then every interval
@@ -142,21 +166,22 @@ class LogsExtension(Extension):
         """Delete the entries older than `logs.maxDays` (in effect now); returns how many."""
         return await store.cleanup(self.db, int(await self.runtime.get("logs", "maxDays")))
 
-    async def flush(self) -> int:
-        """Write the waiting `_logs` entries now (tests, shutdown)."""
-        written = await self.queue.flush()
-        self.queue.report()
-        return written
+    async def flush(self) -> None:
+        """Write every finished request and waiting entry now (tests, shutdown)."""
+        if self.telemetry is not None:
+            self.telemetry.flush()
+        await self._submit()
+        await self.writer.flush()
+        self.writer.report()
 
     async def stop(self) -> None:
         logging.getLogger("shipyard").removeHandler(self._recorder)
-        if self._cleaner is not None:
-            self._cleaner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._cleaner
-            self._cleaner = None
-        await self.queue.close()
-        await self.stdout.close()
+        for task in self._tasks:
+            await cancel(task)
+        self._tasks = []
+        await self._submit()
+        await self.writer.close()
+        self.writer.report()
         if self.tracing is not None:
             await self.tracing.close()
         self._started = False

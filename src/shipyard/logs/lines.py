@@ -3,10 +3,10 @@ Shipyard's own events (the stdlib `logging` calls under `shipyard.*`), in one sh
 
     {"time": "2026-12-05T03:00:00.123Z", "level": "info", "msg": "...", ...}
 
-Request lines are buffered and written by a background task, one `os.write` per batch
-(`LineWriter`), so a request only appends a string to a list. Event lines are rare and
-are written at once (`JsonFormatter` on a `LineHandler`), never through Python's buffered
-`sys.stdout`, so the two kinds stay in order with each other.
+Request lines are rendered and written in batches by the log writer's thread (writer.py),
+one `os.write` per batch. Event lines are rare and are written at once (`JsonFormatter`
+on a `LineHandler`), never through Python's buffered `sys.stdout`; each `os.write` is
+whole lines, so the two kinds never mix within a line.
 
 Nothing secret reaches a line: query parameters whose name looks sensitive (`token`,
 `password`, `*secret*`, `*key*`, …) keep their name with the value replaced, and no
@@ -20,16 +20,12 @@ import os
 import re
 import time
 import traceback
-from collections.abc import Callable
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import unquote_plus
 
 import orjson
 
-from .batch import Batcher
-
-T = TypeVar("T")
 REDACTED = "[redacted]"
 # a query parameter (or a data key) whose name contains one of these is never logged
 _SENSITIVE = re.compile(
@@ -133,40 +129,6 @@ class LineHandler(logging.Handler):
             self.handleError(record)
 
 
-class LineWriter(Batcher[T]):
-    """Lines waiting for stdout, written every `interval` seconds with one `os.write`:
-    `add` only keeps the item (`render` makes its line when the batch is written)."""
-
-    def __init__(
-        self,
-        render: Callable[[T], str],
-        fd: int = 1,
-        max_lines: int = 10000,
-        interval: float = 0.05,
-    ) -> None:
-        super().__init__(max_lines, interval)
-        self.render = render
-        self.fd = fd
-
-    async def write_batch(self) -> None:
-        self.flush()
-
-    def flush(self) -> None:
-        """Write every waiting line with one `os.write` (more only for a short write)."""
-        items = self.take()
-        if not items:
-            return
-        try:
-            data = ("\n".join([self.render(item) for item in items]) + "\n").encode(
-                "utf-8", "replace"
-            )
-            while data:
-                data = data[os.write(self.fd, data) :]
-            self.written += len(items)
-        except Exception:  # stdout closed or full: the lines are lost, the server goes on
-            self.dropped += len(items)
-
-
 def configure(level: str, fmt: str = "json", fd: int = 1) -> None:
     """Shipyard's own log lines (`shipyard.*`) at `level`: JSON lines on `fd` (stdout), or
     with `fmt="text"`, the classic text lines on stderr. Leaves alone a program that set up
@@ -195,7 +157,6 @@ __all__ = [
     "REDACTED",
     "JsonFormatter",
     "LineHandler",
-    "LineWriter",
     "configure",
     "iso_time",
     "redact_query",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from shipyard.kernel.telemetry import RequestInfo
@@ -54,6 +55,10 @@ class Tracing:
         provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=1000))
         tracer = provider.get_tracer("shipyard")
         return cls(provider, tracer, SpanKind, (Status, StatusCode))
+
+    def observe_batch(self, batch: Sequence[RequestInfo]) -> None:
+        for info in batch:
+            self.observe(info)
 
     def observe(self, info: RequestInfo) -> None:
         start = int(info.started * 1e9)

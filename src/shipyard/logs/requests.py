@@ -1,21 +1,28 @@
 """What a finished request (kernel/telemetry.py's `RequestInfo`) becomes: a JSON line on
-stdout, and an entry of PocketBase's request log.
-
-Both are built when their batch is written, not on the request: the observer only keeps
-the `RequestInfo`. Query strings lose the values of sensitive parameters in both.
+stdout, and an entry of PocketBase's request log — rendered together, from one JSON object.
 
 The `_logs` entry is PocketBase's (0.40): message `GET /api/x?y=1` (the URL unescaped),
 level 0, or 8 when the request failed (4xx or 5xx); `data` with `type: "request"`,
 `execTime` (ms), `url`, `method`, `status`, `referer`, `userAgent`, `auth` (the auth
 collection's name or ""), `authId` with `logAuthId`, and `userIP` / `remoteIP` with
-`logIP`. Successful requests to `/api/logs` itself are not recorded, as in PocketBase.
+`logIP`; Shipyard adds `requestId` (the X-Request-Id) and `route` (the route template).
+Successful requests to `/api/logs` itself are not recorded, as in PocketBase.
+
+The stdout line is that same object with `time`, `level` and `msg` in front, and always
+`authId` and `userIP` (an operator's log, not the admin UI's):
+
+    {"time":"2026-12-05T03:00:00.123Z","level":"info","msg":"GET /api/health 200",
+     "type":"request","execTime":0.41,"url":"/api/health","method":"GET","status":200,...}
+
+Query strings lose the values of sensitive parameters in both.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import unquote
 
 import orjson
@@ -24,8 +31,8 @@ from shipyard.kernel.runtime import RuntimeSettings
 from shipyard.kernel.telemetry import RequestInfo
 from shipyard.settings import Settings
 
-from .lines import iso_time, redact_query
-from .store import ERROR, INFO, WARN, Row, make_row
+from .lines import redact_query
+from .store import ERROR, INFO, WARN, Row, clean, make_row, times
 
 MAX_URL = 3000
 MAX_TEXT = 2000
@@ -36,31 +43,24 @@ def url_of(info: RequestInfo) -> str:
     return info.path + ("?" + query if query else "")
 
 
-def json_line(info: RequestInfo) -> str:
-    """The request's stdout line (never a header but the user agent and referer, never a
-    sensitive query value)."""
-    status = info.status
-    level = "error" if status >= 500 else "warning" if status >= 400 else "info"
-    return orjson.dumps(
-        {
-            "time": iso_time(info.started + info.duration),
-            "level": level,
-            "msg": f"{info.method} {info.path} {status}",
-            "type": "request",
-            "request_id": info.request_id,
-            "method": info.method,
-            "route": info.route,
-            "path": info.path,
-            "query": redact_query(info.query),
-            "status": status,
-            "duration_ms": round(info.duration * 1000, 3),
-            "auth_id": info.auth_id,
-            "auth_collection": info.auth_collection,
-            "ip": info.ip,
-            "user_agent": info.user_agent[:MAX_TEXT],
-            "referer": redact_query_url(info.referer)[:MAX_TEXT],
-        }
-    ).decode()
+@dataclass(frozen=True, slots=True)
+class Options:
+    """The request log's settings in effect (runtime section `logs`), taken per batch."""
+
+    enabled: bool = True  # logs.maxDays > 0
+    min_level: int = INFO
+    log_ip: bool = True
+    log_auth_id: bool = False
+
+    @classmethod
+    def of(cls, runtime: RuntimeSettings[Settings]) -> Options:
+        v = runtime.value
+        return cls(
+            v("logs", "maxDays") > 0,
+            v("logs", "minLevel"),
+            v("logs", "logIP"),
+            v("logs", "logAuthId"),
+        )
 
 
 def redact_query_url(url: str) -> str:
@@ -75,31 +75,96 @@ def recorded(info: RequestInfo) -> bool:
     return not (info.status < 400 and info.route.startswith("/api/logs"))
 
 
-def request_row(info: RequestInfo, runtime: RuntimeSettings[Settings]) -> Row | None:
-    """The `_logs` row of a request under the settings in effect (None: not recorded)."""
-    if runtime.value("logs", "maxDays") <= 0:
-        return None
-    failed = info.status >= 400
-    level = ERROR if failed else INFO
-    if level < runtime.value("logs", "minLevel"):
-        return None
-    url = url_of(info)[:MAX_URL]
-    method = info.method.upper()[:50]
-    data: dict[str, Any] = {"type": "request", "execTime": round(info.duration * 1000, 6)}
-    data.update(
-        url=url,
-        method=method,
-        status=info.status,
-        referer=redact_query_url(info.referer)[:MAX_TEXT],
-        userAgent=info.user_agent[:MAX_TEXT],
-        auth=info.auth_collection,
+class _Shape(NamedTuple):
+    """What requests alike share, serialized once: most clients repeat a few requests."""
+
+    middle: str  # the data object's members after execTime
+    message: str  # PocketBase's message
+    line_msg: str  # the stdout line's "msg" and "route" members
+    method: str
+    level: int
+
+
+_shapes: dict[tuple[str, ...], _Shape] = {}
+_MAX_SHAPES = 4096
+
+
+def _shape(info: RequestInfo, log_ip: bool) -> _Shape:
+    key = (
+        info.method, info.path, info.query, str(info.status), info.referer, info.user_agent,
+        info.auth_collection, info.route, info.ip if log_ip else "",
+    )  # fmt: skip
+    shape = _shapes.get(key)
+    if shape is None:
+        url = url_of(info)[:MAX_URL]
+        method = info.method.upper()[:50]
+        data: dict[str, Any] = {
+            "url": url,
+            "method": method,
+            "status": info.status,
+            "referer": redact_query_url(info.referer)[:MAX_TEXT],
+            "userAgent": info.user_agent[:MAX_TEXT],
+            "auth": info.auth_collection,
+        }
+        if log_ip:
+            data["userIP"] = data["remoteIP"] = info.ip
+        shape = _Shape(
+            clean(orjson.dumps(data).decode())[1:-1],
+            clean(_message(method, url)),
+            f'"msg":{orjson.dumps(f"{method} {info.path} {info.status}").decode()},'
+            f'"route":{orjson.dumps(info.route).decode()}',
+            method,
+            ERROR if info.status >= 400 else INFO,
+        )
+        if len(_shapes) >= _MAX_SHAPES:
+            _shapes.clear()
+        _shapes[key] = shape
+    return shape
+
+
+def _json_text(value: str) -> str:
+    """A JSON string literal (the fast path: nothing to escape, as in our own ids)."""
+    if value.isalnum() and value.isascii():
+        return f'"{value}"'
+    return orjson.dumps(value).decode()
+
+
+def render_request(
+    info: RequestInfo, options: Options, line: bool = True
+) -> tuple[str | None, Row | None]:
+    """The request's stdout line (with `line`) and its `_logs` row (None: not recorded
+    under `options`), from one serialized object."""
+    status = info.status
+    row_wanted = (
+        options.enabled
+        and (ERROR if status >= 400 else INFO) >= options.min_level
+        and recorded(info)
     )
-    if info.auth_id and runtime.value("logs", "logAuthId"):
-        data["authId"] = info.auth_id
-    if runtime.value("logs", "logIP"):
-        data["userIP"] = info.ip
-        data["remoteIP"] = info.ip
-    return make_row(info.started + info.duration, level, _message(method, url), data)
+    if not (line or row_wanted):
+        return None, None
+    log_ip = options.log_ip
+    shape = _shape(info, log_ip)
+    ended = info.started + info.duration
+    stamp = times(ended)
+    body = f'{{"type":"request","execTime":{round(info.duration * 1000, 6)!r},{shape.middle}'
+    out_line = None
+    if line:
+        level = "error" if status >= 500 else "warning" if status >= 400 else "info"
+        extra = f',"requestId":{_json_text(info.request_id)}'
+        if info.auth_id:
+            extra += f',"authId":{_json_text(info.auth_id)}'
+        if not log_ip:
+            extra += f',"userIP":{_json_text(info.ip)}'
+        out_line = f'{{"time":"{stamp.iso}","level":"{level}",{shape.line_msg}{extra},{body[1:]}}}'
+    row = None
+    if row_wanted:
+        data = body + (
+            f',"authId":{_json_text(info.auth_id)}}}'
+            if info.auth_id and options.log_auth_id
+            else "}"
+        )
+        row = (stamp.id, stamp.pb, shape.level, shape.message, data)
+    return out_line, row
 
 
 @lru_cache(maxsize=1024)
@@ -111,12 +176,12 @@ def _message(method: str, url: str) -> str:
         return f"{method} {url}"
 
 
-def event_row(record: logging.LogRecord, runtime: RuntimeSettings[Settings]) -> Row | None:
+def event_row(record: logging.LogRecord, options: Options) -> Row | None:
     """The `_logs` row of one of Shipyard's own warnings or errors."""
-    if runtime.value("logs", "maxDays") <= 0:
+    if not options.enabled:
         return None
     level = ERROR if record.levelno >= logging.ERROR else WARN
-    if level < runtime.value("logs", "minLevel"):
+    if level < options.min_level:
         return None
     data: dict[str, Any] = {"type": "event", "logger": record.name}
     if record.exc_info and record.exc_info[1] is not None:

@@ -61,7 +61,7 @@ async def list_logs(request: Request) -> Response:
     skip = request.query_params.get("skipTotal", "").lower() in ("1", "true", "t", "yes")
     with budget(s.query_budget_ms / 1000):
         result = await query.page(
-            svc.raw_db,
+            svc.aux_db,
             page_no=page,
             per_page=per_page,
             sort=request.query_params.get("sort", ""),
@@ -79,7 +79,7 @@ async def log_stats(request: Request) -> Response:
     s = svc.settings
     with budget(s.query_budget_ms / 1000):
         result = await query.stats(
-            svc.raw_db, _filter(request), (s.max_filter_length, s.max_filter_expressions)
+            svc.aux_db, _filter(request), (s.max_filter_length, s.max_filter_expressions)
         )
     return JSON([_picked(request, item) for item in result])
 
@@ -88,7 +88,7 @@ async def view_log(request: Request) -> Response:
     await require_superuser(request)
     svc = services(request)
     with budget(svc.settings.query_budget_ms / 1000):
-        entry = await query.view(svc.raw_db, request.path_params["id"])
+        entry = await query.view(svc.aux_db, request.path_params["id"])
     if entry is None:
         raise not_found()
     return JSON(_picked(request, entry))

@@ -5,7 +5,6 @@ and the process, host and database gauges (docs/metrics.md)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -21,6 +20,7 @@ from shipyard.metrics.gauges import Gauges, disk_free
 from shipyard.settings import Settings, parse_networks
 from shipyard.tools.db import Database
 from shipyard.tools.queue import Queue
+from shipyard.tools.tasks import cancel
 
 log = logging.getLogger("shipyard.metrics")
 
@@ -29,19 +29,23 @@ TAG = {"name": "metrics", "description": "Prometheus metrics of every process (d
 
 class MetricsExtension(Extension):
     def __init__(
-        self, settings: Settings, raw_db: Database, telemetry: Telemetry, queue: Queue
+        self,
+        settings: Settings,
+        raw_db: Database,
+        aux_db: Database,
+        telemetry: Telemetry,
+        queue: Queue,
     ) -> None:
-        super().__init__(name="metrics", requires=("records", "jobs"))
+        # in workers too: every process is counted (its role in `_metrics_processes`)
+        super().__init__(name="metrics", requires=("records", "jobs"), roles=("server", "worker"))
         self.settings = settings
         self.enabled = settings.metrics_enabled
         self.token = settings.metrics_token
         self.allow = parse_networks(settings.metrics_allow, "SHIPYARD_METRICS_ALLOW")
         self.interval = settings.metrics_flush_interval
-        # what this process is, in `_metrics_processes`: `shipyard worker` sets "worker"
-        self.role = "server"
         # written to the raw database: publishing metrics invalidates no cached response
         self.cluster = ClusterMetrics(
-            raw_db, telemetry.metrics, self.interval, enabled=self.enabled
+            aux_db, telemetry.metrics, self.interval, enabled=self.enabled
         )
         self.gauges = Gauges(telemetry.metrics, settings, raw_db, queue)
         self.queue = queue
@@ -68,9 +72,7 @@ class MetricsExtension(Extension):
     async def stop(self) -> None:
         if self._task is None:
             return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._task
+        await cancel(self._task)
         self._task = None
         try:
             await self.cluster.retire()

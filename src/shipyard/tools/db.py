@@ -45,6 +45,7 @@ from shipyard.tools.db_sqlite import SQLiteDatabase
 _with_option = with_option  # the name callers used before the engines moved out
 
 __all__ = [
+    "AUXILIARY",
     "ConstraintKind",
     "DataValueError",
     "Database",
@@ -58,6 +59,7 @@ __all__ = [
     "QueryTimer",
     "Row",
     "SQLiteDatabase",
+    "auxiliary",
     "budget",
     "connect",
     "to_pg",
@@ -78,3 +80,19 @@ async def connect(
     path = Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:") else sqlite_path
     path.parent.mkdir(parents=True, exist_ok=True)
     return SQLiteDatabase(path, busy_timeout_ms=pool.get("busy_timeout_ms", 5000), timer=timer)
+
+
+AUXILIARY = "auxiliary.db"  # beside data.db, as PocketBase's
+
+
+def auxiliary(db: Database, timer: QueryTimer | None = None) -> Database:
+    """Where observability data goes (request logs, error events, metrics of processes,
+    alert state): with SQLite, a second file beside the database, so that their writes
+    never move the main file's `data_version`, which other processes' response caches
+    and schema stores watch; with PostgreSQL, the same database (its caches watch tables,
+    not the whole file)."""
+    if isinstance(db, SQLiteDatabase):
+        return SQLiteDatabase(
+            db.path.with_name(AUXILIARY), busy_timeout_ms=db.busy_timeout_ms, timer=timer
+        )
+    return db

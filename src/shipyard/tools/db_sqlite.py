@@ -189,6 +189,8 @@ class SQLiteDatabase(_SQLiteTx):
     def __init__(
         self, path: Path | str, busy_timeout_ms: int = 5000, timer: QueryTimer | None = None
     ) -> None:
+        self.path = Path(path)
+        self.busy_timeout_ms = busy_timeout_ms
         conn = sqlite3.connect(
             str(path), isolation_level=None, check_same_thread=False, cached_statements=512
         )

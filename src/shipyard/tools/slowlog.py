@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shipyard.tools.db import Database
+from shipyard.tools.tasks import cancel
 
 log = logging.getLogger("shipyard.slowquery")
 
@@ -158,11 +159,8 @@ class SlowQueryLog:
             return len(batch)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
         await self.flush()
 
 
