@@ -114,6 +114,17 @@ class Settings:
     # reverse proxies whose X-Forwarded-For / Forwarded / X-Real-IP are believed (CIDRs,
     # comma-separated; docs/production.md); empty: none, the peer address is the client
     trusted_proxies: str = ""
+    # rate limits (docs/ratelimit.md), PocketBase's `rateLimits` settings
+    ratelimit_enabled: bool = True
+    ratelimit_rules: str = (
+        ""  # JSON list of {label, audience, duration, maxRequests}; empty: defaults
+    )
+    ratelimit_excluded_ips: str = ""  # client addresses and CIDRs never limited, comma-separated
+    ratelimit_exempt_superusers: bool = True
+    ratelimit_max_keys: int = (
+        100_000  # clients a process tracks in memory (no Redis, or Redis down)
+    )
+    ratelimit_refresh_interval: float = 1.0  # seconds between checks for /api/settings changes
     # metrics (docs/metrics.md)
     metrics_enabled: bool = True  # off: nothing counted or published, GET /metrics is 404
     metrics_flush_interval: float = 5.0  # seconds between publications of a process's metrics
@@ -204,6 +215,7 @@ _POSITIVE_INTS = {
     "logs_queue_max",
     "alerts_delivery_attempts",
     "alerts_history_retention",
+    "ratelimit_max_keys",
 }
 
 
@@ -405,6 +417,9 @@ def _validate(s: Settings) -> None:  # noqa: C901  (one independent check per se
         raise SettingsError("SHIPYARD_METRICS_FLUSH_INTERVAL: must be 0.05..3600 seconds")
     parse_networks(s.metrics_allow, "SHIPYARD_METRICS_ALLOW")
     parse_networks(s.trusted_proxies, "SHIPYARD_TRUSTED_PROXIES")
+    parse_networks(s.ratelimit_excluded_ips, "SHIPYARD_RATELIMIT_EXCLUDED_IPS")
+    if not 0.05 <= s.ratelimit_refresh_interval <= 3600:  # also refuses nan
+        raise SettingsError("SHIPYARD_RATELIMIT_REFRESH_INTERVAL: must be 0.05..3600 seconds")
     _validate_logs(s)
 
 

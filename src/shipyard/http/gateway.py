@@ -164,6 +164,13 @@ class Gateway:
             out.status = err.status
             await _send(send, err.status, [*_JSON_HEADERS, *cors, *headers], body)
             return
+        limit = await svc.ratelimits.check(scope)  # rate limits (ratelimit/limits.py)
+        if limit is not None:
+            cors += limit.headers
+            if limit.denied:
+                out.status = 429
+                await _send(send, 429, [*_JSON_HEADERS, *cors], limit.body)
+                return
         if parts:
             is_read = len(parts) in (2, 3) and parts[1] == "records" and all(parts)
             if is_read and scope["method"] == "GET":
