@@ -67,7 +67,8 @@ STARTUP_TIMEOUT_S = 90
 
 
 def start_server(data_dir: Path, database_url: str, extra: dict[str, Any] | None = None) -> Server:
-    """`extra` may name the port (SHIPYARD_PORT), e.g. to put the server's URL in settings."""
+    """`extra` may name the port (SHIPYARD_PORT), e.g. to put the server's URL in settings;
+    a variable it maps to None is left unset."""
     port = int((extra or {}).get("SHIPYARD_PORT") or free_port())
     env = {
         **os.environ,
@@ -84,6 +85,8 @@ def start_server(data_dir: Path, database_url: str, extra: dict[str, Any] | None
         "SHIPYARD_RATELIMIT_ENABLED": "false",
         **{k: str(v) for k, v in (extra or {}).items()},
     }
+    for name in [k for k, v in (extra or {}).items() if v is None]:
+        del env[name]
     cli = [sys.executable, "-m", "shipyard.cli"]
     data_dir.mkdir(parents=True, exist_ok=True)
     subprocess.run(
