@@ -281,8 +281,8 @@ def refusals(args: argparse.Namespace, tmp: Path) -> str:
         rows.append(("Shipyard", "list, every request refused (429)", run(args, sy, LIST, True)))
     finally:
         sy.stop()
-    for name, row in rows:
-        print(f"  {name:>10} {row[1]}: {row[2].rps:,.0f} req/s", file=sys.stderr)
+    for server, run_name, r in rows:
+        print(f"  {server:>10} {run_name}: {r.rps:,.0f} req/s", file=sys.stderr)
     lines = [
         "## Refusals, and PocketBase's limiter",
         "",

@@ -213,7 +213,7 @@ def _excluded(ip: str, networks: list[Any]) -> bool:
 
 
 def _verdict(name: str, policy: bytes, d: Decision) -> Verdict:
-    wait = max(math.ceil(d.wait), 1)
+    wait = max(math.ceil(round(d.wait, 3)), 1)  # whole seconds; no float noise rounded up
     headers = [
         (b"ratelimit-policy", policy),
         (b"ratelimit", f'"{name}";r={d.remaining};t={wait}'.encode()),

@@ -18,9 +18,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from itertools import islice
-from typing import Any
+from typing import Any, NamedTuple
 
 from shipyard.tools.redisclient import ResilientRedis
 
@@ -29,10 +28,9 @@ log = logging.getLogger("shipyard.ratelimit")
 SWEEP_INTERVAL = 60.0  # seconds between sweeps of expired keys out of memory
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """`remaining`: requests that could still be admitted at once; `wait`: seconds until
-    one more can be (the Retry-After of a refusal)."""
+    one more can be (the Retry-After of a refusal). A tuple: made on every request."""
 
     allowed: bool
     remaining: int
