@@ -123,6 +123,17 @@ class Settings:
     header_timeout: float = 10.0  # seconds to send a request's headers; also the keep-alive idle
     body_timeout: float = 30.0  # seconds a request body may pause between two chunks; then 408
     keep_alive: bool = True  # HTTP/1.1 persistent connections
+    # rate limits (docs/ratelimit.md), PocketBase's `rateLimits` settings
+    ratelimit_enabled: bool = True
+    ratelimit_rules: str = (
+        ""  # JSON list of {label, audience, duration, maxRequests}; empty: defaults
+    )
+    ratelimit_excluded_ips: str = ""  # client addresses and CIDRs never limited, comma-separated
+    ratelimit_exempt_superusers: bool = True
+    ratelimit_max_keys: int = (
+        100_000  # clients a process tracks in memory (no Redis, or Redis down)
+    )
+    ratelimit_refresh_interval: float = 1.0  # seconds between checks for /api/settings changes
     # metrics (docs/metrics.md)
     metrics_enabled: bool = True  # off: nothing counted or published, GET /metrics is 404
     metrics_flush_interval: float = 5.0  # seconds between publications of a process's metrics
@@ -215,6 +226,7 @@ _POSITIVE_INTS = {
     "overload_retry_after",
     "max_url_length",
     "max_header_size",
+    "ratelimit_max_keys",
 }
 
 
@@ -417,6 +429,9 @@ def _validate(s: Settings) -> None:  # noqa: C901  (one independent check per se
     parse_networks(s.metrics_allow, "SHIPYARD_METRICS_ALLOW")
     parse_networks(s.trusted_proxies, "SHIPYARD_TRUSTED_PROXIES")
     _validate_limits(s)
+    parse_networks(s.ratelimit_excluded_ips, "SHIPYARD_RATELIMIT_EXCLUDED_IPS")
+    if not 0.05 <= s.ratelimit_refresh_interval <= 3600:  # also refuses nan
+        raise SettingsError("SHIPYARD_RATELIMIT_REFRESH_INTERVAL: must be 0.05..3600 seconds")
     _validate_logs(s)
 
 
