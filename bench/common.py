@@ -263,6 +263,9 @@ def start_shipyard(tmp: Path, extra_env: dict[str, str] | None = None) -> Server
     base_env.pop("SHIPYARD_DATABASE_URL", None)  # embedded SQLite, whatever the caller's shell
     base_env.pop("SHIPYARD_CONFIG", None)
     base_env.pop("SHIPYARD_REDIS_URL", None)
+    # off unless a benchmark turns it on (bench/ratelimit.py): wrk's one address would
+    # be refused past the default rules, and PocketBase's limiter is off by default too
+    base_env["SHIPYARD_RATELIMIT_ENABLED"] = "false"
     base_env.update(extra_env or {})
     extra_txt = "".join(f" {k}={v}" for k, v in (extra_env or {}).items())
 

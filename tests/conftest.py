@@ -59,7 +59,11 @@ def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
-    return load_settings(env={}, data_dir=str(tmp_path / "data"), database_url=database_url)
+    # rate limits are on by default; tests of other things send bursts from one client
+    # (tests/ratelimit turns them on)
+    return load_settings(
+        env={}, data_dir=str(tmp_path / "data"), database_url=database_url, ratelimit_enabled=False
+    )
 
 
 @pytest.fixture

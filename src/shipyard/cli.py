@@ -95,6 +95,13 @@ def serve(**flags: Any) -> None:
     from shipyard.declarative import SchemaFileError
 
     configure_logging(settings.log_level, settings.log_format)
+    from shipyard.http import tls
+
+    try:
+        certs = tls.server_tls(settings)  # docs/https.md; before anything else is done
+    except SettingsError as exc:
+        click.echo(f"shipyard: bad setting: {exc}", err=True)
+        sys.exit(2)
 
     async def prepare(svc: Any) -> None:
         if settings.schema_file:
@@ -118,10 +125,8 @@ def serve(**flags: Any) -> None:
     from granian import Granian
     from granian.constants import Interfaces, SSLProtocols
 
-    from shipyard.http import tls
     from shipyard.http.server import granian_options
 
-    certs = tls.server_tls(settings)  # docs/https.md
     scheme = "https" if certs else "http"
     click.echo(
         f"Shipyard listening on {scheme}://{settings.host}:{settings.port}  (API under /api/)"

@@ -32,6 +32,8 @@ from shipyard.kernel.runtime import RuntimeSettings
 from shipyard.kernel.telemetry import Telemetry
 from shipyard.logs.extension import LogsExtension
 from shipyard.metrics.extension import MetricsExtension
+from shipyard.ratelimit.extension import RateLimitExtension
+from shipyard.ratelimit.limits import RateLimits
 from shipyard.records.events import RecordEvents
 from shipyard.records.extension import RecordsExtension
 from shipyard.records.passwords import PasswordHashing
@@ -122,6 +124,16 @@ class Services:
             jobs.written(tables)
 
         db.subscribe(wake_worker)
+
+        def collection_name(id_or_name: str) -> str:
+            found = store.get(id_or_name)
+            return found.name if found is not None else id_or_name
+
+        # the gateway asks it about every request (docs/ratelimit.md)
+        self.ratelimits = RateLimits(
+            settings, runtime, redis, auth.authenticate, collection_name,
+            telemetry.metrics, telemetry.metrics_enabled,
+        )  # fmt: skip
         self.extensions: list[Extension] = [
             RecordsExtension(store, db, settings),
             AuthExtension(auth),
@@ -133,6 +145,7 @@ class Services:
             LogsExtension(settings, runtime, aux_db, telemetry),
             ErrorsExtension(aux_db, settings, telemetry, redis),
             SettingsApiExtension(runtime),
+            RateLimitExtension(self.ratelimits, runtime),
             AlertsExtension(self),
         ]
         self.extensions = in_dependency_order(

@@ -109,15 +109,13 @@ class Settings:
     webhook_backoff_base: float = 10.0  # seconds before the first retry; doubles each attempt
     webhook_allow_private: str = ""  # hosts/CIDRs allowed although private or loopback
     exports_dir: str = ""  # where export_collection writes; empty: <data_dir>/exports
-    # CORS (docs/https.md), by default PocketBase's: "*" or a comma-separated origin list
-    cors_origins: str = "*"
+    cors_origins: str = "*"  # CORS (docs/https.md): "*" or origins, comma-separated
     cors_methods: str = "GET,HEAD,PUT,PATCH,POST,DELETE"
     cors_headers: str = ""  # allowed request headers; empty: whatever a preflight asks for
     cors_expose_headers: str = ""  # response headers scripts on other origins may read
     cors_credentials: bool = False  # cookies/HTTP auth cross-origin; needs listed origins
     cors_max_age: int = 0  # seconds a browser may keep a preflight's answer; 0: not sent
-    # security headers on every response (docs/https.md); empty: that header is left out
-    security_headers: bool = True
+    security_headers: bool = True  # on every response (docs/https.md); "" leaves one out
     content_security_policy: str = "default-src 'none'; frame-ancestors 'none'"
     referrer_policy: str = "no-referrer"
     frame_options: str = "DENY"
@@ -126,8 +124,7 @@ class Settings:
     hsts_max_age: int = 31536000  # seconds, on responses to HTTPS requests; 0: no HSTS
     hsts_include_subdomains: bool = True
     hsts_preload: bool = False
-    # HTTPS served by Shipyard itself (docs/https.md): PEM files, or a generated certificate
-    tls_cert: str = ""
+    tls_cert: str = ""  # HTTPS served by Shipyard (docs/https.md): PEM files, or generated
     tls_key: str = ""
     tls_self_signed: bool = False  # a certificate for local use, kept in <data_dir>/tls
     tls_min_version: str = "1.2"  # 1.2 | 1.3
@@ -144,6 +141,17 @@ class Settings:
     header_timeout: float = 10.0  # seconds to send a request's headers; also the keep-alive idle
     body_timeout: float = 30.0  # seconds a request body may pause between two chunks; then 408
     keep_alive: bool = True  # HTTP/1.1 persistent connections
+    # rate limits (docs/ratelimit.md), PocketBase's `rateLimits` settings
+    ratelimit_enabled: bool = True
+    ratelimit_rules: str = (
+        ""  # JSON list of {label, audience, duration, maxRequests}; empty: defaults
+    )
+    ratelimit_excluded_ips: str = ""  # client addresses and CIDRs never limited, comma-separated
+    ratelimit_exempt_superusers: bool = True
+    ratelimit_max_keys: int = (
+        100_000  # clients a process tracks in memory (no Redis, or Redis down)
+    )
+    ratelimit_refresh_interval: float = 1.0  # seconds between checks for /api/settings changes
     # metrics (docs/metrics.md)
     metrics_enabled: bool = True  # off: nothing counted or published, GET /metrics is 404
     metrics_flush_interval: float = 5.0  # seconds between publications of a process's metrics
@@ -236,6 +244,7 @@ _POSITIVE_INTS = {
     "overload_retry_after",
     "max_url_length",
     "max_header_size",
+    "ratelimit_max_keys",
 }
 
 
@@ -432,12 +441,15 @@ def _validate(s: Settings) -> None:  # noqa: C901  (one independent check per se
     if s.errors_rate_limit < 0:
         raise SettingsError("SHIPYARD_ERRORS_RATE_LIMIT: must be 0 (no limit) or more")
     parse_allow_list(s.webhook_allow_private)
-    _validate_edge(s)
+    _validate_edge(s)  # CORS, security headers, TLS (docs/https.md)
     if not (0.05 <= s.metrics_flush_interval <= 3600):  # also refuses nan
         raise SettingsError("SHIPYARD_METRICS_FLUSH_INTERVAL: must be 0.05..3600 seconds")
     parse_networks(s.metrics_allow, "SHIPYARD_METRICS_ALLOW")
     parse_networks(s.trusted_proxies, "SHIPYARD_TRUSTED_PROXIES")
     _validate_limits(s)
+    parse_networks(s.ratelimit_excluded_ips, "SHIPYARD_RATELIMIT_EXCLUDED_IPS")
+    if not 0.05 <= s.ratelimit_refresh_interval <= 3600:  # also refuses nan
+        raise SettingsError("SHIPYARD_RATELIMIT_REFRESH_INTERVAL: must be 0.05..3600 seconds")
     _validate_logs(s)
 
 
@@ -458,22 +470,16 @@ def _validate_limits(s: Settings) -> None:
 
 
 _CHOICES = {
-    "referrer_policy": (
-        "no-referrer", "no-referrer-when-downgrade", "origin", "origin-when-cross-origin",
-        "same-origin", "strict-origin", "strict-origin-when-cross-origin", "unsafe-url", "",
-    ),
+    "referrer_policy": ("no-referrer", "no-referrer-when-downgrade", "origin", "origin-when-cross-origin", "same-origin", "strict-origin", "strict-origin-when-cross-origin", "unsafe-url", ""),
     "frame_options": ("DENY", "SAMEORIGIN", ""),
     "cross_origin_resource_policy": ("same-origin", "same-site", "cross-origin", ""),
-    "cross_origin_opener_policy": (
-        "same-origin", "same-origin-allow-popups", "noopener-allow-popups", "unsafe-none", "",
-    ),
+    "cross_origin_opener_policy": ("same-origin", "same-origin-allow-popups", "noopener-allow-popups", "unsafe-none", ""),
     "tls_min_version": ("1.2", "1.3"),
 }  # fmt: skip
 _TOKENS = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+(\s*,\s*[!#$%&'*+.^_`|~0-9A-Za-z-]+)*")
 
 
 def _validate_edge(s: Settings) -> None:
-    """CORS, security headers and TLS (docs/https.md)."""
     origins = parse_origins(s.cors_origins)
     for name in ("cors_methods", "cors_headers", "cors_expose_headers"):
         value = getattr(s, name).strip()
@@ -498,9 +504,6 @@ def _validate_tls(s: Settings) -> None:
         raise SettingsError("SHIPYARD_TLS_CERT and SHIPYARD_TLS_KEY: set both or neither")
     if s.tls_cert and s.tls_self_signed:
         raise SettingsError("SHIPYARD_TLS_SELF_SIGNED: not with SHIPYARD_TLS_CERT (choose one)")
-    for name in ("tls_cert", "tls_key"):
-        if getattr(s, name) and not Path(getattr(s, name)).is_file():
-            raise SettingsError(f"{_env_name(name)}: {getattr(s, name)} is not a file")
     port = s.redirect_http_port
     if not 0 <= port <= 65535 or port == s.port:
         raise SettingsError("SHIPYARD_REDIRECT_HTTP_PORT: 0 or a port other than SHIPYARD_PORT")

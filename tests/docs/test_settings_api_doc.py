@@ -40,7 +40,9 @@ def _sh(script: str, url: str, token: str) -> list[Any]:
 
 
 def test_settings_api_examples(tmp_path: Path, database_url: str) -> None:
-    srv = start_server(tmp_path / "srv", database_url, {"SHIPYARD_SMTP_HOST": "127.0.0.1"})
+    # as documented: only SMTP set at start-up (rate limits on, by default)
+    extra = {"SHIPYARD_SMTP_HOST": "127.0.0.1", "SHIPYARD_RATELIMIT_ENABLED": None}
+    srv = start_server(tmp_path / "srv", database_url, extra)
     try:
         token = srv.superuser_token()
         su = {"Authorization": token}

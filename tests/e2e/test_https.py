@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import os
 import random
 import socket
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -168,3 +171,27 @@ def test_certificate_files_and_a_minimum_tls_version(tmp_path: Path) -> None:
             c.get(srv.url + "/api/health")
     finally:
         stop_server(srv)
+
+
+def test_missing_certificate_files_stop_serve_with_the_setting_named(tmp_path: Path) -> None:
+    env = {**os.environ, "SHIPYARD_DATA_DIR": str(tmp_path)}
+    missing = str(tmp_path / "nope.pem")
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "shipyard.cli",
+            "serve",
+            "--tls-cert",
+            missing,
+            "--tls-key",
+            missing,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert r.returncode == 2
+    assert f"shipyard: bad setting: SHIPYARD_TLS_CERT: {missing} is not a file" in r.stderr

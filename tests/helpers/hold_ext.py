@@ -4,6 +4,9 @@ stay in flight for as long as a test needs, in a real server process.
 `GET /api/test-hold/{name}` writes `<data dir>/held-<name>` once it is running, then waits
 until `<data dir>/release` exists, and answers 200.
 
+`GET /api/test-busy` runs 30 ms without yielding: many of them at once keep the loop
+behind, as an overload does.
+
 `GET /api/test-block` holds the whole event loop instead (a request that runs without
 yielding, as a slow SQLite query does): it writes `<data dir>/blocking`, waits without
 yielding until `<data dir>/unblock` exists, and 1 s more for requests sent meanwhile to
@@ -44,7 +47,12 @@ class Hold(Extension):
             time.sleep(1.0)
             return Response(b"unblocked")
 
+        async def busy(request: Request) -> Response:
+            time.sleep(0.03)  # CPU the loop cannot interleave, as a burst of work
+            return Response(b"done")
+
         return [
+            Route("/api/test-busy", busy, methods=["GET"]),
             Route("/api/test-hold/{name}", hold, methods=["GET"]),
             Route("/api/test-block", block, methods=["GET"]),
         ]

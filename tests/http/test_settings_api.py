@@ -19,6 +19,7 @@ from starlette.testclient import TestClient
 from shipyard.app import create_app
 from shipyard.auth import superusers
 from shipyard.http import settings_api
+from shipyard.ratelimit.rules import DEFAULT_RULES
 from shipyard.settings import load_settings
 from tests.helpers.openapi import assert_valid_document
 from tests.helpers.servers import SUPERUSER
@@ -55,6 +56,12 @@ DEFAULTS: dict[str, Any] = {
         "pagerdutyUrl": "https://events.pagerduty.com/v2/enqueue",
         "webhookUrl": "",
         "runbookUrl": "docs/alerts.md",
+    },
+    "rateLimits": {  # rate limits (docs/ratelimit.md), on by default
+        "rules": DEFAULT_RULES,
+        "excludedIPs": [],
+        "enabled": True,
+        "exemptSuperusers": True,
     },
     "readOnly": {},
 }

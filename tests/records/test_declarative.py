@@ -88,6 +88,8 @@ BODIES = {
 
 
 def _settings(database_url: str, data_dir: Path, **extra: Any) -> Settings:
+    # logins in bursts: rate limits are tested apart (tests/ratelimit)
+    extra.setdefault("ratelimit_enabled", False)
     return load_settings(env={}, data_dir=str(data_dir), database_url=database_url, **extra)
 
 

@@ -85,7 +85,11 @@ def app(database_url: str, tmp_path: Path) -> Iterator[AppFactory]:
 
     def open_app(**overrides: Any) -> tuple[TestClient, H]:
         settings = load_settings(
-            env={}, data_dir=str(tmp_path / "data"), database_url=database_url, **overrides
+            env={},
+            data_dir=str(tmp_path / "data"),
+            database_url=database_url,
+            ratelimit_enabled=False,  # the per-address limits under test, not the rate limits
+            **overrides,
         )
         c = TestClient(create_app(settings), raise_server_exceptions=False)
         c.__enter__()

@@ -88,6 +88,7 @@ def low(database_url: str, tmp_path: Path) -> Iterator[TestClient]:
         env={},
         data_dir=str(tmp_path / "data"),
         database_url=database_url,
+        ratelimit_enabled=False,  # the brute-force counters under test, not the rate limits
         auth_max_failures_per_identity=3,
         auth_max_failures_per_ip=6,
     )

@@ -78,7 +78,10 @@ def _not_unique(r: Any, field: str = "email") -> None:
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
-    return load_settings(env={}, data_dir=str(tmp_path / "data"), database_url=database_url)
+    # logins in bursts: rate limits are tested apart (tests/ratelimit)
+    return load_settings(
+        env={}, data_dir=str(tmp_path / "data"), database_url=database_url, ratelimit_enabled=False
+    )
 
 
 @pytest.fixture

@@ -8,7 +8,11 @@ yielding (SQLite runs inside the coroutine, a cached answer is a few microsecond
 CPU) never overlap; under overload they wait in the event loop's queue before their first
 line runs, where no counter sees them. A heartbeat timer measures that wait: when it is
 overdue by more than `max_delay`, the loop is that far behind, and so is every request
-that starts now.
+that starts now. Only a loop that stays behind is overloaded, though: one long stall (a
+slow SQLite statement cut at its budget) leaves a queue that drains in microseconds, and
+refusing the requests that waited through it would turn a late answer into an error. So
+requests are refused when two heartbeats in a row ran late — the loop did not catch up
+after the first.
 
 Past either bound a request gets an immediate 503 with `Retry-After` instead of waiting in an
 unbounded queue, so the requests that were admitted keep their latency and a load balancer
@@ -49,6 +53,7 @@ class Admission:
         "_due",
         "_late",
         "_loop",
+        "_streak",
         "body_timeout",
         "in_flight",
         "limit",
@@ -72,6 +77,7 @@ class Admission:
         self._loop: AbstractEventLoop | None = None
         self._due = 0.0  # when the heartbeat should next run (the loop's clock)
         self._late = 0  # loop steps left during which the last late heartbeat still counts
+        self._streak = 0  # heartbeats in a row that ran late
         self.max_url = max_url
         self.max_header = max_header
         self.body_timeout = body_timeout
@@ -117,9 +123,10 @@ class Admission:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # the first request, or an app served on a new loop
             self._loop = loop
-            self._due, self._late = loop.time(), 0
+            self._due, self._late, self._streak = loop.time(), 0, 0
             self._beat()
-        return self._late > 0 or loop.time() - self._due > self.max_delay
+        overdue = loop.time() - self._due > self.max_delay  # the next beat is late already
+        return (self._late > 0 and self._streak >= 2) or (overdue and self._streak >= 1)
 
     def _beat(self) -> None:
         """Note how late this heartbeat ran, and schedule the next one.
@@ -132,7 +139,10 @@ class Admission:
         if loop is None or loop.is_closed():
             return
         now = loop.time()
-        if now - self._due > self.max_delay:
+        if now - self._due <= self.max_delay:
+            self._streak = 0
+        else:
+            self._streak += 1
             if self._late == 0:
                 loop.call_soon(self._fade)
             self._late = _LATE_STEPS

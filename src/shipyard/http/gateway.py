@@ -47,6 +47,7 @@ _MAX_MEMO = 1024
 _LIST_ROUTE = "/api/collections/{collection}/records"
 _VIEW_ROUTE = "/api/collections/{collection}/records/{id}"
 PREFLIGHT = "<preflight>"  # the route label of a CORS preflight
+LIMITED = "<rate-limited>"  # the route label of a request refused by a rate limit
 # a client's X-Request-Id is kept when it is short, visible ASCII; otherwise one is made
 _ID_OK = re.compile(rb"[\x21-\x7e]{1,128}")
 # x-shipyard-cache → the label of shipyard_cache_requests_total
@@ -197,6 +198,13 @@ class Gateway:
             out.status = err.status
             await _send(send, err.status, [*_JSON_HEADERS, *cors, *secure, *headers], body)
             return
+        limit = await svc.ratelimits.check(scope)  # rate limits (ratelimit/limits.py)
+        if limit is not None:
+            cors += limit.headers
+            if limit.denied:
+                out.route, out.status = LIMITED, 429
+                await _send(send, 429, [*_JSON_HEADERS, *cors, *secure], limit.body)
+                return
         if parts:
             is_read = len(parts) in (2, 3) and parts[1] == "records" and all(parts)
             if is_read and scope["method"] == "GET":

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from shipyard.settings import Settings
+from shipyard.settings import Settings, SettingsError
 from shipyard.tools.certs import local_cert
 
 
@@ -47,6 +47,9 @@ def server_tls(settings: Settings) -> ServerTls | None:
     """The certificate and key to serve HTTPS with, made first when self-signed; None for
     plain HTTP."""
     if settings.tls_cert:
+        for name, path in (("TLS_CERT", settings.tls_cert), ("TLS_KEY", settings.tls_key)):
+            if not Path(path).is_file():  # checked here: other commands never read them
+                raise SettingsError(f"SHIPYARD_{name}: {path} is not a file")
         return ServerTls(Path(settings.tls_cert), Path(settings.tls_key))
     if settings.tls_self_signed:
         made = local_cert(settings.data_dir / "tls", local_hosts(settings), settings.app_name)

@@ -74,7 +74,7 @@ class FieldError(Exception):
         self.code = code
         self.message = message
 
-    def to_dict(self) -> dict[str, str]:
+    def to_dict(self) -> dict[str, Any]:  # a subclass may nest (errors of a list's items)
         return {"code": self.code, "message": self.message}
 
 

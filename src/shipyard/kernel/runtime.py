@@ -30,7 +30,7 @@ from shipyard.tools.params import Documents, ParamsStore
 
 log = logging.getLogger("shipyard.runtime")
 
-Kind = Literal["string", "integer", "number", "boolean"]
+Kind = Literal["string", "integer", "number", "boolean", "array"]
 Check = Callable[[Any], FieldError | None]
 S = TypeVar("S")
 
@@ -42,6 +42,7 @@ _TYPE_NAMES = {
     "integer": "an integer",
     "number": "a number",
     "boolean": "true or false",
+    "array": "a list",
 }
 
 
@@ -82,6 +83,7 @@ class Field:
             "integer": isinstance(raw, int) and not isinstance(raw, bool),
             "number": isinstance(raw, int | float) and not isinstance(raw, bool),
             "boolean": isinstance(raw, bool),
+            "array": isinstance(raw, list),
         }[self.kind]
         if not ok or (self.kind == "number" and not math.isfinite(raw)):
             raise FieldError("validation_invalid_value", f"Must be {_TYPE_NAMES[self.kind]}.")
