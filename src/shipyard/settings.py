@@ -173,6 +173,13 @@ class Settings:
     alerts_delivery_attempts: int = 10  # tries per notification before it is dead-lettered
     alerts_delivery_timeout: float = 10.0  # seconds per notification request
     alerts_history_retention: int = 7 * 86400  # seconds evaluations and expired silences are kept
+    # image pipeline (docs/images.md)
+    image_max_pixels: int = 40_000_000  # larger images are refused (decompression bombs): 400
+    thumbs_concurrency: int = 2  # thumbnails generated at once per process; the rest wait
+    thumbs_max_wait: float = 30.0  # seconds a thumbnail waits for a slot before a 503
+    image_formats: str = "avif,webp"  # negotiated thumbnail formats, preferred first; "": off
+    image_widths: str = "320,640,960,1280,1920"  # responsive widths: ?thumb=<W>x0 and srcset
+    image_placeholders: bool = True  # compute a BlurHash of every uploaded image
     # where each value set at start-up came from ("SHIPYARD_SMTP_HOST", "smtp_host in
     # shipyard.toml", an option): the runtime settings API shows those as read-only, since
     # they win over the values it stores (docs/settings-api.md). Filled by load_settings.
@@ -227,6 +234,8 @@ _POSITIVE_INTS = {
     "max_url_length",
     "max_header_size",
     "ratelimit_max_keys",
+    "image_max_pixels",
+    "thumbs_concurrency",
 }
 
 
@@ -461,6 +470,58 @@ def _validate_logs(s: Settings) -> None:
     if s.otel_endpoint and not s.otel_endpoint.startswith(("http://", "https://")):
         raise SettingsError("SHIPYARD_OTEL_ENDPOINT: must start with http:// or https://")
     _validate_alerts(s)
+    _validate_images(s)
+
+
+def _validate_images(s: Settings) -> None:
+    if s.image_max_pixels > PILLOW_MAX_PIXELS:
+        raise SettingsError(
+            f"SHIPYARD_IMAGE_MAX_PIXELS: must be at most {PILLOW_MAX_PIXELS} "
+            "(the image library's own decompression-bomb limit)"
+        )
+    if not 0 < s.thumbs_max_wait <= 3600:  # also refuses nan
+        raise SettingsError("SHIPYARD_THUMBS_MAX_WAIT: must be between 0 and 3600 seconds")
+    parse_image_formats(s.image_formats)
+    parse_image_widths(s.image_widths)
+
+
+PILLOW_MAX_PIXELS = 89_478_485  # Pillow's Image.MAX_IMAGE_PIXELS: past it Pillow itself warns
+IMAGE_FORMATS = ("avif", "webp")
+MAX_IMAGE_WIDTH = 8192
+
+
+def parse_image_formats(text: str) -> tuple[str, ...]:
+    """`"avif,webp"` → ("avif", "webp"): the negotiated thumbnail formats, preferred first."""
+    out: list[str] = []
+    for part in text.split(","):
+        name = part.strip().lower()
+        if not name:
+            continue
+        if name not in IMAGE_FORMATS:
+            raise SettingsError(
+                f"SHIPYARD_IMAGE_FORMATS: {name!r} is not one of {', '.join(IMAGE_FORMATS)}"
+            )
+        if name not in out:
+            out.append(name)
+    return tuple(out)
+
+
+def parse_image_widths(text: str) -> tuple[int, ...]:
+    """`"320,640"` → (320, 640): the responsive widths served as `?thumb=<W>x0`, ascending."""
+    out: set[int] = set()
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        try:
+            width = int(part.strip())
+            if not 1 <= width <= MAX_IMAGE_WIDTH:
+                raise ValueError(part)
+        except ValueError:
+            raise SettingsError(
+                f"SHIPYARD_IMAGE_WIDTHS: {part.strip()!r} is not a width of 1..{MAX_IMAGE_WIDTH} pixels"
+            ) from None
+        out.add(width)
+    return tuple(sorted(out))
 
 
 def _validate_alerts(s: Settings) -> None:

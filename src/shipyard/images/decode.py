@@ -1,0 +1,97 @@
+"""Opening untrusted image bytes safely: known formats only, the pixel limit checked on the
+header before any pixel is decoded, EXIF orientation applied, the first frame of animations.
+
+Pillow is asked for five formats only (PNG, JPEG, GIF, WebP, AVIF), so a file that claims to
+be, say, EPS never reaches a decoder that shells out. Every decoder failure becomes a
+`CorruptImage`; a caller never sees a Pillow exception.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from shipyard.images.errors import CorruptImage, ImageTooLarge, UnsupportedImage
+from shipyard.images.specs import MIME
+
+Source = bytes | str | os.PathLike[str]
+
+FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "AVIF")
+PILLOW_FORMAT = {"jpeg": "JPEG", "png": "PNG", "gif": "GIF", "webp": "WEBP", "avif": "AVIF"}
+DEFAULT_MAX_PIXELS = 40_000_000
+# Pillow warns past this many pixels and refuses twice as many; the setting stays below it
+PILLOW_MAX_PIXELS = int(Image.MAX_IMAGE_PIXELS or 89_478_485)
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What an upload holds: format name ("jpeg"…), MIME type, displayed size, animation."""
+
+    format: str
+    mime: str
+    width: int
+    height: int
+    frames: int
+
+    @property
+    def animated(self) -> bool:
+        return self.frames > 1
+
+
+def _open(source: Source) -> Image.Image:
+    fp = io.BytesIO(source) if isinstance(source, bytes | bytearray) else Path(source)
+    try:
+        return Image.open(fp, formats=FORMATS)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # warning: as error
+        raise ImageTooLarge("the image has too many pixels") from None
+    except UnidentifiedImageError:
+        raise UnsupportedImage(
+            "not an image of a supported format (PNG, JPEG, GIF, WebP, AVIF)"
+        ) from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise CorruptImage(f"the image cannot be read ({type(exc).__name__})") from None
+
+
+@dataclass
+class Opened:
+    """The decoded, upright first frame, its format name and the source's frame count."""
+
+    image: Image.Image
+    format: str
+    frames: int
+
+
+def open_image(source: Source, max_pixels: int = DEFAULT_MAX_PIXELS) -> Opened:
+    """Decode the first frame upright; refuses bombs (on the header) and corrupt data."""
+    im = _open(source)
+    try:
+        w, h = im.size
+        if w <= 0 or h <= 0:
+            raise CorruptImage("the image has no pixels")
+        if w * h > max_pixels:
+            raise ImageTooLarge(
+                f"the image has {w}x{h} pixels, more than the limit of {max_pixels}"
+            )
+        fmt = (im.format or "").lower()
+        try:
+            frames = int(getattr(im, "n_frames", 1))
+            im.seek(0)
+            im.load()
+            upright = ImageOps.exif_transpose(im)
+        except (OSError, ValueError, SyntaxError, EOFError, IndexError) as exc:
+            raise CorruptImage(f"the image cannot be decoded ({type(exc).__name__})") from None
+        return Opened(upright, fmt, frames)
+    finally:
+        im.close()
+
+
+def inspect(source: Source, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
+    """Decode an upload once and describe it: the check on upload, so a corrupt image gets a
+    400 then and never a 500 later. Width and height are as displayed (EXIF orientation)."""
+    opened = open_image(source, max_pixels)
+    im = opened.image
+    return ImageInfo(opened.format, MIME[opened.format], im.width, im.height, opened.frames)
