@@ -134,3 +134,13 @@ def test_a_path_is_a_source(tmp_path: object, tall: bytes) -> None:
     path = Path(str(tmp_path)) / "tall.png"
     path.write_bytes(tall)
     assert size_of(thumbnail(path, "10x10", "jpeg")) == (10, 10)
+
+
+@pytest.mark.parametrize("spec", ["100x100", "100x100t", "64x0", "0x77", "100x100f", "333x100b"])
+def test_a_jpeg_decoded_at_a_reduced_scale_keeps_the_exact_geometry(spec: str) -> None:
+    im = bands(1601, 1203, [RED, GREEN, BLUE])
+    as_jpeg = thumbnail(encoded(im, "JPEG", quality=95), spec, "png")
+    as_png = thumbnail(encoded(im, "PNG"), spec, "png")  # PNG: always decoded in full
+    assert size_of(as_jpeg) == size_of(as_png)
+    w, h = size_of(as_png)
+    assert close(pixel(as_jpeg, (w // 2, h // 2)), pixel(as_png, (w // 2, h // 2)), 12)

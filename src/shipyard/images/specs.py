@@ -51,6 +51,17 @@ class ThumbSpec:
             return max(1, int(self.height * (src_w / src_h))), self.height
         return self.width, self.height
 
+    def scaled_size(self, src_w: int, src_h: int) -> tuple[int, int]:
+        """The size the whole image is resized to: the thumbnail's, or for the fill modes the
+        box it covers before the crop (imaging.Fill resizes keeping the ratio, then crops)."""
+        if self.mode in ("ratio", "fit"):
+            return self.size_for(src_w, src_h)
+        if (src_w, src_h) == (self.width, self.height):
+            return src_w, src_h
+        if src_w / src_h < self.width / self.height:
+            return ThumbSpec(self.width, 0, "ratio").size_for(src_w, src_h)
+        return ThumbSpec(0, self.height, "ratio").size_for(src_w, src_h)
+
 
 def _round(x: float) -> int:
     """Go's math.Floor(x + 0.5), as imaging.Resize rounds a kept-ratio side."""

@@ -28,24 +28,20 @@ def thumbnail(source: Source, spec: str, fmt: str, max_pixels: int = DEFAULT_MAX
     if fmt not in PILLOW_FORMAT:
         raise ThumbSpecError(f"unknown thumbnail format {fmt!r}")
     parsed = parse_spec(spec)
-    im = open_image(source, max_pixels).image
-    return encode(resize(im, parsed), fmt)
+    opened = open_image(source, max_pixels, want=parsed.scaled_size)
+    return encode(resize(opened.image, parsed, opened.size), fmt)
 
 
-def resize(im: Image.Image, spec: ThumbSpec) -> Image.Image:
-    """Apply a parsed thumb size to an upright image."""
+def resize(im: Image.Image, spec: ThumbSpec, full_size: tuple[int, int]) -> Image.Image:
+    """Apply a parsed thumb size to an upright image whose full size is `full_size` (the
+    image may have been decoded smaller): the geometry is always the full size's."""
     im = _working_mode(im)
-    w, h = spec.size_for(im.width, im.height)
-    if spec.mode in ("ratio", "fit"):
-        return im if (w, h) == im.size else im.resize((w, h), Image.Resampling.BILINEAR)
-    if im.size == (w, h):
-        return im
-    # fill: cover the box keeping the ratio (imaging.Fill), then crop at the anchor
-    if im.width / im.height < w / h:
-        cover = ThumbSpec(w, 0, "ratio").size_for(im.width, im.height)
-    else:
-        cover = ThumbSpec(0, h, "ratio").size_for(im.width, im.height)
-    scaled = im.resize(cover, Image.Resampling.BILINEAR)
+    w, h = spec.size_for(*full_size)
+    cover = spec.scaled_size(*full_size)
+    scaled = im if im.size == cover else im.resize(cover, Image.Resampling.BILINEAR)
+    if cover == (w, h):
+        return scaled
+    # fill: the box is covered keeping the ratio (imaging.Fill), now crop at the anchor
     x = (scaled.width - w) // 2
     y = {"top": 0, "bottom": scaled.height - h}.get(spec.mode, (scaled.height - h) // 2)
     return scaled.crop((x, y, x + w, y + h))
