@@ -144,3 +144,15 @@ def test_a_jpeg_decoded_at_a_reduced_scale_keeps_the_exact_geometry(spec: str) -
     assert size_of(as_jpeg) == size_of(as_png)
     w, h = size_of(as_png)
     assert close(pixel(as_jpeg, (w // 2, h // 2)), pixel(as_png, (w // 2, h // 2)), 12)
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "P", "1", "I;16", "RGBA"])
+def test_every_pixel_mode_keeps_its_picture(mode: str) -> None:
+    grey = Image.linear_gradient("L").resize((64, 64))  # black at the top, white at the bottom
+    if mode == "I;16":
+        src = grey.convert("I").point(lambda v: v * 257).convert("I;16")  # 16-bit grey PNG
+    else:
+        src = grey.convert(mode)
+    out = thumbnail(encoded(src, "PNG"), "32x32", "webp")
+    assert close(pixel(out, (16, 16)), (128, 128, 128), 20)
+    assert pixel(out, (16, 1))[0] < pixel(out, (16, 30))[0]

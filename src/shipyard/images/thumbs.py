@@ -49,6 +49,8 @@ def resize(im: Image.Image, spec: ThumbSpec, full_size: tuple[int, int]) -> Imag
 
 def _working_mode(im: Image.Image) -> Image.Image:
     """RGB or RGBA (palette and grey images resample badly and lose transparency otherwise)."""
+    if im.mode.startswith("I;16") or im.mode in ("I", "F"):  # 16-bit grey: down to 8 bits
+        im = im.convert("I").point(lambda v: v * (1 / 256)).convert("L")
     has_alpha = im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info
     want = "RGBA" if has_alpha else "RGB"
     return im if im.mode == want else im.convert(want)
