@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import random
 
 import pytest
 from PIL import Image, ImageCms
@@ -126,3 +127,29 @@ def test_inspect_describes_an_upload() -> None:
     gif = encoded(frames[0], "GIF", save_all=True, append_images=frames[1:])
     assert inspect(gif).frames == 2
     assert inspect(gif).animated
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "GIF", "AVIF"])
+def test_mangled_images_give_image_errors_only(fmt: str) -> None:
+    """Seeded byte flips and truncations: every outcome is a thumbnail or an ImageError
+    (the AVIF decoder, for one, fails with RuntimeError, which must not escape)."""
+    rng = random.Random(fmt)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    options = {"exif": exif.tobytes()} if fmt != "GIF" else {}
+    seed = encoded(
+        Image.effect_mandelbrot((96, 64), (-2, -1, 1, 1), 40).convert("RGB"), fmt, **options
+    )
+    refused = []
+    for _ in range(120):
+        data = bytearray(seed)
+        for _ in range(rng.randint(1, 6)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        if rng.random() < 0.3:
+            data = data[: rng.randrange(len(data))]
+        try:
+            thumbnail(bytes(data), "20x20", "png")
+        except ImageError as exc:
+            refused.append(exc.status)
+    assert refused
+    assert set(refused) == {400}

@@ -53,7 +53,7 @@ def _open(source: Source) -> Image.Image:
         raise UnsupportedImage(
             "not an image of a supported format (PNG, JPEG, GIF, WebP, AVIF)"
         ) from None
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+    except Exception as exc:  # any decoder failure on untrusted bytes (AVIF: RuntimeError)
         raise CorruptImage(f"the image cannot be read ({type(exc).__name__})") from None
 
 
@@ -102,7 +102,7 @@ def open_image(
             im.seek(0)
             im.load()
             upright = ImageOps.exif_transpose(im)
-        except (OSError, ValueError, SyntaxError, EOFError, IndexError) as exc:
+        except Exception as exc:  # any decoder failure on untrusted bytes (AVIF: RuntimeError)
             raise CorruptImage(f"the image cannot be decoded ({type(exc).__name__})") from None
         return Opened(upright, fmt, frames, size)
     finally:
