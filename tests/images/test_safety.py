@@ -153,3 +153,12 @@ def test_mangled_images_give_image_errors_only(fmt: str) -> None:
             refused.append(exc.status)
     assert refused
     assert set(refused) == {400}
+
+
+def test_inspect_gives_the_placeholder_from_the_same_decode() -> None:
+    big = encoded(
+        Image.effect_mandelbrot((1600, 1200), (-2, -1.5, 1, 1.5), 60).convert("RGB"), "JPEG"
+    )
+    info = inspect(big, with_placeholder=True)
+    assert (info.width, info.height) == (1600, 1200)
+    assert info.placeholder == placeholder(big)

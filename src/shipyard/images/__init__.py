@@ -1,11 +1,11 @@
 """The image pipeline: PocketBase's thumbnails, format negotiation, placeholders, srcset.
 
 Pure functions over bytes (or a path) and a small bounded pool; nothing here knows records,
-storage or HTTP. The files capability calls it: `inspect` and `placeholder` on upload,
+storage or HTTP. The files capability calls it: `inspect` and `inspect(..., with_placeholder=True)` on upload,
 `negotiate` + `thumbnail` through a `ThumbnailPool` when a `?thumb=` is first asked for.
 """
 
-from shipyard.images.decode import DEFAULT_MAX_PIXELS, PILLOW_MAX_PIXELS, ImageInfo, inspect
+from shipyard.images.decode import DEFAULT_MAX_PIXELS, PILLOW_MAX_PIXELS, ImageInfo
 from shipyard.images.demo import demo_images
 from shipyard.images.errors import (
     CorruptImage,
@@ -16,7 +16,6 @@ from shipyard.images.errors import (
     UnsupportedImage,
 )
 from shipyard.images.negotiate import NEGOTIABLE, negotiate
-from shipyard.images.placeholder import placeholder
 from shipyard.images.pool import ThumbnailPool
 from shipyard.images.responsive import allowed_spec, srcset, width_spec
 from shipyard.images.specs import (
@@ -28,6 +27,7 @@ from shipyard.images.specs import (
     thumb_filename,
 )
 from shipyard.images.thumbs import thumbnail
+from shipyard.images.uploads import inspect, placeholder
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",

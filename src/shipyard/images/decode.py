@@ -17,7 +17,6 @@ from pathlib import Path
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from shipyard.images.errors import CorruptImage, ImageTooLarge, UnsupportedImage
-from shipyard.images.specs import MIME
 
 Source = bytes | str | os.PathLike[str]
 
@@ -30,13 +29,15 @@ PILLOW_MAX_PIXELS = int(Image.MAX_IMAGE_PIXELS or 89_478_485)
 
 @dataclass(frozen=True)
 class ImageInfo:
-    """What an upload holds: format name ("jpeg"…), MIME type, displayed size, animation."""
+    """What an upload holds: format name ("jpeg"…), MIME type, displayed size, frame count
+    and, when asked for, its BlurHash placeholder ("" otherwise)."""
 
     format: str
     mime: str
     width: int
     height: int
     frames: int
+    placeholder: str = ""
 
     @property
     def animated(self) -> bool:
@@ -107,11 +108,3 @@ def open_image(
         return Opened(upright, fmt, frames, size)
     finally:
         im.close()
-
-
-def inspect(source: Source, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
-    """Decode an upload once and describe it: the check on upload, so a corrupt image gets a
-    400 then and never a 500 later. Width and height are as displayed (EXIF orientation)."""
-    opened = open_image(source, max_pixels)
-    width, height = opened.size
-    return ImageInfo(opened.format, MIME[opened.format], width, height, opened.frames)

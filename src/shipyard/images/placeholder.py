@@ -8,15 +8,7 @@ from __future__ import annotations
 import blurhash
 from PIL import Image
 
-from shipyard.images.decode import DEFAULT_MAX_PIXELS, Source, open_image
-
 SAMPLE_SIDE = 32  # the hash only holds a few cosine components: a small sample is enough
-
-
-def placeholder(source: Source, max_pixels: int = DEFAULT_MAX_PIXELS) -> str:
-    """The BlurHash of the upright first frame (4x3 components, turned for portrait images).
-    Deterministic: the same image gives the same string on every machine."""
-    return placeholder_of(open_image(source, max_pixels).image)
 
 
 def placeholder_of(im: Image.Image) -> str:
