@@ -26,3 +26,4 @@ def test_the_images_api_example_runs() -> None:
     )
     assert isinstance(namespace["blur"], str)
     assert len(namespace["blur"]) == 28
+    assert namespace["blur"] == namespace["placeholder"](namespace["data"])

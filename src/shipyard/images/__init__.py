@@ -1,7 +1,7 @@
 """The image pipeline: PocketBase's thumbnails, format negotiation, placeholders, srcset.
 
 Pure functions over bytes (or a path) and a small bounded pool; nothing here knows records,
-storage or HTTP. The files capability calls it: `inspect` and `inspect(..., with_placeholder=True)` on upload,
+storage or HTTP. The files capability calls it: `inspect(..., with_placeholder=True)` on upload,
 `negotiate` + `thumbnail` through a `ThumbnailPool` when a `?thumb=` is first asked for.
 """
 
