@@ -33,6 +33,7 @@ class ThumbnailPool:
         self._slots = asyncio.Semaphore(concurrency)
         self._pending: dict[str, asyncio.Task[Any]] = {}
         self.running = 0  # generations in progress now (for metrics and tests)
+        self.waiting = 0  # generations waiting for a slot
         self.started = 0  # generations started since creation
 
     async def run(self, key: str, fn: Callable[..., T], *args: Any) -> T:
@@ -53,10 +54,14 @@ class ThumbnailPool:
             task.exception()  # retrieved: no warning when every caller has gone
 
     async def _generate(self, fn: Callable[..., T], *args: Any) -> T:
+        self.waiting += 1
         try:
-            await asyncio.wait_for(self._slots.acquire(), self.max_wait)
+            async with asyncio.timeout(self.max_wait):  # no lost slot, unlike 3.11's wait_for
+                await self._slots.acquire()
         except TimeoutError:
             raise PoolBusy("too many thumbnails are being generated; retry shortly") from None
+        finally:
+            self.waiting -= 1
         self.running += 1
         self.started += 1
         try:
@@ -66,6 +71,7 @@ class ThumbnailPool:
             self.running -= 1
             self._slots.release()
 
-    def close(self) -> None:
-        """Stop the worker threads once the running generations finish."""
-        self._executor.shutdown(wait=True)
+    def close(self, wait: bool = True) -> None:
+        """Stop the worker threads once the running generations finish (`wait=False`: do not
+        block for them, e.g. from the event loop at shutdown)."""
+        self._executor.shutdown(wait=wait)
