@@ -34,3 +34,9 @@ def test_negotiate(
     accept: str | None, source: str, enabled: tuple[str, ...], expected: str
 ) -> None:
     assert negotiate(accept, source, enabled) == expected
+
+
+def test_this_pillow_encodes_both_negotiated_formats() -> None:
+    from shipyard.images.negotiate import ENCODABLE
+
+    assert ENCODABLE == {"avif", "webp"}  # the wheels pyproject.toml asks for have both

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from PIL import features
+
 from shipyard.images.specs import pocketbase_format
 
 NEGOTIABLE = ("avif", "webp")
+# what this Pillow build encodes (its wheels have both; a distribution's build may lack AVIF)
+ENCODABLE = frozenset(fmt for fmt in NEGOTIABLE if features.check(fmt))
 
 
 def accepted(accept: str | None) -> dict[str, float]:
@@ -36,10 +40,11 @@ def accepted(accept: str | None) -> dict[str, float]:
 def negotiate(accept: str | None, source_type: str, enabled: Iterable[str]) -> str:
     """The output format for a thumbnail of a `source_type` file: the first of `enabled`
     ("avif", "webp", in the order of preference) that `accept` lists with q > 0, else
-    PocketBase's format for the source. `enabled` empty turns negotiation off."""
+    PocketBase's format for the source. `enabled` empty turns negotiation off; a format this
+    Pillow cannot encode is skipped."""
     wanted = accepted(accept)
     best, best_q = pocketbase_format(source_type), 0.0
-    for fmt in enabled:
+    for fmt in (f for f in enabled if f in ENCODABLE):
         q = wanted.get(f"image/{fmt}", 0.0)
         if q > best_q:
             best, best_q = fmt, q
