@@ -39,4 +39,4 @@ def test_negotiate(
 def test_this_pillow_encodes_both_negotiated_formats() -> None:
     from shipyard.images.negotiate import ENCODABLE
 
-    assert ENCODABLE == {"avif", "webp"}  # the wheels pyproject.toml asks for have both
+    assert {"avif", "webp"} == ENCODABLE  # the wheels pyproject.toml asks for have both
