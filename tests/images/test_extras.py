@@ -82,7 +82,9 @@ def test_image_settings_have_safe_defaults() -> None:
             "SHIPYARD_IMAGE_FORMATS: 'jxl' is not one of avif, webp",
         ),
         ({"SHIPYARD_IMAGE_WIDTHS": "320,wide"}, "SHIPYARD_IMAGE_WIDTHS: 'wide' is not a width"),
-        ({"SHIPYARD_IMAGE_WIDTHS": "0"}, "SHIPYARD_IMAGE_WIDTHS: '0' is not a width"),
+        ({"SHIPYARD_IMAGE_WIDTHS": "0"}, "SHIPYARD_IMAGE_WIDTHS: .0. is not a width"),
+        ({"SHIPYARD_IMAGE_WIDTHS": "9000"}, "SHIPYARD_IMAGE_WIDTHS: .9000. is not a width"),
+        ({"SHIPYARD_IMAGE_WIDTHS": "-5"}, "SHIPYARD_IMAGE_WIDTHS: .-5. is not a width"),
     ],
 )
 def test_bad_image_settings_are_named(env: dict[str, str], message: str) -> None:
