@@ -18,8 +18,11 @@ from typing import Any
 
 # the value parsers live in tools (several capabilities use them); re-exported here
 from shipyard.tools.settings_parse import (
+    PILLOW_MAX_PIXELS,
     SettingsError,
     parse_allow_list,
+    parse_image_formats,
+    parse_image_widths,
     parse_networks,
     parse_origins,
     parse_ttls,
@@ -196,6 +199,13 @@ class Settings:
     alerts_delivery_attempts: int = 10  # tries per notification before it is dead-lettered
     alerts_delivery_timeout: float = 10.0  # seconds per notification request
     alerts_history_retention: int = 7 * 86400  # seconds evaluations and expired silences are kept
+    # image pipeline (docs/images.md)
+    image_max_pixels: int = 40_000_000  # larger images are refused (decompression bombs): 400
+    thumbs_concurrency: int = 2  # thumbnails generated at once per process; the rest wait
+    thumbs_max_wait: float = 30.0  # seconds a thumbnail waits for a slot before a 503
+    image_formats: str = "avif,webp"  # negotiated thumbnail formats, preferred first; "": off
+    image_widths: str = "320,640,960,1280,1920"  # responsive widths: ?thumb=<W>x0 and srcset
+    image_placeholders: bool = True  # compute a BlurHash of every uploaded image
     # where each value set at start-up came from ("SHIPYARD_SMTP_HOST", "smtp_host in
     # shipyard.toml", an option): the runtime settings API shows those as read-only, since
     # they win over the values it stores (docs/settings-api.md). Filled by load_settings.
@@ -250,6 +260,8 @@ _POSITIVE_INTS = {
     "max_url_length",
     "max_header_size",
     "ratelimit_max_keys",
+    "image_max_pixels",
+    "thumbs_concurrency",
 }
 
 
@@ -526,6 +538,18 @@ def _validate_logs(s: Settings) -> None:
     if s.otel_endpoint and not s.otel_endpoint.startswith(("http://", "https://")):
         raise SettingsError("SHIPYARD_OTEL_ENDPOINT: must start with http:// or https://")
     _validate_alerts(s)
+    _validate_images(s)
+
+
+def _validate_images(s: Settings) -> None:
+    if s.image_max_pixels > PILLOW_MAX_PIXELS:
+        raise SettingsError(
+            f"SHIPYARD_IMAGE_MAX_PIXELS: must be at most {PILLOW_MAX_PIXELS} (Pillow's bomb limit)"
+        )
+    if not 0 < s.thumbs_max_wait <= 3600:  # also refuses nan
+        raise SettingsError("SHIPYARD_THUMBS_MAX_WAIT: must be between 0 and 3600 seconds")
+    parse_image_formats(s.image_formats)
+    parse_image_widths(s.image_widths)
 
 
 def _validate_alerts(s: Settings) -> None:
@@ -542,6 +566,8 @@ __all__ = [
     "SettingsError",
     "load_settings",
     "parse_allow_list",
+    "parse_image_formats",
+    "parse_image_widths",
     "parse_networks",
     "parse_origins",
     "parse_ttls",

@@ -77,3 +77,24 @@ def parse_networks(text: str, name: str) -> list[Any]:
         except ValueError:
             raise SettingsError(f"{name}: {entry!r} is not an address or network (CIDR)") from None
     return out
+
+
+PILLOW_MAX_PIXELS = 89_478_485  # Pillow's Image.MAX_IMAGE_PIXELS: past it Pillow itself warns
+
+
+def parse_image_formats(text: str) -> tuple[str, ...]:
+    """`"avif,webp"` → ("avif", "webp"): the negotiated thumbnail formats, preferred first."""
+    names = [p.strip().lower() for p in text.split(",") if p.strip()]
+    for name in names:
+        if name not in ("avif", "webp"):
+            raise SettingsError(f"SHIPYARD_IMAGE_FORMATS: {name!r} is not one of avif, webp")
+    return tuple(dict.fromkeys(names))
+
+
+def parse_image_widths(text: str) -> tuple[int, ...]:
+    """`"320,640"` → (320, 640): the responsive widths served as `?thumb=<W>x0`, ascending."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    for p in parts:
+        if not (p.isascii() and p.isdigit() and 1 <= int(p) <= 8192):
+            raise SettingsError(f"SHIPYARD_IMAGE_WIDTHS: {p!r} is not a width of 1..8192 pixels")
+    return tuple(sorted({int(p) for p in parts}))
