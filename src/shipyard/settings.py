@@ -153,6 +153,16 @@ class Settings:
     alerts_delivery_attempts: int = 10  # tries per notification before it is dead-lettered
     alerts_delivery_timeout: float = 10.0  # seconds per notification request
     alerts_history_retention: int = 7 * 86400  # seconds evaluations and expired silences are kept
+    # static assets and CDN (docs/assets.md)
+    public_dir: str = ""  # served at /; empty: shipyard_public beside the data directory
+    index_fallback: bool = True  # a missing page (no file extension) answers index.html
+    cdn_url: str = ""  # https://cdn.example.com: file and asset URLs point there
+    cdn_cloudflare_zone: str = ""  # the zone id whose cache `cdn_purge` jobs purge
+    cdn_cloudflare_token: str = field(default="", repr=False)  # API token: Zone.Cache Purge
+    cdn_cloudflare_api: str = "https://api.cloudflare.com/client/v4"
+    cdn_purge_timeout: float = 10.0  # seconds per purge request
+    cdn_purge_max_attempts: int = 8  # tries before a purge is dead-lettered
+    cdn_purge_backoff_base: float = 10.0  # seconds before the first retry; doubles each attempt
     # where each value set at start-up came from ("SHIPYARD_SMTP_HOST", "smtp_host in
     # shipyard.toml", an option): the runtime settings API shows those as read-only, since
     # they win over the values it stores (docs/settings-api.md). Filled by load_settings.
@@ -161,6 +171,13 @@ class Settings:
     @property
     def exports_path(self) -> Path:
         return Path(self.exports_dir) if self.exports_dir else self.data_dir / "exports"
+
+    @property
+    def public_path(self) -> Path:
+        """The public directory (PocketBase's pb_public beside pb_data)."""
+        return (
+            Path(self.public_dir) if self.public_dir else self.data_dir.parent / "shipyard_public"
+        )
 
     @property
     def sqlite_path(self) -> Path:
@@ -202,6 +219,7 @@ _POSITIVE_INTS = {
     "logs_queue_max",
     "alerts_delivery_attempts",
     "alerts_history_retention",
+    "cdn_purge_max_attempts",
 }
 
 
@@ -404,6 +422,23 @@ def _validate(s: Settings) -> None:  # noqa: C901  (one independent check per se
     parse_networks(s.metrics_allow, "SHIPYARD_METRICS_ALLOW")
     parse_networks(s.trusted_proxies, "SHIPYARD_TRUSTED_PROXIES")
     _validate_logs(s)
+    _validate_cdn(s)
+
+
+def _validate_cdn(s: Settings) -> None:
+    for name in ("cdn_url", "cdn_cloudflare_api"):
+        value = getattr(s, name)
+        if value and not re.fullmatch(r"https?://[^/\s?#]+(/[^\s?#]*)?", value):
+            raise SettingsError(f"{_env_name(name)}: must be an http(s) URL without query")
+    for name in ("cdn_purge_timeout", "cdn_purge_backoff_base"):
+        if not getattr(s, name) > 0:
+            raise SettingsError(f"{_env_name(name)}: must be greater than 0")
+    if bool(s.cdn_cloudflare_zone) != bool(s.cdn_cloudflare_token):
+        raise SettingsError(
+            "SHIPYARD_CDN_CLOUDFLARE_ZONE and SHIPYARD_CDN_CLOUDFLARE_TOKEN: set both or neither"
+        )
+    if s.cdn_cloudflare_zone and not s.cdn_url:
+        raise SettingsError("SHIPYARD_CDN_CLOUDFLARE_ZONE: purging needs SHIPYARD_CDN_URL too")
 
 
 def _validate_logs(s: Settings) -> None:
