@@ -94,6 +94,21 @@ def _etag_matches(header: str, etag: str) -> bool:
     return any(t.strip().removeprefix("W/") == etag for t in header.split(","))
 
 
+def not_modified(headers: Mapping[str, str], etag: str, mtime: float | None) -> bool:
+    """Whether a conditional GET may get a 304: `If-None-Match` (weak comparison) first,
+    else `If-Modified-Since` (when the answer has a modification time)."""
+    inm = headers.get("if-none-match")
+    if inm is not None:
+        return _etag_matches(inm, etag)
+    ims = headers.get("if-modified-since")
+    if ims and mtime is not None:
+        try:
+            return int(mtime) <= parsedate_to_datetime(ims).timestamp()
+        except (TypeError, ValueError):
+            return False
+    return False
+
+
 def media_type(name: str) -> str:
     guessed, _ = mimetypes.guess_type(name)
     if name.endswith((".js", ".mjs")):
@@ -190,24 +205,11 @@ class StaticDirectory:
         }
         if available:
             out["vary"] = "Accept-Encoding"
-        if self._not_modified(headers, out["etag"], st.st_mtime):
+        if not_modified(headers, out["etag"], st.st_mtime):
             return Response(status_code=304, headers=out)
         if coding != "identity":
             out["content-encoding"] = coding
         return FileResponse(path, headers=out, media_type=media_type(name), stat_result=st)
-
-    @staticmethod
-    def _not_modified(headers: Mapping[str, str], etag: str, mtime: float) -> bool:
-        inm = headers.get("if-none-match")
-        if inm is not None:
-            return _etag_matches(inm, etag)
-        ims = headers.get("if-modified-since")
-        if ims:
-            try:
-                return int(mtime) <= parsedate_to_datetime(ims).timestamp()
-            except (TypeError, ValueError):
-                return False
-        return False
 
     async def _etag(self, path: str, st: os.stat_result) -> str:
         key = _Version(path, st.st_ino, st.st_mtime_ns, st.st_size)
@@ -237,5 +239,6 @@ __all__ = [
     "accepted_encodings",
     "choose_encoding",
     "media_type",
+    "not_modified",
     "safe_join",
 ]
