@@ -47,6 +47,8 @@ def public(tmp_path: Path) -> Path:
     (tmp_path / "outside.txt").write_text("outside the public directory")
     (out / ".env").write_text("SECRET=1")  # a hidden file someone copied in
     os.symlink(tmp_path / "outside.txt", out / "leak.txt")
+    (out / "inside.txt").write_text("inside " * 100)
+    os.symlink(tmp_path / "outside.txt", out / "inside.txt.gz")  # a sibling that leads out
     return out
 
 
@@ -95,6 +97,9 @@ def test_negotiated_precompressed_and_immutable(client: TestClient, public: Path
     r = client.head(url, headers={"accept-encoding": "br"})
     assert (r.status_code, r.content, r.headers["content-encoding"]) == (200, b"", "br")
     assert r.headers["etag"] == h["etag"]
+    # ranges of the representation sent
+    part = client.get(url, headers={"accept-encoding": "identity", "range": "bytes=0-9"})
+    assert (part.status_code, part.content) == (206, minified[:10])
     # the logical name is served too, but revalidated (its content changes between builds)
     status, h5, _ = _raw(client, "/css/site.css", **{"accept-encoding": "br"})
     assert (status, h5["cache-control"]) == (200, "no-cache")
@@ -199,6 +204,11 @@ def test_nothing_outside_the_directory(client: TestClient, path: str) -> None:
     assert "outside the public directory" not in r.text
     assert "SECRET" not in r.text
     assert r.status_code in (404, 400) or "<p>Shipyard</p>" in r.text
+
+
+def test_a_sibling_that_leads_out_is_not_sent(client: TestClient) -> None:
+    status, h, body = _raw(client, "/inside.txt", **{"accept-encoding": "gzip"})
+    assert (status, h.get("content-encoding"), body) == (200, None, b"inside " * 100)
 
 
 def test_safe_join_refuses_escapes(public: Path) -> None:

@@ -191,7 +191,12 @@ class StaticDirectory:
 
     async def _file(self, real: str, headers: Mapping[str, str]) -> Response:
         name = os.path.relpath(real, self.root).replace(os.sep, "/")
-        available = tuple(c for c, suffix in ENCODINGS if os.path.isfile(real + suffix))
+        # a sibling is checked like the file itself (it could be a link that leads out)
+        available = tuple(
+            c
+            for c, suffix in ENCODINGS
+            if os.path.isfile(real + suffix) and safe_join(self.root, name + suffix) is not None
+        )
         coding = choose_encoding(headers.get("accept-encoding", ""), available)
         suffix = dict(ENCODINGS).get(coding, "")
         path = real + suffix
