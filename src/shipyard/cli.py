@@ -380,10 +380,16 @@ def assets_build(source: str, out: str | None) -> None:
     fingerprinted URL (on SHIPYARD_CDN_URL when set)."""
     from pathlib import Path
 
+    from shipyard.assets.config import public_path, validate
     from shipyard.tools.assetbuild import BuildError, build
 
     settings = _settings()
-    dest = Path(out) if out else settings.public_path
+    try:
+        validate(settings)
+    except SettingsError as exc:
+        click.echo(f"shipyard: bad setting: {exc}", err=True)
+        sys.exit(2)
+    dest = Path(out) if out else public_path(settings)
     try:
         report = build(Path(source), dest, base_url=settings.cdn_url)
     except BuildError as exc:

@@ -156,6 +156,7 @@ class Settings:
     # static assets and CDN (docs/assets.md)
     public_dir: str = ""  # served at /; empty: shipyard_public beside the data directory
     index_fallback: bool = True  # a missing page (no file extension) answers index.html
+    public_csp: str = "frame-ancestors 'self'"  # Content-Security-Policy of the public files
     cdn_url: str = ""  # https://cdn.example.com: file and asset URLs point there
     cdn_cloudflare_zone: str = ""  # the zone id whose cache `cdn_purge` jobs purge
     cdn_cloudflare_token: str = field(default="", repr=False)  # API token: Zone.Cache Purge
@@ -422,23 +423,6 @@ def _validate(s: Settings) -> None:  # noqa: C901  (one independent check per se
     parse_networks(s.metrics_allow, "SHIPYARD_METRICS_ALLOW")
     parse_networks(s.trusted_proxies, "SHIPYARD_TRUSTED_PROXIES")
     _validate_logs(s)
-    _validate_cdn(s)
-
-
-def _validate_cdn(s: Settings) -> None:
-    for name in ("cdn_url", "cdn_cloudflare_api"):
-        value = getattr(s, name)
-        if value and not re.fullmatch(r"https?://[^/\s?#]+(/[^\s?#]*)?", value):
-            raise SettingsError(f"{_env_name(name)}: must be an http(s) URL without query")
-    for name in ("cdn_purge_timeout", "cdn_purge_backoff_base"):
-        if not getattr(s, name) > 0:
-            raise SettingsError(f"{_env_name(name)}: must be greater than 0")
-    if bool(s.cdn_cloudflare_zone) != bool(s.cdn_cloudflare_token):
-        raise SettingsError(
-            "SHIPYARD_CDN_CLOUDFLARE_ZONE and SHIPYARD_CDN_CLOUDFLARE_TOKEN: set both or neither"
-        )
-    if s.cdn_cloudflare_zone and not s.cdn_url:
-        raise SettingsError("SHIPYARD_CDN_CLOUDFLARE_ZONE: purging needs SHIPYARD_CDN_URL too")
 
 
 def _validate_logs(s: Settings) -> None:

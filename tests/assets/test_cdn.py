@@ -13,6 +13,7 @@ import orjson
 import pytest
 from starlette.testclient import TestClient
 
+from shipyard.assets.config import public_path, validate
 from shipyard.settings import Settings, SettingsError, load_settings
 from shipyard.tools.assetbuild import build
 from tests.helpers.wait import poll_until
@@ -97,7 +98,7 @@ def test_public_and_asset_urls(client: TestClient, settings: Settings) -> None:
     assert cdn.public_url("/api/files/posts/r1/a.png") == f"{CDN}/api/files/posts/r1/a.png"
     assert cdn.public_url("api/files/x") == f"{CDN}/api/files/x"
     assert cdn.public_url("https://elsewhere.example/x") == "https://elsewhere.example/x"
-    manifest = orjson.loads((settings.public_path / "manifest.json").read_bytes())
+    manifest = orjson.loads((public_path(settings) / "manifest.json").read_bytes())
     assert cdn.asset_url("app.css") == f"{CDN}/{manifest['app.css']}"
     assert cdn.asset_url("/unknown.js") == f"{CDN}/unknown.js"
 
@@ -172,14 +173,34 @@ def test_many_urls_in_batches(client: TestClient, su: H, receiver: Receiver) -> 
 
 
 def test_cdn_settings_are_validated() -> None:
+    def check(env: dict[str, str]) -> None:
+        validate(load_settings(env=env))
+
     with pytest.raises(SettingsError, match="SHIPYARD_CDN_URL"):
-        load_settings(env={"SHIPYARD_CDN_URL": "cdn.example.com"})
+        check({"SHIPYARD_CDN_URL": "cdn.example.com"})
     with pytest.raises(SettingsError, match="set both or neither"):
-        load_settings(env={"SHIPYARD_CDN_URL": CDN, "SHIPYARD_CDN_CLOUDFLARE_ZONE": ZONE})
+        check({"SHIPYARD_CDN_URL": CDN, "SHIPYARD_CDN_CLOUDFLARE_ZONE": ZONE})
     with pytest.raises(SettingsError, match="needs SHIPYARD_CDN_URL"):
-        load_settings(
-            env={"SHIPYARD_CDN_CLOUDFLARE_ZONE": ZONE, "SHIPYARD_CDN_CLOUDFLARE_TOKEN": TOKEN}
-        )
-    s = load_settings(env={"SHIPYARD_CDN_CLOUDFLARE_TOKEN": TOKEN, "SHIPYARD_CDN_URL": CDN,
-                           "SHIPYARD_CDN_CLOUDFLARE_ZONE": ZONE})  # fmt: skip
+        check({"SHIPYARD_CDN_CLOUDFLARE_ZONE": ZONE, "SHIPYARD_CDN_CLOUDFLARE_TOKEN": TOKEN})
+    with pytest.raises(SettingsError, match="SHIPYARD_CDN_PURGE_TIMEOUT"):
+        check({"SHIPYARD_CDN_PURGE_TIMEOUT": "0"})
+    env = {"SHIPYARD_CDN_CLOUDFLARE_TOKEN": TOKEN, "SHIPYARD_CDN_URL": CDN,
+           "SHIPYARD_CDN_CLOUDFLARE_ZONE": ZONE}  # fmt: skip
+    s = load_settings(env=env)
+    validate(s)
     assert TOKEN not in repr(s)
+
+
+def test_a_bad_cdn_setting_stops_the_build_command(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")}
+    env["SHIPYARD_CDN_URL"] = "ftp://cdn"
+    r = subprocess.run(
+        [sys.executable, "-m", "shipyard.cli", "assets", "build"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 2
+    assert "bad setting: SHIPYARD_CDN_URL: must be an http(s) URL" in r.stderr

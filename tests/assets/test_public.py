@@ -15,6 +15,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from shipyard.app import create_app
+from shipyard.assets.config import public_path
 from shipyard.settings import Settings, load_settings
 from shipyard.tools.assetbuild import build
 from shipyard.tools.staticfiles import IMMUTABLE, safe_join
@@ -82,6 +83,9 @@ def test_negotiated_precompressed_and_immutable(client: TestClient, public: Path
     assert "Accept-Encoding" in h["vary"]
     assert h["content-type"].startswith("text/css")
     assert h["x-content-type-options"] == "nosniff"
+    # public content: loadable from pages of other origins; the page policy is the team's
+    assert h["cross-origin-resource-policy"] == "cross-origin"
+    assert h["content-security-policy"] == "frame-ancestors 'self'"
     assert int(h["content-length"]) == len(body) < len(minified)
     status, h2, body = _raw(client, url, **{"accept-encoding": "gzip"})
     assert (status, h2["content-encoding"]) == (200, "gzip")
@@ -239,7 +243,7 @@ def test_a_new_build_is_served_at_once(client: TestClient, public: Path, tmp_pat
 @pytest.fixture
 def no_public_client(database_url: str, tmp_path: Path) -> Iterator[TestClient]:
     s = load_settings(env={}, data_dir=str(tmp_path / "d" / "data"), database_url=database_url)
-    assert s.public_path == tmp_path / "d" / "shipyard_public"
+    assert public_path(s) == tmp_path / "d" / "shipyard_public"
     with TestClient(create_app(s)) as c:
         yield c
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from starlette.types import ASGIApp
 
+from shipyard.assets import config
 from shipyard.assets.cdn import PURGE_KIND, Cdn
 from shipyard.assets.public import PublicDirectory
 from shipyard.kernel.extension import Extension
@@ -19,10 +20,16 @@ from shipyard.tools.staticfiles import StaticDirectory
 
 class AssetsExtension(Extension):
     def __init__(self, settings: Settings, jobs: Any) -> None:
-        super().__init__(name="assets", requires=("jobs",), roles=("server", "worker"))
+        super().__init__(name="assets", requires=("jobs",))
+        config.validate(settings)
         self.settings = settings
+        # public content, loadable from pages on other origins (the CDN's, say); the
+        # page's policy is the team's (SHIPYARD_PUBLIC_CSP), not the API's default-src 'none'
+        headers = {"cross-origin-resource-policy": "cross-origin"}
+        if settings.public_csp:
+            headers["content-security-policy"] = settings.public_csp
         self.directory = StaticDirectory(
-            settings.public_path, index_fallback=settings.index_fallback
+            config.public_path(settings), index_fallback=settings.index_fallback, headers=headers
         )
         self.cdn = Cdn(settings, jobs, self.directory.manifest)
 
@@ -44,7 +51,7 @@ class AssetsExtension(Extension):
 
     async def health_detail(self) -> Mapping[str, Any]:
         return {
-            "publicDir": str(self.settings.public_path),
+            "publicDir": str(self.directory.root),
             "cdn": bool(self.cdn.base),
             "cdnPurge": self.cdn.purging,
         }

@@ -161,8 +161,11 @@ class _Version:
 
 
 class StaticDirectory:
-    def __init__(self, root: Path, *, index_fallback: bool = True) -> None:
+    def __init__(
+        self, root: Path, *, index_fallback: bool = True, headers: Mapping[str, str] | None = None
+    ) -> None:
         self.root = os.path.realpath(root)
+        self.headers = dict(headers or {})  # added to every answer (a CSP, say)
         self.index_fallback = index_fallback
         self.manifest = Manifest(Path(self.root))
         self._etags: OrderedDict[_Version, str] = OrderedDict()
@@ -207,6 +210,7 @@ class StaticDirectory:
             "etag": await self._etag(path, st),
             "last-modified": formatdate(st.st_mtime, usegmt=True),
             "x-content-type-options": "nosniff",
+            **self.headers,
         }
         if available:
             out["vary"] = "Accept-Encoding"
