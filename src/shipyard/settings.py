@@ -174,13 +174,6 @@ class Settings:
         return Path(self.exports_dir) if self.exports_dir else self.data_dir / "exports"
 
     @property
-    def public_path(self) -> Path:
-        """The public directory (PocketBase's pb_public beside pb_data)."""
-        return (
-            Path(self.public_dir) if self.public_dir else self.data_dir.parent / "shipyard_public"
-        )
-
-    @property
     def sqlite_path(self) -> Path:
         return self.data_dir / "data.db"
 
@@ -220,7 +213,6 @@ _POSITIVE_INTS = {
     "logs_queue_max",
     "alerts_delivery_attempts",
     "alerts_history_retention",
-    "cdn_purge_max_attempts",
 }
 
 

@@ -184,6 +184,8 @@ def test_cdn_settings_are_validated() -> None:
         check({"SHIPYARD_CDN_CLOUDFLARE_ZONE": ZONE, "SHIPYARD_CDN_CLOUDFLARE_TOKEN": TOKEN})
     with pytest.raises(SettingsError, match="SHIPYARD_CDN_PURGE_TIMEOUT"):
         check({"SHIPYARD_CDN_PURGE_TIMEOUT": "0"})
+    with pytest.raises(SettingsError, match="SHIPYARD_CDN_PURGE_MAX_ATTEMPTS"):
+        check({"SHIPYARD_CDN_PURGE_MAX_ATTEMPTS": "0"})
     env = {"SHIPYARD_CDN_CLOUDFLARE_TOKEN": TOKEN, "SHIPYARD_CDN_URL": CDN,
            "SHIPYARD_CDN_CLOUDFLARE_ZONE": ZONE}  # fmt: skip
     s = load_settings(env=env)

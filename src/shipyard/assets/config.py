@@ -26,6 +26,8 @@ def validate(s: Settings) -> None:
     for name in ("cdn_purge_timeout", "cdn_purge_backoff_base"):
         if not getattr(s, name) > 0:  # also refuses nan
             raise SettingsError(f"SHIPYARD_{name.upper()}: must be greater than 0")
+    if s.cdn_purge_max_attempts <= 0:
+        raise SettingsError("SHIPYARD_CDN_PURGE_MAX_ATTEMPTS: must be greater than 0")
     if bool(s.cdn_cloudflare_zone) != bool(s.cdn_cloudflare_token):
         raise SettingsError(
             "SHIPYARD_CDN_CLOUDFLARE_ZONE and SHIPYARD_CDN_CLOUDFLARE_TOKEN: set both or neither"
