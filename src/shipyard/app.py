@@ -73,6 +73,8 @@ def create_app(settings: Settings | None = None) -> Gateway:
         await svc.start()
         # each capability's routes, as its extension contributes them
         app.router.routes.extend(svc.routes())
+        # what no route matched: the public directory at / (assets/public.py)
+        app.router.default = svc.extension("assets").public_app(not_found)
         app.state.openapi_parts = [without_collections(openapi_system.openapi)] + [
             ext.openapi for ext in svc.extensions
         ]
@@ -81,6 +83,7 @@ def create_app(settings: Settings | None = None) -> Gateway:
             yield
         finally:
             del app.router.routes[len(own_routes) :]
+            app.router.default = not_found
             await svc.close()
 
     own_routes = [*health.routes, *openapi.routes]
@@ -94,6 +97,7 @@ def create_app(settings: Settings | None = None) -> Gateway:
             Exception: _server_error,
         },
     )
+    not_found = app.router.default
     app.state.settings = settings
     return Gateway(
         app,

@@ -1,4 +1,4 @@
-"""The `shipyard` command: serve, worker, migrate, superuser, db, errors, alerts, demo."""
+"""The `shipyard` command: serve, worker, migrate, superuser, db, errors, alerts, assets, demo."""
 
 from __future__ import annotations
 
@@ -404,6 +404,41 @@ def alerts_export(rules_file: str | None, alertmanager: str | None) -> None:
         Path(alertmanager) if alertmanager else None,
     ):
         click.echo(line)
+
+
+@main.group()
+def assets() -> None:
+    """Static assets for the public directory (docs/assets.md)."""
+
+
+@assets.command("build")
+@click.argument("source", default="web", type=click.Path(file_okay=False))
+@click.option("--out", default=None, help="Output directory (SHIPYARD_PUBLIC_DIR's directory).")
+def assets_build(source: str, out: str | None) -> None:
+    """Fingerprint, minify and precompress SOURCE (default ./web) into the public
+    directory, with manifest.json; asset_url("name") in HTML pages becomes each file's
+    fingerprinted URL (on SHIPYARD_CDN_URL when set)."""
+    from pathlib import Path
+
+    from shipyard.assets.config import public_path, validate
+    from shipyard.tools.assetbuild import BuildError, build
+
+    settings = _settings()
+    try:
+        validate(settings)
+    except SettingsError as exc:
+        click.echo(f"shipyard: bad setting: {exc}", err=True)
+        sys.exit(2)
+    dest = Path(out) if out else public_path(settings)
+    try:
+        report = build(Path(source), dest, base_url=settings.cdn_url)
+    except BuildError as exc:
+        click.echo(f"shipyard: {exc}", err=True)
+        sys.exit(1)
+    click.echo(
+        f"built {report.files} files ({report.bytes_in} → {report.bytes_out} bytes, "
+        f"{report.compressed} precompressed) into {dest}"
+    )
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from typing import Any
 from starlette.routing import BaseRoute
 
 from shipyard.alerts.extension import AlertsExtension
+from shipyard.assets.extension import AssetsExtension
 from shipyard.auth.extension import AuthExtension
 from shipyard.auth.login import AuthService
 from shipyard.cache.cache import ResponseCache, build_versions
@@ -147,6 +148,7 @@ class Services:
             SettingsApiExtension(runtime),
             RateLimitExtension(self.ratelimits, runtime),
             AlertsExtension(self),
+            AssetsExtension(settings, self.jobs),
         ]
         self.extensions = in_dependency_order(
             [*self.extensions, *load_extensions(settings.extensions, self)]

@@ -206,6 +206,17 @@ class Settings:
     image_formats: str = "avif,webp"  # negotiated thumbnail formats, preferred first; "": off
     image_widths: str = "320,640,960,1280,1920"  # responsive widths: ?thumb=<W>x0 and srcset
     image_placeholders: bool = True  # compute a BlurHash of every uploaded image
+    # static assets and CDN (docs/assets.md)
+    public_dir: str = ""  # served at /; empty: shipyard_public beside the data directory
+    index_fallback: bool = True  # a missing page (no file extension) answers index.html
+    public_csp: str = "frame-ancestors 'self'"  # Content-Security-Policy of the public files
+    cdn_url: str = ""  # https://cdn.example.com: file and asset URLs point there
+    cdn_cloudflare_zone: str = ""  # the zone id whose cache `cdn_purge` jobs purge
+    cdn_cloudflare_token: str = field(default="", repr=False)  # API token: Zone.Cache Purge
+    cdn_cloudflare_api: str = "https://api.cloudflare.com/client/v4"
+    cdn_purge_timeout: float = 10.0  # seconds per purge request
+    cdn_purge_max_attempts: int = 8  # tries before a purge is dead-lettered
+    cdn_purge_backoff_base: float = 10.0  # seconds before the first retry; doubles each attempt
     # where each value set at start-up came from ("SHIPYARD_SMTP_HOST", "smtp_host in
     # shipyard.toml", an option): the runtime settings API shows those as read-only, since
     # they win over the values it stores (docs/settings-api.md). Filled by load_settings.

@@ -47,6 +47,7 @@ class Receiver:
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
         self.mode = "ok"
+        self.ok_body = b'{"ok":true}'  # what a 200 answers (a CDN API's JSON, say)
         self.requests: list[Received] = []
         self.lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -91,7 +92,7 @@ class Receiver:
                 if mode == "endless":  # 200, then a body that never ends
                     self._endless()
                     return
-                out = b'{"ok":true}' if code == 200 else b"unavailable"
+                out = receiver.ok_body if code == 200 else b"unavailable"
                 self.send_response(code)
                 if code == 302:
                     self.send_header("location", "/redirected")

@@ -18,12 +18,14 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
 
 from shipyard.kernel.spec import GUARD_PUBLIC
+from shipyard.tools.packedfiles import PackedFiles
 
 PAGE_PATH = "/_/"
-_STATIC = Path(__file__).parent / "static"
+# fingerprinted and precompressed once (tools/packedfiles.py): the page names each file by
+# its content, so a browser never keeps an old script after an upgrade
+STATIC_FILES = PackedFiles(Path(__file__).parent / "static")
 
 HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
@@ -43,9 +45,9 @@ _PAGE = """<!doctype html>
   <meta name="viewport" content="width=device-width, initial-scale=1">
   <meta name="referrer" content="no-referrer">
   <title>{app}</title>
-  <link rel="icon" href="static/icon.svg" type="image/svg+xml">
-  <link rel="stylesheet" href="static/account.css">
-  <script src="static/account.js" defer></script>
+  <link rel="icon" href="static/{icon}" type="image/svg+xml">
+  <link rel="stylesheet" href="static/{css}">
+  <script src="static/{js}" defer></script>
 </head>
 <body>
   <main id="app">
@@ -61,7 +63,13 @@ _PAGE = """<!doctype html>
 async def account_page(request: Request) -> Response:
     settings = await request.app.state.services.runtime.current()  # as /api/settings set it
     app_name = settings.app_name
-    return HTMLResponse(_PAGE.format(app=html.escape(app_name)), headers=HEADERS)
+    page = _PAGE.format(
+        app=html.escape(app_name),
+        icon=STATIC_FILES.url("icon.svg"),
+        css=STATIC_FILES.url("account.css"),
+        js=STATIC_FILES.url("account.js"),
+    )
+    return HTMLResponse(page, headers=HEADERS)
 
 
 def openapi_paths() -> dict[str, Any]:
@@ -90,5 +98,5 @@ def openapi_paths() -> dict[str, Any]:
 # Any: app.py appends these to its list of Routes, and the assets are a Mount
 routes: list[Any] = [
     Route(PAGE_PATH, account_page, methods=["GET"]),
-    Mount("/_/static", app=StaticFiles(directory=_STATIC), name="account-pages"),
+    Mount("/_/static", app=STATIC_FILES, name="account-pages"),
 ]

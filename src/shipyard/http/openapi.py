@@ -30,11 +30,13 @@ from shipyard.kernel.spec import OpenAPIPart, Schema, Viewer, common_part, merge
 from shipyard.kernel.web import services
 from shipyard.records.collections import Collection
 from shipyard.records.context import resolve_auth
+from shipyard.tools.packedfiles import PackedFiles
 
 OPENAPI_PATH = "/api/openapi.json"
 DOCS_PATH = "/api/docs"
 STATIC_PATH = "/api/docs/static"
-_OWN_STATIC = Path(__file__).parent / "static"
+# Shipyard's own script of the docs page, fingerprinted and precompressed
+OWN_FILES = PackedFiles(Path(__file__).parent / "static" / "docs")
 
 # builds a capability's parts of the document for the live collections
 PartBuilder = Callable[[Sequence[Collection], Viewer], Sequence[OpenAPIPart]]
@@ -143,7 +145,7 @@ _DOCS_HTML = """<!doctype html>
   <div id="swagger-ui"></div>
   <script src="docs/static/swagger-ui-bundle.js"></script>
   <script src="docs/static/swagger-ui-standalone-preset.js"></script>
-  <script src="docs/app/docs.js"></script>
+  <script src="docs/app/{docs_js}"></script>
 </body>
 </html>
 """
@@ -182,14 +184,15 @@ DOCS_HEADERS = {
 async def docs_page(request: Request) -> Response:
     # relative asset URLs keep working when Shipyard is served below a path prefix
     page = _DOCS_HTML if swagger_ui_dir() is not None else _MISSING_HTML
-    return HTMLResponse(page.format(title=html.escape("Shipyard API")), headers=DOCS_HEADERS)
+    body = page.format(title=html.escape("Shipyard API"), docs_js=OWN_FILES.url("docs.js"))
+    return HTMLResponse(body, headers=DOCS_HEADERS)
 
 
 def _routes() -> list[BaseRoute]:
     out: list[BaseRoute] = [
         Route(OPENAPI_PATH, openapi_json, methods=["GET"]),
         Route(DOCS_PATH, docs_page, methods=["GET"]),
-        Mount(DOCS_PATH + "/app", app=StaticFiles(directory=_OWN_STATIC / "docs"), name="docs"),
+        Mount(DOCS_PATH + "/app", app=OWN_FILES, name="docs"),
     ]
     static = swagger_ui_dir()
     if static is not None:
