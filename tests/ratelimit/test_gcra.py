@@ -86,6 +86,54 @@ def test_redis_bursts_from_two_clients_are_exact(redis_url: str) -> None:
     asyncio.run(main())
 
 
+def test_redis_concurrent_checks_go_in_few_calls_and_stay_exact(redis_url: str) -> None:
+    """Checks made while a call is in flight are batched (past MAX_BATCH too), two keys
+    with different limits interleaved in each batch, and the counts stay exact."""
+
+    async def main() -> None:
+        prefix = f"t{uuid.uuid4().hex}:"
+        a, b = await _redis_gcra(redis_url, prefix), await _redis_gcra(redis_url, prefix)
+        try:
+            hits = [(g, k) for _ in range(300) for g in (a, b) for k in ("k", "j")]
+            got = await asyncio.gather(*(g.hit(k, 10 if k == "k" else 500, 3600) for g, k in hits))
+            pairs = list(zip((k for _, k in hits), got, strict=True))
+            admitted = {k: sum(d.allowed for key, d in pairs if key == k) for k in "kj"}
+            assert admitted == {"k": 10, "j": 500}
+            remaining = sorted(d.remaining for key, d in pairs if key == "k" and d.allowed)
+            assert remaining == list(range(10))
+            # 600 checks each: the first alone, the rest in batches of at most 256
+            assert a.calls <= 5
+            assert b.calls <= 5
+            assert len(a.fallback) == 0
+            assert len(b.fallback) == 0
+        finally:
+            await a.redis.close()
+            await b.redis.close()
+
+    asyncio.run(main())
+
+
+def test_redis_cancelled_check_strands_no_other(redis_url: str) -> None:
+    """The check whose call is in flight is cancelled (its client hung up): the checks that
+    gathered meanwhile are still sent and answered by Redis."""
+
+    async def main() -> None:
+        gcra = await _redis_gcra(redis_url, f"t{uuid.uuid4().hex}:")
+        try:
+            tasks = [asyncio.create_task(gcra.hit("k", 5, 3600)) for _ in range(20)]
+            await asyncio.sleep(0)  # all started: the first in flight, the rest waiting
+            tasks[0].cancel()
+            got = await asyncio.wait_for(asyncio.gather(*tasks[1:]), 10)
+            assert sum(d.allowed for d in got) in (4, 5)  # the cancelled one may have counted
+            assert len(gcra.fallback) == 0
+            assert not gcra.local
+            assert (await gcra.hit("k", 5, 3600)).allowed is False
+        finally:
+            await gcra.redis.close()
+
+    asyncio.run(main())
+
+
 def test_redis_outage_decides_in_memory_logged_once(
     redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:

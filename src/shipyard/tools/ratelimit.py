@@ -15,6 +15,7 @@ never turn a Redis outage into errors for clients.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -94,28 +95,49 @@ class MemoryGCRA:
         self._tat = {k: t for k, t in self._tat.items() if t > now}
 
 
-# KEYS[1]: the key; ARGV: the emission interval and the period, in microseconds.
-# Returns {admitted (0/1), microseconds the TAT is ahead of now after the decision}.
+# KEYS: the keys; ARGV: each key's emission interval and period, in microseconds.
+# Returns, for each key in order, admitted (0/1) and the microseconds its TAT is ahead of
+# now after the decision. The keys are decided one after the other in one atomic run, so
+# a key that occurs twice in a batch is counted twice, exactly as two separate calls would.
 _SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
-local period = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]))
-if (not tat) or tat < now then tat = now end
-local new_tat = tat + interval
-if new_tat - now > period + interval * 0.01 then  -- refused(): TOLERANCE
-  return {0, tat - now}
+local out = {}
+for i, key in ipairs(KEYS) do
+  local interval = tonumber(ARGV[2 * i - 1])
+  local period = tonumber(ARGV[2 * i])
+  local tat = tonumber(redis.call('GET', key))
+  if (not tat) or tat < now then tat = now end
+  local new_tat = tat + interval
+  if new_tat - now > period + interval * 0.01 then  -- refused(): TOLERANCE
+    out[2 * i - 1] = 0
+    out[2 * i] = tat - now
+  else
+    redis.call('SET', key, string.format('%.17g', new_tat), 'PX',
+               math.max(math.ceil((new_tat - now) / 1000), 1))
+    out[2 * i - 1] = 1
+    out[2 * i] = new_tat - now
+  end
 end
-redis.call('SET', KEYS[1], string.format('%.17g', new_tat), 'PX',
-           math.max(math.ceil((new_tat - now) / 1000), 1))
-return {1, new_tat - now}
+return out
 """
+
+MAX_BATCH = 256  # decisions per script call: bounds how long one call blocks Redis
+
+
+Pending = tuple[str, float, float, "asyncio.Future[Any]"]  # key, interval, period, answer
 
 
 class RedisGCRA:
-    """GCRA in Redis under `prefix`, one script call per decision; `fallback` decides
-    while Redis is unreachable."""
+    """GCRA in Redis under `prefix`; `fallback` decides while Redis is unreachable.
+
+    Auto-batched: a check made while a script call is in flight waits for it to return,
+    then goes with every other such check in the next call (one round trip, one script
+    run, many decisions). A lone check is sent at once, by itself, as before; under
+    concurrency the client's per-call work (encoding, the socket, parsing: most of a
+    check's cost) is shared by the batch. Every decision is still made by Redis,
+    atomically, in order: nothing is admitted locally ahead of it.
+    """
 
     def __init__(self, redis: ResilientRedis, prefix: str, fallback: MemoryGCRA) -> None:
         self.redis = redis
@@ -123,16 +145,23 @@ class RedisGCRA:
         self.fallback = fallback
         self.script: Any = redis.client.register_script(_SCRIPT)
         self.local = False  # deciding in memory (Redis unreachable)
+        self.calls = 0  # script calls made (tests check that concurrent checks share them)
+        self._busy = False  # a call is in flight: checks wait in _pending for the next
+        self._pending: list[Pending] = []
+        self._sender: asyncio.Task[None] | None = None
 
     async def hit(self, key: str, limit: int, period: float) -> Decision:
-        interval_us = period * 1e6 / limit
-        script = self.script
-
-        async def run(client: Any) -> Any:
-            args = [interval_us, period * 1e6]
-            return await script(keys=[self.prefix + key], args=args, client=client)
-
-        reply = await self.redis.call(run)
+        interval = period * 1e6 / limit
+        if self._busy:
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self._pending.append((self.prefix + key, interval, period * 1e6, future))
+            reply = await future
+        else:
+            self._busy = True
+            try:
+                reply = await self._call([self.prefix + key], [interval, period * 1e6])
+            finally:
+                self._then()
         if reply is None:
             if not self.local:
                 self.local = True
@@ -142,3 +171,46 @@ class RedisGCRA:
             self.local = False
             log.warning("rate limits are shared through Redis again")
         return decide(bool(reply[0]), int(reply[1]) / 1e6, limit, period)
+
+    async def _call(self, keys: list[str], args: list[float]) -> Any:
+        """The script's reply, None while Redis is unreachable."""
+        script = self.script
+
+        async def run(client: Any) -> Any:
+            return await script(keys=keys, args=args, client=client)
+
+        self.calls += 1
+        return await self.redis.call(run)
+
+    def _then(self) -> None:
+        """After a call: send what gathered meanwhile, from a task (a request that is
+        cancelled, its client gone, must not strand the others), or be idle."""
+        if self._pending:
+            self._sender = asyncio.get_running_loop().create_task(self._send())
+        else:
+            self._busy = False
+
+    async def _send(self) -> None:
+        """Sends what is pending, up to MAX_BATCH a call, until nothing is."""
+        try:
+            while self._pending:
+                batch = self._pending[:MAX_BATCH]
+                del self._pending[:MAX_BATCH]
+                args: list[float] = []
+                for _, interval, period, _f in batch:
+                    args.append(interval)
+                    args.append(period)
+                reply = None
+                try:
+                    reply = await self._call([b[0] for b in batch], args)
+                finally:
+                    for i, (*_, future) in enumerate(batch):
+                        if not future.done():  # its request may have been cancelled
+                            future.set_result(None if reply is None else reply[2 * i : 2 * i + 2])
+        finally:
+            self._busy = False
+            self._sender = None
+            left, self._pending = self._pending, []
+            for *_, future in left:  # only when cancelled (shutdown): decide in memory
+                if not future.done():
+                    future.set_result(None)
