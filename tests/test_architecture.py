@@ -19,7 +19,7 @@ LEVELS: list[set[str]] = [
     {"records"},
     {"jobs"},
     {"auth"},
-    {"cache", "webhooks", "dbadvice", "metrics", "logs", "errors"},
+    {"cache", "webhooks", "dbadvice", "metrics", "logs", "errors", "files"},
     {"alerts"},
     {"http"},
     {"services", "declarative", "demo", "functions"},

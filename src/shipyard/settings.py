@@ -153,6 +153,18 @@ class Settings:
     alerts_delivery_attempts: int = 10  # tries per notification before it is dead-lettered
     alerts_delivery_timeout: float = 10.0  # seconds per notification request
     alerts_history_retention: int = 7 * 86400  # seconds evaluations and expired silences are kept
+    # files (docs/files.md): uploads, storage (local disk in data_dir, or S3), thumbnails
+    files_max_upload_size: int = 256 * 1024 * 1024  # bytes of one multipart body, files included
+    files_token_duration: int = 180  # seconds a protected-file token (POST /api/files/token) lives
+    files_thumb_concurrency: int = 2  # thumbnails generated at once per process
+    files_thumb_max_pixels: int = 50_000_000  # larger source images are served, never resized
+    s3_enabled: bool = False  # the `s3` section of /api/settings, as PocketBase
+    s3_bucket: str = ""
+    s3_region: str = ""
+    s3_endpoint: str = ""  # empty: AWS; http(s)://host:port for any S3-compatible store
+    s3_access_key: str = ""
+    s3_secret: str = field(default="", repr=False)
+    s3_force_path_style: bool = False
     # where each value set at start-up came from ("SHIPYARD_SMTP_HOST", "smtp_host in
     # shipyard.toml", an option): the runtime settings API shows those as read-only, since
     # they win over the values it stores (docs/settings-api.md). Filled by load_settings.
@@ -202,6 +214,10 @@ _POSITIVE_INTS = {
     "logs_queue_max",
     "alerts_delivery_attempts",
     "alerts_history_retention",
+    "files_max_upload_size",
+    "files_token_duration",
+    "files_thumb_concurrency",
+    "files_thumb_max_pixels",
 }
 
 

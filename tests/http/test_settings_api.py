@@ -56,6 +56,14 @@ DEFAULTS: dict[str, Any] = {
         "webhookUrl": "",
         "runbookUrl": "docs/alerts.md",
     },
+    "s3": {  # file storage (docs/files.md); the secret is never shown
+        "enabled": False,
+        "bucket": "",
+        "region": "",
+        "endpoint": "",
+        "accessKey": "",
+        "forcePathStyle": False,
+    },
     "readOnly": {},
 }
 
