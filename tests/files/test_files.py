@@ -74,7 +74,7 @@ def test_upload_download_and_headers(client: TestClient, su: dict[str, str]) -> 
     assert got.status_code == 200
     assert got.content == png()
     assert got.headers["content-type"] == "image/png"  # detected from content, not the client
-    assert got.headers["content-disposition"] == f"inline; filename={name}"
+    assert got.headers["content-disposition"] == f'inline; filename="{name}"'
     assert "sandbox" in got.headers["content-security-policy"]
     assert got.headers["cache-control"] == "max-age=2592000, stale-while-revalidate=86400"
     assert client.get(url + "?download=1").headers["content-disposition"].startswith("attachment")
@@ -214,7 +214,7 @@ def test_thumbs(client: TestClient, su: dict[str, str]) -> None:
     assert size("?thumb=40x30f") == (40, 27)
     assert size("?thumb=77x77") == (300, 200)  # not listed: the original
     r = client.get(url + "?thumb=100x100")
-    assert r.headers["content-disposition"] == f"inline; filename=100x100_{rec['doc']}"
+    assert r.headers["content-disposition"] == f'inline; filename="100x100_{rec["doc"]}"'
 
 
 def test_protected_files_need_a_token(client: TestClient, su: dict[str, str]) -> None:
@@ -255,3 +255,21 @@ def test_protected_files_need_a_token(client: TestClient, su: dict[str, str]) ->
     assert client.get(url, params={"token": token["token"]}).status_code == 404
     su_token = client.post("/api/files/token", headers=su).json()["token"]
     assert client.get(url, params={"token": su_token}).status_code == 200
+
+
+def test_every_process_serves_every_file(
+    client: TestClient, su: dict[str, str], settings: Any
+) -> None:
+    """A second server process on the same database and storage (data directory or bucket)
+    serves the file the first one stored, and its deletes reach the first one's files."""
+    from shipyard.app import create_app
+
+    col, rec = upload_one(client, su)
+    url = f"/api/files/posts/{rec['id']}/{rec['doc']}"
+    with TestClient(create_app(settings)) as other:
+        got = other.get(url)
+        assert got.status_code == 200
+        assert got.content == b"a"
+        assert other.delete(f"/api/collections/posts/records/{rec['id']}").status_code == 204
+    key = f"{col['id']}/{rec['id']}/{rec['doc']}"
+    wait_until(lambda: not stored(client, key), what="file deleted by the other process")

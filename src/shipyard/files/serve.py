@@ -65,7 +65,7 @@ def headers_for(request: Request, name: str, stat: Stat) -> dict[str, str]:
     dot = name.rfind(".")
     ctype = BY_EXTENSION.get(name[dot:].lower() if dot >= 0 else "", ctype)
     return {
-        "Content-Disposition": f"{'inline' if inline else 'attachment'}; filename={name}",
+        "Content-Disposition": f'{"inline" if inline else "attachment"}; filename="{name}"',
         "Content-Type": ctype,
         "Content-Security-Policy": CSP,
         "Cache-Control": CACHE,
