@@ -273,3 +273,33 @@ def test_every_process_serves_every_file(
         assert other.delete(f"/api/collections/posts/records/{rec['id']}").status_code == 204
     key = f"{col['id']}/{rec['id']}/{rec['doc']}"
     wait_until(lambda: not stored(client, key), what="file deleted by the other process")
+
+
+def test_large_files_stream_in_parts(client: TestClient, su: dict[str, str]) -> None:
+    """Past 8 MiB, S3 gets a multipart upload; a download streams it back whole or ranged."""
+    make_collection(client, su, maxSize=20 << 20)
+    body = bytes(range(256)) * (9 << 12)  # 9 MiB
+    rec = client.post(
+        "/api/collections/posts/records", files=[("doc", ("big.bin", body, "x/y"))]
+    ).json()
+    url = f"/api/files/posts/{rec['id']}/{rec['doc']}"
+    got = client.get(url)
+    assert got.status_code == 200
+    assert got.content == body
+    part = client.get(url, headers={"Range": "bytes=8388600-8388615"})
+    assert part.content == body[8388600:8388616]
+
+
+def test_upload_body_limit(client: TestClient, su: dict[str, str], settings: Any) -> None:
+    """A multipart body past SHIPYARD_FILES_MAX_UPLOAD_SIZE is cut off with a 413."""
+    import dataclasses
+
+    from shipyard.app import create_app
+
+    make_collection(client, su, maxSize=10000)
+    small = dataclasses.replace(settings, files_max_upload_size=4096)
+    with TestClient(create_app(small)) as c:
+        files = [("doc", ("big.bin", b"x" * 5000, "x/y"))]
+        r = c.post("/api/collections/posts/records", files=files)
+        assert r.status_code == 413
+        assert r.json()["status"] == 413
