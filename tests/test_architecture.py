@@ -19,7 +19,7 @@ LEVELS: list[set[str]] = [
     {"records"},
     {"jobs"},
     {"auth"},
-    {"cache", "webhooks", "dbadvice", "metrics", "logs", "errors", "ratelimit", "assets"},
+    {"cache", "webhooks", "dbadvice", "metrics", "logs", "errors", "ratelimit", "assets", "files"},
     {"alerts"},
     {"http"},
     {"services", "declarative", "demo", "functions"},

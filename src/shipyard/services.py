@@ -24,6 +24,7 @@ from shipyard.cache.cache import ResponseCache, build_versions
 from shipyard.cache.extension import CacheExtension
 from shipyard.dbadvice.extension import DbAdviceExtension
 from shipyard.errors.extension import ErrorsExtension
+from shipyard.files.extension import FilesExtension
 from shipyard.http.settings_api import SettingsApiExtension
 from shipyard.jobs.extension import JobsExtension
 from shipyard.jobs.jobs import Jobs
@@ -141,6 +142,7 @@ class Services:
             CacheExtension(cache, db),
             JobsExtension(self.jobs, settings.jobs_worker),
             WebhooksExtension(self.webhooks, settings),
+            FilesExtension(settings, runtime, self.jobs),
             DbAdviceExtension(),
             MetricsExtension(settings, raw_db, aux_db, telemetry, self.jobs.queue),
             LogsExtension(settings, runtime, aux_db, telemetry),

@@ -151,14 +151,12 @@ class Settings:
     keep_alive: bool = True  # HTTP/1.1 persistent connections
     # rate limits (docs/ratelimit.md), PocketBase's `rateLimits` settings
     ratelimit_enabled: bool = True
-    ratelimit_rules: str = (
-        ""  # JSON list of {label, audience, duration, maxRequests}; empty: defaults
-    )
+    # JSON list of {label, audience, duration, maxRequests}; empty: defaults
+    ratelimit_rules: str = ""
     ratelimit_excluded_ips: str = ""  # client addresses and CIDRs never limited, comma-separated
     ratelimit_exempt_superusers: bool = True
-    ratelimit_max_keys: int = (
-        100_000  # clients a process tracks in memory (no Redis, or Redis down)
-    )
+    # clients a process tracks in memory (no Redis, or Redis down)
+    ratelimit_max_keys: int = 100_000
     ratelimit_refresh_interval: float = 1.0  # seconds between checks for /api/settings changes
     # metrics (docs/metrics.md)
     metrics_enabled: bool = True  # off: nothing counted or published, GET /metrics is 404
@@ -217,6 +215,18 @@ class Settings:
     cdn_purge_timeout: float = 10.0  # seconds per purge request
     cdn_purge_max_attempts: int = 8  # tries before a purge is dead-lettered
     cdn_purge_backoff_base: float = 10.0  # seconds before the first retry; doubles each attempt
+    # files (docs/files.md): uploads, storage (local disk in data_dir, or S3), thumbnails
+    files_max_upload_size: int = 256 * 1024 * 1024  # bytes of one multipart body, files included
+    files_token_duration: int = 180  # seconds a protected-file token (POST /api/files/token) lives
+    files_thumb_concurrency: int = 2  # thumbnails generated at once per process
+    files_thumb_max_pixels: int = 50_000_000  # larger source images are served, never resized
+    s3_enabled: bool = False  # the `s3` section of /api/settings, as PocketBase
+    s3_bucket: str = ""
+    s3_region: str = ""
+    s3_endpoint: str = ""  # empty: AWS; http(s)://host:port for any S3-compatible store
+    s3_access_key: str = ""
+    s3_secret: str = field(default="", repr=False)
+    s3_force_path_style: bool = False
     # where each value set at start-up came from ("SHIPYARD_SMTP_HOST", "smtp_host in
     # shipyard.toml", an option): the runtime settings API shows those as read-only, since
     # they win over the values it stores (docs/settings-api.md). Filled by load_settings.
@@ -273,6 +283,10 @@ _POSITIVE_INTS = {
     "ratelimit_max_keys",
     "image_max_pixels",
     "thumbs_concurrency",
+    "files_max_upload_size",
+    "files_token_duration",
+    "files_thumb_concurrency",
+    "files_thumb_max_pixels",
 }
 
 

@@ -63,6 +63,14 @@ DEFAULTS: dict[str, Any] = {
         "enabled": True,
         "exemptSuperusers": True,
     },
+    "s3": {  # file storage (docs/files.md); the secret is never shown
+        "enabled": False,
+        "bucket": "",
+        "region": "",
+        "endpoint": "",
+        "accessKey": "",
+        "forcePathStyle": False,
+    },
     "readOnly": {},
 }
 

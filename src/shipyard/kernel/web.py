@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from shipyard.kernel.errors import ApiError, bad_request, bad_value, busy, too_large, too_slow
 from shipyard.kernel.params import parse_int
+from shipyard.kernel.uploads import Upload
 from shipyard.tools.db import DataValueError, PoolExhausted, QueryTimeout
 
 if TYPE_CHECKING:  # the composition root, for types only: it imports every capability
@@ -88,9 +89,11 @@ async def parse_body(request: Request) -> dict[str, Any]:
     """A JSON object, or multipart / urlencoded fields (repeated keys become lists,
     `@jsonPayload` is merged), as PocketBase accepts them."""
     svc = services(request)
-    body = await read_body(request, svc.settings.max_body_size)
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
+    if ctype == "multipart/form-data":  # streamed: files spool to disk, never all in memory
+        return await _parse_form(_limited(request, svc.settings.files_max_upload_size))
+    body = await read_body(request, svc.settings.max_body_size)
+    if ctype == "application/x-www-form-urlencoded":
         return await _parse_form(request)
     if not body.strip():
         return {}
@@ -105,21 +108,56 @@ async def parse_body(request: Request) -> dict[str, Any]:
     return data
 
 
+def _limited(request: Request, limit: int) -> Request:
+    """The request with its body counted as it streams: past `limit` bytes, a 413."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            too_big = int(declared) > limit
+        except ValueError:
+            raise bad_request("Invalid Content-Length header.") from None
+        if too_big:
+            raise too_large(limit)
+    received = 0
+
+    async def receive() -> Any:
+        nonlocal received
+        message = await request.receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise too_large(limit)
+        return message
+
+    limited = Request(request.scope, receive)
+    return limited
+
+
+def close_uploads(body: dict[str, Any]) -> None:
+    """Remove the temporary files of a parsed body's uploads (after the write)."""
+    for value in body.values():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, Upload):
+                item.file.close()
+
+
 async def _parse_form(request: Request) -> dict[str, Any]:
     try:
         form = await request.form(max_files=100, max_fields=2000)
+    except ApiError:
+        raise
     except Exception as exc:  # malformed multipart of any kind is the client's error
         raise bad_request(f"Failed to read the multipart body: {exc}") from None
     out: dict[str, Any] = {}
     try:
-        for key, value in form.multi_items():
-            if isinstance(value, UploadFile):
-                raise bad_request(
-                    f"File uploads are not supported yet (field {key!r}); send file names as text."
-                )
+        for key, part in form.multi_items():
+            # a file's spooled temporary file outlives the form: close_uploads removes it
+            value: Any = (
+                Upload.of(part.filename or "", part.file) if isinstance(part, UploadFile) else part
+            )
             if key == "@jsonPayload":
                 try:
-                    payload = orjson.loads(value)
+                    payload = orjson.loads(value if isinstance(value, str) else b"")
                 except orjson.JSONDecodeError:
                     raise bad_request("Invalid @jsonPayload: not valid JSON.") from None
                 if not isinstance(payload, dict):
@@ -131,8 +169,9 @@ async def _parse_form(request: Request) -> dict[str, Any]:
                 out[key] = [*prev, value] if isinstance(prev, list) else [prev, value]
             else:
                 out[key] = value
-    finally:
+    except BaseException:
         await form.close()
+        raise
     return out
 
 

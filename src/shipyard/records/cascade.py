@@ -55,6 +55,8 @@ class Deleter:
             for start in range(0, len(ids), 500):
                 # like PocketBase, truncating fires no per-record events
                 await self.cascade(tx, c, ids[start : start + 500], depth=0, emit=False)
+                if self.events is not None:  # stored files go with them (files/)
+                    await self.events.dropped(tx, c, ids[start : start + 500])
 
     async def _emit_deletes(
         self, tx: Executor, c: Collection, ids: list[str], auth: Auth | None

@@ -87,7 +87,8 @@ async def update_collection(request: Request) -> Response:
 async def delete_collection(request: Request) -> Response:
     await _superuser(request)
     svc = services(request)
-    await svc.store.delete(svc.store.require(request.path_params["collection"]))
+    c = svc.store.require(request.path_params["collection"])
+    await svc.store.delete(c, svc.events.dropped)
     return Response(status_code=204)
 
 

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from shipyard.kernel.uploads import Upload
 from shipyard.records.auth import Auth
 from shipyard.records.collections import Collection
 from shipyard.tools.db import Executor
@@ -49,6 +50,7 @@ class RecordChange:
     event: dict[str, Any]  # the JSON event (no password, no tokenKey)
     record: dict[str, Any]  # the full record (hidden fields included)
     old: dict[str, Any] | None
+    uploads: tuple[Upload, ...] = ()  # new files of this write, to be stored with it
 
 
 class Listener(Protocol):
@@ -85,6 +87,15 @@ class RecordEvents:
                 found.append(got)
         return Listeners(found)
 
+    async def dropped(self, tx: Executor, c: Collection, ids: Sequence[str] | None) -> None:
+        """Records leaving without per-record events: a truncate (`ids`) or the whole
+        collection dropped (None). Subscribers with a `dropped` method hear of it in the
+        transaction (the files capability enqueues the removal of their files)."""
+        for s in self._subscribers:
+            hook = getattr(s, "dropped", None)
+            if hook is not None:
+                await hook(tx, c, ids)
+
     async def emit(
         self,
         tx: Executor,
@@ -94,6 +105,7 @@ class RecordEvents:
         record: dict[str, Any],
         old: dict[str, Any] | None,
         auth: Auth | None,
+        uploads: Sequence[Upload] = (),
     ) -> dict[str, Any]:
         event = {
             "id": new_event_id(),
@@ -108,7 +120,7 @@ class RecordEvents:
             if auth is None or auth.collection is None
             else {"collection": auth.collection.name, "id": auth.id},
         }
-        change = RecordChange(c, action, event, record, old)
+        change = RecordChange(c, action, event, record, old, tuple(uploads))
         for listener in listeners:
             await listener(tx, change)
         return event

@@ -17,6 +17,8 @@ from typing import Any, ClassVar
 import orjson
 
 from shipyard.kernel.errors import FieldError
+from shipyard.kernel.uploads import Upload
+from shipyard.records.file_checks import check_names, check_uploads
 from shipyard.tools.ids import random_string
 
 NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,99}$")
@@ -464,7 +466,7 @@ class RelationField(Field):
 
 @dataclass
 class FileField(Field):
-    """File names only for now; uploads and storage arrive with the files capability."""
+    """Stored file names; new files arrive as uploads (kernel/uploads.py), stored by files/."""
 
     type: ClassVar[str] = "file"
     OPTION_DEFAULTS: ClassVar[dict[str, Any]] = {
@@ -480,6 +482,10 @@ class FileField(Field):
         return int(self.options["maxSelect"] or 1) > 1
 
     @property
+    def max_size(self) -> int:  # PocketBase's 5 MiB when maxSize is 0
+        return int(self.options.get("maxSize") or 0) or 5 << 20
+
+    @property
     def storage(self) -> str:  # type: ignore[override]
         return "json" if self.is_multi else "text"
 
@@ -491,9 +497,9 @@ class FileField(Field):
 
     def normalize(self, value: Any) -> Any:
         raw = _as_list(value)
-        if any(not isinstance(v, str) for v in raw):
+        if any(not isinstance(v, str | Upload) for v in raw):
             raise FieldError("validation_invalid_value", "File names must be strings.")
-        items = _unique([v for v in raw if v])
+        items = _unique([v for v in raw if v != ""])
         if self.is_multi:
             return items
         return items[-1] if items else ""
@@ -504,6 +510,11 @@ class FileField(Field):
         limit = int(self.options["maxSelect"] or 1)
         if len(items) > limit:
             raise FieldError("validation_too_many_files", f"The maximum allowed files is {limit}")
+        check_uploads(self.options, self.max_size, items)
+
+    def check_names(self, value: Any, old: Any) -> None:
+        """Plain names must be files the record has already (PocketBase refuses others)."""
+        check_names(_as_list(value), _as_list(old))
 
 
 @dataclass

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from shipyard.kernel.errors import FieldError, validation_failed
+from shipyard.kernel.uploads import Upload
 from shipyard.records.collections import Collection
 from shipyard.records.fields import Field, TextField
 
@@ -65,7 +66,8 @@ def apply_modifiers(  # noqa: C901  (one branch per modifier (+, -, append, prep
             continue
         cur = current if isinstance(current, list) else ([current] if current else [])
         items = value if isinstance(value, list) else [value]
-        if not all(isinstance(i, str) for i in [*items, *cur]):
+        kinds = (str, Upload) if f.type == "file" else (str,)
+        if not all(isinstance(i, kinds) for i in [*items, *cur]):
             raise validation_failed(
                 "Failed to save record.",
                 {name: FieldError("validation_invalid_value", "Values must be strings.")},
@@ -76,6 +78,23 @@ def apply_modifiers(  # noqa: C901  (one branch per modifier (+, -, append, prep
             out[name] = list(dict.fromkeys([*items, *cur]))
         else:
             out[name] = [i for i in cur if i not in items]
+    return out
+
+
+def names_only(values: dict[str, Any]) -> dict[str, Any]:
+    """`values` with each upload replaced by its stored name (what rules and the database
+    see), as a new dict."""
+
+    def name(v: Any) -> Any:
+        return v.name if isinstance(v, Upload) else v
+
+    return {k: [name(i) for i in v] if isinstance(v, list) else name(v) for k, v in values.items()}
+
+
+def uploads_in(values: dict[str, Any]) -> list[Upload]:
+    out: list[Upload] = []
+    for v in values.values():
+        out.extend(i for i in (v if isinstance(v, list) else [v]) if isinstance(i, Upload))
     return out
 
 

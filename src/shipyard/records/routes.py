@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from shipyard.kernel.web import JSON, parse_body, services
+from shipyard.kernel.web import JSON, close_uploads, parse_body, services
 from shipyard.records.context import request_context
 from shipyard.tools.db import budget
 
@@ -45,9 +45,12 @@ async def create_record(request: Request) -> Response:
     c = svc.store.require(request.path_params["collection"])
     ctx = await request_context(request)
     body = await parse_body(request)
-    q = svc.records.view_query(ctx.query)
-    with budget(_budget(request)):
-        return JSON(await svc.records.create(c, body, ctx, q))
+    try:
+        q = svc.records.view_query(ctx.query)
+        with budget(_budget(request)):
+            return JSON(await svc.records.create(c, body, ctx, q))
+    finally:
+        close_uploads(body)
 
 
 async def update_record(request: Request) -> Response:
@@ -55,10 +58,12 @@ async def update_record(request: Request) -> Response:
     c = svc.store.require(request.path_params["collection"])
     ctx = await request_context(request)
     body = await parse_body(request)
-    q = svc.records.view_query(ctx.query)
-    rid = request.path_params["id"]
-    with budget(_budget(request)):
-        return JSON(await svc.records.update(c, rid, body, ctx, q))
+    try:
+        q = svc.records.view_query(ctx.query)
+        with budget(_budget(request)):
+            return JSON(await svc.records.update(c, request.path_params["id"], body, ctx, q))
+    finally:
+        close_uploads(body)
 
 
 async def delete_record(request: Request) -> Response:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,13 +38,11 @@ from shipyard.records.collections import (
     stored_dict,
     unique_index,
 )
-from shipyard.records.fields import (
-    AutodateField,
-    Field,
-    RelationField,
-    id_field,
-)
+from shipyard.records.fields import AutodateField, Field, RelationField, id_field
 from shipyard.tools.db import Database, DatabaseError, Executor
+
+# what hears of a collection dropped, in the transaction (records/events.py `dropped`)
+Dropped = Callable[[Executor, Collection, Sequence[str] | None], Awaitable[None]]
 
 log = logging.getLogger("shipyard.schema")
 NOTIFY_CHANNEL = "shipyard_schema"
@@ -482,7 +481,8 @@ class SchemaStore:
         await tx.execute(f'ALTER TABLE "{table}" RENAME COLUMN "{tmp}" TO "{nf.name}"')
         return lost
 
-    async def delete(self, c: Collection) -> None:
+    async def delete(self, c: Collection, dropped: Dropped | None = None) -> None:
+        """Drop a collection; `dropped` (the event bus's) hears of it in the transaction."""
         if c.system:
             raise bad_request("System collections cannot be deleted.")
         refs = [(rc, f) for rc, f in self.references_to(c) if rc.id != c.id]
@@ -495,6 +495,8 @@ class SchemaStore:
             await self._lock(tx)
             # the table's own indexes go with it; an index of this name elsewhere stays
             await tx.execute(f'DROP TABLE "{c.table}"')
+            if dropped is not None:
+                await dropped(tx, c, None)
             await authids.forget(tx, c)
             await tx.execute('DELETE FROM "_collections" WHERE "id" = ?', (c.id,))
             await self._bump(tx)

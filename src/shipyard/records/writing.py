@@ -16,6 +16,7 @@ from shipyard.kernel.errors import (
     not_found,
     validation_failed,
 )
+from shipyard.kernel.uploads import Upload
 from shipyard.records import authids, passwords
 from shipyard.records.auth import Auth
 from shipyard.records.codecs import encode_stored
@@ -25,13 +26,20 @@ from shipyard.records.expand import Expander
 from shipyard.records.fields import (
     AutodateField,
     Field,
+    FileField,
     PasswordField,
     TextField,
     new_record_id,
     now_str,
 )
 from shipyard.records.listquery import ViewQuery
-from shipyard.records.modifiers import apply_modifiers, autogenerate, coerce_multipart
+from shipyard.records.modifiers import (
+    apply_modifiers,
+    autogenerate,
+    coerce_multipart,
+    names_only,
+    uploads_in,
+)
 from shipyard.records.reading import Reader
 from shipyard.records.rules import ONLY_SUPERUSERS, Rules
 from shipyard.records.schema import SchemaStore
@@ -108,8 +116,12 @@ class Writer:
                 continue
             if f.name in body:
                 try:
+                    if not isinstance(f, FileField) and uploads_in({f.name: body[f.name]}):
+                        raise FieldError("validation_invalid_value", "Not a file field.")
                     value = f.normalize(coerce_multipart(f, body[f.name]))
                     f.validate(value)
+                    if isinstance(f, FileField):
+                        f.check_names(value, (old or {}).get(f.name))
                 except FieldError as err:
                     errors[f.name] = err
                     continue
@@ -288,6 +300,8 @@ class Writer:
         if needs_manage:
             values, errors = self._prepare(c, body, None, auth, privileged=True)
         await passwords.hash_new_passwords(self.passwords, values, errors, None)
+        uploads = uploads_in(values)
+        values = names_only(values)
         cols = list(values)
         fields = {f.name: f for f in c.fields}
         row = [encode_stored(fields[k], values[k]) if k != "id" else values[k] for k in cols]
@@ -307,11 +321,11 @@ class Writer:
             if needs_manage and not await self.rules.manages(tx, c, values["id"], ctx, body):
                 raise validation_failed("Failed to create record.", refused)
             if not auth.is_superuser and (c.createRule or "").strip():
-                rule = self.rules.sql(c, "create", ctx, apply_modifiers(c, body, None))
+                rule = self.rules.sql(c, "create", ctx, names_only(apply_modifiers(c, body, None)))
                 ok = await self.reader.fetch_one(c, values["id"], ctx, rule, db=tx)
                 if ok is None:
                     raise bad_request("Failed to create record.")
-            await self._emit(tx, c, "create", values["id"], None, ctx)
+            await self._emit(tx, c, "create", values["id"], None, ctx, uploads)
             rec = await self.reader.fetch_one(c, values["id"], ctx, None, db=tx)
         assert rec is not None  # noqa: S101  (narrows a type for mypy; established above)
         items = [rec]
@@ -345,7 +359,7 @@ class Writer:
                 raise not_found()
             # rules see the body as it will be written: `owner+`, `views-`… already applied,
             # so a modifier cannot slip past an `@request.body.owner` guard (as PocketBase)
-            effective = apply_modifiers(c, body, old)
+            effective = names_only(apply_modifiers(c, body, old))
             rule = self.rules.sql(c, "update", ctx, effective)
             if rule is not None and await reader.fetch_one(c, rid, ctx, rule, db=tx) is None:
                 raise not_found()
@@ -358,6 +372,8 @@ class Writer:
             privileged = c.type == "auth" and await self.rules.manages(tx, c, rid, ctx, body)
             values, errors = self._prepare(c, body, decoded, auth, privileged=privileged)
             await passwords.hash_new_passwords(self.passwords, values, errors, argon2)
+            uploads = uploads_in(values)
+            values = names_only(values)
             fields = {f.name: f for f in c.fields}
             await self._check_relations(c, values, tx, errors, "update")
             if values:
@@ -367,7 +383,7 @@ class Writer:
                     await tx.execute(f'UPDATE "{c.table}" SET {sets} WHERE "id" = ?', (*args, rid))
                 except IntegrityError as exc:
                     raise self._unique_error(c, exc, "update") from exc
-            await self._emit(tx, c, "update", rid, old, ctx)
+            await self._emit(tx, c, "update", rid, old, ctx, uploads)
             rec = await reader.fetch_one(c, rid, ctx, None, db=tx)
         assert rec is not None  # noqa: S101  (narrows a type for mypy; established above)
         items = [rec]
@@ -382,14 +398,14 @@ class Writer:
         rid: str,
         old: dict[str, Any] | None,
         ctx: RequestContext,
+        uploads: list[Upload],
     ) -> None:
-        """Record-change events, in this transaction (records/events.py)."""
-        if self.events is None:
-            return
-        subs = await self.events.subscribers(tx, c, action)
-        if not subs:
-            return
-        rec = await self.reader.fetch_one(c, rid, ctx, None, db=tx, audience="internal")
-        if rec is None:
-            return
-        await self.events.emit(tx, subs, c, action, rec, old, ctx.auth)
+        """Record-change events, in this transaction (records/events.py); the uploads must
+        be stored by a listener (the files capability) or the write fails."""
+        subs = await self.events.subscribers(tx, c, action) if self.events else None
+        if subs:
+            rec = await self.reader.fetch_one(c, rid, ctx, None, db=tx, audience="internal")
+            if rec is not None and self.events is not None:
+                await self.events.emit(tx, subs, c, action, rec, old, ctx.auth, uploads)
+        if any(not u.stored for u in uploads):
+            raise bad_request("File uploads are not supported: the files capability is off.")

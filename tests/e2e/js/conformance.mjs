@@ -886,6 +886,78 @@ test("users: collections.delete() drops them", async (t) => {
   assert.equal(await pb.collections.delete(USERS), true);
 });
 
+// --------------------------------------------------------------------------- files
+
+const FILES = `files_${SUFFIX}`;
+// a 120x80 PNG
+const PNG = Buffer.from(
+  "iVBORw0KGgoAAAANSUhEUgAAAHgAAABQCAIAAABd+SbeAAAAzElEQVR4nO3QQRHAIADAMEDIdCIRWVOx8liioNf57DP43rod8BdGR4yOGB0xOmJ0xOiI0RGjI0ZHjI4YHTE6YnTE6IjREaMjRkeMjhgdMTpidMToiNERoyNGR4yOGB0xOmJ0xOiI0RGjI0ZHjI4YHTE6YnTE6IjREaMjRkeMjhgdMTpidMToiNERoyNGR4yOGB0xOmJ0xOiI0RGjI0ZHjI4YHTE6YnTE6IjREaMjRkeMjhgdMTpidMToiNERoyNGR4yOGB0xOmJ0xOjIC/XdAf50I6O8AAAAAElFTkSuQmCC",
+  "base64",
+);
+
+test("files: FormData upload, getURL with and without thumb, field+ / field-, getToken() for a protected file", async () => {
+  await pb.collections.create({
+    name: FILES,
+    type: "base",
+    listRule: "",
+    viewRule: "@request.auth.id != ''",
+    createRule: "",
+    updateRule: "",
+    deleteRule: "",
+    fields: [
+      { name: "title", type: "text" },
+      { name: "pics", type: "file", maxSelect: 5, mimeTypes: ["image/png"], thumbs: ["50x0"] },
+      { name: "secret", type: "file", maxSelect: 1, protected: true },
+    ],
+  });
+  const data = new FormData();
+  data.append("title", "hello");
+  data.append("pics", new Blob([PNG], { type: "image/png" }), "Photo One.png");
+  data.append("secret", new Blob(["top secret"], { type: "text/plain" }), "secret.txt");
+  const rec = await pb.collection(FILES).create(data);
+  assert.equal(rec.pics.length, 1);
+  assert.match(rec.pics[0], /^photo_one_[a-z0-9]{10}\.png$/);
+  assert.match(rec.secret, /^secret_[a-z0-9]{10}\.txt$/);
+
+  const res = await fetch(pb.files.getURL(rec, rec.pics[0]));
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get("content-type"), "image/png");
+  assert.equal(res.headers.get("content-disposition"), `inline; filename="${rec.pics[0]}"`);
+  assert.deepEqual(Buffer.from(await res.arrayBuffer()), PNG);
+  const thumb = await fetch(pb.files.getURL(rec, rec.pics[0], { thumb: "50x0" }));
+  assert.equal(thumb.status, 200);
+  assert.equal(thumb.headers.get("content-disposition"), `inline; filename="50x0_${rec.pics[0]}"`);
+  const thumbBytes = Buffer.from(await thumb.arrayBuffer());
+  assert.equal(thumbBytes.readUInt32BE(16), 50, "thumb width"); // the PNG header's IHDR
+  assert.equal(thumbBytes.readUInt32BE(20), 33, "thumb height");
+  const download = await fetch(pb.files.getURL(rec, rec.pics[0], { download: true }));
+  assert.match(download.headers.get("content-disposition"), /^attachment/);
+  await download.arrayBuffer();
+
+  const added = await pb.collection(FILES).update(rec.id, { "pics+": new Blob([PNG], { type: "image/png" }) });
+  assert.equal(added.pics.length, 2);
+  assert.equal(added.pics[0], rec.pics[0]);
+  const removed = await pb.collection(FILES).update(rec.id, { "pics-": [rec.pics[0]] });
+  assert.deepEqual(removed.pics, [added.pics[1]]);
+  const err = await pb
+    .collection(FILES)
+    .update(rec.id, { "pics+": new Blob(["just text"], { type: "image/png" }) })
+    .catch((e) => e);
+  assert.ok(err instanceof ClientResponseError, `a text file as a PNG: ${err}`);
+  assert.equal(err.status, 400);
+  assert.equal(err.response.data.pics.code, "validation_invalid_mime_type");
+
+  const guest = await fetch(anon.files.getURL(rec, rec.secret));
+  assert.equal(guest.status, 404, "a protected file without a token");
+  await guest.arrayBuffer();
+  const token = await pb.files.getToken();
+  assert.equal(typeof token, "string");
+  const secret = await fetch(pb.files.getURL(rec, rec.secret, { token }));
+  assert.equal(secret.status, 200);
+  assert.equal(await secret.text(), "top secret");
+  assert.equal(await pb.collections.delete(FILES), true);
+});
+
 // --------------------------------------------------------------------------- cleanup
 
 test("collections.delete() drops the collections", async (t) => {

@@ -1,0 +1,114 @@
+"""`GET /api/files/{collection}/{recordId}/{filename}` and `POST /api/files/token`, as
+PocketBase answers them: files are public unless their field is `protected`, in which
+case a file token (`?token=`) must name someone the collection's view rule lets see the
+record; `?thumb=` serves a thumbnail of an image for `100x100` or a size the field lists,
+else the original; `?download=1` forces an attachment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from shipyard.files import tokens
+from shipyard.files.serve import respond
+from shipyard.files.store import file_key, thumb_key
+from shipyard.files.thumbs import IMAGE_TYPES, allowed
+from shipyard.kernel.errors import ApiError, not_found, unauthorized
+from shipyard.kernel.web import JSON, services
+from shipyard.records.auth import ANONYMOUS, Auth
+from shipyard.records.collections import SUPERUSERS, Collection
+from shipyard.records.context import RequestContext, resolve_auth
+from shipyard.tools.storage import StorageError
+
+
+def _files(request: Request) -> Any:
+    return services(request).extension("files")
+
+
+async def file_token(request: Request) -> Response:
+    auth = await resolve_auth(request)
+    if auth.collection is None:
+        raise unauthorized("Missing auth context.")
+    svc = services(request)
+    rec = await svc.auth.auth_record_by(auth.collection, "id", auth.id)
+    if rec is None:
+        raise unauthorized("Missing auth context.")
+    token = tokens.issue(
+        svc.settings.secret_key,
+        auth,
+        str(rec.get("tokenKey", "")),
+        svc.settings.files_token_duration,
+    )
+    return JSON({"token": token})
+
+
+async def _token_auth(request: Request, token: str) -> Auth:
+    claims = tokens.claims_of(token) if token else None
+    if claims is None:
+        return ANONYMOUS
+    svc = services(request)
+    coll = svc.store.get(claims["collectionId"])
+    if coll is None or coll.type != "auth":
+        return ANONYMOUS
+    rec = await svc.auth.auth_record_by(coll, "id", claims["id"])
+    if rec is None or not tokens.verify(
+        svc.settings.secret_key, token, coll, str(rec.get("tokenKey", ""))
+    ):
+        return ANONYMOUS
+    return Auth(collection=coll, record={k: v for k, v in rec.items() if k != "tokenKey"})
+
+
+async def _record(request: Request, c: Collection, rid: str, auth: Auth) -> dict[str, Any]:
+    svc = services(request)
+    ctx = RequestContext.from_scope(request.scope, auth)
+    try:
+        return await svc.records.view(c, rid, ctx)
+    except ApiError:
+        raise not_found() from None
+
+
+def _names(rec: dict[str, Any], field: str) -> list[Any]:
+    v = rec.get(field)
+    return v if isinstance(v, list) else [v]
+
+
+async def download(request: Request) -> Response:
+    svc = services(request)
+    c = svc.store.get(request.path_params["collection"])
+    rid, name = request.path_params["recordId"], request.path_params["filename"]
+    if c is None or not rid:
+        raise not_found()
+    system = RequestContext.system(svc.store.require(SUPERUSERS))
+    rec = await _record(request, c, rid, system.auth)
+    field = next((f for f in c.fields if f.type == "file" and name in _names(rec, f.name)), None)
+    if field is None:
+        raise not_found()
+    if field.options.get("protected"):
+        auth = await _token_auth(request, request.query_params.get("token", ""))
+        await _record(request, c, rid, auth)  # the view rule, for the token's owner
+    files = _files(request)
+    storage = await files.store.storage()
+    key, served = file_key(c.id, rid, name), name
+    try:
+        stat = await storage.stat(key)
+        if stat is None:
+            raise not_found()
+        thumb = request.query_params.get("thumb", "")
+        if allowed(thumb, list(field.options.get("thumbs") or [])) and (
+            stat.content_type in IMAGE_TYPES
+        ):
+            got = await files.thumb(storage, key, thumb_key(c.id, rid, name, thumb), thumb)
+            if got is not None:
+                key, stat, served = got[0], got[1], f"{thumb}_{name}"
+    except StorageError as exc:
+        raise ApiError(503, "The file storage is unavailable, try again later.") from exc
+    return respond(request, storage, key, served, stat)
+
+
+routes = [
+    Route("/api/files/token", file_token, methods=["POST"]),
+    Route("/api/files/{collection}/{recordId}/{filename}", download, methods=["GET", "HEAD"]),
+]

@@ -1,0 +1,135 @@
+"""A stored file as an HTTP response, with PocketBase's headers (inline only for types a
+browser shows safely, the sandboxing CSP, a long cache) and HTTP's conditional and Range
+requests; the bytes stream from storage in chunks."""
+
+from __future__ import annotations
+
+import re
+from email.utils import formatdate, parsedate_to_datetime
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from shipyard.tools.storage import Stat, Storage
+
+INLINE_TYPES = frozenset(
+    [
+        "image/png",
+        "image/jpg",
+        "image/jpeg",
+        "image/gif",
+        "image/webp",
+        "image/x-icon",
+        "image/bmp",
+        "video/webm",
+        "video/mp4",
+        "video/3gpp",
+        "video/quicktime",
+        "video/x-ms-wmv",
+        "audio/basic",
+        "audio/aiff",
+        "audio/mpeg",
+        "audio/midi",
+        "audio/mp3",
+        "audio/wave",
+        "audio/wav",
+        "audio/x-wav",
+        "audio/x-mpeg",
+        "audio/x-m4a",
+        "audio/aac",
+        "application/pdf",
+        "application/x-pdf",
+    ]
+)
+BY_EXTENSION = {  # PocketBase's exceptions to the detected type
+    ".svg": "image/svg+xml",
+    ".css": "text/css",
+    ".js": "text/javascript",
+    ".mjs": "text/javascript",
+    ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ".pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+}
+CSP = "default-src 'none'; media-src 'self'; style-src 'unsafe-inline'; sandbox"
+CACHE = "max-age=2592000, stale-while-revalidate=86400"
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def _forced_download(request: Request) -> bool:
+    return request.query_params.get("download", "").lower() in ("1", "t", "true")
+
+
+def headers_for(request: Request, name: str, stat: Stat) -> dict[str, str]:
+    ctype = stat.content_type
+    inline = not _forced_download(request) and ctype.split(";")[0] in INLINE_TYPES
+    dot = name.rfind(".")
+    ctype = BY_EXTENSION.get(name[dot:].lower() if dot >= 0 else "", ctype)
+    return {
+        "Content-Disposition": f'{"inline" if inline else "attachment"}; filename="{name}"',
+        "Content-Type": ctype,
+        "Content-Security-Policy": CSP,
+        "Cache-Control": CACHE,
+        "ETag": stat.etag,
+        "Last-Modified": formatdate(stat.modified, usegmt=True),
+        "Accept-Ranges": "bytes",
+    }
+
+
+def _not_modified(request: Request, stat: Stat) -> bool:
+    inm = request.headers.get("if-none-match")
+    if inm is not None:
+        tags = [t.strip().removeprefix("W/") for t in inm.split(",")]
+        return "*" in tags or stat.etag in tags
+    ims = request.headers.get("if-modified-since")
+    if ims:
+        try:
+            return int(stat.modified) <= parsedate_to_datetime(ims).timestamp()
+        except (TypeError, ValueError):
+            return False
+    return False
+
+
+def _range(request: Request, stat: Stat) -> tuple[int, int] | str | None:
+    """(start, end) of a satisfiable single range, None for the whole file, or "bad"."""
+    raw = request.headers.get("range")
+    if not raw:
+        return None
+    if_range = request.headers.get("if-range")
+    if if_range and if_range.strip() != stat.etag:
+        return None
+    m = _RANGE.match(raw.strip())
+    if m is None:  # several ranges, other units: the whole file (allowed by RFC 9110)
+        return None
+    first, last = m.group(1), m.group(2)
+    if not first and not last:
+        return None
+    if not first:  # the last N bytes
+        n = int(last)
+        if n == 0:
+            return "bad"
+        return max(0, stat.size - n), stat.size - 1
+    start = int(first)
+    end = min(int(last), stat.size - 1) if last else stat.size - 1
+    if start >= stat.size or (last and int(last) < start):
+        return "bad"
+    return start, end
+
+
+def respond(request: Request, storage: Storage, key: str, name: str, stat: Stat) -> Response:
+    headers = headers_for(request, name, stat)
+    if _not_modified(request, stat):
+        keep = ("ETag", "Last-Modified", "Cache-Control", "Content-Security-Policy")
+        return Response(status_code=304, headers={k: headers[k] for k in keep})
+    span = _range(request, stat)
+    if span == "bad":
+        return Response(status_code=416, headers={"Content-Range": f"bytes */{stat.size}"})
+    if isinstance(span, tuple):
+        start, end = span
+        headers["Content-Range"] = f"bytes {start}-{end}/{stat.size}"
+        headers["Content-Length"] = str(end - start + 1)
+        body = storage.read(key, start, end)
+        return StreamingResponse(body, status_code=206, headers=headers)
+    headers["Content-Length"] = str(stat.size)
+    if request.method == "HEAD":
+        return Response(status_code=200, headers=headers)
+    return StreamingResponse(storage.read(key), headers=headers)

@@ -1,0 +1,56 @@
+"""Where record files live now: local disk under `<data_dir>/storage`, or the S3 bucket the
+`s3` settings name (read at each use, so a change applies on every process), and the keys
+PocketBase uses: `<collectionId>/<recordId>/<filename>`, thumbnails beside in
+`thumbs_<filename>/<size>_<filename>`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shipyard.kernel.runtime import RuntimeSettings
+from shipyard.tools.storage import LocalStorage, Storage
+from shipyard.tools.storage_s3 import S3Config, S3Storage
+
+
+def file_key(collection_id: str, record_id: str, name: str) -> str:
+    return f"{collection_id}/{record_id}/{name}"
+
+
+def thumbs_prefix(collection_id: str, record_id: str, name: str) -> str:
+    return f"{collection_id}/{record_id}/thumbs_{name}"
+
+
+def thumb_key(collection_id: str, record_id: str, name: str, size: str) -> str:
+    return f"{thumbs_prefix(collection_id, record_id, name)}/{size}_{name}"
+
+
+class FileStore:
+    def __init__(self, runtime: RuntimeSettings[Any], data_dir: Any) -> None:
+        self.runtime = runtime
+        self.local = LocalStorage(data_dir / "storage")
+        self._s3: dict[S3Config, S3Storage] = {}
+
+    async def storage(self, refresh: bool = True) -> Storage:
+        """The storage in effect; without `refresh`, as of the last refresh (inside a write
+        transaction, where reading the settings table could wait on that very write)."""
+        if refresh:
+            await self.runtime.refresh()
+        v = self.runtime.value
+        if not v("s3", "enabled"):
+            return self.local
+        config = S3Config(
+            v("s3", "bucket"),
+            v("s3", "region"),
+            v("s3", "endpoint"),
+            v("s3", "accessKey"),
+            v("s3", "secret"),
+            v("s3", "forcePathStyle"),
+        )
+        if config not in self._s3:
+            self._s3[config] = S3Storage(config)
+        return self._s3[config]
+
+    async def close(self) -> None:
+        for s3 in self._s3.values():
+            await s3.close()
+        self._s3.clear()

@@ -1,0 +1,72 @@
+"""The files capability as a subscriber of the record-event bus: a write's uploads are
+stored inside its transaction (as PocketBase stores them before its commit), and files a
+write leaves behind — replaced, removed, their record or collection deleted — are removed
+by a job enqueued in the same transaction, so nothing is deleted unless the write commits
+and nothing is forgotten if it does."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from shipyard.files.store import FileStore, file_key, thumbs_prefix
+from shipyard.records.collections import Collection
+from shipyard.records.events import Listener, RecordChange
+from shipyard.tools.db import Executor
+
+DELETE_KIND = "files.delete"
+
+
+def file_names(c: Collection, record: dict[str, Any] | None) -> set[str]:
+    out: set[str] = set()
+    for f in c.fields:
+        if f.type == "file" and record is not None:
+            v = record.get(f.name)
+            out.update(n for n in (v if isinstance(v, list) else [v]) if isinstance(n, str) and n)
+    return out
+
+
+class FileTriggers:
+    def __init__(self, store: FileStore, enqueue: Any) -> None:
+        self.store = store
+        self.enqueue = enqueue  # Jobs.enqueue
+
+    async def listener(self, tx: Executor, c: Collection, action: str) -> Listener | None:
+        if not any(f.type == "file" for f in c.fields):
+            return None
+        return self.on_change
+
+    async def on_change(self, tx: Executor, change: RecordChange) -> None:
+        c, rid = change.collection, str(change.record["id"])
+        if change.uploads:
+            storage = await self.store.storage(refresh=False)
+            for u in change.uploads:
+                await storage.put_file(file_key(c.id, rid, u.name), u.file, u.size, u.mime)
+                u.stored = True
+        if change.action == "delete":
+            await self._remove(tx, [], [f"{c.id}/{rid}"])
+            return
+        gone = file_names(c, change.old) - file_names(c, change.record)
+        if gone:
+            keys = [file_key(c.id, rid, n) for n in sorted(gone)]
+            await self._remove(tx, keys, [thumbs_prefix(c.id, rid, n) for n in sorted(gone)])
+
+    async def dropped(self, tx: Executor, c: Collection, ids: Sequence[str] | None) -> None:
+        if not any(f.type == "file" for f in c.fields):
+            return
+        prefixes = [c.id] if ids is None else [f"{c.id}/{rid}" for rid in ids]
+        await self._remove(tx, [], prefixes)
+
+    async def _remove(self, tx: Executor, keys: list[str], prefixes: list[str]) -> None:
+        await self.enqueue(DELETE_KIND, {"keys": keys, "prefixes": prefixes}, tx=tx)
+
+    async def delete_job(self, ctx: Any, args: dict[str, Any]) -> dict[str, int]:
+        """The job: remove the stored objects (idempotent: missing ones are no error)."""
+        storage = await self.store.storage()
+        keys = [str(k) for k in args.get("keys") or []]
+        prefixes = [str(p) for p in args.get("prefixes") or []]
+        if keys:
+            await storage.delete(keys)
+        for p in prefixes:
+            await storage.delete_prefix(p)
+        return {"keys": len(keys), "prefixes": len(prefixes)}
