@@ -13,7 +13,8 @@ Where the versions live decides who stays coherent:
 * embedded (SQLite, no Redis): counters in this process, plus SQLite's `data_version`, which
   moves whenever another process commits — that flushes everything, coarse but exact;
 * Redis (`SHIPYARD_REDIS_URL`): one hash of random tokens shared by every process and
-  machine; a hit costs one HMGET round trip and no database query. While Redis is down
+  machine; a hit costs one HMGET round trip and no database query, and lookups made while
+  one is in flight share the next (auto-batched). While Redis is down
   nothing is cached or served from cache (it cannot be proven fresh);
 * PostgreSQL without Redis: other processes' writes are invisible, so caching is off.
 
@@ -39,6 +40,7 @@ from shipyard.records.collections import Collection
 from shipyard.records.query import NO_REFS, Refs
 from shipyard.records.schema import SchemaStore
 from shipyard.settings import Settings, parse_ttls
+from shipyard.tools.batching import AutoBatcher
 from shipyard.tools.metrics import Registry
 from shipyard.tools.redisclient import ResilientRedis
 
@@ -47,6 +49,7 @@ log = logging.getLogger("shipyard.cache")
 _RULES = ("listRule", "viewRule", "createRule", "updateRule", "deleteRule")
 JITTER = 0.1  # entries live ttl ± 10 % so that keys filled together do not expire together
 MAX_SCOPES = 4096  # memoized (collection, asker collection, @collection refs) unions
+MAX_BATCH = 256  # version lookups per HMGET: bounds one call's size
 
 
 def etag_of(body: bytes) -> str:
@@ -169,14 +172,31 @@ class RedisVersions:
         self.redis = redis
         self.pending: set[str] = set()
         self.local = LocalVersions(store)  # this process's own writes, even during outages
+        # concurrent lookups share one HMGET (see _read)
+        self.reads: AutoBatcher[tuple[str, ...], tuple[Any, ...]] = AutoBatcher(
+            self._read, MAX_BATCH
+        )
         redis.on_recover.append(self._replay)
 
     async def token(self, tables: Iterable[str]) -> Hashable | None:
-        names = list(tables)
+        names = tuple(tables)
+        got = await self.reads.submit(names)
+        if got is None:
+            return None
+        local = await self.local.token(names)
+        return (local, *got)
+
+    async def _read(self, batch: list[tuple[str, ...]]) -> list[tuple[Any, ...]] | None:
+        """Every token of a batch of lookups in one HMGET over the union of their tables.
+
+        Sent after each lookup in it was made (tools/batching.py), so each sees every bump
+        that had reached Redis when it was asked, as a lone HMGET would; and bumps still
+        pending (not yet in Redis) are checked here, at send time, for the same reason."""
         if self.pending:
             await self._flush_pending()
             if self.pending:
                 return None
+        names = list(dict.fromkeys(n for tables in batch for n in tables))
         got = await self.redis.call(lambda r: r.hmget(self.key, names))
         if got is None:
             return None
@@ -196,8 +216,8 @@ class RedisVersions:
             if res is None:
                 return None
             got = res[-1]
-        local = await self.local.token(names)
-        return (local, *got)
+        value = dict(zip(names, got, strict=True))
+        return [tuple(value[n] for n in tables) for tables in batch]
 
     async def bump(self, tables: set[str]) -> None:
         await self.local.bump(tables)

@@ -15,13 +15,13 @@ never turn a Redis outage into errors for clients.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
 from itertools import islice
 from typing import Any, NamedTuple
 
+from shipyard.tools.batching import AutoBatcher
 from shipyard.tools.redisclient import ResilientRedis
 
 log = logging.getLogger("shipyard.ratelimit")
@@ -125,18 +125,13 @@ return out
 MAX_BATCH = 256  # decisions per script call: bounds how long one call blocks Redis
 
 
-Pending = tuple[str, float, float, "asyncio.Future[Any]"]  # key, interval, period, answer
-
-
 class RedisGCRA:
     """GCRA in Redis under `prefix`; `fallback` decides while Redis is unreachable.
 
-    Auto-batched: a check made while a script call is in flight waits for it to return,
-    then goes with every other such check in the next call (one round trip, one script
-    run, many decisions). A lone check is sent at once, by itself, as before; under
-    concurrency the client's per-call work (encoding, the socket, parsing: most of a
-    check's cost) is shared by the batch. Every decision is still made by Redis,
-    atomically, in order: nothing is admitted locally ahead of it.
+    Auto-batched (tools/batching.py): checks made while a script call is in flight go
+    together in the next call (one round trip, one script run, many decisions); a lone
+    check is sent at once, by itself. Every decision is still made by Redis, atomically,
+    in order: nothing is admitted locally ahead of it.
     """
 
     def __init__(self, redis: ResilientRedis, prefix: str, fallback: MemoryGCRA) -> None:
@@ -145,23 +140,17 @@ class RedisGCRA:
         self.fallback = fallback
         self.script: Any = redis.client.register_script(_SCRIPT)
         self.local = False  # deciding in memory (Redis unreachable)
-        self.calls = 0  # script calls made (tests check that concurrent checks share them)
-        self._busy = False  # a call is in flight: checks wait in _pending for the next
-        self._pending: list[Pending] = []
-        self._sender: asyncio.Task[None] | None = None
+        self.batcher: AutoBatcher[tuple[str, float, float], Any] = AutoBatcher(
+            self._call, MAX_BATCH
+        )
+
+    @property
+    def calls(self) -> int:
+        """Script calls made (tests check that concurrent checks share them)."""
+        return self.batcher.calls
 
     async def hit(self, key: str, limit: int, period: float) -> Decision:
-        interval = period * 1e6 / limit
-        if self._busy:
-            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            self._pending.append((self.prefix + key, interval, period * 1e6, future))
-            reply = await future
-        else:
-            self._busy = True
-            try:
-                reply = await self._call([self.prefix + key], [interval, period * 1e6])
-            finally:
-                self._then()
+        reply = await self.batcher.submit((self.prefix + key, period * 1e6 / limit, period * 1e6))
         if reply is None:
             if not self.local:
                 self.local = True
@@ -172,45 +161,16 @@ class RedisGCRA:
             log.warning("rate limits are shared through Redis again")
         return decide(bool(reply[0]), int(reply[1]) / 1e6, limit, period)
 
-    async def _call(self, keys: list[str], args: list[float]) -> Any:
-        """The script's reply, None while Redis is unreachable."""
+    async def _call(self, batch: list[tuple[str, float, float]]) -> list[Any] | None:
+        """Each check's (admitted, TAT ahead) reply, None while Redis is unreachable."""
         script = self.script
+        keys = [key for key, _, _ in batch]
+        args = [x for _, interval, period in batch for x in (interval, period)]
 
         async def run(client: Any) -> Any:
             return await script(keys=keys, args=args, client=client)
 
-        self.calls += 1
-        return await self.redis.call(run)
-
-    def _then(self) -> None:
-        """After a call: send what gathered meanwhile, from a task (a request that is
-        cancelled, its client gone, must not strand the others), or be idle."""
-        if self._pending:
-            self._sender = asyncio.get_running_loop().create_task(self._send())
-        else:
-            self._busy = False
-
-    async def _send(self) -> None:
-        """Sends what is pending, up to MAX_BATCH a call, until nothing is."""
-        try:
-            while self._pending:
-                batch = self._pending[:MAX_BATCH]
-                del self._pending[:MAX_BATCH]
-                args: list[float] = []
-                for _, interval, period, _f in batch:
-                    args.append(interval)
-                    args.append(period)
-                reply = None
-                try:
-                    reply = await self._call([b[0] for b in batch], args)
-                finally:
-                    for i, (*_, future) in enumerate(batch):
-                        if not future.done():  # its request may have been cancelled
-                            future.set_result(None if reply is None else reply[2 * i : 2 * i + 2])
-        finally:
-            self._busy = False
-            self._sender = None
-            left, self._pending = self._pending, []
-            for *_, future in left:  # only when cancelled (shutdown): decide in memory
-                if not future.done():
-                    future.set_result(None)
+        reply = await self.redis.call(run)
+        if reply is None:
+            return None
+        return [reply[2 * i : 2 * i + 2] for i in range(len(batch))]
