@@ -121,9 +121,8 @@ def test_own_warnings_and_errors_are_recorded(client: TestClient, su: H) -> None
     except RuntimeError:
         log.exception("job failed")
     log.info("not recorded: below warning")
-    items = entries(
-        client, su, filter="data.type = 'event'", sort="created,id"
-    )  # ids order entries of one millisecond
+    # ids (ordered by time) order the entries of one millisecond
+    items = entries(client, su, filter="data.type = 'event'", sort="created,id")
     assert [(i["level"], i["message"]) for i in items] == [
         (4, "disk is almost full"),
         (8, "job failed"),
