@@ -162,7 +162,14 @@ class SharedApps:
             if backend == "postgres":
                 database_url = fresh_pg_database(self.pg_admin_url)
             data_dir: Path = self.tmp.mktemp(f"security-{backend}") / "data"
-            settings = load_settings(env={}, data_dir=str(data_dir), database_url=database_url)
+            # the rules and guards under test, not the rate limits (tests/ratelimit has those):
+            # many sign-ins from one test client would hit PocketBase's default `*:auth` rule
+            settings = load_settings(
+                env={},
+                data_dir=str(data_dir),
+                database_url=database_url,
+                ratelimit_enabled=False,
+            )
             client = self.stack.enter_context(
                 TestClient(create_app(settings), raise_server_exceptions=False)
             )
