@@ -36,6 +36,7 @@ from .writer import LogWriter, loop_sink, sqlite_sink
 
 TAG = {"name": "logs", "description": "PocketBase's request log (superusers only)."}
 CLEANUP_INTERVAL = 3600.0  # seconds between retention clean-ups in each process
+RENDER_SLICE = 256  # requests rendered between two yields to the event loop
 
 
 class _EventRecorder(logging.Handler):
@@ -118,8 +119,11 @@ class LogsExtension(Extension):
         with contextlib.suppress(Exception):
             await self.runtime.refresh()
         waiting, self._waiting = self._waiting, []
-        if waiting:
-            self.writer.submit(waiting, Options.of(self.runtime))
+        options = Options.of(self.runtime)
+        for start in range(0, len(waiting), RENDER_SLICE):
+            if start:  # requests run between two slices of a large batch
+                await asyncio.sleep(0)
+            self.writer.submit(waiting[start : start + RENDER_SLICE], options)
 
     # -------------------------------------------------------------- life cycle
 

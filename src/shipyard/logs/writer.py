@@ -1,11 +1,12 @@
 """The thread that turns finished requests (and Shipyard's own warnings and errors) into
 stdout lines and `_logs` rows, and writes both.
 
-Why a thread: building a line and a row costs a few microseconds of Python per request,
-and a batch of thousands of rows inserted on the event loop held every request behind it
-(p99 of cached reads 13 ms → 90 ms, bench/observability.py). Here the loop only hands
-over each batch (`submit`, one queue put); SQLite's own work runs with the GIL released,
-in parallel with requests. The `_logs` rows go to the auxiliary database (tools/db.py
+Why a thread: a batch of thousands of rows inserted on the event loop held every request
+behind it (p99 of cached reads 13 ms → 90 ms, bench/observability.py). The lines and rows
+are rendered on the event loop, in slices between which requests run (`render`: a few
+microseconds of Python each); the thread only writes them — `os.write` and SQLite's own
+work run with the GIL released, in parallel with requests. (Rendering in the thread made
+it hold the GIL against the event loop: measured, cached reads lost a tenth more.) The `_logs` rows go to the auxiliary database (tools/db.py
 `auxiliary`), through a connection of this thread's own (SQLite) or through the event
 loop's pool (PostgreSQL: the thread waits, the loop does not).
 
@@ -73,8 +74,9 @@ def loop_sink(db: Database, loop: asyncio.AbstractEventLoop, timeout: float = 60
 
 @dataclass(slots=True)
 class _Batch:
-    infos: Sequence[RequestInfo]
-    options: Options
+    lines: list[str]
+    rows: list[Row]
+    count: int  # requests it holds
 
 
 @dataclass(slots=True)
@@ -129,15 +131,25 @@ class LogWriter:
     # ------------------------------------------------------------------ producers
 
     def submit(self, infos: Sequence[RequestInfo], options: Options) -> None:
-        """A batch of finished requests (from the event loop): as many as there is room
-        for, the rest dropped and counted."""
+        """A batch of finished requests (from the event loop), rendered here: as many as
+        there is room for, the rest dropped and counted."""
         room = self.room()
         if len(infos) > room:
             self.lost(len(infos) - room, options.enabled)
             infos = infos[:room]
-        if infos:
-            self._submitted += len(infos)
-            self._queue.put(_Batch(infos, options))
+        if not infos:
+            return
+        lines: list[str] = []
+        rows: list[Row] = []
+        want_lines = self.lines
+        for info in infos:
+            line, row = render_request(info, options, want_lines)
+            if line is not None:
+                lines.append(line)
+            if row is not None:
+                rows.append(row)
+        self._submitted += len(infos)
+        self._queue.put(_Batch(lines, rows, len(infos)))
 
     def room(self) -> int:
         """How many more entries may wait."""
@@ -205,8 +217,9 @@ class LogWriter:
         stop = False
         for item in items:
             if isinstance(item, _Batch):
-                self._taken += len(item.infos)
-                self._render(item, lines, rows)
+                self._taken += item.count
+                lines += item.lines
+                rows += item.rows
             elif isinstance(item, _Event):
                 row = self.event_row(item.record, item.options) if self.event_row else None
                 if row is not None:
@@ -222,15 +235,6 @@ class LogWriter:
         for done in waiting:
             done.set_result(None)
         return stop
-
-    def _render(self, batch: _Batch, lines: list[str], rows: list[Row]) -> None:
-        options, want_lines = batch.options, self.lines
-        for info in batch.infos:
-            line, row = render_request(info, options, want_lines)
-            if line is not None:
-                lines.append(line)
-            if row is not None:
-                rows.append(row)
 
     def _write_lines(self, lines: list[str]) -> None:
         try:
