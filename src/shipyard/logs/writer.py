@@ -125,6 +125,7 @@ class LogWriter:
         self._queue: queue.SimpleQueue[_Batch | _Event | Future[None] | None] = queue.SimpleQueue()
         self._submitted = 0  # entries put (the loop's count)
         self._taken = 0  # entries taken (the thread's count)
+        self._events_put = self._events_taken = 0  # the same for Shipyard's own events
         self._thread: threading.Thread | None = None
         self._warned = False
 
@@ -163,13 +164,15 @@ class LogWriter:
             self.requests.dropped += n
 
     def event(self, record: logging.LogRecord, options: Options) -> None:
-        """One of Shipyard's own warnings or errors, for `_logs` (any thread but ours)."""
+        """One of Shipyard's own warnings or errors, for `_logs` (any thread but ours);
+        bounded like requests (a storm of warnings is dropped and counted, not kept)."""
         if threading.current_thread() is self._thread:
             return  # what the writer itself logs (a failed write) is not recorded again
+        if self._events_put - self._events_taken >= self.max_pending:
+            self.requests.dropped += 1
+            return
+        self._events_put += 1
         self._queue.put(_Event(record, options))
-
-    def in_writer(self) -> bool:
-        return threading.current_thread() is self._thread
 
     # ------------------------------------------------------------------ life cycle
 
@@ -221,6 +224,7 @@ class LogWriter:
                 lines += item.lines
                 rows += item.rows
             elif isinstance(item, _Event):
+                self._events_taken += 1
                 row = self.event_row(item.record, item.options) if self.event_row else None
                 if row is not None:
                     rows.append(row)
