@@ -14,6 +14,7 @@ MAX_LINES = 600
 # lower levels first; a module may import its own package and anything of a lower level
 LEVELS: list[set[str]] = [
     {"tools", "images"},  # images: the pure image pipeline, beside the tools
+    {"settings_observability", "settings_media"},
     {"settings"},
     {"kernel"},
     {"records"},

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 # the value parsers live in tools (several capabilities use them); re-exported here
+from shipyard.settings_media import MediaSettings, validate_media
+from shipyard.settings_observability import ObservabilitySettings, validate_observability
 from shipyard.tools.settings_parse import (
-    PILLOW_MAX_PIXELS,
     SettingsError,
     parse_allow_list,
     parse_image_formats,
@@ -30,7 +31,7 @@ from shipyard.tools.settings_parse import (
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(ObservabilitySettings, MediaSettings):
     data_dir: Path = Path("shipyard_data")
     database_url: str = ""  # empty: SQLite in data_dir; postgresql://… for PostgreSQL
     host: str = "127.0.0.1"
@@ -158,68 +159,6 @@ class Settings:
     # clients a process tracks in memory (no Redis, or Redis down)
     ratelimit_max_keys: int = 100_000
     ratelimit_refresh_interval: float = 1.0  # seconds between checks for /api/settings changes
-    # metrics (docs/metrics.md)
-    metrics_enabled: bool = True  # off: nothing counted or published, GET /metrics is 404
-    metrics_flush_interval: float = 5.0  # seconds between publications of a process's metrics
-    # `Authorization: Bearer <token>` that may read GET /metrics; empty: none
-    metrics_token: str = field(default="", repr=False)
-    metrics_allow: str = "127.0.0.0/8,::1"  # client networks that may read it without a token
-    # request and event logs (docs/logs.md)
-    access_log: bool = True  # one JSON line per request on stdout
-    log_format: str = "json"  # json | text: Shipyard's own log lines (stdout)
-    logs_max_days: int = 5  # days `_logs` entries are kept; 0: the request log is off
-    logs_min_level: int = 0  # PocketBase levels: -4 debug, 0 info, 4 warning, 8 error
-    logs_log_ip: bool = True  # record the client's IP in `_logs`
-    logs_log_auth_id: bool = False  # record the auth record's id in `_logs`
-    logs_queue_max: int = 20000  # log entries waiting for the writer; more are dropped
-    logs_flush_interval: float = 0.25  # seconds between log batch writes (lines and `_logs`)
-    otel_endpoint: str = ""  # OTLP/HTTP traces endpoint (http://host:4318); empty: off
-    otel_service_name: str = "shipyard"
-    # error tracking (docs/errors.md)
-    errors_max_body_size: int = 1024 * 1024  # bytes of one ingested body, as sent
-    errors_max_uncompressed_size: int = 8 * 1024 * 1024  # the same body decompressed
-    errors_rate_limit: int = 600  # events per minute per project (a project may set its own)
-    errors_retention_days: int = 30  # events and issues not seen for this long are deleted
-    errors_queue_size: int = 1000  # Shipyard's own exceptions waiting to be stored, per process
-    # alerting (docs/alerts.md)
-    alerts_enabled: bool = True  # evaluate the alert rules and send notifications
-    alerts_evaluator: bool = True  # this process takes part in evaluating (claims ticks)
-    alerts_interval: float = 60.0  # seconds between evaluations, cluster-wide
-    alerts_repeat_interval: float = 4 * 3600.0  # seconds before a firing alert is re-sent
-    alerts_rules: str = ""  # JSON object: overrides of the default rules, and new rules
-    alerts_email_to: str = ""  # comma-separated recipients (mail through the smtp settings)
-    alerts_slack_webhook_url: str = field(default="", repr=False)  # a secret: holds a token
-    alerts_pagerduty_routing_key: str = field(default="", repr=False)
-    alerts_pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"
-    alerts_webhook_url: str = ""  # a generic webhook (signed like webhooks: Standard Webhooks)
-    alerts_webhook_secret: str = field(default="", repr=False)
-    alerts_runbook_url: str = "docs/alerts.md"  # rule anchors are appended: #shipyardqueuelag
-    alerts_delivery_attempts: int = 10  # tries per notification before it is dead-lettered
-    alerts_delivery_timeout: float = 10.0  # seconds per notification request
-    alerts_history_retention: int = 7 * 86400  # seconds evaluations and expired silences are kept
-    # image pipeline (docs/images.md)
-    image_max_pixels: int = 40_000_000  # larger images are refused (decompression bombs): 400
-    thumbs_concurrency: int = 2  # thumbnails generated at once per process; the rest wait
-    thumbs_max_wait: float = 30.0  # seconds a thumbnail waits for a slot before a 503
-    image_formats: str = "avif,webp"  # negotiated thumbnail formats, preferred first; "": off
-    image_widths: str = "320,640,960,1280,1920"  # responsive widths: ?thumb=<W>x0 and srcset
-    image_placeholders: bool = True  # compute a BlurHash of every uploaded image
-    # static assets and CDN (docs/assets.md)
-    public_dir: str = ""  # served at /; empty: shipyard_public beside the data directory
-    index_fallback: bool = True  # a missing page (no file extension) answers index.html
-    public_csp: str = "frame-ancestors 'self'"  # Content-Security-Policy of the public files
-    cdn_url: str = ""  # https://cdn.example.com: file and asset URLs point there
-    cdn_cloudflare_zone: str = ""  # the zone id whose cache `cdn_purge` jobs purge
-    cdn_cloudflare_token: str = field(default="", repr=False)  # API token: Zone.Cache Purge
-    cdn_cloudflare_api: str = "https://api.cloudflare.com/client/v4"
-    cdn_purge_timeout: float = 10.0  # seconds per purge request
-    cdn_purge_max_attempts: int = 8  # tries before a purge is dead-lettered
-    cdn_purge_backoff_base: float = 10.0  # seconds before the first retry; doubles each attempt
-    # files (docs/files.md): uploads, storage (local disk in data_dir, or S3), thumbnails
-    files_max_upload_size: int = 256 * 1024 * 1024  # bytes of one multipart body, files included
-    files_token_duration: int = 180  # seconds a protected-file token (POST /api/files/token) lives
-    files_thumb_concurrency: int = 2  # thumbnails generated at once per process
-    files_thumb_max_pixels: int = 50_000_000  # larger source images are served, never resized
     s3_enabled: bool = False  # the `s3` section of /api/settings, as PocketBase
     s3_bucket: str = ""
     s3_region: str = ""
@@ -285,8 +224,6 @@ _POSITIVE_INTS = {
     "thumbs_concurrency",
     "files_max_upload_size",
     "files_token_duration",
-    "files_thumb_concurrency",
-    "files_thumb_max_pixels",
 }
 
 
@@ -492,7 +429,8 @@ def _validate(s: Settings) -> None:  # noqa: C901  (one independent check per se
     parse_networks(s.ratelimit_excluded_ips, "SHIPYARD_RATELIMIT_EXCLUDED_IPS")
     if not 0.05 <= s.ratelimit_refresh_interval <= 3600:  # also refuses nan
         raise SettingsError("SHIPYARD_RATELIMIT_REFRESH_INTERVAL: must be 0.05..3600 seconds")
-    _validate_logs(s)
+    validate_observability(s)
+    validate_media(s)
 
 
 def _validate_limits(s: Settings) -> None:
@@ -551,39 +489,6 @@ def _validate_tls(s: Settings) -> None:
         raise SettingsError("SHIPYARD_REDIRECT_HTTP_PORT: 0 or a port other than SHIPYARD_PORT")
     if port and not (s.tls_cert or s.tls_self_signed):
         raise SettingsError("SHIPYARD_REDIRECT_HTTP_PORT: needs SHIPYARD_TLS_CERT or _SELF_SIGNED")
-
-
-def _validate_logs(s: Settings) -> None:
-    if s.log_format not in ("json", "text"):
-        raise SettingsError("SHIPYARD_LOG_FORMAT: must be json or text")
-    if s.logs_max_days < 0:
-        raise SettingsError("SHIPYARD_LOGS_MAX_DAYS: must be 0 (off) or more days")
-    if not s.logs_flush_interval > 0:
-        raise SettingsError("SHIPYARD_LOGS_FLUSH_INTERVAL: must be greater than 0")
-    if s.otel_endpoint and not s.otel_endpoint.startswith(("http://", "https://")):
-        raise SettingsError("SHIPYARD_OTEL_ENDPOINT: must start with http:// or https://")
-    _validate_alerts(s)
-    _validate_images(s)
-
-
-def _validate_images(s: Settings) -> None:
-    if s.image_max_pixels > PILLOW_MAX_PIXELS:
-        raise SettingsError(
-            f"SHIPYARD_IMAGE_MAX_PIXELS: must be at most {PILLOW_MAX_PIXELS} (Pillow's bomb limit)"
-        )
-    if not 0 < s.thumbs_max_wait <= 3600:  # also refuses nan
-        raise SettingsError("SHIPYARD_THUMBS_MAX_WAIT: must be between 0 and 3600 seconds")
-    parse_image_formats(s.image_formats)
-    parse_image_widths(s.image_widths)
-
-
-def _validate_alerts(s: Settings) -> None:
-    """The alerting numbers (the rules document is checked by the alerts capability)."""
-    if not 1 <= s.alerts_interval <= 86400:  # also refuses nan
-        raise SettingsError("SHIPYARD_ALERTS_INTERVAL: must be between 1 and 86400 seconds")
-    for name in ("alerts_repeat_interval", "alerts_delivery_timeout"):
-        if not getattr(s, name) > 0:
-            raise SettingsError(f"{_env_name(name)}: must be greater than 0")
 
 
 __all__ = [

@@ -41,9 +41,9 @@ class FilesExtension(Extension):
         self.settings = settings
         self.store = FileStore(runtime, settings.data_dir)
         self.triggers = FileTriggers(self.store, jobs.enqueue)
-        self.thumbnailer = thumbnailer or PillowThumbnailer(settings.files_thumb_max_pixels)
+        self.thumbnailer = thumbnailer or PillowThumbnailer(settings.image_max_pixels)
         # a burst of new thumbnail URLs waits here rather than exhausting memory or CPU
-        self._thumb_slots = asyncio.Semaphore(settings.files_thumb_concurrency)
+        self._thumb_slots = asyncio.Semaphore(settings.thumbs_concurrency)
         self._pending: dict[str, asyncio.Future[Stat | None]] = {}
 
     def openapi(self, collections: Sequence[Any], viewer: Viewer) -> Sequence[OpenAPIPart]:
