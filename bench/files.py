@@ -370,7 +370,6 @@ def render(
     memory: dict[str, dict[str, Any]],
     commands: list[str],
 ) -> str:
-    m = machine_info()
     when = dt.datetime.now().astimezone()
     lines = ["# Files benchmark: Shipyard vs PocketBase", ""]
     if args.quick:
@@ -411,7 +410,23 @@ def render(
                 f"{_kib(base_pass.total_bytes)} ({ratio:.2f}x) | "
                 f"{'yes' if ratio <= 0.25 else '**no**'} |"
             )
-    lines += [
+    if rows:
+        lines += downloads_section(args, facts, rows, headers, pb_rows)
+    if passes:
+        lines += thumbs_section(args, facts, passes, pb_pass)
+    lines += after_sections(args, facts, rows, memory, commands)
+    return "\n".join(lines)
+
+
+def downloads_section(
+    args: argparse.Namespace,
+    facts: dict[str, Any],
+    rows: list[Row],
+    headers: dict[tuple[str, str], dict[str, str]],
+    pb_rows: dict[str, Row],
+) -> list[str]:
+    m = machine_info()
+    lines = [
         "",
         "## Downloads",
         "",
@@ -473,15 +488,27 @@ def render(
             + "; ".join(f"`{k}: {v}`" for k, v in h.items() if k != "etag" and v)
         )
 
-    lines += [
+    return lines
+
+
+def thumbs_section(
+    args: argparse.Namespace,
+    facts: dict[str, Any],
+    passes: list[ThumbPass],
+    pb_pass: dict[str, ThumbPass],
+) -> list[str]:
+    lines = [
         "",
         "## Thumbnails",
         "",
         f"The same {facts['images']} images (`shipyard.images.demo_images({facts['images']})`: "
-        f"{facts['source_w']}x{facts['source_h']} pictures) as they come (JPEG, "
-        f"{_kib(facts['source_bytes']['jpeg'])} in all) and re-encoded as PNG "
-        f"({_kib(facts['source_bytes'].get('png', 0))}), as `--sources` asks: PocketBase "
-        "keeps a JPEG's thumbnails JPEG and makes PNG ones of everything else but GIF. "
+        f"{facts['source_w']}x{facts['source_h']} pictures) in these encodings: "
+        + ", ".join(
+            f"{'JPEG as they come' if f == 'jpeg' else 'PNG, re-encoded'} ({_kib(n)} in all)"
+            for f, n in facts["source_bytes"].items()
+        )
+        + ". PocketBase keeps a JPEG's thumbnails JPEG and makes PNG ones of everything else "
+        "but GIF. "
         f"Uploaded to an `img` file field with `thumbs: {list(SIZES)}`, afresh for every "
         f"pass. Each pass asks for every thumbnail URL once ({len(SIZES)} sizes by "
         f"{facts['images']} images), {args.concurrency} requests at a time, over keep-alive "
@@ -531,7 +558,18 @@ def render(
             "HTTP 200, an image of the expected size, and the same bytes the second time."
         )
 
-    lines += [
+    return lines
+
+
+def after_sections(
+    args: argparse.Namespace,
+    facts: dict[str, Any],
+    rows: list[Row],
+    memory: dict[str, dict[str, Any]],
+    commands: list[str],
+) -> list[str]:
+    m = machine_info()
+    lines = [
         "",
         "## Peak memory (VmHWM, per server start)",
         "",
@@ -565,6 +603,10 @@ def render(
         "python bench/files.py " + " ".join(facts["argv"]),
         "",
         *commands,
+    ]
+    if not rows:
+        return [*lines, "```", ""]
+    lines += [
         "",
         "# per file and server (a warm-up without --latency first):",
         *[r.result.cmd for r in rows],
@@ -576,8 +618,7 @@ def render(
     for r in rows:
         lines += [f"**{r.server} ({r.procs}), {r.file}**", "", "```", r.result.raw.rstrip(), "```"]
         lines.append("")
-    lines += ["</details>", ""]
-    return "\n".join(lines)
+    return [*lines, "</details>", ""]
 
 
 # --------------------------------------------------------------------------- main
