@@ -15,7 +15,7 @@ from shipyard.files.images import FileImages
 from shipyard.files.openapi import openapi
 from shipyard.files.section import S3
 from shipyard.files.store import FileStore
-from shipyard.files.triggers import DELETE_KIND, FileTriggers
+from shipyard.files.triggers import DELETE_KIND, ORPHANS_KIND, FileTriggers
 from shipyard.images import DEFAULT_THUMB_SIZES, width_spec
 from shipyard.kernel.extension import Extension
 from shipyard.kernel.functions import Functions
@@ -44,7 +44,7 @@ class FilesExtension(Extension):
         self.store = FileStore(runtime, settings.data_dir)
         self.images = FileImages(settings)
         purge = self._purge if cdn is not None and cdn.purging else None
-        self.triggers = FileTriggers(self.store, jobs.enqueue, self.images, purge)
+        self.triggers = FileTriggers(self.store, jobs, self.images, purge)
         public_url = cdn.public_url if cdn is not None else (lambda path: path)
         self.decorator = meta.ImagesDecorator(db, self.images.widths, public_url)
 
@@ -60,6 +60,7 @@ class FilesExtension(Extension):
     def functions(self) -> Functions:
         f = Functions()
         f.add_job(DELETE_KIND, self.triggers.delete_job, builtin=True, queue="files")
+        f.add_job(ORPHANS_KIND, self.triggers.orphans_job, builtin=True, queue="files")
         return f
 
     def record_subscribers(self) -> Sequence[RecordSubscriber]:

@@ -12,13 +12,17 @@ from typing import Any
 from shipyard.files import meta
 from shipyard.files.images import FileImages
 from shipyard.files.store import FileStore, file_key, thumbs_prefix
-from shipyard.kernel.errors import FieldError
+from shipyard.kernel.errors import ApiError, FieldError
 from shipyard.kernel.uploads import Upload
 from shipyard.records.collections import Collection
 from shipyard.records.events import Listener, RecordChange
 from shipyard.tools.db import Executor
 
 DELETE_KIND = "files.delete"
+ORPHANS_KIND = "files.orphans"
+# how long after a write its uploads are checked for, if its transaction did not commit:
+# far longer than any transaction lasts (statement and lock timeouts are seconds)
+ORPHANS_DELAY = 3600.0
 
 
 def file_names(c: Collection, record: dict[str, Any] | None) -> set[str]:
@@ -31,20 +35,29 @@ def file_names(c: Collection, record: dict[str, Any] | None) -> set[str]:
 
 
 class FileTriggers:
-    def __init__(
-        self, store: FileStore, enqueue: Any, images: FileImages, purge: Any = None
-    ) -> None:
+    def __init__(self, store: FileStore, jobs: Any, images: FileImages, purge: Any = None) -> None:
         self.store = store
-        self.enqueue = enqueue  # Jobs.enqueue
+        self.enqueue = jobs.enqueue
+        self.cancel = jobs.cancel
         self.images = images
         # (tx, collection, record id, names) → enqueue the CDN purge of those files' URLs
         self.purge = purge
 
     async def inspect_uploads(
-        self, c: Collection, uploads: Mapping[str, Sequence[Upload]]
+        self, c: Collection, record_id: str, uploads: Mapping[str, Sequence[Upload]]
     ) -> dict[str, FieldError]:
-        """Before the write's transaction: every new image decoded once (files/images.py)."""
-        return await self.images.inspect_uploads(c, uploads)
+        """Before the write's transaction: every new image decoded once (files/images.py),
+        and a delayed `files.orphans` job enqueued (committed now) that removes the uploads
+        if the write never commits; the write's transaction cancels it (see on_change)."""
+        errors = await self.images.inspect_uploads(c, uploads)
+        everything = [u for items in uploads.values() for u in items]
+        if errors or not everything or not record_id:
+            return errors
+        args = {"collection": c.id, "record": record_id, "names": [u.name for u in everything]}
+        job = await self.enqueue(ORPHANS_KIND, args, delay=ORPHANS_DELAY)
+        for u in everything:
+            u.meta["orphans_job"] = job.id
+        return errors
 
     async def listener(self, tx: Executor, c: Collection, action: str) -> Listener | None:
         if not any(f.type == "file" for f in c.fields):
@@ -59,6 +72,9 @@ class FileTriggers:
                 await storage.put_file(file_key(c.id, rid, u.name), u.file, u.size, u.mime)
                 u.stored = True
             await meta.store(tx, c.id, rid, change.uploads)
+            for job in sorted({int(u.meta["orphans_job"]) for u in change.uploads
+                               if "orphans_job" in u.meta}):  # fmt: skip
+                await self.cancel(job, tx=tx)  # stored for good if and only if this commits
         if change.action == "delete":
             await self._remove(tx, [], [f"{c.id}/{rid}"])
             await meta.forget(tx, c.id, [rid])
@@ -84,6 +100,31 @@ class FileTriggers:
 
     async def _remove(self, tx: Executor, keys: list[str], prefixes: list[str]) -> None:
         await self.enqueue(DELETE_KIND, {"keys": keys, "prefixes": prefixes}, tx=tx)
+
+    async def orphans_job(self, ctx: Any, args: dict[str, Any]) -> dict[str, int]:
+        """The job: a write stored these uploads and never committed. Remove the ones its
+        record does not hold (names are random: no other write can come to hold them)."""
+        from shipyard.records.collections import SUPERUSERS
+        from shipyard.records.context import RequestContext
+
+        svc = ctx.services
+        c = svc.store.get(str(args.get("collection", "")))
+        rid = str(args.get("record", ""))
+        names = {str(n) for n in args.get("names") or []}
+        if c is None:
+            return {"removed": 0}  # the collection's own removal took its files
+        system = RequestContext.system(svc.store.require(SUPERUSERS))
+        try:
+            held = file_names(c, await svc.records.view(c, rid, system))
+        except ApiError:
+            held = set()
+        gone = sorted(names - held)
+        if gone:
+            storage = await self.store.storage()
+            await storage.delete([file_key(c.id, rid, n) for n in gone])
+            for n in gone:
+                await storage.delete_prefix(thumbs_prefix(c.id, rid, n))
+        return {"removed": len(gone)}
 
     async def delete_job(self, ctx: Any, args: dict[str, Any]) -> dict[str, int]:
         """The job: remove the stored objects (idempotent: missing ones are no error)."""

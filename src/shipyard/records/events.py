@@ -89,19 +89,20 @@ class RecordEvents:
         return Listeners(found)
 
     async def inspect_uploads(
-        self, c: Collection, uploads: Mapping[str, Sequence[Upload]]
+        self, c: Collection, record_id: str, uploads: Mapping[str, Sequence[Upload]]
     ) -> dict[str, FieldError]:
         """A write's new files by field, before its transaction opens: subscribers with an
         `inspect_uploads` method may refuse some (errors by field name, PocketBase's
-        validation shape) or note what they learn on `Upload.meta`. Slow checks (decoding
-        an image) thus never run while the write holds the database's write lock."""
+        validation shape), note what they learn on `Upload.meta`, or prepare for a rollback
+        (the files capability enqueues the removal of files the write may leave behind).
+        Slow checks (decoding an image) thus never hold the database's write lock."""
         errors: dict[str, FieldError] = {}
         if not uploads:
             return errors
         for s in self._subscribers:
             hook = getattr(s, "inspect_uploads", None)
             if hook is not None:
-                errors.update(await hook(c, uploads))
+                errors.update(await hook(c, record_id, uploads))
         return errors
 
     async def dropped(self, tx: Executor, c: Collection, ids: Sequence[str] | None) -> None:

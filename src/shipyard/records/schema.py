@@ -503,9 +503,15 @@ class SchemaStore:
         await self.load()
 
     async def import_collections(  # noqa: C901  (PocketBase's import: validate, diff, apply, each a short step)
-        self, items: Any, *, delete_missing: bool = False, confirm_data_loss: bool = False
+        self,
+        items: Any,
+        *,
+        delete_missing: bool = False,
+        confirm_data_loss: bool = False,
+        dropped: Dropped | None = None,
     ) -> list[Collection]:
-        """Apply a declarative list of collections (by id, else by name), in dependency order."""
+        """Apply a declarative list of collections (by id, else by name), in dependency order;
+        `dropped` hears of collections `delete_missing` removes (their files go with them)."""
         if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
             raise bad_request("The collections must be a list of objects.")
         for i, item in enumerate(items):
@@ -570,7 +576,7 @@ class SchemaStore:
             keep = {c.id for c in applied}
             for c in self.all():
                 if c.id not in keep and not c.system:
-                    await self.delete(c)
+                    await self.delete(c, dropped)
         return applied
 
 

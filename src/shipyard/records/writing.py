@@ -288,8 +288,8 @@ class Writer:
         auth = ctx.auth
         if not auth.is_superuser and c.createRule is None:
             raise forbidden(ONLY_SUPERUSERS)
-        await self._inspect_uploads(c, body, "create")
         values, errors = self._prepare(c, body, None, auth)
+        await self._inspect_uploads(c, str(values.get("id") or ""), body, "create")
         # Protected fields refused only for lack of manage access: retry privileged, then
         # insist on the manageRule against the new record inside the transaction.
         refused = errors
@@ -354,7 +354,7 @@ class Writer:
         auth = ctx.auth
         if not auth.is_superuser and c.updateRule is None:
             raise forbidden(ONLY_SUPERUSERS)
-        await self._inspect_uploads(c, body, "update")
+        await self._inspect_uploads(c, rid, body, "update")
         reader = self.reader
         async with self.store.db.transaction() as tx:
             old = await reader.fetch_one(c, rid, ctx, None, db=tx, audience="internal")
@@ -393,11 +393,13 @@ class Writer:
         await self.expander.finish(c, items, q, ctx)
         return items[0]
 
-    async def _inspect_uploads(self, c: Collection, body: dict[str, Any], action: str) -> None:
+    async def _inspect_uploads(
+        self, c: Collection, rid: str, body: dict[str, Any], action: str
+    ) -> None:
         """Capabilities' checks of the new files (records/events.py), outside any transaction."""
         if self.events is None:
             return
-        errors = await self.events.inspect_uploads(c, uploads_by_field(c, body))
+        errors = await self.events.inspect_uploads(c, rid, uploads_by_field(c, body))
         if errors:
             raise validation_failed(f"Failed to {action} record.", errors)
 
