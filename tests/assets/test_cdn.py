@@ -213,7 +213,7 @@ def test_replaced_and_deleted_files_are_purged(
 ) -> None:
     """The files capability purges a file's URLs (and its thumbnails') when a write replaces
     or deletes it, in the write's transaction; `?images=1` srcsets point at the CDN."""
-    from tests.files.test_files import make_collection, png
+    from tests.helpers.files import make_collection, png
 
     col = make_collection(client, su)
     rec = client.post(

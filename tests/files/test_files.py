@@ -11,49 +11,10 @@ from typing import Any
 from PIL import Image
 from starlette.testclient import TestClient
 
+from tests.helpers.files import make_collection, png, stored
 from tests.helpers.wait import wait_until
 
 NAME_RE = re.compile(r"^[a-z0-9_]+_[a-z0-9]{10}\.[a-zA-Z0-9.]+$")
-
-
-def png(w: int = 300, h: int = 200) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (w, h), (200, 30, 30)).save(out, "PNG")
-    return out.getvalue()
-
-
-def make_collection(client: TestClient, su: dict[str, str], **file_opts: Any) -> dict[str, Any]:
-    fields = [
-        {"name": "title", "type": "text"},
-        {"name": "doc", "type": "file", "maxSelect": 1, **file_opts},
-        {"name": "docs", "type": "file", "maxSelect": 5},
-    ]
-    r = client.post(
-        "/api/collections",
-        headers=su,
-        json={
-            "name": "posts",
-            "type": "base",
-            "fields": fields,
-            "listRule": "",
-            "viewRule": "",
-            "createRule": "",
-            "updateRule": "",
-            "deleteRule": "",
-        },
-    )
-    assert r.status_code == 200, r.text
-    return dict(r.json())
-
-
-def stored(client: TestClient, key: str) -> bool:
-    svc = client.app.state.services  # type: ignore[attr-defined]
-    files = svc.extension("files")
-
-    async def look() -> bool:
-        return await (await files.store.storage()).stat(key) is not None
-
-    return bool(client.portal.call(look))  # type: ignore[union-attr]
 
 
 def test_upload_download_and_headers(client: TestClient, su: dict[str, str]) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 from PIL import Image
 from starlette.testclient import TestClient
 
-from tests.files.test_files import make_collection, png, stored
+from tests.helpers.files import make_collection, png, stored
 from tests.helpers.images import bands, encoded, png_header_only
 
 BROWSER = "image/avif,image/webp,image/apng,image/*,*/*;q=0.8"

@@ -24,7 +24,7 @@ from shipyard.images import (
     thumb_filename,
     thumbnail,
 )
-from shipyard.kernel.errors import FieldError
+from shipyard.kernel.errors import ApiError, FieldError
 from shipyard.kernel.uploads import Upload
 from shipyard.records.collections import Collection
 from shipyard.settings import Settings, parse_image_formats, parse_image_widths
@@ -71,8 +71,8 @@ class FileImages:
                     info = await self.pool.run(
                         f"inspect:{id(u)}", inspect, u.file, self.max_pixels, self.placeholders
                     )
-                except PoolBusy:
-                    raise
+                except PoolBusy as exc:
+                    raise ApiError(503, f"The upload cannot be checked now: {exc.message}.") from exc
                 except ImageError as exc:
                     errors[field] = FieldError(
                         "validation_invalid_image",
