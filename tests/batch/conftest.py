@@ -1,7 +1,7 @@
 """One app per backend for the module (an app's start-up is most of a test's time): each
 test makes collections of its own (`posts` gives a fresh name), so tests share nothing
 else. Loopback webhooks are allowed; their deliveries are only counted, never run (no
-worker)."""
+worker). Writes to collections named `slow…` take 0.4 s (tests/helpers/slow_ext.py)."""
 
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ def app(
         ratelimit_enabled=False,
         webhook_allow_private="127.0.0.1",
         jobs_worker=False,
+        extensions="tests.helpers.slow_ext:extension",  # writes to `slow…` take 0.4 s
     )
     with TestClient(create_app(settings)) as client:
         client.portal.call(superusers.create, client.app.state.services, *SUPERUSER)  # type: ignore[attr-defined, union-attr]

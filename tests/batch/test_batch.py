@@ -219,6 +219,32 @@ def test_settings_limits(app: App, posts: P) -> None:
     assert titles(app, posts) == []
 
 
+def test_timeout_rolls_back(app: App, posts: P) -> None:
+    client, su = app
+    name = "slow" + posts["posts"]
+    r = client.post(
+        "/api/collections",
+        json={
+            "name": name,
+            "createRule": "",
+            "listRule": "",
+            "fields": [{"name": "t", "type": "text"}],
+        },
+        headers=su,
+    )
+    assert r.status_code == 200, r.text
+    url = f"/api/collections/{name}/records"
+    assert client.patch("/api/settings", json={"batch": {"timeout": 1}}, headers=su).is_success
+    r = batch(client, [{"method": "POST", "url": url, "body": {"t": str(i)}} for i in range(4)])
+    assert (r.status_code, r.json()) == (
+        400,
+        {"status": 400, "message": "Batch transaction failed.", "data": {}},
+    )
+    assert client.get(url).json()["totalItems"] == 0
+    r = batch(client, [{"method": "POST", "url": url, "body": {"t": "quick"}}])
+    assert r.status_code == 200, r.text  # within the timeout: committed
+
+
 def test_multipart_with_files(app: App, posts: P) -> None:
     client, _ = app
     payload = {"requests": [create(posts, "one"), create(posts, "two"), create(posts, "three")]}
