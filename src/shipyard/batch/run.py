@@ -89,6 +89,11 @@ class Batch:
             async with self.svc.db.transaction(share=True):
                 async with asyncio.timeout(timeout):
                     for i, sub in enumerate(subs):
+                        if i:
+                            # SQLite runs in the coroutine: without a pass through the event
+                            # loop a long batch would hold it (no cached read served, the
+                            # admission heartbeat late, other requests refused with 503)
+                            await asyncio.sleep(0)
                         try:
                             results.append(await self._one(sub, caller))
                         except ApiError as err:
