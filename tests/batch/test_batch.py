@@ -262,6 +262,15 @@ def test_multipart_with_files(app: App, posts: P) -> None:
     got = client.get(f"/api/files/{posts['posts']}/{out[0]['id']}/{out[0]['f'][0]}")
     assert got.status_code == 200
     assert got.content == b"hello"
+    # a batch that fails after storing a file takes the file back out of storage
+    storage = Path(client.app.state.services.settings.data_dir) / "storage"  # type: ignore[attr-defined]
+    stored = {p for p in storage.rglob("*") if p.is_file()}
+    payload = {"requests": [create(posts, "kept?"), create(posts, "")]}
+    files = [("@jsonPayload", (None, json.dumps(payload))),
+             ("requests.0.f", ("gone.txt", b"gone", "text/plain"))]  # fmt: skip
+    r = client.post("/api/batch", files=files)
+    assert r.json()["data"]["requests"]["1"]["code"] == "batch_request_failed"
+    assert {p for p in storage.rglob("*") if p.is_file()} == stored
 
 
 def test_writes_reach_cached_reads(app: App, posts: P) -> None:

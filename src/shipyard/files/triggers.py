@@ -12,7 +12,7 @@ from typing import Any
 from shipyard.files.store import FileStore, file_key, thumbs_prefix
 from shipyard.records.collections import Collection
 from shipyard.records.events import Listener, RecordChange
-from shipyard.tools.db import Executor
+from shipyard.tools.db import Executor, on_rollback
 
 DELETE_KIND = "files.delete"
 
@@ -40,9 +40,17 @@ class FileTriggers:
         c, rid = change.collection, str(change.record["id"])
         if change.uploads:
             storage = await self.store.storage(refresh=False)
+            stored: list[str] = []
             for u in change.uploads:
-                await storage.put_file(file_key(c.id, rid, u.name), u.file, u.size, u.mime)
+                key = file_key(c.id, rid, u.name)
+                await storage.put_file(key, u.file, u.size, u.mime)
+                stored.append(key)
                 u.stored = True
+
+            async def unstore() -> None:
+                await storage.delete(stored)
+
+            on_rollback(unstore)  # in a batch that then fails, the files go too
         if change.action == "delete":
             await self._remove(tx, [], [f"{c.id}/{rid}"])
             return

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextvars import ContextVar, Token
 from time import monotonic, perf_counter
 from typing import Any, Protocol
@@ -180,7 +180,7 @@ class Shared:
     (POST /api/batch). Other tasks are not let in: on SQLite they wait for the lock as
     they would for any transaction."""
 
-    __slots__ = ("db", "depth", "open", "task", "tx")
+    __slots__ = ("db", "depth", "open", "rolled_back", "task", "tx")
 
     def __init__(self, db: object, tx: Executor) -> None:
         self.db = db
@@ -188,6 +188,8 @@ class Shared:
         self.task = asyncio.current_task()
         self.open = True
         self.depth = 0
+        # undo work done outside the database (stored files) if the whole transaction fails
+        self.rolled_back: list[Callable[[], Awaitable[None]]] = []
 
 
 SHARED: ContextVar[Shared | None] = ContextVar("shipyard_db_shared", default=None)
@@ -206,6 +208,17 @@ def joined(db: object) -> Executor | None:
     return None
 
 
+def on_rollback(undo: Callable[[], Awaitable[None]]) -> bool:
+    """Have `undo()` run if the shared transaction the current task is in rolls back (what
+    a write did outside the database, such as storing a file, then goes too). False, and
+    nothing registered, outside a shared transaction."""
+    shared = SHARED.get()
+    if shared is None or not shared.open or shared.task is not asyncio.current_task():
+        return False
+    shared.rolled_back.append(undo)
+    return True
+
+
 @contextlib.asynccontextmanager
 async def sharing(db: object, tx: Executor, share: bool) -> AsyncIterator[Executor]:
     """`tx`, made the shared transaction of `db` for the block when `share`."""
@@ -216,6 +229,12 @@ async def sharing(db: object, tx: Executor, share: bool) -> AsyncIterator[Execut
     token = SHARED.set(shared)
     try:
         yield tx
+    except BaseException:
+        shared.open = False
+        for undo in shared.rolled_back:
+            with contextlib.suppress(Exception):  # best effort: the error that rolled back goes on
+                await undo()
+        raise
     finally:
         shared.open = False
         SHARED.reset(token)
