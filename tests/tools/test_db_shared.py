@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.tools.db import Database, connect
+from shipyard.tools.db import Database, connect, on_rollback
 from shipyard.tools.dbwatch import WatchedDatabase
 
 
@@ -106,5 +106,33 @@ def test_watched_database_reports_once_after_commit(database_url: str, tmp_path:
         with pytest.raises(RuntimeError):
             await aborted()
         assert reports == [{"t"}]  # a rolled-back shared transaction reports nothing
+
+    run(database_url, tmp_path, body)
+
+
+def test_undo_runs_only_when_the_shared_transaction_rolls_back(
+    database_url: str, tmp_path: Path
+) -> None:
+    async def body(db: Database) -> None:
+        undone: list[str] = []
+
+        def undo(name: str) -> Callable[[], Awaitable[None]]:
+            async def run() -> None:
+                undone.append(name)
+
+            return run
+
+        assert on_rollback(undo("outside")) is False  # no shared transaction: nothing kept
+        async with db.transaction(share=True):
+            assert on_rollback(undo("committed")) is True
+
+        async def aborted() -> None:
+            async with db.transaction(share=True):
+                on_rollback(undo("rolled back"))
+                raise RuntimeError
+
+        with pytest.raises(RuntimeError):
+            await aborted()
+        assert undone == ["rolled back"]
 
     run(database_url, tmp_path, body)
