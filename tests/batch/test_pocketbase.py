@@ -6,6 +6,7 @@ and the `batch` settings' checks."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -109,6 +110,23 @@ def test_same_answers_as_pocketbase(app: App, posts: P, pb: tuple[httpx.Client, 
             r = client.post("/api/batch", json=body, headers=su if as_su else {})
             answers.append((r.status_code, _plain(r.json())))
         assert answers[0] == answers[1], body
+    # multipart: the JSON in @jsonPayload, files as requests.N.field (others ignored)
+    payload = json.dumps({"requests": [{"method": "POST", "url": url, "body": {"title": "f"}}]})
+    forms: list[list[tuple[str, Any]]] = [
+        [("@jsonPayload", (None, payload)), ("requests.0.f", ("a.txt", b"hi", "text/plain")),
+         ("requests.5.f", ("b.txt", b"no", "text/plain"))],
+        [("requests", (None, payload)), ("requests.0.f", ("a.txt", b"hi", "text/plain"))],
+        [("@jsonPayload", (None, "{")), ("x", (None, "1"))],
+    ]  # fmt: skip
+    for form in forms:
+        answers = []
+        for client in (sy, oracle):
+            r = client.post("/api/batch", files=form)
+            plain = _plain(r.json())
+            if r.status_code == 200:  # stored names are random: their shape is compared
+                plain[0]["body"]["f"] = [n.rsplit(".")[-1] for n in plain[0]["body"]["f"]]
+            answers.append((r.status_code, plain))
+        assert answers[0] == answers[1], form
     # the settings' checks
     for change in (
         {"maxRequests": -1, "timeout": -1, "maxBodySize": -5},

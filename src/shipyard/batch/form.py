@@ -148,6 +148,8 @@ async def read_batch(request: Request, limit: int, max_requests: int) -> list[Su
                     part.file.close()
             elif key == "@jsonPayload":
                 payload = _decode(part)
+            elif key == "requests":
+                raise _unreadable()  # PocketBase reads the JSON only from @jsonPayload
         subs = requests_of(payload, max_requests)
     except BaseException:
         await form.close()
