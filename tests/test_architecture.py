@@ -20,7 +20,8 @@ LEVELS: list[set[str]] = [
     {"records"},
     {"jobs"},
     {"auth"},
-    {"cache", "webhooks", "dbadvice", "metrics", "logs", "errors", "ratelimit", "assets", "files"}
+    {"assets"},  # below files: file URLs and purges go through its CDN
+    {"cache", "webhooks", "dbadvice", "metrics", "logs", "errors", "ratelimit", "files"}
     | {"batch"},
     {"alerts"},
     {"http"},

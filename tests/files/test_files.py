@@ -211,7 +211,7 @@ def test_thumbs(client: TestClient, su: dict[str, str]) -> None:
     assert size("?thumb=100x100") == (100, 100)
     assert size("?thumb=100x100") == (100, 100)  # the stored one
     assert size("?thumb=50x0") == (50, 33)
-    assert size("?thumb=40x30f") == (40, 27)
+    assert size("?thumb=40x30f") == (40, 26)  # PocketBase truncates (tests/images parity)
     assert size("?thumb=77x77") == (300, 200)  # not listed: the original
     r = client.get(url + "?thumb=100x100")
     assert r.headers["content-disposition"] == f'inline; filename="100x100_{rec["doc"]}"'

@@ -6,10 +6,14 @@ and nothing is forgotten if it does."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from shipyard.files import meta
+from shipyard.files.images import FileImages
 from shipyard.files.store import FileStore, file_key, thumbs_prefix
+from shipyard.kernel.errors import FieldError
+from shipyard.kernel.uploads import Upload
 from shipyard.records.collections import Collection
 from shipyard.records.events import Listener, RecordChange
 from shipyard.tools.db import Executor, on_rollback
@@ -27,9 +31,20 @@ def file_names(c: Collection, record: dict[str, Any] | None) -> set[str]:
 
 
 class FileTriggers:
-    def __init__(self, store: FileStore, enqueue: Any) -> None:
+    def __init__(
+        self, store: FileStore, enqueue: Any, images: FileImages, purge: Any = None
+    ) -> None:
         self.store = store
         self.enqueue = enqueue  # Jobs.enqueue
+        self.images = images
+        # (tx, collection, record id, names) → enqueue the CDN purge of those files' URLs
+        self.purge = purge
+
+    async def inspect_uploads(
+        self, c: Collection, uploads: Mapping[str, Sequence[Upload]]
+    ) -> dict[str, FieldError]:
+        """Before the write's transaction: every new image decoded once (files/images.py)."""
+        return await self.images.inspect_uploads(c, uploads)
 
     async def listener(self, tx: Executor, c: Collection, action: str) -> Listener | None:
         if not any(f.type == "file" for f in c.fields):
@@ -46,6 +61,7 @@ class FileTriggers:
                 await storage.put_file(key, u.file, u.size, u.mime)
                 stored.append(key)
                 u.stored = True
+            await meta.store(tx, c.id, rid, change.uploads)
 
             async def unstore() -> None:
                 await storage.delete(stored)
@@ -53,17 +69,26 @@ class FileTriggers:
             on_rollback(unstore)  # in a batch that then fails, the files go too
         if change.action == "delete":
             await self._remove(tx, [], [f"{c.id}/{rid}"])
+            await meta.forget(tx, c.id, [rid])
+            await self._purge(tx, c, rid, sorted(file_names(c, change.record)))
             return
-        gone = file_names(c, change.old) - file_names(c, change.record)
+        gone = sorted(file_names(c, change.old) - file_names(c, change.record))
         if gone:
-            keys = [file_key(c.id, rid, n) for n in sorted(gone)]
-            await self._remove(tx, keys, [thumbs_prefix(c.id, rid, n) for n in sorted(gone)])
+            keys = [file_key(c.id, rid, n) for n in gone]
+            await self._remove(tx, keys, [thumbs_prefix(c.id, rid, n) for n in gone])
+            await meta.forget(tx, c.id, [rid], gone)
+            await self._purge(tx, c, rid, gone)
+
+    async def _purge(self, tx: Executor, c: Collection, rid: str, names: list[str]) -> None:
+        if self.purge is not None and names:
+            await self.purge(tx, c, rid, names)
 
     async def dropped(self, tx: Executor, c: Collection, ids: Sequence[str] | None) -> None:
         if not any(f.type == "file" for f in c.fields):
             return
         prefixes = [c.id] if ids is None else [f"{c.id}/{rid}" for rid in ids]
         await self._remove(tx, [], prefixes)
+        await meta.forget(tx, c.id, None if ids is None else list(ids))
 
     async def _remove(self, tx: Executor, keys: list[str], prefixes: list[str]) -> None:
         await self.enqueue(DELETE_KIND, {"keys": keys, "prefixes": prefixes}, tx=tx)
