@@ -20,6 +20,7 @@ from shipyard.alerts.extension import AlertsExtension
 from shipyard.assets.extension import AssetsExtension
 from shipyard.auth.extension import AuthExtension
 from shipyard.auth.login import AuthService
+from shipyard.batch.extension import BatchExtension
 from shipyard.cache.cache import ResponseCache, build_versions
 from shipyard.cache.extension import CacheExtension
 from shipyard.dbadvice.extension import DbAdviceExtension
@@ -152,6 +153,7 @@ class Services:
             RateLimitExtension(self.ratelimits, runtime),
             AlertsExtension(self),
             assets,
+            BatchExtension(),
         ]
         self.extensions = in_dependency_order(
             [*self.extensions, *load_extensions(settings.extensions, self)]

@@ -72,7 +72,9 @@ class FileImages:
                         f"inspect:{id(u)}", inspect, u.file, self.max_pixels, self.placeholders
                     )
                 except PoolBusy as exc:
-                    raise ApiError(503, f"The upload cannot be checked now: {exc.message}.") from exc
+                    raise ApiError(
+                        503, f"The upload cannot be checked now: {exc.message}."
+                    ) from exc
                 except ImageError as exc:
                     errors[field] = FieldError(
                         "validation_invalid_image",

@@ -16,7 +16,7 @@ from shipyard.kernel.errors import ApiError, FieldError
 from shipyard.kernel.uploads import Upload
 from shipyard.records.collections import Collection
 from shipyard.records.events import Listener, RecordChange
-from shipyard.tools.db import Executor
+from shipyard.tools.db import Executor, on_rollback
 
 DELETE_KIND = "files.delete"
 ORPHANS_KIND = "files.orphans"
@@ -68,13 +68,21 @@ class FileTriggers:
         c, rid = change.collection, str(change.record["id"])
         if change.uploads:
             storage = await self.store.storage(refresh=False)
+            stored: list[str] = []
             for u in change.uploads:
-                await storage.put_file(file_key(c.id, rid, u.name), u.file, u.size, u.mime)
+                key = file_key(c.id, rid, u.name)
+                await storage.put_file(key, u.file, u.size, u.mime)
+                stored.append(key)
                 u.stored = True
             await meta.store(tx, c.id, rid, change.uploads)
             for job in sorted({int(u.meta["orphans_job"]) for u in change.uploads
                                if "orphans_job" in u.meta}):  # fmt: skip
                 await self.cancel(job, tx=tx)  # stored for good if and only if this commits
+
+            async def unstore() -> None:
+                await storage.delete(stored)
+
+            on_rollback(unstore)  # in a batch that then fails, the files go too
         if change.action == "delete":
             await self._remove(tx, [], [f"{c.id}/{rid}"])
             await meta.forget(tx, c.id, [rid])
