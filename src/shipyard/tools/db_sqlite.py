@@ -79,6 +79,7 @@ _KINDS = {
     sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY: ConstraintKind.FOREIGN_KEY,
     sqlite3.SQLITE_CONSTRAINT_CHECK: ConstraintKind.CHECK,
 }
+_OUTSIDE_TX = re.compile(r"^\s*(VACUUM|PRAGMA|ATTACH|DETACH)\b", re.IGNORECASE)
 _INDEX = re.compile(r"^index '(.+)'$")  # a unique index on an expression
 _NAME = re.compile(r"^\w+$")
 
@@ -245,7 +246,12 @@ class SQLiteDatabase(_SQLiteTx):
             tx = joined(self)
             if tx is not None:
                 return await tx.execute(sql, params)
-        async with self._lock:
+        if _OUTSIDE_TX.match(sql):  # VACUUM, PRAGMA…: not allowed in a transaction
+            async with self._lock:
+                return self._budgeted(sql, params, COUNT)
+        # a write of its own: in a transaction, so that waiting for another process's write
+        # lock happens off the event loop too (`_begin`)
+        async with self.transaction():
             return self._budgeted(sql, params, COUNT)
 
     async def executemany(self, sql: str, rows: Sequence[Params]) -> None:
@@ -261,17 +267,54 @@ class SQLiteDatabase(_SQLiteTx):
             async with savepoint(self) as tx:
                 yield tx
             return
-        async with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+        await self._begin()  # holds self._lock from here
+        try:
+            async with sharing(self, _SQLiteTx(self._conn, self.timer), share) as tx:
+                yield tx
+        except BaseException:
+            if self._conn.in_transaction:  # SQLite may have rolled back already
+                self._conn.execute("ROLLBACK")
+            raise
+        else:
+            self._conn.execute("COMMIT")
+        finally:
+            self._lock.release()
+
+    async def _begin(self) -> None:
+        """`BEGIN IMMEDIATE` with this process's lock held, without blocking the event loop.
+
+        Another process may hold SQLite's write lock. SQLite's own busy handler would wait for
+        it inside the call, up to the busy timeout, and stall every request of this process
+        meanwhile. Instead each try does not wait, and between tries the process's lock is
+        let go (reads and cached answers go on) while this coroutine sleeps a little longer
+        each time (0.5 ms doubling to 20 ms), until the busy timeout has passed."""
+        deadline = monotonic() + self.busy_timeout_ms / 1000
+        pause = 0.0005
+        while True:
+            await self._lock.acquire()
             try:
-                async with sharing(self, _SQLiteTx(self._conn, self.timer), share) as tx:
-                    yield tx
+                if self._try_begin(deadline):
+                    return
             except BaseException:
-                if self._conn.in_transaction:  # SQLite may have rolled back already
-                    self._conn.execute("ROLLBACK")
+                self._lock.release()
                 raise
-            else:
-                self._conn.execute("COMMIT")
+            self._lock.release()
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.02)
+
+    def _try_begin(self, deadline: float) -> bool:
+        conn = self._conn
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return True
+        except sqlite3.OperationalError as exc:
+            busy = getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
+            if busy and monotonic() < deadline:
+                return False
+            raise DatabaseError(str(exc)) from exc
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
 
     async def close(self) -> None:
         self._conn.close()
