@@ -19,6 +19,7 @@ from typing import Any
 # the value parsers live in tools (several capabilities use them); re-exported here
 from shipyard.settings_media import MediaSettings, validate_media
 from shipyard.settings_observability import ObservabilitySettings, validate_observability
+from shipyard.settings_realtime import RealtimeSettings, validate_realtime
 from shipyard.tools.settings_parse import (
     SettingsError,
     parse_allow_list,
@@ -31,7 +32,7 @@ from shipyard.tools.settings_parse import (
 
 
 @dataclass(frozen=True)
-class Settings(ObservabilitySettings, MediaSettings):
+class Settings(ObservabilitySettings, MediaSettings, RealtimeSettings):
     data_dir: Path = Path("shipyard_data")
     database_url: str = ""  # empty: SQLite in data_dir; postgresql://… for PostgreSQL
     host: str = "127.0.0.1"
@@ -431,6 +432,7 @@ def _validate(s: Settings) -> None:  # noqa: C901  (one independent check per se
         raise SettingsError("SHIPYARD_RATELIMIT_REFRESH_INTERVAL: must be 0.05..3600 seconds")
     validate_observability(s)
     validate_media(s)
+    validate_realtime(s)
 
 
 def _validate_limits(s: Settings) -> None:

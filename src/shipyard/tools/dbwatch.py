@@ -4,6 +4,11 @@ Wraps a Database: reads pass straight through (bound methods, no extra await), w
 recognised from the statement's first words — Shipyard always writes `INSERT INTO "t"`,
 `UPDATE "t"`, `DELETE FROM "t"` — and reported after the commit that made them visible,
 so a reader can never see the new version before the data.
+
+A transaction opened here also takes `after_commit(fn)`: `fn()` runs right after the
+commit, before anything else on the event loop (so hooks of successive commits run in
+commit order), and never when the transaction rolls back. A record-event listener that
+must act only on committed data (realtime) registers one from inside the transaction.
 """
 
 from __future__ import annotations
@@ -25,11 +30,19 @@ def written_table(sql: str) -> str | None:
     return m.group(1) if m else None
 
 
+AfterCommit = Callable[[], None]
+
+
 class _WatchedTx:
     def __init__(self, tx: Executor, written: set[str]) -> None:
         self._tx = tx
         self._written = written
         self.dialect = tx.dialect
+        self.hooks: list[AfterCommit] = []
+
+    def after_commit(self, fn: AfterCommit) -> None:
+        """Call `fn()` (synchronous, cheap, never raising) once this transaction commits."""
+        self.hooks.append(fn)
 
     # inside a transaction a fetch may be a write too (`INSERT … RETURNING`)
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
@@ -95,7 +108,10 @@ class WatchedDatabase:
     async def transaction(self) -> AsyncIterator[Executor]:
         written: set[str] = set()
         async with self.inner.transaction() as tx:
-            yield _WatchedTx(tx, written)
+            watched = _WatchedTx(tx, written)
+            yield watched
+        for hook in watched.hooks:  # synchronously: no other commit can come between
+            hook()
         if written:  # only reached when the transaction committed
             await self.on_write(written)
 
