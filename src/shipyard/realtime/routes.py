@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from shipyard.kernel.errors import FieldError, validation_failed
+from shipyard.kernel.errors import FieldError, bad_request, validation_failed
 from shipyard.kernel.web import parse_body, services
 from shipyard.realtime.stream import EventStream
 from shipyard.realtime.topics import MAX_TOPIC_LENGTH, MAX_TOPICS
@@ -39,6 +39,17 @@ async def connect(request: Request) -> Response:
     )
 
 
+class _Length(FieldError):
+    """A length error with its bounds, as PocketBase reports them (`params`)."""
+
+    def __init__(self, code: str, message: str, lo: int, hi: int) -> None:
+        super().__init__(code, message)
+        self.params = {"max": hi, "min": lo}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "params": self.params}
+
+
 class _Each(FieldError):
     """The errors of a list's items, by index (as PocketBase nests them)."""
 
@@ -51,34 +62,37 @@ class _Each(FieldError):
 
 
 def _form(body: dict[str, Any]) -> tuple[str, list[str]]:
-    """The body as PocketBase's form reads it, or its 400 with every field's problem."""
-    errors: dict[str, Any] = {}
-    cid = body.get("clientId", "")
+    """The body as PocketBase's form reads it, or its 400: a value of the wrong type fails
+    the whole body (no field data), a bad length is reported per field."""
+    cid = body.get("clientId")
     subs = body.get("subscriptions")
-    if cid is None:
-        cid = ""
-    if not isinstance(cid, str):
-        errors["clientId"] = FieldError("validation_invalid_value", "Must be a string.")
-    elif cid == "":
+    cid = "" if cid is None else cid
+    subs = [] if subs is None else subs
+    if not isinstance(cid, str) or not (
+        isinstance(subs, list) and all(isinstance(t, str) for t in subs)
+    ):
+        raise bad_request()
+    errors: dict[str, FieldError] = {}
+    if cid == "":
         errors["clientId"] = FieldError("validation_required", "Cannot be blank.")
     elif len(cid) > 255:
-        errors["clientId"] = FieldError(
-            "validation_length_out_of_range", "The length must be between 1 and 255."
+        errors["clientId"] = _Length(
+            "validation_length_out_of_range", "The length must be between 1 and 255.", 1, 255
         )
-    if subs is None:
-        subs = []
-    if not isinstance(subs, list) or not all(isinstance(t, str) for t in subs):
-        errors["subscriptions"] = FieldError(
-            "validation_invalid_value", "Must be a list of strings."
-        )
-    elif len(subs) > MAX_TOPICS:
-        errors["subscriptions"] = FieldError(
-            "validation_length_too_long", f"The length must be no more than {MAX_TOPICS}."
+    if len(subs) > MAX_TOPICS:
+        errors["subscriptions"] = _Length(
+            "validation_length_too_long",
+            f"The length must be no more than {MAX_TOPICS}.",
+            0,
+            MAX_TOPICS,
         )
     else:
-        long = {
-            str(i): FieldError(
-                "validation_length_too_long", f"The length must be no more than {MAX_TOPIC_LENGTH}."
+        long: dict[str, FieldError] = {
+            str(i): _Length(
+                "validation_length_too_long",
+                f"The length must be no more than {MAX_TOPIC_LENGTH}.",
+                0,
+                MAX_TOPIC_LENGTH,
             )
             for i, t in enumerate(subs)
             if len(t) > MAX_TOPIC_LENGTH
@@ -87,7 +101,7 @@ def _form(body: dict[str, Any]) -> tuple[str, list[str]]:
             errors["subscriptions"] = _Each(long)
     if errors:
         raise validation_failed("Something went wrong while processing your request.", errors)
-    return str(cid), list(subs)
+    return cid, list(subs)
 
 
 async def subscribe(request: Request) -> Response:
