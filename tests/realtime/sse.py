@@ -90,6 +90,12 @@ class Stream:
                 data = line[5:]
         self.events.append((name, data))
 
+    def _recv(self) -> bytes:
+        got = self.sock.recv(65536)
+        if not got:
+            raise EOFError
+        return got
+
     def subscribe(self, *topics: str, token: str = "", via: str = "") -> httpx.Response:
         headers = {"Authorization": token} if token else {}
         return httpx.post(
