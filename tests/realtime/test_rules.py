@@ -153,7 +153,9 @@ def test_view_rule_for_one_record(pair: Pair, world: dict[str, Any]) -> None:
 
 def test_options_filter_expand_fields(pair: Pair, world: dict[str, Any]) -> None:
     posts, alice, bob = world["posts"], world["alice"], world["bob"]
-    options = {"query": {"filter": "title ~ 'keep'", "expand": "owner", "fields": "id,title,expand"}}
+    options = {
+        "query": {"filter": "title ~ 'keep'", "expand": "owner", "fields": "id,title,expand"}
+    }
     topic = f"{posts}/*?options={json.dumps(options)}"
     streams = _streams(pair, world, topic, f"{posts}/*")
     try:
@@ -188,7 +190,8 @@ def test_auth_records_show_email_by_visibility(pair: Pair, world: dict[str, Any]
         assert anon[1]["record"]["email"] == "bob@example.com"
         assert streams["alice"].wait(2)[0]["record"]["email"] == "alice@example.com"
         for e in streams["su"].wait(2):
-            assert "password" not in e["record"] and "tokenKey" not in e["record"]
+            assert "password" not in e["record"]
+            assert "tokenKey" not in e["record"]
     finally:
         _close(streams)
 
