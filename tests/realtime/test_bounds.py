@@ -11,9 +11,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from tests.helpers.realtime import Pair, Stream
 from tests.helpers.wait import wait_until
-from tests.realtime.conftest import Pair
-from tests.realtime.sse import Stream
 
 
 def _realtime_health(pair: Pair) -> dict[str, int]:

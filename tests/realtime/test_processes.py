@@ -8,8 +8,7 @@ import uuid
 
 import httpx
 
-from tests.realtime.conftest import Pair
-from tests.realtime.sse import Stream
+from tests.helpers.realtime import Pair, Stream
 
 
 def _posts(pair: Pair, **rules: str) -> str:

@@ -11,9 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.helpers.realtime import Pair, Stream
 from tests.helpers.servers import SUPERUSER, pocketbase_server
-from tests.realtime.conftest import Pair
-from tests.realtime.sse import Stream
 
 
 @pytest.fixture(scope="module")

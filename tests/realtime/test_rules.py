@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.realtime.conftest import Pair
-from tests.realtime.sse import Stream
+from tests.helpers.realtime import Pair, Stream
 
 RULE = "owner = @request.auth.id || public = true"
 

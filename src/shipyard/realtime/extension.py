@@ -9,6 +9,8 @@ from typing import Any
 from starlette.routing import BaseRoute
 
 from shipyard.kernel.extension import Extension
+from shipyard.kernel.spec import OpenAPIPart, Viewer
+from shipyard.realtime import openapi as spec
 from shipyard.realtime import routes
 from shipyard.realtime.service import Realtime
 from shipyard.records.collections import Collection
@@ -21,6 +23,9 @@ class RealtimeExtension(Extension):
         super().__init__(name="realtime", requires=("records",))
         self.service = service
         self.enabled = service.settings.realtime_enabled
+
+    def openapi(self, collections: Sequence[Any], viewer: Viewer) -> Sequence[OpenAPIPart]:
+        return spec.openapi(viewer) if self.enabled else ()
 
     def routes(self) -> Sequence[BaseRoute]:
         return routes.routes if self.enabled else ()

@@ -1,0 +1,158 @@
+"""The transports between processes, on real engines: each process's reader hears every
+committed write of another connection, in commit order, and nothing of a rollback
+(SQLite's outbox on two connections to one file; Redis pub/sub on a real server); and
+the dbwatch after-commit hooks they rely on."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import pytest
+
+from shipyard.realtime.topics import Topic, bases_for
+from shipyard.realtime.transport import RedisPubSub, SQLiteOutbox
+from shipyard.tools.db import SQLiteDatabase
+from shipyard.tools.dbwatch import WatchedDatabase
+from shipyard.tools.redisclient import ResilientRedis
+from tests.helpers.wait import wait_until_async
+
+
+class Boom(Exception):
+    pass
+
+
+async def _rolled_back(db: WatchedDatabase, transport: SQLiteOutbox | RedisPubSub) -> None:
+    async with db.transaction() as tx:
+        await transport.publish_in(tx, b"rolled back")
+        raise Boom
+
+
+async def _hook_then_fail(db: WatchedDatabase, seen: list[str]) -> None:
+    async with db.transaction() as tx:
+        tx.after_commit(lambda: seen.append("rolled back"))  # type: ignore[attr-defined]
+        raise Boom
+
+
+async def _writes(db: WatchedDatabase, transport: SQLiteOutbox | RedisPubSub) -> None:
+    """Three commits and one rollback between them."""
+    for i in range(3):
+        async with db.transaction() as tx:
+            await transport.publish_in(tx, f"m{i}".encode())
+        if i == 1:
+            with pytest.raises(Boom):
+                await _rolled_back(db, transport)
+
+
+def test_after_commit_hooks_run_in_commit_order_and_never_on_rollback(tmp_path: Path) -> None:
+    async def main() -> list[str]:
+        db = WatchedDatabase(SQLiteDatabase(tmp_path / "d.db"))
+        await db.execute('CREATE TABLE "t" ("x" TEXT)')
+        seen: list[str] = []
+        async with db.transaction() as tx:
+            tx.after_commit(lambda: seen.append("first"))  # type: ignore[attr-defined]
+            await tx.execute('INSERT INTO "t" VALUES (?)', ("a",))
+            assert seen == []  # not before the commit
+        with pytest.raises(Boom):
+            await _hook_then_fail(db, seen)
+        async with db.transaction() as tx:
+            tx.after_commit(lambda: seen.append("second"))  # type: ignore[attr-defined]
+        await db.close()
+        return seen
+
+    assert asyncio.run(main()) == ["first", "second"]
+
+
+def test_sqlite_outbox_between_two_connections(tmp_path: Path) -> None:
+    async def main() -> tuple[list[bytes], list[bytes]]:
+        path = tmp_path / "data.db"
+        writer_db = SQLiteDatabase(path)
+        reader_db = SQLiteDatabase(path)
+        writer = SQLiteOutbox(writer_db, 0.01, 60)
+        reader = SQLiteOutbox(reader_db, 0.01, 60)
+        await writer.migrate()
+        got_w: list[bytes] = []
+        got_r: list[bytes] = []
+
+        async def on_w(p: bytes) -> None:
+            got_w.append(p)
+
+        async def on_r(p: bytes) -> None:
+            got_r.append(p)
+
+        await writer.start(on_w)
+        await reader.start(on_r)
+        await _writes(WatchedDatabase(writer_db), writer)
+        await wait_until_async(lambda: _len(got_r, 3), what="the reader's events")
+        await wait_until_async(lambda: _len(got_w, 3), what="the writer's own events")
+        for t in (writer, reader):
+            await t.stop()
+        await writer_db.close()
+        await reader_db.close()
+        return got_w, got_r
+
+    got_w, got_r = asyncio.run(main())
+    assert got_r == got_w == [b"m0", b"m1", b"m2"]
+
+
+def test_redis_pubsub_between_two_processes(tmp_path: Path, redis_url: str) -> None:
+    async def main() -> tuple[list[bytes], list[bytes]]:
+        ns = "rt" + uuid.uuid4().hex[:8]
+        db = SQLiteDatabase(tmp_path / "data.db")
+        redis_a = ResilientRedis(redis_url, 2.0, 1.0)
+        redis_b = ResilientRedis(redis_url, 2.0, 1.0)
+        a, b = RedisPubSub(db, redis_a, ns), RedisPubSub(db, redis_b, ns)
+        got_a: list[bytes] = []
+        got_b: list[bytes] = []
+
+        async def on_a(p: bytes) -> None:
+            got_a.append(p)
+
+        async def on_b(p: bytes) -> None:
+            got_b.append(p)
+
+        await a.start(on_a)
+        await b.start(on_b)
+        await _writes(WatchedDatabase(db), a)
+        await wait_until_async(lambda: _len(got_b, 3), what="the other process's events")
+        await wait_until_async(lambda: _len(got_a, 3), what="the writer's own events")
+        for t in (a, b):
+            await t.stop()
+        for r in (redis_a, redis_b):
+            await r.close()
+        await db.close()
+        return got_a, got_b
+
+    got_a, got_b = asyncio.run(main())
+    assert got_a == got_b == [b"m0", b"m1", b"m2"]
+
+
+async def _len(items: list[bytes], n: int) -> bool:
+    return len(items) >= n
+
+
+def test_topics_as_pocketbase_reads_them() -> None:
+    t = Topic.parse(
+        'posts/*?options={"query":{"expand":"owner","page":2,"f":true},"headers":{"X-Token":"a"}}'
+    )
+    assert (t.base, dict(t.query), dict(t.headers)) == (
+        "posts/*",
+        {"expand": "owner", "page": "2", "f": "true"},
+        {"x_token": "a"},
+    )
+    assert Topic.parse("posts/*?options=not-json").query == {}
+    assert Topic.parse("posts").base == "posts"
+    # URL-encoded options, as the JS SDK sends them
+    assert Topic.parse("posts/abc?options=%7B%22query%22%3A%7B%22a%22%3A%22b%22%7D%7D").query == {
+        "a": "b"
+    }
+    kinds = dict(bases_for("pbc_1", "posts", "abc"))
+    assert kinds == {
+        "posts/abc": "view",
+        "pbc_1/abc": "view",
+        "posts/*": "list",
+        "pbc_1/*": "list",
+        "posts": "list",
+        "pbc_1": "list",
+    }
