@@ -31,6 +31,7 @@ class Stream:
         self.ended = False
         parts = urlsplit(url)
         self.sock = socket.create_connection((parts.hostname, parts.port or 80), timeout=30)
+        self.sock.settimeout(None)  # a stream may stay quiet for long; close() ends the read
         head = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
         self.sock.sendall(
             f"GET /api/realtime HTTP/1.1\r\nHost: {parts.netloc}\r\n{head}\r\n".encode()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import orjson
@@ -123,7 +124,7 @@ class Realtime:
         self.hub.register(client)
         await self.clients_db.execute(
             'INSERT INTO "_realtime_clients" ("id", "auth", "created") VALUES (?, ?, ?)',
-            (client.id, "", "now"),
+            (client.id, "", time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime())),
         )
         return client
 
