@@ -6,10 +6,14 @@ every event, so a test can wait for what it expects without sleeping; and a pair
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
+import os
+import signal
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +22,13 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.helpers.servers import Server, fresh_pg_database, start_server, stop_server
+from tests.helpers.servers import (
+    SUPERUSER,
+    Server,
+    fresh_pg_database,
+    start_server,
+    stop_server,
+)
 from tests.helpers.wait import poll_until, wait_until
 
 
@@ -139,6 +149,10 @@ class Stream:
 SETTINGS = {"SHIPYARD_REALTIME_POLL_INTERVAL": "0.02", "SHIPYARD_ACCESS_LOG": "false"}
 
 
+BACKENDS = ["sqlite", "postgres"]
+ON_BACKENDS = pytest.mark.parametrize("pair", BACKENDS, indirect=True)
+ON_SQLITE = pytest.mark.parametrize("pair", BACKENDS[:1], indirect=True)
+
 # the second process is the one the bounds are tested on (test_bounds.py); subscribers of the
 # other tests connect to the first
 BOUNDED = {
@@ -150,10 +164,23 @@ BOUNDED = {
 }
 
 
+class At:
+    """Where one server of a pair answers."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+
 class Pair:
-    def __init__(self, a: Server, b: Server) -> None:
-        self.a, self.b = a, b
-        self.token = a.superuser_token()
+    def __init__(self, a: str, b: str) -> None:
+        self.a, self.b = At(a), At(b)
+        r = httpx.post(
+            a + "/api/collections/_superusers/auth-with-password",
+            json={"identity": SUPERUSER[0], "password": SUPERUSER[1]},
+        )
+        r.raise_for_status()
+        self.token = str(r.json()["token"])
+        self.cache: dict[str, Any] = {}  # what a test module made once for this pair
 
     @property
     def su(self) -> dict[str, str]:
@@ -196,25 +223,91 @@ class Pair:
         return str(r.json()["token"])
 
 
-def start_pair(kind: str, request: pytest.FixtureRequest) -> Iterator[Pair]:
+# the servers this process started: kept referenced (a collected Popen of a running
+# process warns) and reaped once stopped, by whichever worker stopped them
+_STARTED: list[Server] = []
+
+
+def _reap() -> None:
+    for srv in list(_STARTED):
+        if srv.proc.poll() is not None:
+            _STARTED.remove(srv)
+
+
+def _start(kind: str, request: pytest.FixtureRequest) -> tuple[Server, Server]:
     root = Path(tempfile.mkdtemp(prefix=f"shipyard-rt-{kind}-"))
     url = ""
-    extra = dict(SETTINGS)
     if kind == "postgres":
         url = fresh_pg_database(request.getfixturevalue("pg_admin_url"))
-    if kind == "redis":
-        extra["SHIPYARD_REDIS_URL"] = request.getfixturevalue("redis_url")
-        extra["SHIPYARD_REDIS_NAMESPACE"] = "rt" + root.name[-8:]
-    if not url:  # both processes on one SQLite file (and its auxiliary file beside it)
+    else:  # both processes on one SQLite file (and its auxiliary file beside it)
         url = f"sqlite:///{root / 'shared' / 'data.db'}"
-    a = start_server(root / "a", url, extra)
+    a = start_server(root / "a", url, SETTINGS)
     try:
-        b = start_server(root / "b", url, {**extra, **BOUNDED})
+        b = start_server(root / "b", url, {**SETTINGS, **BOUNDED})
     except BaseException:
         stop_server(a)
         raise
+    _STARTED.extend((a, b))
+    return a, b
+
+
+def _stop(pids: list[int]) -> None:
+    """Stop servers by process group (the worker that started them may be another)."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    for pid in pids:
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.05)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    _reap()
+
+
+def _alive(pid: int) -> bool:
     try:
-        yield Pair(a, b)
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie (ended, not yet reaped by the worker that started it) is not alive
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    return True
+
+
+def start_pair(kind: str, request: pytest.FixtureRequest) -> Iterator[Pair]:
+    """One pair per backend for the whole run: under xdist the workers share it (the first
+    to need it starts it, the last to finish stops it), so the run starts each pair once
+    however the tests are spread."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if not run:
+        a, b = _start(kind, request)
+        try:
+            yield Pair(a.url, b.url)
+        finally:
+            _stop([b.proc.pid, a.proc.pid])
+        return
+    home = Path(tempfile.gettempdir()) / f"shipyard-rt-{run}-{kind}"
+    home.mkdir(exist_ok=True)
+    state_path = home / "state.json"
+    with (home / "lock").open("a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        state = json.loads(state_path.read_text()) if state_path.exists() else None
+        if state is None:
+            a, b = _start(kind, request)
+            state = {"a": a.url, "b": b.url, "pids": [b.proc.pid, a.proc.pid], "users": 0}
+        state["users"] += 1
+        state_path.write_text(json.dumps(state))
+    try:
+        yield Pair(state["a"], state["b"])
     finally:
-        stop_server(b)
-        stop_server(a)
+        with (home / "lock").open("a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            state = json.loads(state_path.read_text())
+            state["users"] -= 1
+            if state["users"] == 0:
+                _stop(state["pids"])
+                state_path.unlink()
+            else:
+                state_path.write_text(json.dumps(state))

@@ -11,8 +11,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from tests.helpers.realtime import Pair, Stream
+from tests.helpers.realtime import ON_BACKENDS, Pair, Stream
 from tests.helpers.wait import wait_until
+
+pytestmark = ON_BACKENDS
 
 
 def _realtime_health(pair: Pair) -> dict[str, int]:

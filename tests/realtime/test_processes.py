@@ -8,7 +8,9 @@ import uuid
 
 import httpx
 
-from tests.helpers.realtime import Pair, Stream
+from tests.helpers.realtime import ON_BACKENDS, Pair, Stream
+
+pytestmark = ON_BACKENDS
 
 
 def _posts(pair: Pair, **rules: str) -> str:

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.helpers.realtime import Pair, Stream
+from tests.helpers.realtime import ON_SQLITE, Pair, Stream
 from tests.helpers.servers import SUPERUSER, pocketbase_server
+
+pytestmark = ON_SQLITE
 
 
 @pytest.fixture(scope="module")
@@ -88,14 +89,3 @@ def test_a_closed_stream_forgets_its_client(pair: Pair) -> None:
         r = httpx.post(pair.a.url + "/api/realtime", json={"clientId": s.client_id})
     assert r.status_code == 404
     assert r.json()["message"] == "Missing or invalid client id."
-
-
-def test_disabled(tmp_path: Path) -> None:
-    from starlette.testclient import TestClient
-
-    from shipyard.app import create_app
-    from shipyard.settings import load_settings
-
-    s = load_settings(env={}, data_dir=str(tmp_path / "d"), realtime_enabled=False)
-    with TestClient(create_app(s)) as c:
-        assert c.post("/api/realtime", json={"clientId": "x"}).status_code == 404

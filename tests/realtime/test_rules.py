@@ -11,14 +11,24 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.realtime import Pair, Stream
+from tests.helpers.realtime import ON_BACKENDS, Pair, Stream
+
+pytestmark = ON_BACKENDS
+
 
 RULE = "owner = @request.auth.id || public = true"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def world(pair: Pair) -> dict[str, Any]:
-    """Users (one hides its e-mail, one shows it) and posts they own, some private."""
+    """Users (one hides its e-mail, one shows it) and posts they own, some private; made
+    once per pair (the pair is shared by the whole run)."""
+    if "world" not in pair.cache:
+        pair.cache["world"] = _world(pair)
+    return dict(pair.cache["world"])
+
+
+def _world(pair: Pair) -> dict[str, Any]:
     users = "u" + uuid.uuid4().hex[:8]
     posts = "p" + uuid.uuid4().hex[:8]
     pair.collection(

@@ -156,3 +156,14 @@ def test_topics_as_pocketbase_reads_them() -> None:
         "posts": "list",
         "pbc_1": "list",
     }
+
+
+def test_disabled(tmp_path: Path) -> None:
+    from starlette.testclient import TestClient
+
+    from shipyard.app import create_app
+    from shipyard.settings import load_settings
+
+    s = load_settings(env={}, data_dir=str(tmp_path / "d"), realtime_enabled=False)
+    with TestClient(create_app(s)) as c:
+        assert c.post("/api/realtime", json={"clientId": "x"}).status_code == 404
