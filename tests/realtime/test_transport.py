@@ -167,3 +167,40 @@ def test_disabled(tmp_path: Path) -> None:
     s = load_settings(env={}, data_dir=str(tmp_path / "d"), realtime_enabled=False)
     with TestClient(create_app(s)) as c:
         assert c.post("/api/realtime", json={"clientId": "x"}).status_code == 404
+
+
+def test_a_stop_signal_ends_the_streams_before_the_servers_handler() -> None:
+    """granian drains open connections on SIGTERM before it stops the app: the streams
+    must be closed first, then its own handler runs (realtime/shutdown.py)."""
+    import os
+    import signal
+
+    from shipyard.realtime.shutdown import before_stop
+
+    async def main() -> list[str]:
+        loop = asyncio.get_running_loop()
+        seen: list[str] = []
+        done = asyncio.Event()
+
+        def server_handler() -> None:  # what granian installs on the worker's loop
+            seen.append("server")
+            done.set()
+
+        loop.add_signal_handler(signal.SIGTERM, server_handler)
+        try:
+            assert before_stop(loop, lambda: seen.append("streams closed"))
+            os.kill(os.getpid(), signal.SIGTERM)
+            await asyncio.wait_for(done.wait(), 5)
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
+        return seen
+
+    assert asyncio.run(main()) == ["streams closed", "server"]
+    # without a server handler on the loop nothing is wrapped
+    assert asyncio.run(_wraps_nothing()) is False
+
+
+async def _wraps_nothing() -> bool:
+    from shipyard.realtime.shutdown import before_stop
+
+    return before_stop(asyncio.get_running_loop(), lambda: None)

@@ -21,6 +21,7 @@ import orjson
 from shipyard.kernel.errors import ApiError, forbidden, not_found
 from shipyard.realtime.clients import Client, Hub
 from shipyard.realtime.fanout import SECRET, Fanout
+from shipyard.realtime.shutdown import before_stop
 from shipyard.realtime.topics import Topic
 from shipyard.realtime.transport import (
     PostgresNotify,
@@ -83,11 +84,16 @@ class Realtime:
 
     async def start(self) -> None:
         await self.transport.start(self.deliver)
+        before_stop(asyncio.get_running_loop(), self.close_all)
+
+    def close_all(self) -> None:
+        """End every open stream (shut-down: their clients reconnect elsewhere)."""
+        for client in list(self.hub.clients.values()):
+            client.close("shutdown")
 
     async def stop(self) -> None:
         await self.transport.stop()
-        for client in list(self.hub.clients.values()):
-            client.close("shutdown")
+        self.close_all()
 
     # ------------------------------------------------------------------ writes
 
