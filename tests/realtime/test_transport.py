@@ -204,3 +204,25 @@ async def _wraps_nothing() -> bool:
     from shipyard.realtime.shutdown import before_stop
 
     return before_stop(asyncio.get_running_loop(), lambda: None)
+
+
+def test_the_transport_follows_the_settings(tmp_path: Path, redis_url: str) -> None:
+    from shipyard.realtime.service import choose_transport
+    from shipyard.settings import load_settings
+
+    async def main() -> list[str]:
+        db = SQLiteDatabase(tmp_path / "data.db")
+        redis = ResilientRedis(redis_url, 1.0, 1.0)
+        s = load_settings(env={}, data_dir=str(tmp_path))
+        pg = load_settings(env={}, data_dir=str(tmp_path), database_url="postgresql://x/y")
+        names = [
+            choose_transport(s, db, None).name,
+            choose_transport(pg, db, None).name,
+            choose_transport(s, db, redis).name,  # Redis wins over either database
+            choose_transport(pg, db, redis).name,
+        ]
+        await redis.close()
+        await db.close()
+        return names
+
+    assert asyncio.run(main()) == ["sqlite", "postgres", "redis", "redis"]
