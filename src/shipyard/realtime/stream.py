@@ -86,7 +86,11 @@ class EventStream(Response):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(client.wake.wait(), left)
                 continue
-            await self._write(send, client.queue.popleft())
+            # everything queued in one write: a burst costs one send, not one per event
+            queue = client.queue
+            data = queue.popleft() if len(queue) == 1 else b"".join(queue)
+            queue.clear()
+            await self._write(send, data)
             deadline = loop.time() + self.idle_timeout
 
     async def _write(self, send: Send, data: bytes) -> None:
