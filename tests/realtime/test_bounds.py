@@ -1,6 +1,7 @@
-"""Bounded: a client that stops reading is cut off without delaying anyone else; the
-connections of a process are capped; idle streams end (PocketBase's idle timeout); open
-streams do not hold the gateway's in-flight bound. Runs on the second process of the pair,
+"""Bounded: a client that stops reading never delays anyone else, and one that falls more
+than its buffer behind or whose write blocks is cut off; the connections of a process are
+capped; idle streams end (PocketBase's idle timeout); open streams do not hold the
+gateway's in-flight bound. Runs on the second process of the pair,
 which has small limits (conftest.BOUNDED)."""
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ def _realtime_health(pair: Pair) -> dict[str, int]:
     return dict(r.json()["data"]["realtime"])
 
 
-def test_a_stalled_client_is_cut_off_and_others_get_everything(pair: Pair) -> None:
+def test_a_client_that_never_reads_does_not_delay_the_others(pair: Pair) -> None:
+    """6 MB of events to a subscriber that never reads while another gets every one.
+    (Cutting the silent one off needs the HTTP server to say its writes block: granian
+    buffers them instead; docs/realtime.md, and test_transport.py for the cut-off.)"""
     name = "p" + uuid.uuid4().hex[:8]
     pair.collection(
         {
@@ -33,41 +37,31 @@ def test_a_stalled_client_is_cut_off_and_others_get_everything(pair: Pair) -> No
             "fields": [{"name": "body", "type": "text", "max": 200000}],
         }
     )
-    before = _realtime_health(pair)["stalledDisconnects"]
     # a client that reads its PB_CONNECT, subscribes, then never reads again
     host = urlsplit(pair.b.url)
-    stalled = socket.socket()
-    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    stalled.connect((host.hostname, host.port))
-    stalled.sendall(f"GET /api/realtime HTTP/1.1\r\nHost: {host.netloc}\r\n\r\n".encode())
+    silent = socket.socket()
+    silent.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    silent.connect((host.hostname, host.port))
+    silent.sendall(f"GET /api/realtime HTTP/1.1\r\nHost: {host.netloc}\r\n\r\n".encode())
     head = b""
     while b"clientId" not in head:
-        head += stalled.recv(4096)
+        head += silent.recv(4096)
     cid = head.split(b'"clientId":"')[1].split(b'"')[0].decode()
-    r = httpx.post(
-        pair.b.url + "/api/realtime", json={"clientId": cid, "subscriptions": [f"{name}/*"]}
-    )
-    assert r.status_code == 204
+    body = {"clientId": cid, "subscriptions": [f"{name}/*"]}
+    assert httpx.post(pair.b.url + "/api/realtime", json=body).status_code == 204
     healthy = Stream(pair.b.url)
     try:
         assert healthy.subscribe(f"{name}/*").status_code == 204
-        body = "x" * 100_000
-        n = 60  # 6 MB: more than the kernel buffers of a loopback connection hold
+        text = "x" * 100_000
+        n = 60
         with httpx.Client() as http:
             for _ in range(n):
-                r = http.post(f"{pair.a.url}/api/collections/{name}/records", json={"body": body})
+                r = http.post(f"{pair.a.url}/api/collections/{name}/records", json={"body": text})
                 assert r.status_code == 200
         assert len(healthy.wait(n, timeout=30)) == n
-        wait_until(
-            lambda: _realtime_health(pair)["stalledDisconnects"] > before,
-            timeout=15,
-            what="the stalled client cut off",
-        )
-        r = httpx.post(pair.b.url + "/api/realtime", json={"clientId": cid})
-        assert r.status_code == 404
     finally:
         healthy.close()
-        stalled.close()
+        silent.close()
 
 
 def test_connections_are_capped_and_do_not_count_as_in_flight(pair: Pair) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from shipyard.realtime.clients import Client, Hub
 from shipyard.realtime.topics import Topic, bases_for
 from shipyard.realtime.transport import RedisPubSub, SQLiteOutbox
 from shipyard.tools.db import SQLiteDatabase
@@ -226,3 +227,39 @@ def test_the_transport_follows_the_settings(tmp_path: Path, redis_url: str) -> N
         return names
 
     assert asyncio.run(main()) == ["sqlite", "postgres", "redis", "redis"]
+
+
+def test_a_client_past_its_buffer_is_cut_off() -> None:
+    hub = Hub(10)
+    slow, fast = Client(buffer=3), Client(buffer=3)
+    for c in (slow, fast):
+        hub.register(c)
+        hub.set_topics(c, [Topic.parse("posts/*")])
+    for i in range(3):
+        assert slow.offer(b"e%d" % i)
+    assert not slow.offer(b"e3")  # the fourth frame: it stopped reading
+    assert (slow.closed, slow.reason, list(slow.queue)) == (True, "stalled", [])
+    assert fast.offer(b"e0")  # the others are untouched
+    assert [c for c, _ in hub.subscribed("posts/*")] == [fast]
+    hub.unregister(slow)
+    assert hub.stalled == 1
+
+
+def test_the_watchdog_cuts_a_blocked_write_and_ends_idle_streams() -> None:
+    async def main() -> tuple[Client, Client, Client, bool]:
+        hub = Hub(10)
+        blocked, idle, busy = Client(8), Client(8), Client(8)
+        for c in (blocked, idle, busy):
+            hub.register(c)
+        blocked.task = asyncio.create_task(asyncio.sleep(60))  # a write that never returns
+        blocked.sending_since = 100.0
+        idle.last_write = 100.0
+        busy.last_write = 104.5
+        hub.watch(now=105.0, idle_timeout=4.0, send_timeout=2.0)
+        await asyncio.sleep(0)
+        return blocked, idle, busy, blocked.task.cancelled()
+
+    blocked, idle, busy, cancelled = asyncio.run(main())
+    assert (blocked.reason, cancelled) == ("stalled", True)
+    assert idle.reason == "idle"
+    assert not busy.closed

@@ -14,6 +14,7 @@ import secrets
 import string
 from collections import deque
 from collections.abc import Iterator
+from typing import Any
 
 from shipyard.realtime.topics import Topic
 from shipyard.records.auth import ANONYMOUS, Auth
@@ -35,7 +36,20 @@ def frame(client_id: str, event: str, data: bytes) -> bytes:
 class Client:
     """One open `GET /api/realtime` stream."""
 
-    __slots__ = ("auth", "authed", "buffer", "closed", "id", "queue", "reason", "topics", "wake")
+    __slots__ = (
+        "auth",
+        "authed",
+        "buffer",
+        "closed",
+        "id",
+        "last_write",
+        "queue",
+        "reason",
+        "sending_since",
+        "task",
+        "topics",
+        "wake",
+    )
 
     def __init__(self, buffer: int, client_id: str | None = None) -> None:
         self.id = client_id or new_client_id()
@@ -47,6 +61,10 @@ class Client:
         self.wake = asyncio.Event()
         self.closed = False
         self.reason = ""
+        # for the hub's watchdog (one timer for every client, not one per write)
+        self.last_write = 0.0  # loop time of the last completed write
+        self.sending_since = 0.0  # loop time the write in progress began; 0: none
+        self.task: asyncio.Task[Any] | None = None  # the stream's task, cancelled if stuck
 
     def offer(self, data: bytes) -> bool:
         """Queue a frame; a full queue means the client stopped reading: it is closed."""
@@ -109,6 +127,20 @@ class Hub:
                 continue
             for t in topics:
                 yield client, t
+
+    def watch(self, now: float, idle_timeout: float, send_timeout: float) -> None:
+        """Close the clients idle for `idle_timeout` (PocketBase's end of a quiet stream)
+        and those whose socket took no data for `send_timeout` (stalled: its write is
+        cancelled). One pass over the clients, a few times a second."""
+        for client in list(self.clients.values()):
+            if client.closed:
+                continue
+            if client.sending_since and now - client.sending_since > send_timeout:
+                client.close("stalled")
+                if client.task is not None:
+                    client.task.cancel()
+            elif not client.queue and client.last_write and now - client.last_write > idle_timeout:
+                client.close("idle")
 
     def with_auth(self, collection_id: str, record_id: str) -> list[Client]:
         """The clients bound to one auth record (its update or delete changes them)."""

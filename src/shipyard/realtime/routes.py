@@ -33,10 +33,7 @@ def _realtime(request: Request) -> Realtime:
 async def connect(request: Request) -> Response:
     rt = _realtime(request)
     client = await rt.connect()
-    s = rt.settings
-    return EventStream(
-        rt.hub, client, s.realtime_idle_timeout, s.realtime_send_timeout, rt.disconnect
-    )
+    return EventStream(rt.hub, client, rt.disconnect)
 
 
 class _Length(FieldError):

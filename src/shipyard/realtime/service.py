@@ -77,6 +77,7 @@ class Realtime:
         self.hub = Hub(settings.realtime_max_connections)
         self.fanout = Fanout(store, db, settings, self.hub)
         self.transport = choose_transport(settings, raw_db, redis)
+        self._watchdog: asyncio.Task[None] | None = None
 
     async def migrate(self) -> None:
         await self.transport.migrate()
@@ -85,6 +86,17 @@ class Realtime:
     async def start(self) -> None:
         await self.transport.start(self.deliver)
         before_stop(asyncio.get_running_loop(), self.close_all)
+        self._watchdog = asyncio.create_task(self._watch())
+
+    async def _watch(self) -> None:
+        """Idle and stalled streams, checked a few times a second for all clients at once."""
+        s = self.settings
+        idle, stall = s.realtime_idle_timeout, s.realtime_send_timeout
+        step = min(0.5, idle / 4, stall / 4)
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(step)
+            self.hub.watch(loop.time(), idle, stall)
 
     def close_all(self) -> None:
         """End every open stream (shut-down: their clients reconnect elsewhere)."""
@@ -92,6 +104,9 @@ class Realtime:
             client.close("shutdown")
 
     async def stop(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            await asyncio.wait({self._watchdog}, timeout=5.0)
         await self.transport.stop()
         self.close_all()
 

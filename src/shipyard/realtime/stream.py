@@ -1,8 +1,9 @@
 """The SSE response of `GET /api/realtime`: `PB_CONNECT` first, then the client's frames.
 
-It ends, as PocketBase's does, when the client goes away or after `idle_timeout` without
+It ends, as PocketBase's does, when the client goes away or after the idle timeout without
 an event (the SDK reconnects and subscribes again); and, for boundedness, when the client
-stops reading: its queue filled up (clients.py), or one write blocked for `send_timeout`.
+stops reading: its queue filled up, or one write blocked for the send timeout (both
+watched by the hub, clients.py: one timer for all clients, none per write).
 While it is open it does not count against the gateway's in-flight bound (it calls the
 scope's `shipyard.detach`, http/gateway.py): an idle stream is no work in progress.
 """
@@ -29,18 +30,11 @@ DETACH = "shipyard.detach"
 
 class EventStream(Response):
     def __init__(
-        self,
-        hub: Hub,
-        client: Client,
-        idle_timeout: float,
-        send_timeout: float,
-        on_close: Callable[[Client], object] | None = None,
+        self, hub: Hub, client: Client, on_close: Callable[[Client], object] | None = None
     ) -> None:
         super().__init__()
         self.hub = hub
         self.client = client
-        self.idle_timeout = idle_timeout
-        self.send_timeout = send_timeout
         self.on_close = on_close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -48,6 +42,7 @@ class EventStream(Response):
         if detach is not None:
             detach()
         client = self.client
+        client.task = asyncio.current_task()
         watcher = asyncio.create_task(self._watch(receive))
         try:
             await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
@@ -74,32 +69,26 @@ class EventStream(Response):
 
     async def _pump(self, send: Send) -> None:
         client = self.client
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.idle_timeout
+        queue = client.queue
         while not client.closed:
-            if not client.queue:
+            if not queue:
                 client.wake.clear()
-                left = deadline - loop.time()
-                if left <= 0:
-                    client.close("idle")
-                    return
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(client.wake.wait(), left)
+                await client.wake.wait()
                 continue
             # everything queued in one write: a burst costs one send, not one per event
-            queue = client.queue
             data = queue.popleft() if len(queue) == 1 else b"".join(queue)
             queue.clear()
             await self._write(send, data)
-            deadline = loop.time() + self.idle_timeout
 
     async def _write(self, send: Send, data: bytes) -> None:
-        try:
-            async with asyncio.timeout(self.send_timeout):
-                await send({"type": "http.response.body", "body": data, "more_body": True})
-        except TimeoutError:
-            self.client.close("stalled")
-            raise
+        """One write, timed by the hub's watchdog (Hub.watch), which cancels it when the
+        socket takes nothing for the send timeout."""
+        client = self.client
+        loop = asyncio.get_running_loop()
+        client.sending_since = loop.time()
+        await send({"type": "http.response.body", "body": data, "more_body": True})
+        client.sending_since = 0.0
+        client.last_write = loop.time()
 
     async def _watch(self, receive: Receive) -> None:
         while True:
