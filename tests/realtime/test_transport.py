@@ -263,3 +263,31 @@ def test_the_watchdog_cuts_a_blocked_write_and_ends_idle_streams() -> None:
     assert (blocked.reason, cancelled) == ("stalled", True)
     assert idle.reason == "idle"
     assert not busy.closed
+
+
+def test_after_commit_hooks_in_a_shared_transaction(tmp_path: Path) -> None:
+    """POST /api/batch's shared transaction: the hooks of its nested writes run once, at its
+    commit, and not for a savepoint that rolled back, nor when the whole one rolls back."""
+
+    async def main() -> list[str]:
+        db = WatchedDatabase(SQLiteDatabase(tmp_path / "d.db"))
+        seen: list[str] = []
+        async with db.transaction(share=True) as outer:
+            outer.after_commit(lambda: seen.append("outer"))  # type: ignore[attr-defined]
+            async with db.transaction() as tx:
+                tx.after_commit(lambda: seen.append("kept"))  # type: ignore[attr-defined]
+            with pytest.raises(Boom):
+                await _hook_then_fail(db, seen)  # a savepoint rolled back
+            assert seen == []  # nothing before the commit
+        with pytest.raises(Boom):
+            await _shared_then_fail(db, seen)
+        await db.close()
+        return seen
+
+    assert asyncio.run(main()) == ["outer", "kept"]
+
+
+async def _shared_then_fail(db: WatchedDatabase, seen: list[str]) -> None:
+    async with db.transaction(share=True) as tx:
+        tx.after_commit(lambda: seen.append("whole rolled back"))  # type: ignore[attr-defined]
+        raise Boom

@@ -3,12 +3,15 @@
 Wraps a Database: reads pass straight through (bound methods, no extra await), writes are
 recognised from the statement's first words — Shipyard always writes `INSERT INTO "t"`,
 `UPDATE "t"`, `DELETE FROM "t"` — and reported after the commit that made them visible,
-so a reader can never see the new version before the data.
+so a reader can never see the new version before the data. Inside a shared transaction
+(`transaction(share=True)`, tools/db_base.py) the tables written by every nested write and
+statement are gathered and reported once, after the shared transaction commits.
 
 A transaction opened here also takes `after_commit(fn)`: `fn()` runs right after the
 commit, before anything else on the event loop (so hooks of successive commits run in
-commit order), and never when the transaction rolls back. A record-event listener that
-must act only on committed data (realtime) registers one from inside the transaction.
+commit order), and never when the transaction rolls back; inside a shared transaction, at
+its commit, and only for the savepoints that were kept. A record-event listener that must
+act only on committed data (realtime) registers one from inside the transaction.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 from shipyard.tools.db import Database, Executor, Params, Row
@@ -23,6 +27,12 @@ from shipyard.tools.db import Database, Executor, Params, Row
 _WRITE_RE = re.compile(r'\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+"([^"]+)"', re.IGNORECASE)
 
 OnWrite = Callable[[set[str]], Awaitable[None]]
+AfterCommit = Callable[[], None]
+
+# the watched database whose shared transaction this task is in, and what it wrote so far
+_PENDING: ContextVar[tuple[object, set[str], list[AfterCommit]] | None] = ContextVar(
+    "shipyard_watched_pending", default=None
+)
 
 
 def written_table(sql: str) -> str | None:
@@ -30,15 +40,12 @@ def written_table(sql: str) -> str | None:
     return m.group(1) if m else None
 
 
-AfterCommit = Callable[[], None]
-
-
 class _WatchedTx:
-    def __init__(self, tx: Executor, written: set[str]) -> None:
+    def __init__(self, tx: Executor, written: set[str], hooks: list[AfterCommit]) -> None:
         self._tx = tx
         self._written = written
         self.dialect = tx.dialect
-        self.hooks: list[AfterCommit] = []
+        self.hooks = hooks
 
     def after_commit(self, fn: AfterCommit) -> None:
         """Call `fn()` (synchronous, cheap, never raising) once this transaction commits."""
@@ -91,26 +98,50 @@ class WatchedDatabase:
         for subscriber in self._subscribers:
             await subscriber(tables)
 
-    async def execute(self, sql: str, params: Params = ()) -> int:
-        n = await self.inner.execute(sql, params)
+    def _pending(self) -> set[str] | None:
+        """What this task's shared transaction on this database wrote so far, if in one."""
+        pending = _PENDING.get()
+        return pending[1] if pending is not None and pending[0] is self else None
+
+    async def _wrote(self, sql: str) -> None:
         t = written_table(sql)
         if t:
-            await self.on_write({t})
+            pending = self._pending()
+            if pending is not None:
+                pending.add(t)  # reported when the shared transaction commits
+            else:
+                await self.on_write({t})
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        n = await self.inner.execute(sql, params)
+        await self._wrote(sql)
         return n
 
     async def executemany(self, sql: str, rows: Sequence[Params]) -> None:
         await self.inner.executemany(sql, rows)
-        t = written_table(sql)
-        if t:
-            await self.on_write({t})
+        await self._wrote(sql)
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Executor]:
+    async def transaction(self, *, share: bool = False) -> AsyncIterator[Executor]:
+        """A transaction whose writes are reported after it commits; with `share`, the
+        engine's shared transaction (tools/db_base.py), reported once for everything in it."""
+        state = _PENDING.get()
+        if state is not None and state[0] is self:  # nested in this task's shared one
+            kept: list[AfterCommit] = []
+            async with self.inner.transaction() as tx:  # a savepoint
+                yield _WatchedTx(tx, state[1], kept)
+            state[2].extend(kept)  # the savepoint was kept: its hooks wait for the commit
+            return
         written: set[str] = set()
-        async with self.inner.transaction() as tx:
-            watched = _WatchedTx(tx, written)
-            yield watched
-        for hook in watched.hooks:  # synchronously: no other commit can come between
+        hooks: list[AfterCommit] = []
+        token = _PENDING.set((self, written, hooks)) if share else None
+        try:
+            async with self.inner.transaction(share=share) as tx:
+                yield _WatchedTx(tx, written, hooks)
+        finally:
+            if token is not None:
+                _PENDING.reset(token)
+        for hook in hooks:  # only reached when it committed; synchronously, in commit order
             hook()
         if written:  # only reached when the transaction committed
             await self.on_write(written)
