@@ -110,3 +110,33 @@ def test_large_records_cross_too(pair: Pair) -> None:
         assert [e["record"]["body"] for e in got] == [big, "small"]
     finally:
         s.close()
+
+
+def test_a_batch_publishes_its_writes_after_its_commit(pair: Pair) -> None:
+    """POST /api/batch: every write of the one transaction, in order, once it commits; a
+    batch that fails publishes nothing."""
+    name = _posts(pair, createRule="title != 'no'")
+    r = httpx.patch(
+        pair.a.url + "/api/settings", json={"batch": {"enabled": True}}, headers=pair.su
+    )
+    assert r.status_code == 200, r.text
+    s = Stream(pair.a.url)
+    try:
+        assert s.subscribe(f"{name}/*").status_code == 204
+        url = f"/api/collections/{name}/records"
+
+        def batch(*titles: str) -> int:
+            requests = [{"method": "POST", "url": url, "body": {"title": t}} for t in titles]
+            r = httpx.post(pair.b.url + "/api/batch", json={"requests": requests})
+            return r.status_code
+
+        assert batch("one", "no") == 400  # the second is refused: nothing commits
+        assert batch("two", "three") == 200
+        got = s.wait(2)
+        assert [(e["action"], e["record"]["title"]) for e in got] == [
+            ("create", "two"),
+            ("create", "three"),
+        ]
+        assert len(s.quiet(2)) == 2
+    finally:
+        s.close()
