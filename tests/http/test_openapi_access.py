@@ -33,6 +33,8 @@ SYSTEM = {
     "/api/{projectId}/store/": {"post"},
     # realtime: anyone may connect; rules filter each subscriber's events (docs/realtime.md)
     "/api/realtime": {"get", "post"},
+    # batch: anyone may send one; each request in it is checked under its own rules
+    "/api/batch": {"post"},
 }
 PUBLIC_AUTH = [
     ("auth-with-password", "post"),
