@@ -14,7 +14,7 @@ MAX_LINES = 600
 # lower levels first; a module may import its own package and anything of a lower level
 LEVELS: list[set[str]] = [
     {"tools", "images"},  # images: the pure image pipeline, beside the tools
-    {"settings_observability", "settings_media", "settings_batch"},
+    {"settings_observability", "settings_media", "settings_batch", "settings_realtime"},
     {"settings"},
     {"kernel"},
     {"records"},
@@ -22,7 +22,8 @@ LEVELS: list[set[str]] = [
     {"auth"},
     {"assets"},  # below files: file URLs and purges go through its CDN
     {"cache", "webhooks", "dbadvice", "metrics", "logs", "errors", "ratelimit", "files"}
-    | {"batch"},
+    | {"batch"}
+    | {"realtime"},
     {"alerts"},
     {"http"},
     {"services", "declarative", "demo", "functions"},

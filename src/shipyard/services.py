@@ -37,6 +37,8 @@ from shipyard.logs.extension import LogsExtension
 from shipyard.metrics.extension import MetricsExtension
 from shipyard.ratelimit.extension import RateLimitExtension
 from shipyard.ratelimit.limits import RateLimits
+from shipyard.realtime.extension import RealtimeExtension
+from shipyard.realtime.service import Realtime
 from shipyard.records.events import RecordEvents
 from shipyard.records.extension import RecordsExtension
 from shipyard.records.passwords import PasswordHashing
@@ -154,6 +156,7 @@ class Services:
             AlertsExtension(self),
             assets,
             BatchExtension(),
+            RealtimeExtension(Realtime(settings, store, db, raw_db, aux_db, redis)),
         ]
         self.extensions = in_dependency_order(
             [*self.extensions, *load_extensions(settings.extensions, self)]

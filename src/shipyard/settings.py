@@ -20,6 +20,7 @@ from typing import Any
 from shipyard.settings_batch import BatchSettings, validate_batch
 from shipyard.settings_media import MediaSettings, validate_media
 from shipyard.settings_observability import ObservabilitySettings, validate_observability
+from shipyard.settings_realtime import RealtimeSettings, validate_realtime
 from shipyard.tools.settings_parse import (
     SettingsError,
     parse_allow_list,
@@ -32,7 +33,7 @@ from shipyard.tools.settings_parse import (
 
 
 @dataclass(frozen=True)
-class Settings(ObservabilitySettings, MediaSettings, BatchSettings):
+class Settings(ObservabilitySettings, MediaSettings, BatchSettings, RealtimeSettings):
     data_dir: Path = Path("shipyard_data")
     database_url: str = ""  # empty: SQLite in data_dir; postgresql://… for PostgreSQL
     host: str = "127.0.0.1"
@@ -433,6 +434,7 @@ def _validate(s: Settings) -> None:  # noqa: C901  (one independent check per se
     validate_observability(s)
     validate_media(s)
     validate_batch(s)
+    validate_realtime(s)
 
 
 def _validate_limits(s: Settings) -> None:

@@ -31,6 +31,10 @@ SYSTEM = {
     # Sentry-compatible error ingestion: public, the DSN's key authenticates (docs/errors.md)
     "/api/{projectId}/envelope/": {"post"},
     "/api/{projectId}/store/": {"post"},
+    # realtime: anyone may connect; rules filter each subscriber's events (docs/realtime.md)
+    "/api/realtime": {"get", "post"},
+    # batch: anyone may send one; each request in it is checked under its own rules
+    "/api/batch": {"post"},
 }
 PUBLIC_AUTH = [
     ("auth-with-password", "post"),

@@ -46,6 +46,7 @@ _PRIVATE = b"private, no-cache"
 _MAX_MEMO = 1024
 _LIST_ROUTE = "/api/collections/{collection}/records"
 _VIEW_ROUTE = "/api/collections/{collection}/records/{id}"
+DETACH = "shipyard.detach"  # the scope key of the in-flight release (see _dispatch)
 PREFLIGHT = "<preflight>"  # the route label of a CORS preflight
 LIMITED = "<rate-limited>"  # the route label of a request refused by a rate limit
 # a client's X-Request-Id is kept when it is short, visible ASCII; otherwise one is made
@@ -57,9 +58,10 @@ _CACHE_RESULT = {b"hit": ("hit",), b"miss": ("miss",), b"bypass": ("bypass",)}
 class _Outcome:
     """What the request's telemetry needs from whoever answered it."""
 
-    __slots__ = ("auth", "route", "status")
+    __slots__ = ("auth", "detached", "route", "status")
 
     def __init__(self) -> None:
+        self.detached = False  # a long-lived response released its in-flight counts
         self.status = 0
         self.route = ""
         self.auth: Auth | None = None
@@ -122,7 +124,8 @@ class Gateway:
         try:
             await self._dispatch(svc, scope, receive, send, rid, outcome)
         finally:
-            telemetry.in_flight -= 1
+            if not outcome.detached:
+                telemetry.in_flight -= 1
             if telemetry.active:
                 auth = outcome.auth or scope.get(AUTH_SCOPE_KEY)
                 route = outcome.route or getattr(scope.get("route"), "path", UNMATCHED)
@@ -163,10 +166,23 @@ class Gateway:
             await refuse(err, headers, send)
             return
         admission.in_flight += 1
+        counted = [True]
+
+        def detach() -> None:
+            """A long-lived response (an SSE stream, realtime/stream.py) stops counting as
+            in flight once it starts: it holds a connection, not the event loop."""
+            if counted[0]:
+                counted[0] = False
+                admission.in_flight -= 1
+                svc.telemetry.in_flight -= 1
+                out.detached = True
+
+        scope[DETACH] = detach
         try:
             await self._route(svc, scope, admission.receive(scope, receive), send, rid, out)
         finally:
-            admission.in_flight -= 1
+            if counted[0]:
+                admission.in_flight -= 1
 
     async def _route(
         self, svc: Services, scope: Scope, receive: Receive, send: Send, rid: bytes, out: _Outcome

@@ -29,6 +29,8 @@ def granian_options(s: Settings) -> dict[str, Any]:
         ),
         "http2_settings": HTTP2Settings(max_headers_size=head),
         # room above the admission bound, so the requests past it reach the process and
-        # get their fast 503 rather than waiting inside the server
-        "backpressure": max(1024, 4 * s.max_in_flight),
+        # get their fast 503 rather than waiting inside the server; realtime streams hold
+        # their slot for as long as they are open, so they get room of their own
+        "backpressure": max(1024, 4 * s.max_in_flight)
+        + (s.realtime_max_connections if s.realtime_enabled else 0),
     }

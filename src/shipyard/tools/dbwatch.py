@@ -6,6 +6,12 @@ recognised from the statement's first words — Shipyard always writes `INSERT I
 so a reader can never see the new version before the data. Inside a shared transaction
 (`transaction(share=True)`, tools/db_base.py) the tables written by every nested write and
 statement are gathered and reported once, after the shared transaction commits.
+
+A transaction opened here also takes `after_commit(fn)`: `fn()` runs right after the
+commit, before anything else on the event loop (so hooks of successive commits run in
+commit order), and never when the transaction rolls back; inside a shared transaction, at
+its commit, and only for the savepoints that were kept. A record-event listener that must
+act only on committed data (realtime) registers one from inside the transaction.
 """
 
 from __future__ import annotations
@@ -21,9 +27,10 @@ from shipyard.tools.db import Database, Executor, Params, Row
 _WRITE_RE = re.compile(r'\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+"([^"]+)"', re.IGNORECASE)
 
 OnWrite = Callable[[set[str]], Awaitable[None]]
+AfterCommit = Callable[[], None]
 
 # the watched database whose shared transaction this task is in, and what it wrote so far
-_PENDING: ContextVar[tuple[object, set[str]] | None] = ContextVar(
+_PENDING: ContextVar[tuple[object, set[str], list[AfterCommit]] | None] = ContextVar(
     "shipyard_watched_pending", default=None
 )
 
@@ -34,10 +41,15 @@ def written_table(sql: str) -> str | None:
 
 
 class _WatchedTx:
-    def __init__(self, tx: Executor, written: set[str]) -> None:
+    def __init__(self, tx: Executor, written: set[str], hooks: list[AfterCommit]) -> None:
         self._tx = tx
         self._written = written
         self.dialect = tx.dialect
+        self.hooks = hooks
+
+    def after_commit(self, fn: AfterCommit) -> None:
+        """Call `fn()` (synchronous, cheap, never raising) once this transaction commits."""
+        self.hooks.append(fn)
 
     # inside a transaction a fetch may be a write too (`INSERT … RETURNING`)
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
@@ -113,19 +125,24 @@ class WatchedDatabase:
     async def transaction(self, *, share: bool = False) -> AsyncIterator[Executor]:
         """A transaction whose writes are reported after it commits; with `share`, the
         engine's shared transaction (tools/db_base.py), reported once for everything in it."""
-        pending = self._pending()
-        if pending is not None:  # nested in this task's shared transaction: a savepoint
-            async with self.inner.transaction() as tx:
-                yield _WatchedTx(tx, pending)
+        state = _PENDING.get()
+        if state is not None and state[0] is self:  # nested in this task's shared one
+            kept: list[AfterCommit] = []
+            async with self.inner.transaction() as tx:  # a savepoint
+                yield _WatchedTx(tx, state[1], kept)
+            state[2].extend(kept)  # the savepoint was kept: its hooks wait for the commit
             return
         written: set[str] = set()
-        token = _PENDING.set((self, written)) if share else None
+        hooks: list[AfterCommit] = []
+        token = _PENDING.set((self, written, hooks)) if share else None
         try:
             async with self.inner.transaction(share=share) as tx:
-                yield _WatchedTx(tx, written)
+                yield _WatchedTx(tx, written, hooks)
         finally:
             if token is not None:
                 _PENDING.reset(token)
+        for hook in hooks:  # only reached when it committed; synchronously, in commit order
+            hook()
         if written:  # only reached when the transaction committed
             await self.on_write(written)
 

@@ -1037,6 +1037,93 @@ test("batch: createBatch() create / update / upsert / delete in one transaction,
   if (!before.enabled) await expectApiError(off.send(), 403, "batch while turned off");
 });
 
+// --------------------------------------------------------------------------- realtime
+
+// The SDK's realtime client needs EventSource, which Node has no global of: the `eventsource`
+// polyfill (npm) provides it. Without it these checks are not registered (said on stderr):
+// tests/e2e/js/package.json must list it for them to run.
+let EventSourceImpl = globalThis.EventSource;
+if (!EventSourceImpl) {
+  try {
+    const mod = await import("eventsource");
+    EventSourceImpl = mod.EventSource || mod.default;
+  } catch {
+    console.error("# realtime checks not registered: the `eventsource` polyfill is not installed");
+  }
+}
+
+const LIVE = `live_${SUFFIX}`;
+
+function nextEvent(events, n, what) {
+  return new Promise((resolve, reject) => {
+    const started = Date.now();
+    const tick = () => {
+      if (events.length >= n) return resolve(events.slice(0, n));
+      if (Date.now() - started > 10_000) return reject(new Error(`${what}: ${events.length}/${n} events`));
+      setTimeout(tick, 20);
+    };
+    tick();
+  });
+}
+
+if (EventSourceImpl) {
+  globalThis.EventSource = EventSourceImpl;
+
+  test("realtime: subscribe('*') hears create, update and delete in order", async () => {
+    const col = await pb.collections.create({
+      name: LIVE,
+      type: "base",
+      listRule: "",
+      viewRule: "",
+      fields: [{ name: "title", type: "text" }, { name: "hidden", type: "text", hidden: true }],
+    });
+    state.live = col;
+    const live = new PocketBase(BASE_URL);
+    state.liveClient = live;
+    const all = [];
+    const filtered = [];
+    await live.collection(LIVE).subscribe("*", (e) => all.push(e));
+    await live.collection(LIVE).subscribe("*", (e) => filtered.push(e), {
+      filter: "title = 'keep'",
+      fields: "id,title",
+    });
+    const rec = await pb.collection(LIVE).create({ title: "first", hidden: "h" });
+    await pb.collection(LIVE).update(rec.id, { title: "keep" });
+    await pb.collection(LIVE).delete(rec.id);
+    const got = await nextEvent(all, 3, "subscribe('*')");
+    assert.deepEqual(got.map((e) => e.action), ["create", "update", "delete"]);
+    assert.deepEqual(got.map((e) => e.record.id), [rec.id, rec.id, rec.id]);
+    assert.equal(got[0].record.collectionName, LIVE);
+    assert.equal(got[0].record.collectionId, col.id);
+    assert.equal(got[0].record.title, "first");
+    assert.equal(got[0].record.hidden, undefined, "hidden fields stay hidden from guests");
+    const some = await nextEvent(filtered, 2, "filtered subscription");
+    assert.deepEqual(some.map((e) => e.action), ["update", "delete"]);
+    assert.deepEqual(Object.keys(some[0].record).sort(), ["id", "title"]);
+  });
+
+  test("realtime: subscribe(id) and unsubscribe()", async (t) => {
+    if (!needs(t, "live", "liveClient")) return;
+    const live = state.liveClient;
+    const rec = await pb.collection(LIVE).create({ title: "one" });
+    const other = await pb.collection(LIVE).create({ title: "other" });
+    const mine = [];
+    const unsubscribe = await live.collection(LIVE).subscribe(rec.id, (e) => mine.push(e));
+    await pb.collection(LIVE).update(other.id, { title: "not mine" });
+    await pb.collection(LIVE).update(rec.id, { title: "two" });
+    const [e] = await nextEvent(mine, 1, "subscribe(id)");
+    assert.equal(e.action, "update");
+    assert.equal(e.record.title, "two");
+    await unsubscribe();
+    await live.collection(LIVE).unsubscribe();
+    assert.equal(live.realtime.isConnected, false, "no subscriptions left: disconnected");
+    await pb.collection(LIVE).update(rec.id, { title: "three" });
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(mine.length, 1, "no events after unsubscribe()");
+    assert.equal(await pb.collections.delete(LIVE), true);
+  });
+}
+
 // --------------------------------------------------------------------------- cleanup
 
 test("collections.delete() drops the collections", async (t) => {

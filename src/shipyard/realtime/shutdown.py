@@ -1,0 +1,41 @@
+"""Ending the open streams when the process is asked to stop.
+
+The HTTP server (granian) drains open connections on SIGTERM before it runs the app's
+shutdown, and an SSE stream never ends by itself: without this, a stop would wait for
+every subscriber's idle timeout (or be killed). So, once the server has installed its
+signal handlers on the event loop, they are wrapped: the streams are closed first (the
+SDK reconnects to another process), then the server's own handler runs. Where the loop
+has no such handler (tests, other servers) nothing changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable
+from typing import Any
+
+
+def before_stop(loop: asyncio.AbstractEventLoop, close: Callable[[], None]) -> bool:
+    """Call `close()` first on SIGTERM/SIGINT; whether a server handler was found."""
+    handlers: Any = getattr(loop, "_signal_handlers", None)  # asyncio's Unix loops
+    if not isinstance(handlers, dict):
+        return False
+    wrapped = False
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        prior = handlers.get(sig)
+        callback = getattr(prior, "_callback", None)
+        if callback is None:
+            continue
+        args = getattr(prior, "_args", ()) or ()
+
+        def handler(callback: Callable[..., object] = callback, args: Any = args) -> None:
+            with contextlib.suppress(Exception):
+                close()
+            callback(*args)
+
+        with contextlib.suppress(ValueError, RuntimeError):  # not the main thread
+            loop.add_signal_handler(sig, handler)
+            wrapped = True
+    return wrapped
