@@ -1040,16 +1040,12 @@ test("batch: createBatch() create / update / upsert / delete in one transaction,
 // --------------------------------------------------------------------------- realtime
 
 // The SDK's realtime client needs EventSource, which Node has no global of: the `eventsource`
-// polyfill (npm) provides it. Without it these checks are not registered (said on stderr):
-// tests/e2e/js/package.json must list it for them to run.
+// polyfill (npm, listed in package.json) provides it. Missing, the import fails the run: the
+// realtime checks are never skipped silently.
 let EventSourceImpl = globalThis.EventSource;
 if (!EventSourceImpl) {
-  try {
-    const mod = await import("eventsource");
-    EventSourceImpl = mod.EventSource || mod.default;
-  } catch {
-    console.error("# realtime checks not registered: the `eventsource` polyfill is not installed");
-  }
+  const mod = await import("eventsource");
+  EventSourceImpl = mod.EventSource || mod.default;
 }
 
 const LIVE = `live_${SUFFIX}`;
