@@ -20,6 +20,7 @@ from shipyard.alerts.extension import AlertsExtension
 from shipyard.assets.extension import AssetsExtension
 from shipyard.auth.extension import AuthExtension
 from shipyard.auth.login import AuthService
+from shipyard.backups.extension import BackupsExtension
 from shipyard.cache.cache import ResponseCache, build_versions
 from shipyard.cache.extension import CacheExtension
 from shipyard.dbadvice.extension import DbAdviceExtension
@@ -151,6 +152,7 @@ class Services:
             RateLimitExtension(self.ratelimits, runtime),
             AlertsExtension(self),
             AssetsExtension(settings, self.jobs),
+            BackupsExtension(self),
         ]
         self.extensions = in_dependency_order(
             [*self.extensions, *load_extensions(settings.extensions, self)]
