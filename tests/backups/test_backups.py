@@ -117,3 +117,108 @@ def test_backup_verify_download_restore(client: TestClient, su: dict[str, str]) 
     )
     assert r.status_code == 200
     add_post(client, "d after restore")
+
+
+def _call(client: TestClient, fn: Any, *args: Any) -> Any:
+    return client.portal.call(fn, *args)  # type: ignore[union-attr]
+
+
+def _backups(client: TestClient) -> Any:
+    return client.app.state.services.extension("backups").backups  # type: ignore[attr-defined]
+
+
+def test_one_operation_at_a_time_across_processes(client: TestClient, su: dict[str, str]) -> None:
+    """The lock is a row in the database: another process holding it is simulated by
+    taking it directly, as that process would."""
+    state = _backups(client).state
+    holder = _call(client, state.acquire, "create")
+    assert holder is not None
+    busy = "Try again later - another backup/restore operation has already been started."
+    for method, url in (
+        ("POST", "/api/backups"),
+        ("POST", "/api/backups/x.zip/restore"),
+        ("DELETE", "/api/backups/x.zip"),
+    ):
+        r = client.request(method, url, headers=su)
+        assert r.status_code == 400, (url, r.text)
+        assert r.json() == {"status": 400, "message": busy, "data": {}}
+    assert client.get("/api/health", headers=su).json()["data"]["backups"]["running"] == "create"
+    _call(client, state.release, holder)
+    assert client.post("/api/backups", headers=su).status_code == 204
+    # a holder that died lets go once its lease is over
+    state.lock_timeout = -1.0
+    assert _call(client, state.acquire, "create") is not None
+    state.lock_timeout = 3600.0
+    assert _call(client, state.acquire, "restore") is not None  # the lapsed one is taken over
+
+
+def _rewrite(data: bytes, change: Any) -> bytes:
+    """The archive with its manifest (or a member) changed by `change(name, bytes)`."""
+    src = zipfile.ZipFile(io.BytesIO(data))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        for name in src.namelist():
+            z.writestr(name, change(name, src.read(name)))
+    return out.getvalue()
+
+
+def _upload(client: TestClient, su: dict[str, str], name: str, data: bytes) -> None:
+    r = client.post(
+        "/api/backups/upload", headers=su, files={"file": (name, data, "application/zip")}
+    )
+    assert r.status_code == 204, r.text
+
+
+def test_damaged_or_newer_archives_are_refused(client: TestClient, su: dict[str, str]) -> None:
+    make_posts(client, su)
+    add_post(client, "only")
+    assert client.post("/api/backups", headers=su, json={"name": "good.zip"}).status_code == 204
+    r = client.get(f"/api/backups/good.zip?token={file_token(client, su)}")
+    good = r.content
+    db = "data.db" if "data.db" in zipfile.ZipFile(io.BytesIO(good)).namelist() else "postgres.dump"
+
+    def newer(name: str, raw: bytes) -> bytes:
+        if name != "manifest.json":
+            return raw
+        return orjson.dumps({**orjson.loads(raw), "formatVersion": 99})
+
+    def flipped(name: str, raw: bytes) -> bytes:
+        return raw[:-1] + bytes([raw[-1] ^ 1]) if name == db else raw
+
+    def miscounted(name: str, raw: bytes) -> bytes:
+        if name != "manifest.json":
+            return raw
+        doc = orjson.loads(raw)
+        doc["databases"][db]["posts"] = 5
+        return orjson.dumps(doc)
+
+    _upload(client, su, "newer.zip", _rewrite(good, newer))
+    _upload(client, su, "flipped.zip", _rewrite(good, flipped))
+    _upload(client, su, "miscounted.zip", _rewrite(good, miscounted))
+    _upload(client, su, "foreign.zip", _zip_of_pb())
+
+    add_post(client, "after")
+    r = client.post("/api/backups/newer.zip/restore", headers=su)
+    assert r.status_code == 400
+    assert "format version 99, newer than this Shipyard reads (1)" in r.json()["message"]
+    r = client.post("/api/backups/flipped.zip/restore", headers=su)
+    assert r.status_code == 400
+    assert f"{db}: checksum differs from the manifest" in r.json()["message"]
+    r = client.post("/api/backups/miscounted.zip/restore", headers=su)
+    assert r.status_code == 400
+    assert "table posts has 1 rows, the manifest says 5" in r.json()["message"]
+    r = client.post("/api/backups/foreign.zip/restore", headers=su)
+    assert r.status_code == 400 and "no manifest.json" in r.json()["message"]
+    assert titles(client) == ["after", "only"]  # nothing was touched
+
+    backups = _backups(client)
+    assert _call(client, backups.verify, "good.zip").ok
+    bad = _call(client, backups.verify, "miscounted.zip")
+    assert not bad.ok and bad.detail["problems"]
+
+
+def _zip_of_pb() -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        z.writestr("data.db", b"SQLite format 3\x00")
+    return out.getvalue()

@@ -117,6 +117,8 @@ class Backups:
     # ------------------------------------------------------------------ making
 
     async def create(self, name: str = "", *, auto: bool = False) -> Run:
+        if name and await self.exists(name):
+            raise BackupError(f"A backup named {name} exists already.")
         async with self.locked("create"):
             return await self._make(name or await self._free_name(AUTO_PREFIX if auto else ""))
 
