@@ -17,24 +17,32 @@ def test_backup_commands(database_url: str, tmp_path: Path) -> None:
     r = run(main, ["backup", "create", "nightly.zip"], env=env)
     assert r.exit_code == 0, r.output
     made = json.loads(r.output)
-    assert made["key"] == "nightly.zip" and made["ok"] and made["verified"]
-    assert made["integrity"] == "ok" and made["tables"] > 3
+    assert made["key"] == "nightly.zip"
+    assert made["ok"]
+    assert made["verified"]
+    assert made["integrity"] == "ok"
+    assert made["tables"] > 3
 
     r = run(main, ["backup", "create", "Nightly.zip"], env=env)
-    assert r.exit_code == 2 and "must match" in r.output
+    assert r.exit_code == 2
+    assert "must match" in r.output
     r = run(main, ["backup", "create", "nightly.zip"], env=env)
-    assert r.exit_code == 1 and "exists already" in r.output
+    assert r.exit_code == 1
+    assert "exists already" in r.output
 
     r = run(main, ["backup", "list"], env=env)
     assert r.exit_code == 0
     key, size, modified = r.output.strip().split("\t")
-    assert key == "nightly.zip" and int(size) > 0 and modified.endswith("Z")
+    assert key == "nightly.zip"
+    assert int(size) > 0
+    assert modified.endswith("Z")
 
     r = run(main, ["backup", "verify", "nightly.zip"], env=env)
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["verified"] is True
     r = run(main, ["backup", "verify", "missing.zip"], env=env)
-    assert r.exit_code == 1 and "Missing or invalid backup file." in r.output
+    assert r.exit_code == 1
+    assert "Missing or invalid backup file." in r.output
 
     r = run(main, ["backup", "restore", "nightly.zip"], env=env)
     assert r.exit_code == 0, r.output

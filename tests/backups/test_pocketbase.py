@@ -98,7 +98,8 @@ def test_create_list_download_delete_match(
     theirs = [i for i in a.json() if i["key"] == name]
     assert len(mine) == len(theirs) == 1
     assert set(mine[0]) == set(theirs[0]) == {"key", "size", "modified"}
-    assert MODIFIED.match(mine[0]["modified"]) and MODIFIED.match(theirs[0]["modified"])
+    assert MODIFIED.match(mine[0]["modified"])
+    assert MODIFIED.match(theirs[0]["modified"])
 
     pbc, token = pb
     ft_a = pbc.post("/api/files/token", headers={"Authorization": token}).json()["token"]
@@ -139,4 +140,5 @@ def test_upload_matches(
         "mime type must be one of: application/zip."
     )
     a, b = call("GET", "/api/backups")
-    assert name in {i["key"] for i in a.json()} and name in {i["key"] for i in b.json()}
+    assert name in {i["key"] for i in a.json()}
+    assert name in {i["key"] for i in b.json()}
