@@ -26,8 +26,6 @@ class BackupsSettings:
     backups_verify: bool = True  # restore every new archive into a scratch place and check it
     backups_max_upload_size: int = 8 * 1024**3  # bytes of an uploaded archive
     backups_lock_timeout: float = 6 * 3600.0  # seconds after which a crashed run's lock lapses
-    backups_max_age: float = 2 * 86400.0  # a scheduled set-up with no verified archive this
-    # recent raises the ShipyardBackupMissing alert (seconds)
     backups_pg_dump: str = ""  # pg_dump binary; empty: the newest of PATH's and pgserver's
 
 
@@ -43,8 +41,6 @@ def validate_backups(s: BackupsSettings) -> None:
         raise SettingsError("SHIPYARD_BACKUPS_MAX_UPLOAD_SIZE: must be positive")
     if not 60 <= s.backups_lock_timeout <= 7 * 86400:  # also refuses nan
         raise SettingsError("SHIPYARD_BACKUPS_LOCK_TIMEOUT: must be between 60 s and 7 days")
-    if not 0 < s.backups_max_age <= 365 * 86400:
-        raise SettingsError("SHIPYARD_BACKUPS_MAX_AGE: must be between 0 and 365 days")
     if s.backups_s3_enabled and not (
         s.backups_s3_bucket and s.backups_s3_access_key and s.backups_s3_secret
     ):

@@ -6,9 +6,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from shipyard.cli import main
+
+
+@pytest.fixture
+def backend() -> str:
+    """SQLite only: the CLI calls the same service the API tests run on both engines."""
+    return "sqlite"
 
 
 def test_backup_commands(database_url: str, tmp_path: Path) -> None:

@@ -71,6 +71,7 @@ DEFAULTS: dict[str, Any] = {
         "accessKey": "",
         "forcePathStyle": False,
     },
+    "backups": {"cron": "", "cronMaxKeep": 3},  # scheduled backups (docs/backups.md)
     "readOnly": {},
 }
 
@@ -247,7 +248,7 @@ def test_validation_errors_in_pocketbase_shape(tmp_path: Path, database_url: str
                 {
                     "meta": {"appName": 5, "hideControls": True},
                     "smtp": {"port": "25", "enabled": "yes", "timeout": -1},
-                    "backups": {"cron": ""},
+                    "batch": {"enabled": True},
                     "trustedProxy": 3,
                 }
             ),
@@ -268,7 +269,7 @@ def test_validation_errors_in_pocketbase_shape(tmp_path: Path, database_url: str
                     "message": "Must be true or false.",
                 },
             },
-            "backups": {
+            "batch": {
                 "code": "validation_unknown_field",
                 "message": "Shipyard has no settings of this name.",
             },
