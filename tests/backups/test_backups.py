@@ -177,3 +177,31 @@ def _zip_of_pb() -> bytes:
     with zipfile.ZipFile(out, "w") as z:
         z.writestr("data.db", b"SQLite format 3\x00")
     return out.getvalue()
+
+
+def test_record_writes_answer_503_while_a_restore_runs(
+    client: TestClient, su: dict[str, str]
+) -> None:
+    """A restore in another process is simulated by taking the lock as it does."""
+    make_posts(client, su)
+    rec = add_post(client, "before")
+    state = _backups(client).state
+    holder = _call(client, state.acquire, "restore")
+    r = client.post("/api/collections/posts/records", json={"title": "during"})
+    assert r.status_code == 503
+    assert r.headers["retry-after"] == "5"
+    assert r.json() == {
+        "status": 503,
+        "message": "A backup is being restored; try again shortly.",
+        "data": {},
+    }
+    r = client.patch(f"/api/collections/posts/records/{rec['id']}", json={"title": "x"})
+    assert r.status_code == 503
+    assert client.delete(f"/api/collections/posts/records/{rec['id']}").status_code == 503
+    assert titles(client) == ["before"]  # reads go on
+    _call(client, state.release, holder)
+    add_post(client, "after")
+    # a backup (not a restore) holding the lock does not stop writes
+    holder = _call(client, state.acquire, "create")
+    add_post(client, "during a backup")
+    _call(client, state.release, holder)

@@ -18,6 +18,7 @@ from typing import Any
 from starlette.routing import BaseRoute
 
 from shipyard.backups import routes
+from shipyard.backups.guard import guard_for
 from shipyard.backups.section import BACKUPS
 from shipyard.backups.service import Backups, Busy
 from shipyard.kernel.extension import Extension
@@ -49,6 +50,9 @@ class BackupsExtension(Extension):
 
     def routes(self) -> Sequence[BaseRoute]:
         return routes.routes
+
+    def record_subscribers(self) -> Sequence[Any]:
+        return (guard_for(self.svc, self.backups.state),)
 
     def settings_sections(self) -> Sequence[Section]:
         return (BACKUPS,)

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from shipyard.tools.db import Database
+from shipyard.tools.db import Database, Executor
 
 
 def _ddl(dialect: str) -> list[str]:
@@ -87,9 +87,10 @@ class State:
             (holder,),
         )
 
-    async def running(self) -> str:
-        """The action running now in any process ("" for none)."""
-        row = await self.db.fetchone(
+    async def running(self, on: Executor | None = None) -> str:
+        """The action running now in any process ("" for none); `on`: a transaction on
+        the same database to read it in."""
+        row = await (on or self.db).fetchone(
             """SELECT "action" FROM "_backup_lock" WHERE "id" = 1 AND "holder" <> ''
                AND "expires" >= ?""",
             (time.time(),),
