@@ -14,6 +14,7 @@ from starlette.testclient import TestClient
 
 from tests.helpers.backups import add_post, download, file_token, make_posts, titles
 from tests.helpers.servers import SUPERUSER
+from tests.helpers.wait import wait_until
 
 
 def test_backup_verify_download_restore(client: TestClient, su: dict[str, str]) -> None:
@@ -205,3 +206,45 @@ def test_record_writes_answer_503_while_a_restore_runs(
     holder = _call(client, state.acquire, "create")
     add_post(client, "during a backup")
     _call(client, state.release, holder)
+
+
+def test_a_backup_does_not_stop_writes(client: TestClient, su: dict[str, str]) -> None:
+    """Writes go on while the archive is made; the archive is one consistent moment: its
+    counts match its own database (the check passes) and lie between before and after."""
+    import threading
+
+    make_posts(client, su)
+    for i in range(20):
+        add_post(client, f"seed {i:02d}")
+    stop = threading.Event()
+    written: list[str] = []
+
+    def writer() -> None:
+        n = 0
+        while not stop.is_set():
+            add_post(client, f"live {n:04d}")
+            written.append(f"live {n:04d}")
+            n += 1
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        wait_until(lambda: len(written) >= 3, what="writes before the backup")
+        before = 20 + len(written)
+        r = client.post("/api/backups", headers=su, json={"name": "live.zip"})
+        after = 20 + len(written) + 1  # the one in flight
+        wait_until(lambda: len(written) >= after - 20 + 2, what="writes after the backup")
+    finally:
+        stop.set()
+        t.join()
+    assert r.status_code == 204, r.text
+    last = client.get("/api/health", headers=su).json()["data"]["backups"]["last"]
+    assert last["verified"] is True
+    assert last["problems"] == []
+    manifest = orjson.loads(download(client, su, "live.zip").read("manifest.json"))
+    dbs = manifest["databases"]
+    posts = (dbs.get("data.db") or dbs["postgres.dump"])["posts"]
+    assert before <= posts <= after
+    assert after - before > 2  # writes were acknowledged while the backup ran
+    got = client.get("/api/collections/posts/records?perPage=500").json()["totalItems"]
+    assert got == 20 + len(written)  # every acknowledged write is there
