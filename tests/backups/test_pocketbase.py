@@ -148,3 +148,20 @@ def test_upload_matches(
     a, b = call("GET", "/api/backups")
     assert name in {i["key"] for i in a.json()}
     assert name in {i["key"] for i in b.json()}
+
+
+def test_settings_section_matches(
+    pb: tuple[httpx.Client, str], client: TestClient, su: dict[str, str]
+) -> None:
+    """`backups` in /api/settings: PocketBase's keys and types (the secret shown by
+    neither), and its answer to a bad schedule."""
+    call = _both(pb, client, su)
+    a, b = call("GET", "/api/settings")
+    theirs, mine = a.json()["backups"], b.json()["backups"]
+    assert set(mine) == set(theirs) == {"cron", "cronMaxKeep", "s3"}
+    assert set(mine["s3"]) == set(theirs["s3"])
+    assert "secret" not in mine["s3"]
+    for key in mine["s3"]:
+        assert type(mine["s3"][key]) is type(theirs["s3"][key]), key
+    a, b = call("PATCH", "/api/settings", json={"backups": {"cron": "every day"}})
+    assert (b.status_code, b.json()) == (a.status_code, a.json())

@@ -53,3 +53,46 @@ def test_backups_in_s3(
     keys = {i["key"] for i in client.get("/api/backups", headers=su).json()}
     assert len(keys) == 1
     assert next(iter(keys)).startswith("safety_")
+
+
+def test_the_s3_target_set_through_the_settings_api(
+    database_url: str, tmp_path: Path, s3_endpoint: str, bucket: str
+) -> None:
+    """`backups.s3` in /api/settings, as PocketBase: nested errors, a secret never shown,
+    a PATCH merged key by key; the next backup goes to the bucket."""
+    from shipyard.app import create_app
+    from shipyard.auth import superusers
+    from tests.helpers.servers import SUPERUSER
+
+    settings = load_settings(env={}, data_dir=str(tmp_path / "data"), database_url=database_url)
+    with TestClient(create_app(settings)) as client:
+        svc = client.app.state.services  # type: ignore[attr-defined]
+        client.portal.call(superusers.create, svc, *SUPERUSER)  # type: ignore[union-attr]
+        r = client.post(
+            "/api/collections/_superusers/auth-with-password",
+            json={"identity": SUPERUSER[0], "password": SUPERUSER[1]},
+        )
+        su = {"Authorization": r.json()["token"]}
+        r = client.patch("/api/settings", headers=su, json={"backups": {"s3": {"enabled": True}}})
+        assert r.status_code == 400
+        blank = {"code": "validation_required", "message": "Cannot be blank."}
+        assert r.json()["data"] == {
+            "backups": {"s3": {"bucket": blank, "accessKey": blank, "secret": blank}}
+        }
+        r = client.patch("/api/settings", headers=su, json={"backups": {"s3": {"enabled": "yes"}}})
+        assert r.status_code == 400
+        assert r.json()["data"]["backups"]["s3"]["enabled"]["code"] == "validation_invalid_value"
+        step = {"bucket": bucket, "endpoint": s3_endpoint, "forcePathStyle": True}
+        r = client.patch("/api/settings", headers=su, json={"backups": {"s3": step}})
+        assert r.status_code == 200, r.text
+        keys = {"accessKey": "test", "secret": "test", "region": "us-east-1", "enabled": True}
+        r = client.patch("/api/settings", headers=su, json={"backups": {"s3": keys}})
+        assert r.status_code == 200, r.text
+        s3 = r.json()["backups"]["s3"]
+        assert s3["bucket"] == bucket  # kept from the first PATCH
+        assert s3["enabled"] is True
+        assert "secret" not in s3
+        assert client.post("/api/backups", headers=su, json={"name": "via.zip"}).status_code == 204
+        listed: Any = s3_client(s3_endpoint)
+        assert [o["Key"] for o in listed.list_objects_v2(Bucket=bucket)["Contents"]] == ["via.zip"]
+        assert not (tmp_path / "data" / "backups").exists()

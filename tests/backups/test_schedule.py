@@ -37,7 +37,18 @@ def _age(client: TestClient) -> float | None:
 
 def test_settings_section_and_one_job_per_tick(client: TestClient, su: dict[str, str]) -> None:
     r = client.get("/api/settings", headers=su)
-    assert r.json()["backups"] == {"cron": "", "cronMaxKeep": 3}
+    assert r.json()["backups"] == {
+        "cron": "",
+        "cronMaxKeep": 3,
+        "s3": {  # PocketBase's shape; the secret is never shown
+            "enabled": False,
+            "bucket": "",
+            "region": "",
+            "endpoint": "",
+            "accessKey": "",
+            "forcePathStyle": False,
+        },
+    }
     r = client.patch("/api/settings", headers=su, json={"backups": {"cron": "every day"}})
     assert r.status_code == 400
     assert r.json()["data"]["backups"]["cron"]["code"] == "validation_invalid_cron"

@@ -71,7 +71,18 @@ DEFAULTS: dict[str, Any] = {
         "accessKey": "",
         "forcePathStyle": False,
     },
-    "backups": {"cron": "", "cronMaxKeep": 3},  # scheduled backups (docs/backups.md)
+    "backups": {  # scheduled backups (docs/backups.md); the secret is never shown
+        "cron": "",
+        "cronMaxKeep": 3,
+        "s3": {
+            "enabled": False,
+            "bucket": "",
+            "region": "",
+            "endpoint": "",
+            "accessKey": "",
+            "forcePathStyle": False,
+        },
+    },
     "readOnly": {},
 }
 
