@@ -19,11 +19,13 @@ from starlette.routing import BaseRoute
 
 from shipyard.backups import routes
 from shipyard.backups.guard import guard_for
+from shipyard.backups.openapi import openapi
 from shipyard.backups.section import BACKUPS
 from shipyard.backups.service import Backups, Busy
 from shipyard.kernel.extension import Extension
 from shipyard.kernel.functions import Functions
 from shipyard.kernel.runtime import Section
+from shipyard.kernel.spec import OpenAPIPart, Viewer
 from shipyard.tools.cronexpr import latest_tick, next_tick
 
 log = logging.getLogger("shipyard.backups")
@@ -50,6 +52,9 @@ class BackupsExtension(Extension):
 
     def routes(self) -> Sequence[BaseRoute]:
         return routes.routes
+
+    def openapi(self, collections: Sequence[Any], viewer: Viewer) -> Sequence[OpenAPIPart]:
+        return openapi()
 
     def record_subscribers(self) -> Sequence[Any]:
         return (guard_for(self.svc, self.backups.state),)
