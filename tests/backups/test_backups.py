@@ -248,3 +248,27 @@ def test_a_backup_does_not_stop_writes(client: TestClient, su: dict[str, str]) -
     assert after - before > 2  # writes were acknowledged while the backup ran
     got = client.get("/api/collections/posts/records?perPage=500").json()["totalItems"]
     assert got == 20 + len(written)  # every acknowledged write is there
+
+
+def test_another_process_serves_the_restored_data(
+    client: TestClient, su: dict[str, str], settings: Any
+) -> None:
+    """A second app on the same database (another process, as far as caches go) had the
+    list cached; after the restore it serves the restored data, and its schema too."""
+    from shipyard.app import create_app
+
+    make_posts(client, su)
+    add_post(client, "kept")
+    assert client.post("/api/backups", headers=su, json={"name": "x.zip"}).status_code == 204
+    with TestClient(create_app(settings)) as other:
+        add_post(client, "later")
+        assert titles(other) == ["kept", "later"]  # cached by the other process now
+        assert titles(other) == ["kept", "later"]
+        r = client.post(
+            "/api/collections", headers=su, json={"name": "extra", "type": "base", "fields": []}
+        )
+        assert r.status_code == 200
+        assert other.get("/api/collections/extra/records").status_code == 403
+        assert client.post("/api/backups/x.zip/restore", headers=su).status_code == 204
+        assert titles(other) == ["kept"]
+        assert other.get("/api/collections/extra/records").status_code == 404

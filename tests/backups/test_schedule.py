@@ -97,3 +97,19 @@ def test_retention_keeps_the_newest_scheduled(client: TestClient, su: dict[str, 
     keys = {i["key"] for i in client.get("/api/backups", headers=su).json()}
     assert keys == {"manual.zip", made[1], made[2]}  # manual backups are never pruned
     assert all(k.startswith("auto_backup_") for k in made)
+
+
+def test_scratch_left_by_a_dead_process_is_swept(client: TestClient) -> None:
+    import os
+
+    ext = _ext(client)
+    root = ext.backups.tmp_root
+    old, fresh = root / "old", root / "fresh"
+    for d in (old, fresh):
+        d.mkdir(parents=True)
+        (d / "part").write_bytes(b"x")
+    past = time.time() - ext.backups.settings.backups_lock_timeout - 10
+    os.utime(old, (past, past))
+    ext._sweep()
+    assert not old.exists()
+    assert fresh.exists()  # another process's backup may be using it

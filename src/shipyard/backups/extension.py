@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import anyio
 from starlette.routing import BaseRoute
 
 from shipyard.backups import routes
@@ -71,7 +73,20 @@ class BackupsExtension(Extension):
         await self.backups.state.migrate()
 
     async def start(self) -> None:
+        await anyio.to_thread.run_sync(self._sweep)
         self._task = asyncio.create_task(self._loop())
+
+    def _sweep(self) -> None:
+        """Remove scratch directories a process that died left behind (only those older
+        than the lock's lease: a live backup in another process may be using newer ones)."""
+        root = self.backups.tmp_root
+        if not root.is_dir():
+            return
+        cutoff = time.time() - self.backups.settings.backups_lock_timeout
+        for d in root.iterdir():
+            with contextlib.suppress(OSError):
+                if d.stat().st_mtime < cutoff:
+                    shutil.rmtree(d, ignore_errors=True)
 
     async def stop(self) -> None:
         if self._task is not None:
