@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -24,6 +25,7 @@ from typing import Any
 import anyio
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 OWN_PATTERN = "_backup_*"  # pg_dump's pattern syntax
 _VERSION = re.compile(r"(\d+)(?:\.\d+)?")
@@ -76,10 +78,22 @@ def _sibling(pg_dump: str, name: str) -> str:
     return str(Path(pg_dump).with_name(name))
 
 
-async def _run(args: list[str]) -> None:
+def _dbname(url: str) -> tuple[str, dict[str, str]]:
+    """`--dbname` for a libpq tool, and its environment: the password goes in PGPASSWORD,
+    never on the command line (other users of the machine can read that)."""
+    params = conninfo_to_dict(url)
+    password = params.pop("password", None)
+    env = {**os.environ}
+    if password:
+        env["PGPASSWORD"] = str(password)
+    return f"--dbname={make_conninfo('', **params)}", env
+
+
+async def _run(args: list[str], url: str) -> None:
+    dbname, env = _dbname(url)
     try:
         with anyio.fail_after(_TIMEOUT):
-            done = await anyio.run_process(args, check=False)
+            done = await anyio.run_process([*args, dbname], check=False, env=env)
     except OSError as exc:
         raise PgToolError(f"{Path(args[0]).name} could not start: {exc}") from None
     if done.returncode != 0:
@@ -120,8 +134,9 @@ async def snapshot(url: str, dest: Path, pg_dump: str) -> dict[str, int]:
             [
                 pg_dump, "--format=custom", "--no-owner", "--no-privileges",
                 f"--snapshot={snap}",
-                f"--exclude-table={schema}.{OWN_PATTERN}", f"--file={dest}", f"--dbname={url}",
-            ]
+                f"--exclude-table={schema}.{OWN_PATTERN}", f"--file={dest}",
+            ],
+            url,
         )  # fmt: skip
         await conn.rollback()
     return counts
@@ -144,7 +159,7 @@ async def check(url: str, dump: Path, pg_dump: str) -> tuple[str, dict[str, int]
         try:
             scratch = _with_database(url, name)
             try:
-                await _run(_restore_args(pg_dump, scratch, dump, clean=False))
+                await _run(_restore_args(pg_dump, dump, clean=False), scratch)
             except PgToolError as exc:
                 return str(exc), {}
             async with await psycopg.AsyncConnection.connect(scratch) as conn:
@@ -155,14 +170,12 @@ async def check(url: str, dump: Path, pg_dump: str) -> tuple[str, dict[str, int]
             )
 
 
-def _restore_args(pg_dump: str, url: str, dump: Path, *, clean: bool) -> list[str]:
+def _restore_args(pg_dump: str, dump: Path, *, clean: bool) -> list[str]:
     args = [
         _sibling(pg_dump, "pg_restore"), "--no-owner", "--no-privileges", "--exit-on-error",
-        "--single-transaction", f"--dbname={url}",
+        "--single-transaction", str(dump),
     ]  # fmt: skip
-    if clean:
-        args += ["--clean", "--if-exists"]
-    return [*args, str(dump)]
+    return [*args, "--clean", "--if-exists"] if clean else args
 
 
 async def restore_into(url: str, dump: Path, pg_dump: str, tables: set[str]) -> None:
@@ -173,4 +186,4 @@ async def restore_into(url: str, dump: Path, pg_dump: str, tables: set[str]) -> 
             await conn.execute(
                 sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(sql.Identifier(name))
             )
-    await _run(_restore_args(pg_dump, url, dump, clean=True))
+    await _run(_restore_args(pg_dump, dump, clean=True), url)
