@@ -2,7 +2,8 @@
 benchmark collection and its deterministic records, wrk runs with CPU accounting from /proc,
 memory peaks, and machine facts for the reports.
 
-Used by `records.py` (records API, query path) and `cache.py` (response cache, growth).
+Used by `records.py` (records API, query path), `cache.py` (response cache, growth), `files.py`
+(downloads, thumbnails) and others.
 """
 
 from __future__ import annotations
@@ -141,6 +142,9 @@ class Server:
     # port -> (process, command text): how to (re)start the server on its data directory
     spawn: Callable[[int], tuple[subprocess.Popen[bytes], str]] | None = None
     db_path: Path | None = None  # the SQLite file that holds the records
+    # the environment `spawn` starts Shipyard with: change it (e.g. SHIPYARD_WORKERS), then
+    # `start()` again on the same data directory (bench/files.py)
+    env: dict[str, str] = field(default_factory=dict)
 
     def pids(self) -> list[int]:
         return [self.proc.pid, *descendants(self.proc.pid)]
@@ -267,11 +271,15 @@ def start_shipyard(tmp: Path, extra_env: dict[str, str] | None = None) -> Server
     # be refused past the default rules, and PocketBase's limiter is off by default too
     base_env["SHIPYARD_RATELIMIT_ENABLED"] = "false"
     base_env.update(extra_env or {})
-    extra_txt = "".join(f" {k}={v}" for k, v in (extra_env or {}).items())
 
     def env_for(port: int) -> tuple[dict[str, str], str]:
         env = {**base_env, "SHIPYARD_PORT": str(port)}
-        return env, f"SHIPYARD_DATA_DIR={data} SHIPYARD_PORT={port} SHIPYARD_WORKERS=1{extra_txt}"
+        workers = base_env["SHIPYARD_WORKERS"]
+        rest = "".join(f" {k}={v}" for k, v in (extra_env or {}).items() if k != "SHIPYARD_WORKERS")
+        return (
+            env,
+            f"SHIPYARD_DATA_DIR={data} SHIPYARD_PORT={port} SHIPYARD_WORKERS={workers}{rest}",
+        )
 
     setup = [exe, "superuser", "upsert", EMAIL, PASSWORD]
     port = free_port()
@@ -301,6 +309,7 @@ def start_shipyard(tmp: Path, extra_env: dict[str, str] | None = None) -> Server
         [f"{env_txt} {shlex.join(setup)}"],
         spawn=spawn,
         db_path=data / "data.db",
+        env=base_env,
     )
 
 

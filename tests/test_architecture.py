@@ -14,13 +14,15 @@ MAX_LINES = 600
 # lower levels first; a module may import its own package and anything of a lower level
 LEVELS: list[set[str]] = [
     {"tools", "images"},  # images: the pure image pipeline, beside the tools
-    {"settings_observability", "settings_media", "settings_backups"},
+    {"settings_observability", "settings_media", "settings_batch", "settings_backups"},
     {"settings"},
     {"kernel"},
     {"records"},
     {"jobs"},
     {"auth"},
-    {"cache", "webhooks", "dbadvice", "metrics", "logs", "errors", "ratelimit", "assets", "files"},
+    {"assets"},  # below files: file URLs and purges go through its CDN
+    {"cache", "webhooks", "dbadvice", "metrics", "logs", "errors", "ratelimit", "files"}
+    | {"batch"},
     {"alerts", "backups"},
     {"http"},
     {"services", "declarative", "demo", "functions"},

@@ -57,7 +57,10 @@ async def apply_file(
         if hooks is not None:
             resolve_items(hooks)  # a missing secretEnv variable stops before any change
         applied = await svc.store.import_collections(
-            items, delete_missing=delete_missing, confirm_data_loss=confirm_data_loss
+            items,
+            delete_missing=delete_missing,
+            confirm_data_loss=confirm_data_loss,
+            dropped=svc.events.dropped,
         )
         if hooks is not None:
             await svc.webhooks.sync(hooks)

@@ -1,5 +1,6 @@
-"""The demo data set: authors, posts and comments, related, a few thousand records, so a
-newcomer sees a working API at once. Loading is idempotent."""
+"""The demo data set: authors, posts and comments, related, a few thousand records, and
+cover images on the first posts (generated, no downloads: thumbnails, WebP/AVIF, `srcset`
+and placeholders show at once), so a newcomer sees a working API. Loading is idempotent."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
 
 DEMO_SUPERUSER = ("admin@example.com", "shipyard-demo")
 AUTHORS, POSTS, COMMENTS = 50, 2000, 4000
+COVERS = 12  # the first posts get a cover image, stored through the records API
 TAGS = ["python", "postgres", "sqlite", "api", "cache", "jobs", "auth", "design"]
 WORDS = [
     "ship",
@@ -84,6 +86,13 @@ SCHEMA: list[dict[str, Any]] = [
             {"name": "featured", "type": "bool"},
             {"name": "published", "type": "date"},
             {"name": "meta", "type": "json"},
+            {
+                "name": "cover",
+                "type": "file",
+                "maxSelect": 1,
+                "mimeTypes": ["image/jpeg", "image/png", "image/webp", "image/gif"],
+                "thumbs": ["400x300"],
+            },
         ],
         "indexes": [
             "CREATE INDEX idx_posts_author ON posts (author)",
@@ -191,8 +200,25 @@ async def load(svc: Services, announce: Callable[[str], Any] = lambda _m: None) 
             marks = ", ".join("?" for _ in range(len(cols[coll]) + 1))
             await tx.executemany(f'INSERT INTO "{coll}" ({names}) VALUES ({marks})', pending[coll])
     await superusers.upsert(svc, *DEMO_SUPERUSER)
+    await _covers(svc, posts[:COVERS])
     announce(
-        f"demo: loaded {AUTHORS} authors, {POSTS} posts, {COMMENTS} comments; "
+        f"demo: loaded {AUTHORS} authors, {POSTS} posts ({COVERS} with a cover image), "
+        f"{COMMENTS} comments; "
         f"superuser {DEMO_SUPERUSER[0]} / {DEMO_SUPERUSER[1]}"
     )
     return True
+
+
+async def _covers(svc: Services, post_ids: list[str]) -> None:
+    """Cover images, uploaded as a client would: stored, decoded once, given a placeholder."""
+    import io
+
+    from shipyard.images import demo_images
+    from shipyard.kernel.uploads import Upload
+    from shipyard.records.collections import SUPERUSERS
+    from shipyard.records.context import RequestContext
+
+    posts = svc.store.require("posts")
+    ctx = RequestContext.system(svc.store.require(SUPERUSERS))
+    for rid, (name, data) in zip(post_ids, demo_images(len(post_ids)), strict=True):
+        await svc.records.update(posts, rid, {"cover": Upload.of(name, io.BytesIO(data))}, ctx)

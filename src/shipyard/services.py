@@ -21,6 +21,7 @@ from shipyard.assets.extension import AssetsExtension
 from shipyard.auth.extension import AuthExtension
 from shipyard.auth.login import AuthService
 from shipyard.backups.extension import BackupsExtension
+from shipyard.batch.extension import BatchExtension
 from shipyard.cache.cache import ResponseCache, build_versions
 from shipyard.cache.extension import CacheExtension
 from shipyard.dbadvice.extension import DbAdviceExtension
@@ -137,13 +138,14 @@ class Services:
             settings, runtime, redis, auth.authenticate, collection_name,
             telemetry.metrics, telemetry.metrics_enabled,
         )  # fmt: skip
+        assets = AssetsExtension(settings, self.jobs)
         self.extensions: list[Extension] = [
             RecordsExtension(store, db, settings),
             AuthExtension(auth),
             CacheExtension(cache, db),
             JobsExtension(self.jobs, settings.jobs_worker),
             WebhooksExtension(self.webhooks, settings),
-            FilesExtension(settings, runtime, self.jobs),
+            FilesExtension(settings, runtime, self.jobs, db, assets.cdn),
             DbAdviceExtension(),
             MetricsExtension(settings, raw_db, aux_db, telemetry, self.jobs.queue),
             LogsExtension(settings, runtime, aux_db, telemetry),
@@ -151,7 +153,8 @@ class Services:
             SettingsApiExtension(runtime),
             RateLimitExtension(self.ratelimits, runtime),
             AlertsExtension(self),
-            AssetsExtension(settings, self.jobs),
+            assets,
+            BatchExtension(),
             BackupsExtension(self),
         ]
         self.extensions = in_dependency_order(
@@ -164,6 +167,8 @@ class Services:
                 functions = functions.merge(contributed)
             for subscriber in ext.record_subscribers():
                 events.subscribe(subscriber)
+            for decorator in ext.record_decorators():
+                records.decorate_with(decorator)
             runtime.declare(*ext.settings_sections())
             telemetry.observers.extend(ext.request_observers())
             telemetry.sinks.extend(ext.exception_sinks())

@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# the value parsers live in tools (several capabilities use them); re-exported here
 from shipyard.settings_backups import BackupsSettings, validate_backups
+
+# the value parsers live in tools (several capabilities use them); re-exported here
+from shipyard.settings_batch import BatchSettings, validate_batch
 from shipyard.settings_media import MediaSettings, validate_media
 from shipyard.settings_observability import ObservabilitySettings, validate_observability
 from shipyard.tools.settings_parse import (
@@ -32,7 +34,7 @@ from shipyard.tools.settings_parse import (
 
 
 @dataclass(frozen=True)
-class Settings(ObservabilitySettings, MediaSettings, BackupsSettings):
+class Settings(ObservabilitySettings, MediaSettings, BatchSettings, BackupsSettings):
     data_dir: Path = Path("shipyard_data")
     database_url: str = ""  # empty: SQLite in data_dir; postgresql://… for PostgreSQL
     host: str = "127.0.0.1"
@@ -432,6 +434,7 @@ def _validate(s: Settings) -> None:  # noqa: C901  (one independent check per se
         raise SettingsError("SHIPYARD_RATELIMIT_REFRESH_INTERVAL: must be 0.05..3600 seconds")
     validate_observability(s)
     validate_media(s)
+    validate_batch(s)
     validate_backups(s)
 
 

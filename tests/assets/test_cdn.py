@@ -206,3 +206,34 @@ def test_a_bad_cdn_setting_stops_the_build_command(tmp_path: Path) -> None:
     )  # fmt: skip
     assert r.returncode == 2
     assert "bad setting: SHIPYARD_CDN_URL: must be an http(s) URL" in r.stderr
+
+
+def test_replaced_and_deleted_files_are_purged(
+    client: TestClient, su: H, receiver: Receiver
+) -> None:
+    """The files capability purges a file's URLs (and its thumbnails') when a write replaces
+    or deletes it, in the write's transaction; `?images=1` srcsets point at the CDN."""
+    from tests.helpers.files import make_collection, png
+
+    col = make_collection(client, su)
+    rec = client.post(
+        "/api/collections/posts/records", files=[("doc", ("a.png", png(700, 400), "image/png"))]
+    ).json()
+    facts = client.get(f"/api/collections/posts/records/{rec['id']}?images=1").json()["@images"]
+    assert facts[rec["doc"]]["srcset"].startswith(f"{CDN}/api/files/{col['id']}/{rec['id']}/")
+    assert receiver.snapshot() == []  # a new file has nothing to purge
+    r = client.patch(
+        f"/api/collections/posts/records/{rec['id']}",
+        files=[("doc", ("b.png", png(), "image/png"))],
+    )
+    assert r.status_code == 200
+    jobs = _wait_jobs(client, su, 1, {"completed"})
+    files = set(receiver.delivered()[0].json()["files"])
+    for coll in (col["id"], "posts"):  # pb.files.getURL may use either
+        old = f"{CDN}/api/files/{coll}/{rec['id']}/{rec['doc']}"
+        assert {old, old + "?thumb=100x100", old + "?thumb=640x0"} <= files
+    assert not any(r.json()["doc"] in f for f in files)  # the new file stays
+    client.delete(f"/api/collections/posts/records/{rec['id']}")
+    jobs = _wait_jobs(client, su, len(jobs) + 1, {"completed"})
+    deleted = {f for d in receiver.delivered()[1:] for f in d.json()["files"]}
+    assert f"{CDN}/api/files/posts/{rec['id']}/{r.json()['doc']}" in deleted

@@ -208,7 +208,7 @@ def test_demo_loads(tmp_path: Path) -> None:
     env = {"SHIPYARD_DATA_DIR": str(tmp_path / "demo")}
     r = run(["demo"], env)
     assert r.returncode == 0, r.stderr
-    assert "2000 posts" in r.stdout, r.stderr
+    assert "2000 posts (12 with a cover image)" in r.stdout, r.stderr
     assert "already loaded" in run(["demo"], env).stdout
 
 

@@ -4,29 +4,28 @@ uploads and enqueues removals — the interface a team's own extension uses."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Sequence
 from typing import Any
 
-import anyio
 from starlette.routing import BaseRoute
 
-from shipyard.files import routes
+from shipyard.assets.cdn import Cdn
+from shipyard.files import meta, routes
+from shipyard.files.images import FileImages
 from shipyard.files.openapi import openapi
 from shipyard.files.section import S3
 from shipyard.files.store import FileStore
-from shipyard.files.thumbs import PillowThumbnailer, ThumbError, Thumbnailer
-from shipyard.files.triggers import DELETE_KIND, FileTriggers
+from shipyard.files.triggers import DELETE_KIND, ORPHANS_KIND, FileTriggers
+from shipyard.images import DEFAULT_THUMB_SIZES, width_spec
 from shipyard.kernel.extension import Extension
 from shipyard.kernel.functions import Functions
 from shipyard.kernel.runtime import RuntimeSettings, Section
 from shipyard.kernel.spec import OpenAPIPart, Viewer
+from shipyard.records.collections import Collection
+from shipyard.records.decorate import RecordDecorator
 from shipyard.records.events import RecordSubscriber
 from shipyard.settings import Settings
-from shipyard.tools.storage import Stat, Storage
-
-log = logging.getLogger("shipyard.files")
+from shipyard.tools.db import Executor
 
 
 class FilesExtension(Extension):
@@ -35,16 +34,19 @@ class FilesExtension(Extension):
         settings: Settings,
         runtime: RuntimeSettings[Settings],
         jobs: Any,
-        thumbnailer: Thumbnailer | None = None,
+        db: Executor,
+        cdn: Cdn | None = None,
     ) -> None:
         super().__init__(name="files", requires=("records", "jobs"))
         self.settings = settings
+        self.db = db
+        self.cdn = cdn
         self.store = FileStore(runtime, settings.data_dir)
-        self.triggers = FileTriggers(self.store, jobs.enqueue)
-        self.thumbnailer = thumbnailer or PillowThumbnailer(settings.image_max_pixels)
-        # a burst of new thumbnail URLs waits here rather than exhausting memory or CPU
-        self._thumb_slots = asyncio.Semaphore(settings.thumbs_concurrency)
-        self._pending: dict[str, asyncio.Future[Stat | None]] = {}
+        self.images = FileImages(settings)
+        purge = self._purge if cdn is not None and cdn.purging else None
+        self.triggers = FileTriggers(self.store, jobs, self.images, purge)
+        public_url = cdn.public_url if cdn is not None else (lambda path: path)
+        self.decorator = meta.ImagesDecorator(db, self.images.widths, public_url)
 
     def openapi(self, collections: Sequence[Any], viewer: Viewer) -> Sequence[OpenAPIPart]:
         return openapi(viewer)
@@ -58,45 +60,33 @@ class FilesExtension(Extension):
     def functions(self) -> Functions:
         f = Functions()
         f.add_job(DELETE_KIND, self.triggers.delete_job, builtin=True, queue="files")
+        f.add_job(ORPHANS_KIND, self.triggers.orphans_job, builtin=True, queue="files")
         return f
 
     def record_subscribers(self) -> Sequence[RecordSubscriber]:
         return (self.triggers,)
 
+    def record_decorators(self) -> Sequence[RecordDecorator]:
+        return (self.decorator,)
+
+    async def migrate(self) -> None:
+        await meta.ensure_schema(self.db)
+
     async def stop(self) -> None:
+        self.images.close()
         await self.store.close()
 
-    async def thumb(
-        self, storage: Storage, original: str, key: str, size: str
-    ) -> tuple[str, Stat] | None:
-        """The thumbnail `size` of `original` at `key`, made once and stored (one
-        generation per key at a time in this process); None: serve the original."""
-        stat = await storage.stat(key)
-        if stat is not None:
-            return key, stat
-        pending = self._pending.get(key)
-        if pending is None:
-            pending = asyncio.get_running_loop().create_future()
-            self._pending[key] = pending
-            try:
-                pending.set_result(await self._make(storage, original, key, size))
-            except BaseException as exc:
-                pending.set_exception(exc)
-                raise
-            finally:
-                del self._pending[key]
-        made = await asyncio.shield(pending)
-        return None if made is None else (key, made)
-
-    async def _make(self, storage: Storage, original: str, key: str, size: str) -> Stat | None:
-        async with self._thumb_slots:
-            data = b"".join([chunk async for chunk in storage.read(original)])
-            try:
-                out, ctype = await anyio.to_thread.run_sync(self.thumbnailer, data, size, None)
-            except ThumbError as exc:
-                log.warning(
-                    "thumbnail %s of %s failed, serving the original: %s", size, original, exc
-                )
-                return None
-            await storage.put_bytes(key, out, ctype)
-        return await storage.stat(key)
+    async def _purge(self, tx: Executor, c: Collection, rid: str, names: list[str]) -> None:
+        """Tell the CDN to forget these files (and their thumbnails) once `tx` commits: by
+        collection id and name, as `pb.files.getURL` may build either."""
+        assert self.cdn is not None  # noqa: S101  (only installed with a CDN)
+        thumbs = [*DEFAULT_THUMB_SIZES, *(width_spec(w) for w in self.images.widths)]
+        for f in c.fields:
+            if f.type == "file":
+                thumbs += [str(t) for t in f.options.get("thumbs") or []]
+        urls: list[str] = []
+        for name in names:
+            for coll in dict.fromkeys((c.id, c.name)):
+                path = f"/api/files/{coll}/{rid}/{name}"
+                urls += [path, *(f"{path}?thumb={t}" for t in dict.fromkeys(thumbs))]
+        await self.cdn.enqueue_purge(tx, urls)

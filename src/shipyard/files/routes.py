@@ -1,8 +1,9 @@
 """`GET /api/files/{collection}/{recordId}/{filename}` and `POST /api/files/token`, as
 PocketBase answers them: files are public unless their field is `protected`, in which
 case a file token (`?token=`) must name someone the collection's view rule lets see the
-record; `?thumb=` serves a thumbnail of an image for `100x100` or a size the field lists,
-else the original; `?download=1` forces an attachment."""
+record; `?thumb=` serves a thumbnail of an image for `100x100`, a size the field lists or an
+allowed responsive width (else the original), in the format the client's `Accept` takes
+(files/images.py); `?download=1` forces an attachment."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from starlette.routing import Route
 
 from shipyard.files import tokens
 from shipyard.files.serve import respond
-from shipyard.files.store import file_key, thumb_key
-from shipyard.files.thumbs import IMAGE_TYPES, allowed
+from shipyard.files.store import file_key
+from shipyard.images import PoolBusy
 from shipyard.kernel.errors import ApiError, not_found, unauthorized
 from shipyard.kernel.web import JSON, services
 from shipyard.records.auth import ANONYMOUS, Auth
@@ -92,20 +93,29 @@ async def download(request: Request) -> Response:
     files = _files(request)
     storage = await files.store.storage()
     key, served = file_key(c.id, rid, name), name
+    vary = False
     try:
         stat = await storage.stat(key)
         if stat is None:
             raise not_found()
         thumb = request.query_params.get("thumb", "")
-        if allowed(thumb, list(field.options.get("thumbs") or [])) and (
-            stat.content_type in IMAGE_TYPES
-        ):
-            got = await files.thumb(storage, key, thumb_key(c.id, rid, name, thumb), thumb)
+        field_thumbs = [str(t) for t in field.options.get("thumbs") or []]
+        accept = request.headers.get("accept")
+        fmt = files.images.thumb_format(thumb, field_thumbs, stat.content_type, accept)
+        if fmt is not None:
+            vary = True  # the format depends on Accept: caches keep one copy per format
+            where = (c.id, rid, name)
+            got = await files.images.thumb(storage, key, where, thumb, fmt, stat.content_type)
             if got is not None:
-                key, stat, served = got[0], got[1], f"{thumb}_{name}"
+                key, stat, served = got
+    except PoolBusy as exc:
+        raise ApiError(503, f"The thumbnail is not ready: {exc.message}.") from exc
     except StorageError as exc:
         raise ApiError(503, "The file storage is unavailable, try again later.") from exc
-    return respond(request, storage, key, served, stat)
+    response = respond(request, storage, key, served, stat)
+    if vary:
+        response.headers["Vary"] = "Accept"
+    return response
 
 
 routes = [

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import re
 from email.utils import formatdate, parsedate_to_datetime
+from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from shipyard.tools.storage import Stat, Storage
 
@@ -19,6 +21,7 @@ INLINE_TYPES = frozenset(
         "image/jpeg",
         "image/gif",
         "image/webp",
+        "image/avif",  # not in PocketBase's list (it never serves AVIF thumbnails)
         "image/x-icon",
         "image/bmp",
         "video/webm",
@@ -72,6 +75,9 @@ def headers_for(request: Request, name: str, stat: Stat) -> dict[str, str]:
         "ETag": stat.etag,
         "Last-Modified": formatdate(stat.modified, usegmt=True),
         "Accept-Ranges": "bytes",
+        # files are made to be embedded by apps on other origins (<img src>, <video>): the
+        # default `same-origin` would make browsers block them there
+        "Cross-Origin-Resource-Policy": "cross-origin",
     }
 
 
@@ -118,7 +124,8 @@ def _range(request: Request, stat: Stat) -> tuple[int, int] | str | None:
 def respond(request: Request, storage: Storage, key: str, name: str, stat: Stat) -> Response:
     headers = headers_for(request, name, stat)
     if _not_modified(request, stat):
-        keep = ("ETag", "Last-Modified", "Cache-Control", "Content-Security-Policy")
+        keep = ("ETag", "Last-Modified", "Cache-Control", "Content-Security-Policy",
+                "Cross-Origin-Resource-Policy")  # fmt: skip
         return Response(status_code=304, headers={k: headers[k] for k in keep})
     span = _range(request, stat)
     if span == "bad":
@@ -132,4 +139,24 @@ def respond(request: Request, storage: Storage, key: str, name: str, stat: Stat)
     headers["Content-Length"] = str(stat.size)
     if request.method == "HEAD":
         return Response(status_code=200, headers=headers)
+    local = getattr(storage, "local_path", None)
+    if local is not None and PATHSEND in request.scope.get("extensions", {}):
+        return PathSend(local(key), headers)
     return StreamingResponse(storage.read(key), headers=headers)
+
+
+PATHSEND = "http.response.pathsend"
+
+
+class PathSend(Response):
+    """A file on local disk sent by the server itself (ASGI's `pathsend` extension, which
+    granian offers): no chunk crosses the event loop. Measured on a 50 KiB file, this
+    is what brings downloads near PocketBase's rate (bench/files.py)."""
+
+    def __init__(self, path: Path, headers: dict[str, str]) -> None:
+        super().__init__(status_code=200, headers=headers)
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        await send({"type": PATHSEND, "path": str(self.path)})

@@ -1,7 +1,7 @@
 """Where record files live now: local disk under `<data_dir>/storage`, or the S3 bucket the
 `s3` settings name (read at each use, so a change applies on every process), and the keys
 PocketBase uses: `<collectionId>/<recordId>/<filename>`, thumbnails beside in
-`thumbs_<filename>/<size>_<filename>`."""
+`thumbs_<filename>/<size>_<filename>` (plus `.webp`/`.avif` for negotiated formats)."""
 
 from __future__ import annotations
 
@@ -18,10 +18,6 @@ def file_key(collection_id: str, record_id: str, name: str) -> str:
 
 def thumbs_prefix(collection_id: str, record_id: str, name: str) -> str:
     return f"{collection_id}/{record_id}/thumbs_{name}"
-
-
-def thumb_key(collection_id: str, record_id: str, name: str, size: str) -> str:
-    return f"{thumbs_prefix(collection_id, record_id, name)}/{size}_{name}"
 
 
 class FileStore:

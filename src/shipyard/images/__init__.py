@@ -19,6 +19,7 @@ from shipyard.images.negotiate import NEGOTIABLE, negotiate
 from shipyard.images.pool import ThumbnailPool
 from shipyard.images.responsive import allowed_spec, srcset, width_spec
 from shipyard.images.specs import (
+    DEFAULT_THUMB_SIZES,
     MIME,
     ThumbSpec,
     can_thumb,
@@ -31,6 +32,7 @@ from shipyard.images.uploads import inspect, placeholder
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
+    "DEFAULT_THUMB_SIZES",
     "MIME",
     "NEGOTIABLE",
     "PILLOW_MAX_PIXELS",

@@ -13,12 +13,13 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from shipyard.images.errors import CorruptImage, ImageTooLarge, UnsupportedImage
 
-Source = bytes | str | os.PathLike[str]
+Source = bytes | str | os.PathLike[str] | BinaryIO  # a file object: read from its start
 
 FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "AVIF")
 PILLOW_FORMAT = {"jpeg": "JPEG", "png": "PNG", "gif": "GIF", "webp": "WEBP", "avif": "AVIF"}
@@ -44,8 +45,35 @@ class ImageInfo:
         return self.frames > 1
 
 
+class _Borrowed:
+    """A caller's open file handed to Pillow, which closes the file of an image it closes:
+    the caller keeps it open (an upload is still to be stored)."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self._f = f
+
+    def read(self, n: int = -1) -> bytes:
+        return self._f.read(n)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def close(self) -> None:
+        """Left to the owner."""
+
+
 def _open(source: Source) -> Image.Image:
-    fp = io.BytesIO(source) if isinstance(source, bytes | bytearray) else Path(source)
+    fp: BinaryIO | Path
+    if isinstance(source, bytes | bytearray):
+        fp = io.BytesIO(source)
+    elif isinstance(source, str | os.PathLike):
+        fp = Path(source)
+    else:
+        source.seek(0)
+        fp = _Borrowed(source)  # type: ignore[assignment]
     try:
         return Image.open(fp, formats=FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # warning: as error

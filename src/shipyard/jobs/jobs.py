@@ -264,8 +264,9 @@ class Jobs:
         self.written({self.queue.table})
         return state
 
-    async def cancel(self, job_id: int) -> str | None:
-        return await self.queue.cancel(job_id)
+    async def cancel(self, job_id: int, tx: Executor | None = None) -> str | None:
+        """Cancel a job; with `tx`, if and only if that transaction commits."""
+        return await self.queue.cancel(job_id, tx=tx)
 
     async def enqueue_cron(self, cj: CronJob, tick: float) -> Enqueued:
         return await self.enqueue(

@@ -70,6 +70,11 @@ class Extension:
         """`records.events.RecordSubscriber`s (typed there: records sits above kernel)."""
         return ()
 
+    def record_decorators(self) -> Sequence[Any]:
+        """`records.decorate.RecordDecorator`s: additions to returned records that a
+        request asks for by a query parameter (typed there: records sits above kernel)."""
+        return ()
+
     def health_checks(self) -> Sequence[HealthCheck]:
         return ()
 

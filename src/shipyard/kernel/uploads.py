@@ -6,8 +6,8 @@ it; records only names it."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import BinaryIO
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
 
 from shipyard.tools.mime import HEAD_BYTES, detect, stored_name
 
@@ -22,6 +22,9 @@ class Upload:
     mime: str
     name: str = ""  # the stored name, given when a file field accepts it
     stored: bool = False  # set by whoever wrote it to storage
+    # what a capability learned when it inspected the upload (files: an image's size and
+    # placeholder), before the write's transaction; stored with the write
+    meta: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def of(cls, original: str, file: BinaryIO) -> Upload:

@@ -168,3 +168,22 @@ def auth_system_fields() -> list[Field]:
         BoolField(name="emailVisibility", system=True),
         BoolField(name="verified", system=True),
     ]
+
+
+def with_stable_ids(existing: Collection, fields: Any) -> Any:
+    """Give incoming fields without ids the id of the existing field with the same name."""
+    if not isinstance(fields, list):
+        return fields
+    by_name = {f.name: f.id for f in existing.fields}
+    out = []
+    for f in fields:
+        name = f.get("name") if isinstance(f, dict) else None
+        if isinstance(name, str) and not f.get("id") and name in by_name:
+            f = {**f, "id": by_name[f["name"]]}
+        out.append(f)
+    # files written by hand leave out the default created/updated dates: keep them
+    given = {f.get("name") for f in out if isinstance(f, dict) and isinstance(f.get("name"), str)}
+    for f in existing.fields:
+        if f.type == "autodate" and f.name in ("created", "updated") and f.name not in given:
+            out.append(f.to_dict())
+    return out

@@ -103,10 +103,12 @@ async def truncate_collection(request: Request) -> Response:
 async def import_collections(request: Request) -> Response:
     await _superuser(request)
     body = await parse_body(request)
-    await services(request).store.import_collections(
+    svc = services(request)
+    await svc.store.import_collections(
         body.get("collections"),
         delete_missing=bool(body.get("deleteMissing")),
         confirm_data_loss=_flag(request, "confirmDataLoss") or bool(body.get("confirmDataLoss")),
+        dropped=svc.events.dropped,
     )
     return Response(status_code=204)
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from shipyard.kernel.errors import FieldError
 from shipyard.kernel.uploads import Upload
 from shipyard.records.auth import Auth
 from shipyard.records.collections import Collection
@@ -86,6 +87,23 @@ class RecordEvents:
             if got is not None:
                 found.append(got)
         return Listeners(found)
+
+    async def inspect_uploads(
+        self, c: Collection, record_id: str, uploads: Mapping[str, Sequence[Upload]]
+    ) -> dict[str, FieldError]:
+        """A write's new files by field, before its transaction opens: subscribers with an
+        `inspect_uploads` method may refuse some (errors by field name, PocketBase's
+        validation shape), note what they learn on `Upload.meta`, or prepare for a rollback
+        (the files capability enqueues the removal of files the write may leave behind).
+        Slow checks (decoding an image) thus never hold the database's write lock."""
+        errors: dict[str, FieldError] = {}
+        if not uploads:
+            return errors
+        for s in self._subscribers:
+            hook = getattr(s, "inspect_uploads", None)
+            if hook is not None:
+                errors.update(await hook(c, record_id, uploads))
+        return errors
 
     async def dropped(self, tx: Executor, c: Collection, ids: Sequence[str] | None) -> None:
         """Records leaving without per-record events: a truncate (`ids`) or the whole

@@ -9,6 +9,7 @@ from shipyard.kernel.errors import ApiError, bad_request
 from shipyard.records.codecs import Shapes, decode_row, hide_emails, rowid_column
 from shipyard.records.collections import Collection
 from shipyard.records.context import RequestContext
+from shipyard.records.decorate import RecordDecorator
 from shipyard.records.fields import RelationField
 from shipyard.records.listquery import Expand, ViewQuery
 from shipyard.records.projection import project
@@ -26,11 +27,12 @@ class Expander:
         self.shapes = shapes
         self.rules = rules
         self._rowid = rowid_column(store.dialect)
+        self.decorators: dict[str, RecordDecorator] = {}  # by query parameter
 
     async def finish(
         self, c: Collection, items: list[dict[str, Any]], q: ViewQuery, ctx: RequestContext
     ) -> None:
-        """Hide e-mails, expand and project `items` in place, as the request asks."""
+        """Hide e-mails, expand, project and decorate `items` in place, as the request asks."""
         auth = ctx.auth
         managed = frozenset[str]()
         if c.type == "auth" and not auth.is_superuser and items:
@@ -42,6 +44,10 @@ class Expander:
         if q.fields.strip():
             for i, item in enumerate(items):
                 items[i] = project(item, q.fields)
+        for param, value in q.decorations:
+            decorator = self.decorators.get(param)
+            if decorator is not None and items:
+                await decorator.decorate(c, items, value, ctx)
 
     async def _expand(
         self, c: Collection, items: list[dict[str, Any]], tree: Expand, ctx: RequestContext

@@ -10,7 +10,7 @@ names, the sort and filter compilers, cursor values) is checked where it is used
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,18 +71,25 @@ class ViewQuery:
 
     expand: Expand = ()
     fields: str = ""
+    # (parameter, value) of the record decorations asked for (records/decorate.py)
+    decorations: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def parse(cls, params: Mapping[str, str], settings: Settings) -> ViewQuery:
-        return cls(*_view_parts(params, settings))
+    def parse(
+        cls, params: Mapping[str, str], settings: Settings, decorations: Iterable[str] = ()
+    ) -> ViewQuery:
+        return cls(*_view_parts(params, settings, decorations))
 
 
-def _view_parts(params: Mapping[str, str], settings: Settings) -> tuple[Expand, str]:
+def _view_parts(
+    params: Mapping[str, str], settings: Settings, decorations: Iterable[str]
+) -> tuple[Expand, str, tuple[tuple[str, str], ...]]:
     expand = parse_expand(params.get("expand", ""), settings.max_expand_depth)
     fields = params.get("fields", "")
     if fields.strip():
         parse_fields(fields)  # a 400 for a malformed spec, even when no record comes back
-    return expand, fields
+    asked = tuple((name, params[name]) for name in decorations if params.get(name))
+    return expand, fields, asked
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +110,9 @@ class ListQuery(ViewQuery):
     cursor: str | None = None
 
     @classmethod
-    def parse(cls, params: Mapping[str, str], settings: Settings) -> ListQuery:
+    def parse(
+        cls, params: Mapping[str, str], settings: Settings, decorations: Iterable[str] = ()
+    ) -> ListQuery:
         page = min(max(_int_param(params, "page", 1), 1), MAX_PAGE)
         per_page = _int_param(params, "perPage", settings.default_per_page)
         if per_page <= 0:
@@ -118,10 +127,11 @@ class ListQuery(ViewQuery):
             )
         sort = params.get("sort", "")
         sorts = parse_sort(sort, settings.max_sort_fields)
-        expand, fields = _view_parts(params, settings)
+        expand, fields, asked = _view_parts(params, settings, decorations)
         return cls(
             expand=expand,
             fields=fields,
+            decorations=asked,
             page=page,
             per_page=per_page,
             sort=sort,

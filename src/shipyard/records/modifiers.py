@@ -91,6 +91,20 @@ def names_only(values: dict[str, Any]) -> dict[str, Any]:
     return {k: [name(i) for i in v] if isinstance(v, list) else name(v) for k, v in values.items()}
 
 
+def uploads_by_field(c: Collection, body: dict[str, Any]) -> dict[str, list[Upload]]:
+    """The new files of a request body by file field (`f`, `f+` and `+f` alike)."""
+    out: dict[str, list[Upload]] = {}
+    for f in c.fields:
+        if f.type != "file":
+            continue
+        for key in (f.name, f"{f.name}+", f"+{f.name}"):
+            v = body.get(key)
+            got = [i for i in (v if isinstance(v, list) else [v]) if isinstance(i, Upload)]
+            if got:
+                out.setdefault(f.name, []).extend(got)
+    return out
+
+
 def uploads_in(values: dict[str, Any]) -> list[Upload]:
     out: list[Upload] = []
     for v in values.values():

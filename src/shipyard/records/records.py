@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from shipyard.records.cascade import Deleter
 from shipyard.records.collections import Collection
 from shipyard.records.context import RequestContext
+from shipyard.records.decorate import RecordDecorator
 from shipyard.records.expand import Expander
 from shipyard.records.listquery import PLAIN, ListQuery, ViewQuery
 from shipyard.records.passwords import PasswordHashing
@@ -50,6 +51,7 @@ class Records:
         shapes = store.shapes
         rules = Rules(store)
         expander = Expander(store, db, shapes, rules)
+        self._expander = expander
         self._reader = Reader(store, db, settings, shapes, rules, expander, totals)
         self._writer = Writer(store, self.passwords, rules, self._reader, expander, events)
         self._deleter = Deleter(store, shapes, rules, self._reader, events)
@@ -63,6 +65,10 @@ class Records:
     def events(self) -> RecordEvents | None:
         """The record-event bus every write reports to, in its transaction."""
         return self._writer.events
+
+    def decorate_with(self, decorator: RecordDecorator) -> None:
+        """Let `decorator` add to returned records when its query parameter is given."""
+        self._expander.decorators[decorator.param] = decorator
 
     # ------------------------------------------------------------------ operations
 
@@ -97,8 +103,8 @@ class Records:
 
     def list_query(self, params: Mapping[str, str]) -> ListQuery:
         """`params` of a list request, checked against this service's settings."""
-        return ListQuery.parse(params, self.settings)
+        return ListQuery.parse(params, self.settings, self._expander.decorators)
 
     def view_query(self, params: Mapping[str, str]) -> ViewQuery:
         """`params` of a request answered with one record (view, create, update)."""
-        return ViewQuery.parse(params, self.settings)
+        return ViewQuery.parse(params, self.settings, self._expander.decorators)

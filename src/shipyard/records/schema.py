@@ -22,7 +22,7 @@ import orjson
 from shipyard.kernel.errors import ApiError, FieldError, bad_request, not_found
 from shipyard.records import authids, index_names
 from shipyard.records.codecs import Shapes, decode_stored, encode_stored
-from shipyard.records.collection_checks import auth_system_fields
+from shipyard.records.collection_checks import auth_system_fields, with_stable_ids
 from shipyard.records.collections import (
     CREATE_FAILED,
     SUPERUSERS,
@@ -503,9 +503,15 @@ class SchemaStore:
         await self.load()
 
     async def import_collections(  # noqa: C901  (PocketBase's import: validate, diff, apply, each a short step)
-        self, items: Any, *, delete_missing: bool = False, confirm_data_loss: bool = False
+        self,
+        items: Any,
+        *,
+        delete_missing: bool = False,
+        confirm_data_loss: bool = False,
+        dropped: Dropped | None = None,
     ) -> list[Collection]:
-        """Apply a declarative list of collections (by id, else by name), in dependency order."""
+        """Apply a declarative list of collections (by id, else by name), in dependency order;
+        `dropped` hears of collections `delete_missing` removes (their files go with them)."""
         if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
             raise bad_request("The collections must be a list of objects.")
         for i, item in enumerate(items):
@@ -547,7 +553,7 @@ class SchemaStore:
                 if item.get("fields") is None:
                     data.pop("fields", None)  # keep the fields it has
                 else:
-                    data["fields"] = _with_stable_ids(existing, item["fields"])
+                    data["fields"] = with_stable_ids(existing, item["fields"])
                 for f in data.get("fields") or []:
                     if isinstance(f, dict) and f.get("type") == "relation":
                         target = self.get(str(f.get("collectionId", "")))
@@ -570,27 +576,8 @@ class SchemaStore:
             keep = {c.id for c in applied}
             for c in self.all():
                 if c.id not in keep and not c.system:
-                    await self.delete(c)
+                    await self.delete(c, dropped)
         return applied
-
-
-def _with_stable_ids(existing: Collection, fields: Any) -> Any:
-    """Give incoming fields without ids the id of the existing field with the same name."""
-    if not isinstance(fields, list):
-        return fields
-    by_name = {f.name: f.id for f in existing.fields}
-    out = []
-    for f in fields:
-        name = f.get("name") if isinstance(f, dict) else None
-        if isinstance(name, str) and not f.get("id") and name in by_name:
-            f = {**f, "id": by_name[f["name"]]}
-        out.append(f)
-    # files written by hand leave out the default created/updated dates: keep them
-    given = {f.get("name") for f in out if isinstance(f, dict) and isinstance(f.get("name"), str)}
-    for f in existing.fields:
-        if f.type == "autodate" and f.name in ("created", "updated") and f.name not in given:
-            out.append(f.to_dict())
-    return out
 
 
 def _short(exc: Exception) -> str:

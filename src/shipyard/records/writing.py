@@ -38,6 +38,7 @@ from shipyard.records.modifiers import (
     autogenerate,
     coerce_multipart,
     names_only,
+    uploads_by_field,
     uploads_in,
 )
 from shipyard.records.reading import Reader
@@ -288,6 +289,7 @@ class Writer:
         if not auth.is_superuser and c.createRule is None:
             raise forbidden(ONLY_SUPERUSERS)
         values, errors = self._prepare(c, body, None, auth)
+        await self._inspect_uploads(c, str(values.get("id") or ""), body, "create")
         # Protected fields refused only for lack of manage access: retry privileged, then
         # insist on the manageRule against the new record inside the transaction.
         refused = errors
@@ -352,6 +354,7 @@ class Writer:
         auth = ctx.auth
         if not auth.is_superuser and c.updateRule is None:
             raise forbidden(ONLY_SUPERUSERS)
+        await self._inspect_uploads(c, rid, body, "update")
         reader = self.reader
         async with self.store.db.transaction() as tx:
             old = await reader.fetch_one(c, rid, ctx, None, db=tx, audience="internal")
@@ -389,6 +392,16 @@ class Writer:
         items = [rec]
         await self.expander.finish(c, items, q, ctx)
         return items[0]
+
+    async def _inspect_uploads(
+        self, c: Collection, rid: str, body: dict[str, Any], action: str
+    ) -> None:
+        """Capabilities' checks of the new files (records/events.py), outside any transaction."""
+        if self.events is None:
+            return
+        errors = await self.events.inspect_uploads(c, rid, uploads_by_field(c, body))
+        if errors:
+            raise validation_failed(f"Failed to {action} record.", errors)
 
     async def _emit(
         self,

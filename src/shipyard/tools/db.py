@@ -38,6 +38,7 @@ from shipyard.tools.db_base import (
     QueryTimer,
     Row,
     budget,
+    on_rollback,
 )
 from shipyard.tools.db_pg import PostgresDatabase, to_pg, with_option
 from shipyard.tools.db_sqlite import SQLiteDatabase
@@ -62,6 +63,7 @@ __all__ = [
     "auxiliary",
     "budget",
     "connect",
+    "on_rollback",
     "to_pg",
     "with_option",
 ]

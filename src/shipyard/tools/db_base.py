@@ -7,9 +7,10 @@ tools/db.py, which also opens the one a settings URL names.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import enum
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextvars import ContextVar, Token
 from time import monotonic, perf_counter
 from typing import Any, Protocol
@@ -162,6 +163,102 @@ class Executor(Protocol):
 
 
 class Database(Executor, Protocol):
-    def transaction(self) -> contextlib.AbstractAsyncContextManager[Executor]: ...
+    def transaction(
+        self, *, share: bool = False
+    ) -> contextlib.AbstractAsyncContextManager[Executor]: ...
 
     async def close(self) -> None: ...
+
+
+# ----------------------------------------------------------------- shared transactions
+
+
+class Shared:
+    """The transaction a `transaction(share=True)` block holds open: until the block ends,
+    the task that opened it runs every statement on that database inside it (a nested
+    `transaction()` becomes a savepoint), so several writes commit or roll back as one
+    (POST /api/batch). Other tasks are not let in: on SQLite they wait for the lock as
+    they would for any transaction."""
+
+    __slots__ = ("db", "depth", "open", "rolled_back", "task", "tx")
+
+    def __init__(self, db: object, tx: Executor) -> None:
+        self.db = db
+        self.tx = tx
+        self.task = asyncio.current_task()
+        self.open = True
+        self.depth = 0
+        # undo work done outside the database (stored files) if the whole transaction fails
+        self.rolled_back: list[Callable[[], Awaitable[None]]] = []
+
+
+SHARED: ContextVar[Shared | None] = ContextVar("shipyard_db_shared", default=None)
+
+
+def joined(db: object) -> Executor | None:
+    """The shared transaction the current task holds on `db`, if any."""
+    shared = SHARED.get()
+    if (
+        shared is not None
+        and shared.db is db
+        and shared.open
+        and shared.task is asyncio.current_task()
+    ):
+        return shared.tx
+    return None
+
+
+def on_rollback(undo: Callable[[], Awaitable[None]]) -> bool:
+    """Have `undo()` run if the shared transaction the current task is in rolls back (what
+    a write did outside the database, such as storing a file, then goes too). False, and
+    nothing registered, outside a shared transaction."""
+    shared = SHARED.get()
+    if shared is None or not shared.open or shared.task is not asyncio.current_task():
+        return False
+    shared.rolled_back.append(undo)
+    return True
+
+
+@contextlib.asynccontextmanager
+async def sharing(db: object, tx: Executor, share: bool) -> AsyncIterator[Executor]:
+    """`tx`, made the shared transaction of `db` for the block when `share`."""
+    if not share:
+        yield tx
+        return
+    shared = Shared(db, tx)
+    token = SHARED.set(shared)
+    try:
+        yield tx
+    except BaseException:
+        shared.open = False
+        for undo in shared.rolled_back:
+            with contextlib.suppress(Exception):  # best effort: the error that rolled back goes on
+                await undo()
+        raise
+    finally:
+        shared.open = False
+        SHARED.reset(token)
+
+
+@contextlib.asynccontextmanager
+async def savepoint(db: object) -> AsyncIterator[Executor]:
+    """A nested transaction inside the shared one: a block that raises undoes only its own
+    statements (then the error goes on), one that ends keeps them for the outer commit."""
+    shared = SHARED.get()
+    if shared is None or shared.db is not db:
+        raise RuntimeError("savepoint() outside a shared transaction of this database")
+    shared.depth += 1
+    name = f'"shipyard_sp{shared.depth}"'
+    tx = shared.tx
+    await tx.execute(f"SAVEPOINT {name}")
+    try:
+        yield tx
+    except BaseException:
+        with contextlib.suppress(DatabaseError):  # the engine may have ended it already
+            await tx.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            await tx.execute(f"RELEASE SAVEPOINT {name}")
+        raise
+    else:
+        await tx.execute(f"RELEASE SAVEPOINT {name}")
+    finally:
+        shared.depth -= 1

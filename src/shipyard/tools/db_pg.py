@@ -29,10 +29,13 @@ from shipyard.tools.db_base import (
     QueryTimeout,
     QueryTimer,
     Row,
+    joined,
     over_budget,
     rows_of_all,
     rows_of_count,
     rows_of_one,
+    savepoint,
+    sharing,
     timed,
 )
 
@@ -240,6 +243,9 @@ class PostgresDatabase:
             raise PoolExhausted(str(exc)) from exc
 
     async def _one_shot(self, sql: str, params: Params, answer: _Answer[T]) -> T:
+        tx = joined(self)
+        if isinstance(tx, _PgTx):  # inside this task's shared transaction: run there
+            return await tx.run(sql, params, answer)
         conn = await self._getconn()
         try:
             return await _PgTx(conn, self.timer).run_budgeted(sql, params, answer)
@@ -260,11 +266,21 @@ class PostgresDatabase:
             await tx.executemany(sql, rows)
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Executor]:
+    async def transaction(self, *, share: bool = False) -> AsyncIterator[Executor]:
+        """One transaction on a pooled connection; with `share`, every statement this task
+        runs on this database until the block ends joins it (tools/db_base.py `Shared`).
+        Inside a shared one, a savepoint."""
+        if joined(self) is not None:
+            async with savepoint(self) as tx:
+                yield tx
+            return
         conn = await self._getconn()
         try:
-            async with conn.transaction():
-                yield _PgTx(conn, self.timer)
+            async with (
+                conn.transaction(),
+                sharing(self, _PgTx(conn, self.timer), share) as tx,
+            ):
+                yield tx
         finally:
             await self._pool.putconn(conn)
 

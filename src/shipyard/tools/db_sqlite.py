@@ -27,10 +27,13 @@ from shipyard.tools.db_base import (
     Params,
     QueryTimer,
     Row,
+    joined,
     over_budget,
     rows_of_all,
     rows_of_count,
     rows_of_one,
+    savepoint,
+    sharing,
     timed,
 )
 
@@ -221,17 +224,27 @@ class SQLiteDatabase(_SQLiteTx):
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         if self._lock.locked():
+            tx = joined(self)
+            if tx is not None:
+                return await tx.fetchall(sql, params)
             async with self._lock:
                 return self._budgeted(sql, params, ALL)
         return self._budgeted(sql, params, ALL)
 
     async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
         if self._lock.locked():
+            tx = joined(self)
+            if tx is not None:
+                return await tx.fetchone(sql, params)
             async with self._lock:
                 return self._budgeted(sql, params, ONE)
         return self._budgeted(sql, params, ONE)
 
     async def execute(self, sql: str, params: Params = ()) -> int:
+        if self._lock.locked():
+            tx = joined(self)
+            if tx is not None:
+                return await tx.execute(sql, params)
         async with self._lock:
             return self._budgeted(sql, params, COUNT)
 
@@ -240,11 +253,19 @@ class SQLiteDatabase(_SQLiteTx):
             await tx.executemany(sql, rows)
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Executor]:
+    async def transaction(self, *, share: bool = False) -> AsyncIterator[Executor]:
+        """One transaction; with `share`, every statement this task runs on this database
+        until the block ends joins it (tools/db_base.py `Shared`). Inside a shared one, a
+        savepoint."""
+        if self._lock.locked() and joined(self) is not None:
+            async with savepoint(self) as tx:
+                yield tx
+            return
         async with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                yield _SQLiteTx(self._conn, self.timer)
+                async with sharing(self, _SQLiteTx(self._conn, self.timer), share) as tx:
+                    yield tx
             except BaseException:
                 if self._conn.in_transaction:  # SQLite may have rolled back already
                     self._conn.execute("ROLLBACK")

@@ -437,10 +437,20 @@ class Queue:
         row = await self.db.fetchone(f'SELECT {COLS} FROM "{self.table}" WHERE "id" = ?', (job_id,))
         return None if row is None else Job.from_row(row)
 
-    async def cancel(self, job_id: int, now: float | None = None) -> str | None:
+    async def cancel(
+        self, job_id: int, now: float | None = None, tx: Executor | None = None
+    ) -> str | None:
         """Cancel a pending job now, or ask the worker of a running one to stop it.
-        Returns the job's state afterwards (None: no such job)."""
+        Returns the job's state afterwards (None: no such job). With `tx`, the cancel
+        commits (or not) with that transaction and None is returned."""
         now = time.time() if now is None else now
+        if tx is not None:
+            await tx.execute(
+                f'UPDATE "{self.table}" SET "state" = \'cancelled\', {self._final_sets()} '
+                f'WHERE "id" = ? AND "state" IN ({PENDING_SQL})',
+                (now, job_id),
+            )
+            return None
         n = await self.db.execute(
             f'UPDATE "{self.table}" SET "state" = \'cancelled\', {self._final_sets()} '
             f'WHERE "id" = ? AND "state" IN ({PENDING_SQL})',

@@ -68,6 +68,17 @@ def check_key(key: str) -> str:
     return key
 
 
+_TYPES_MAX = 4096
+# detected types by file version (path, size, mtime): a replaced file is a new version, so
+# an entry never answers for other bytes; a plain dict, emptied when full
+_types: dict[tuple[str, int, int], str] = {}
+
+
+def _detect_file(path: str) -> str:
+    with open(path, "rb") as f:
+        return detect(f.read(HEAD_BYTES))
+
+
 class LocalStorage:
     """Files under one directory (PocketBase's `pb_data/storage`). Several processes sharing
     the directory see each other's files: writes land whole (a temporary file renamed)."""
@@ -77,6 +88,10 @@ class LocalStorage:
 
     def _path(self, key: str) -> Path:
         return self.root.joinpath(*check_key(key).split("/"))
+
+    def local_path(self, key: str) -> Path:
+        """Where `key` lies on disk: a server may send it itself (ASGI `pathsend`)."""
+        return self._path(key)
 
     async def put_file(self, key: str, file: BinaryIO, size: int, content_type: str) -> None:
         await anyio.to_thread.run_sync(self._put_file, self._path(key), file)
@@ -102,17 +117,23 @@ class LocalStorage:
         await anyio.to_thread.run_sync(self._put_file, self._path(key), io.BytesIO(data))
 
     async def stat(self, key: str) -> Stat | None:
-        return await anyio.to_thread.run_sync(self._stat, self._path(key))
-
-    def _stat(self, path: Path) -> Stat | None:
+        path = self._path(key)
         try:
-            st = path.stat()
-            with path.open("rb") as f:
-                head = f.read(HEAD_BYTES)
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            st = path.stat()  # a cached inode: cheaper than a hop to a thread
+        except (FileNotFoundError, NotADirectoryError):
             return None
         etag = f'"{st.st_size:x}-{st.st_mtime_ns:x}"'
-        return Stat(st.st_size, detect(head), st.st_mtime, etag)
+        version = (str(path), st.st_size, st.st_mtime_ns)
+        kind = _types.get(version)
+        if kind is None:
+            try:
+                kind = await anyio.to_thread.run_sync(_detect_file, version[0])
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                return None
+            if len(_types) >= _TYPES_MAX:
+                _types.clear()
+            _types[version] = kind
+        return Stat(st.st_size, kind, st.st_mtime, etag)
 
     async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         left = None if end is None else end - start + 1

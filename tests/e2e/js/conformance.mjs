@@ -1012,6 +1012,85 @@ test("backups: create(), getFullList(), getDownloadURL(), upload(), delete(), an
   assert.ok(!(await pb.backups.getFullList()).some((b) => b.key === name || b.key === copy));
 });
 
+// --------------------------------------------------------------------------- batch
+
+const BATCH = `batch_${SUFFIX}`;
+
+test("batch: createBatch() create / update / upsert / delete in one transaction, files, rollback", async () => {
+  if (!pb.authStore.isValid) await pb.collection("_superusers").authWithPassword(EMAIL, PASSWORD);
+  const before = (await pb.settings.getAll()).batch;
+  await pb.settings.update({ batch: { enabled: true, maxRequests: 50, timeout: 3 } });
+  try {
+    await pb.collections.create({
+      name: BATCH,
+      type: "base",
+      listRule: "",
+      viewRule: "",
+      createRule: "",
+      updateRule: "",
+      deleteRule: "",
+      fields: [
+        { name: "title", type: "text", required: true },
+        { name: "n", type: "number" },
+        { name: "doc", type: "file", maxSelect: 1 },
+      ],
+    });
+    const seed = await pb.collection(BATCH).create({ title: "seed" });
+    const fixedId = "batchfixedid001";
+
+    const batch = anon.createBatch();
+    batch.collection(BATCH).create({ id: fixedId, title: "one", n: 1 });
+    batch.collection(BATCH).update(seed.id, { "n+": 5 });
+    batch.collection(BATCH).upsert({ id: fixedId, title: "one again" });
+    batch.collection(BATCH).upsert({ title: "fresh" });
+    batch.collection(BATCH).create({ title: "with file", doc: new Blob(["batched"], { type: "text/plain" }) });
+    batch.collection(BATCH).delete(seed.id);
+    const results = await batch.send();
+    assert.deepEqual(
+      results.map((r) => r.status),
+      [200, 200, 200, 200, 200, 204],
+    );
+    assert.deepEqual(Object.keys(results[0]).sort(), ["body", "status"]);
+    assert.equal(results[0].body.id, fixedId);
+    assert.equal(results[0].body.collectionName, BATCH);
+    assert.equal(results[1].body.n, 5);
+    assert.equal(results[2].body.id, fixedId, "upsert of an existing id updates it");
+    assert.equal(results[2].body.title, "one again");
+    assert.match(results[3].body.id, ID_RE, "upsert without an id creates");
+    assert.match(results[4].body.doc, /^[a-z0-9_]+\.txt$/);
+    assert.equal(results[5].body, null);
+    const file = await fetch(pb.files.getURL(results[4].body, results[4].body.doc));
+    assert.equal(await file.text(), "batched");
+    const list = await pb.collection(BATCH).getFullList({ sort: "title" });
+    assert.deepEqual(
+      list.map((r) => r.title),
+      ["fresh", "one again", "with file"],
+    );
+
+    // one failing sub-request rolls back every other one
+    const failing = anon.createBatch();
+    failing.collection(BATCH).create({ title: "never stored" });
+    failing.collection(BATCH).create({ title: "" });
+    const err = await expectApiError(failing.send(), 400, "batch with an invalid create");
+    assert.equal(err.response.message, "Batch transaction failed.");
+    const failed = err.response.data.requests["1"];
+    assert.equal(failed.code, "batch_request_failed");
+    assert.equal(failed.response.status, 400);
+    assert.equal(failed.response.data.title.code, "validation_required");
+    assert.equal((await pb.collection(BATCH).getList(1, 1, { filter: "title = 'never stored'" })).totalItems, 0);
+  } finally {
+    await pb.settings.update({ batch: before });
+    try {
+      await pb.collections.delete(BATCH);
+    } catch {
+      /* never created */
+    }
+  }
+  const off = anon.createBatch();
+  off.collection(BATCH).create({ title: "x" });
+  if (!before.enabled) await expectApiError(off.send(), 403, "batch while turned off");
+});
+
 // --------------------------------------------------------------------------- cleanup
 
 test("collections.delete() drops the collections", async (t) => {

@@ -1,0 +1,1 @@
+"""POST /api/batch: several record writes in one transaction, as PocketBase's (docs/batch.md)."""
