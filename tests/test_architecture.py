@@ -14,7 +14,8 @@ MAX_LINES = 600
 # lower levels first; a module may import its own package and anything of a lower level
 LEVELS: list[set[str]] = [
     {"tools", "images"},  # images: the pure image pipeline, beside the tools
-    {"settings_observability", "settings_media", "settings_batch", "settings_realtime"},
+    {"settings_observability", "settings_media", "settings_batch", "settings_realtime"}
+    | {"settings_backups"},
     {"settings"},
     {"kernel"},
     {"records"},
@@ -24,7 +25,7 @@ LEVELS: list[set[str]] = [
     {"cache", "webhooks", "dbadvice", "metrics", "logs", "errors", "ratelimit", "files"}
     | {"batch"}
     | {"realtime"},
-    {"alerts"},
+    {"alerts", "backups"},
     {"http"},
     {"services", "declarative", "demo", "functions"},
     {"app"},

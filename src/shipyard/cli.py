@@ -1,4 +1,5 @@
-"""The `shipyard` command: serve, worker, migrate, superuser, db, errors, alerts, assets, demo."""
+"""The `shipyard` command: serve, worker, migrate, superuser, db, errors, alerts, assets, backup,
+demo."""
 
 from __future__ import annotations
 
@@ -439,6 +440,68 @@ def assets_build(source: str, out: str | None) -> None:
         f"built {report.files} files ({report.bytes_in} → {report.bytes_out} bytes, "
         f"{report.compressed} precompressed) into {dest}"
     )
+
+
+@main.group()
+def backup() -> None:
+    """Backups of the database and the stored files (docs/backups.md)."""
+
+
+def _backup_call(method: str, *args: Any) -> Any:
+    """Run a method of the backups service; a refusal exits 1 with its message."""
+    from shipyard.backups.service import BackupError, Busy
+
+    async def call(svc: Any) -> Any:
+        return await getattr(svc.extension("backups").backups, method)(*args)
+
+    try:
+        return _run(_settings(), call)
+    except (BackupError, Busy) as exc:
+        click.echo(f"shipyard: {exc}", err=True)
+        sys.exit(1)
+
+
+def _echo_run(run: Any) -> None:
+    import json
+
+    click.echo(json.dumps(run.to_json(), indent=2))
+    if not run.ok:
+        sys.exit(1)
+
+
+@backup.command("create")
+@click.argument("name", required=False, default="")
+def backup_create(name: str) -> None:
+    """Make a backup now (NAME: a-z, 0-9, _ and -, ending in .zip), checked after it is made."""
+    from shipyard.backups.service import NAME_RE
+
+    if name and not NAME_RE.match(name):
+        click.echo("shipyard: the name must match ^[a-z0-9_-]+\\.zip$", err=True)
+        sys.exit(2)
+    _echo_run(_backup_call("create", name))
+
+
+@backup.command("list")
+def backup_list() -> None:
+    """The stored backups: key, size in bytes, modified (UTC)."""
+    from shipyard.backups.service import iso
+
+    for item in _backup_call("listing"):
+        click.echo(f"{item.key}\t{item.size}\t{iso(item.modified)}")
+
+
+@backup.command("verify")
+@click.argument("key")
+def backup_verify(key: str) -> None:
+    """Check a stored backup: checksums, a scratch restore, the integrity check, the counts."""
+    _echo_run(_backup_call("verify", key))
+
+
+@backup.command("restore")
+@click.argument("key")
+def backup_restore(key: str) -> None:
+    """Replace the data with a stored backup's (a safety backup is taken first)."""
+    _echo_run(_backup_call("restore", key))
 
 
 if __name__ == "__main__":

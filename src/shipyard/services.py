@@ -20,6 +20,7 @@ from shipyard.alerts.extension import AlertsExtension
 from shipyard.assets.extension import AssetsExtension
 from shipyard.auth.extension import AuthExtension
 from shipyard.auth.login import AuthService
+from shipyard.backups.extension import BackupsExtension
 from shipyard.batch.extension import BatchExtension
 from shipyard.cache.cache import ResponseCache, build_versions
 from shipyard.cache.extension import CacheExtension
@@ -157,6 +158,7 @@ class Services:
             assets,
             BatchExtension(),
             RealtimeExtension(Realtime(settings, store, db, raw_db, aux_db, redis)),
+            BackupsExtension(self),
         ]
         self.extensions = in_dependency_order(
             [*self.extensions, *load_extensions(settings.extensions, self)]

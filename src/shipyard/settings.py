@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shipyard.settings_backups import BackupsSettings, validate_backups
+
 # the value parsers live in tools (several capabilities use them); re-exported here
 from shipyard.settings_batch import BatchSettings, validate_batch
 from shipyard.settings_media import MediaSettings, validate_media
@@ -33,7 +35,9 @@ from shipyard.tools.settings_parse import (
 
 
 @dataclass(frozen=True)
-class Settings(ObservabilitySettings, MediaSettings, BatchSettings, RealtimeSettings):
+class Settings(
+    ObservabilitySettings, MediaSettings, BatchSettings, RealtimeSettings, BackupsSettings
+):
     data_dir: Path = Path("shipyard_data")
     database_url: str = ""  # empty: SQLite in data_dir; postgresql://… for PostgreSQL
     host: str = "127.0.0.1"
@@ -435,6 +439,7 @@ def _validate(s: Settings) -> None:  # noqa: C901  (one independent check per se
     validate_media(s)
     validate_batch(s)
     validate_realtime(s)
+    validate_backups(s)
 
 
 def _validate_limits(s: Settings) -> None:

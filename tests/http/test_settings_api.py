@@ -71,6 +71,19 @@ DEFAULTS: dict[str, Any] = {
         "accessKey": "",
         "forcePathStyle": False,
     },
+    "batch": {"enabled": False, "maxRequests": 50, "timeout": 3, "maxBodySize": 0},
+    "backups": {  # scheduled backups (docs/backups.md); the secret is never shown
+        "cron": "",
+        "cronMaxKeep": 3,
+        "s3": {
+            "enabled": False,
+            "bucket": "",
+            "region": "",
+            "endpoint": "",
+            "accessKey": "",
+            "forcePathStyle": False,
+        },
+    },
     "readOnly": {},
 }
 
@@ -247,7 +260,7 @@ def test_validation_errors_in_pocketbase_shape(tmp_path: Path, database_url: str
                 {
                     "meta": {"appName": 5, "hideControls": True},
                     "smtp": {"port": "25", "enabled": "yes", "timeout": -1},
-                    "backups": {"cron": ""},
+                    "superuserIPs": ["10.0.0.1"],
                     "trustedProxy": 3,
                 }
             ),
@@ -268,7 +281,7 @@ def test_validation_errors_in_pocketbase_shape(tmp_path: Path, database_url: str
                     "message": "Must be true or false.",
                 },
             },
-            "backups": {
+            "superuserIPs": {
                 "code": "validation_unknown_field",
                 "message": "Shipyard has no settings of this name.",
             },

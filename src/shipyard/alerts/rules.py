@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -34,6 +35,7 @@ JOBS = "shipyard_jobs_total"
 QUEUE_LAG = "shipyard_jobs_queue_lag_seconds"
 DISK_FREE = "shipyard_disk_free_bytes"
 ERRORS = "shipyard_errors_total"
+BACKUP_SUCCESS = "shipyard_backup_last_success_timestamp_seconds"  # docs/backups.md
 DEAD_STATE = "discarded"  # shipyard_jobs_total{state} of a dead-lettered job (docs/metrics.md)
 
 SEVERITIES = ("critical", "warning", "info")
@@ -273,6 +275,15 @@ def _disk_promql(rule: Rule) -> str:
     return f"min({DISK_FREE}) < {_num(rule.threshold)}"
 
 
+def _backup_age_value(snap: Snapshot, rule: Rule) -> float | None:
+    last = extreme(snap, BACKUP_SUCCESS, {}, max)
+    return None if last is None else time.time() - last
+
+
+def _backup_age_promql(rule: Rule) -> str:
+    return f"time() - max({BACKUP_SUCCESS}) > {_num(rule.threshold)}"
+
+
 def _events_promql(rule: Rule) -> str:
     return f"sum(rate({ERRORS}[{_dur(rule.param('window'))}])) * 60 > {_num(rule.threshold)}"
 
@@ -330,6 +341,15 @@ TYPES: dict[str, RuleType] = {
             promql=_disk_promql,
         ),
         RuleType(
+            "backup_age",
+            ">",
+            "metrics",
+            {},
+            "Seconds since the latest verified backup (absent: no schedule and no backup).",
+            instant=_backup_age_value,
+            promql=_backup_age_promql,
+        ),
+        RuleType(
             "error_new_issue",
             ">",
             "errors",
@@ -375,6 +395,8 @@ DEFAULT_RULES: tuple[Rule, ...] = (
              "Runnable jobs have waited more than 5 minutes."),
     _default("ShipyardDiskFreeLow", "disk_free", GIB, 300.0, "critical",
              "Less than 1 GiB is free on the data directory's disk."),
+    _default("ShipyardBackupMissing", "backup_age", 2 * 86400.0, 0.0, "critical",
+             "No verified backup finished in the last 2 days."),
     _default("ShipyardErrorNewIssue", "error_new_issue", 0.0, 0.0, "warning",
              "A new error issue appeared."),
     _default("ShipyardErrorRegression", "error_regression", 0.0, 0.0, "warning",

@@ -30,7 +30,7 @@ from shipyard.tools.params import Documents, ParamsStore
 
 log = logging.getLogger("shipyard.runtime")
 
-Kind = Literal["string", "integer", "number", "boolean", "array"]
+Kind = Literal["string", "integer", "number", "boolean", "array", "object"]
 Check = Callable[[Any], FieldError | None]
 S = TypeVar("S")
 
@@ -43,6 +43,7 @@ _TYPE_NAMES = {
     "number": "a number",
     "boolean": "true or false",
     "array": "a list",
+    "object": "an object",
 }
 
 
@@ -65,6 +66,9 @@ class Field:
     locked_by: tuple[str, ...] = ()
     # JSON → value when `kind` alone does not say it (e.g. an alternative spelling)
     parse: Callable[[Any], Any] | None = None
+    # an "object" field: keys of its value never returned (secrets inside it); a PATCH
+    # merges into the stored object, key by key, as PocketBase's nested settings do
+    hidden: tuple[str, ...] = ()
 
     def base_value(self, settings: Any) -> Any:
         return self.base(settings) if self.base else getattr(settings, self.setting)
@@ -84,6 +88,7 @@ class Field:
             "number": isinstance(raw, int | float) and not isinstance(raw, bool),
             "boolean": isinstance(raw, bool),
             "array": isinstance(raw, list),
+            "object": isinstance(raw, dict),
         }[self.kind]
         if not ok or (self.kind == "number" and not math.isfinite(raw)):
             raise FieldError("validation_invalid_value", f"Must be {_TYPE_NAMES[self.kind]}.")
@@ -295,7 +300,9 @@ class RuntimeSettings(Generic[S]):
         """What the API shows: the values in effect without secrets, and `readOnly`, each
         explicitly set field's path (`smtp.host`) with what set it."""
         out: dict[str, Any] = {
-            s.name: {f.name: self._values[s.name][f.name] for f in s.fields if not f.secret}
+            s.name: {
+                f.name: _shown(f, self._values[s.name][f.name]) for f in s.fields if not f.secret
+            }
             for s in self._sections.values()
         }
         out[READ_ONLY_KEY] = self.read_only()
@@ -353,6 +360,8 @@ class RuntimeSettings(Generic[S]):
                 for fname, value in fields.items():
                     if value is _FORGET:
                         doc.pop(fname, None)
+                    elif isinstance(value, dict) and isinstance(doc.get(fname), dict):
+                        doc[fname] = {**doc[fname], **value}  # an object field: merged
                     else:
                         doc[fname] = value
                 writes[name] = doc or None
@@ -390,7 +399,9 @@ class RuntimeSettings(Generic[S]):
                     fields[fname] = _FORGET
                 else:
                     try:
-                        fields[fname] = f.decode(value)
+                        decoded = f.decode(value)
+                        # an object is stored as sent, merged key by key (update)
+                        fields[fname] = value if f.kind == "object" else decoded
                     except FieldError as exc:
                         problems[fname] = exc
             if problems:
@@ -412,7 +423,9 @@ class RuntimeSettings(Generic[S]):
                 if src is None:
                     continue
                 del fields[fname]  # the stored value is not used while the field is locked
-                if value is _FORGET or (not f.secret and value == f.base_value(self.base)):
+                if value is _FORGET or (
+                    not f.secret and value == _shown(f, f.base_value(self.base))
+                ):
                     continue
                 errors.setdefault(name, {})[fname] = FieldError(
                     "validation_read_only",
@@ -439,6 +452,12 @@ class RuntimeSettings(Generic[S]):
                 if owner is not None and self.source(owner) is None:  # else the operator's
                     errors.setdefault(s.name, {})[fname] = problem.to_dict()
         return errors
+
+
+def _shown(f: Field, value: Any) -> Any:
+    if f.hidden and isinstance(value, dict):
+        return {k: v for k, v in value.items() if k not in f.hidden}
+    return value
 
 
 class _Forget:

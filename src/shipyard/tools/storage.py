@@ -32,6 +32,13 @@ class Stat:
     etag: str  # quoted, as HTTP sends it
 
 
+@dataclass(frozen=True)
+class Listed:
+    key: str
+    size: int
+    modified: float  # epoch seconds
+
+
 class Storage(Protocol):
     async def put_file(self, key: str, file: BinaryIO, size: int, content_type: str) -> None: ...
 
@@ -44,6 +51,10 @@ class Storage(Protocol):
         ...
 
     async def delete(self, keys: Sequence[str]) -> None: ...
+
+    async def listing(self, prefix: str = "") -> list[Listed]:
+        """Every stored key under `prefix` ("" for all), sorted by key."""
+        ...
 
     async def delete_prefix(self, prefix: str) -> None: ...
 
@@ -159,6 +170,26 @@ class LocalStorage:
 
     async def delete_prefix(self, prefix: str) -> None:
         await anyio.to_thread.run_sync(self._delete, [self._path(prefix.rstrip("/"))])
+
+    async def listing(self, prefix: str = "") -> list[Listed]:
+        return await anyio.to_thread.run_sync(self._list, prefix)
+
+    def _list(self, prefix: str) -> list[Listed]:
+        out = []
+        for dirpath, _dirs, names in os.walk(self.root):
+            for name in names:
+                if name.startswith(".upload-"):  # a write in progress
+                    continue
+                path = Path(dirpath) / name
+                key = path.relative_to(self.root).as_posix()
+                if not key.startswith(prefix):
+                    continue
+                try:
+                    st = path.stat()
+                except FileNotFoundError:
+                    continue
+                out.append(Listed(key, st.st_size, st.st_mtime))
+        return sorted(out, key=lambda item: item.key)
 
     async def close(self) -> None:
         return None

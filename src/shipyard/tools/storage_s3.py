@@ -14,7 +14,7 @@ from aiobotocore.session import get_session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shipyard.tools.storage import CHUNK, Stat, StorageError, check_key
+from shipyard.tools.storage import CHUNK, Listed, Stat, StorageError, check_key
 
 PART = 8 * 1024 * 1024  # S3's parts are at least 5 MiB (but the last)
 
@@ -153,6 +153,21 @@ class S3Storage:
         except (ClientError, BotoCoreError) as exc:
             raise StorageError(f"S3 listing of {prefix} failed: {exc}") from exc
         await self.delete(keys)
+
+    async def listing(self, prefix: str = "") -> list[Listed]:
+        s3 = await self._s3()
+        try:
+            pages = s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self.config.bucket, Prefix=prefix
+            )
+            found = [
+                Listed(o["Key"], int(o["Size"]), o["LastModified"].timestamp())
+                async for page in pages
+                for o in page.get("Contents", [])
+            ]
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageError(f"S3 listing of {prefix!r} failed: {exc}") from exc
+        return sorted(found, key=lambda item: item.key)
 
     async def close(self) -> None:
         self._client = None

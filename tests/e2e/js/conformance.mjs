@@ -958,6 +958,60 @@ test("files: FormData upload, getURL with and without thumb, field+ / field-, ge
   assert.equal(await pb.collections.delete(FILES), true);
 });
 
+// --------------------------------------------------------------------------- backups
+
+test("backups: create(), getFullList(), getDownloadURL(), upload(), delete(), and their errors", async () => {
+  const name = `sdk_${SUFFIX}.zip`;
+  const copy = `sdk_${SUFFIX}_copy.zip`;
+  assert.equal(await pb.backups.create(name), true);
+  const list = await pb.backups.getFullList();
+  const item = list.find((b) => b.key === name);
+  assert.ok(item, `${name} is listed`);
+  assert.deepEqual(Object.keys(item).sort(), ["key", "modified", "size"]);
+  assert.ok(item.size > 0);
+  assert.match(item.modified, DATE_RE);
+
+  const taken = await pb.backups.create(name).catch((e) => e);
+  assert.ok(taken instanceof ClientResponseError);
+  assert.equal(taken.status, 400);
+  assert.equal(taken.response.data.name.code, "validation_backup_name_exists");
+  const bad = await pb.backups.create("Not Valid.zip").catch((e) => e);
+  assert.equal(bad.status, 400);
+  assert.equal(bad.response.data.name.code, "validation_match_invalid");
+  const guest = await anon.backups.getFullList().catch((e) => e);
+  assert.equal(guest.status, 401);
+
+  const token = await pb.files.getToken();
+  const res = await fetch(pb.backups.getDownloadURL(token, name));
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get("content-type"), "application/zip");
+  assert.equal(res.headers.get("content-disposition"), `attachment; filename="${name}"`);
+  const bytes = Buffer.from(await res.arrayBuffer());
+  assert.equal(bytes.length, item.size);
+  const noToken = await fetch(pb.backups.getDownloadURL("", name));
+  assert.equal(noToken.status, 403);
+  await noToken.arrayBuffer();
+
+  const data = new FormData();
+  data.append("file", new Blob([bytes], { type: "application/zip" }), copy);
+  assert.equal(await pb.backups.upload(data), true);
+  const again = await pb.backups.upload(data).catch((e) => e);
+  assert.equal(again.status, 400);
+  assert.equal(again.response.data.file.code, "validation_backup_name_exists");
+  const keys = (await pb.backups.getFullList()).map((b) => b.key);
+  assert.ok(keys.includes(copy), "the upload is listed");
+
+  const missing = await pb.backups.restore(`missing_${SUFFIX}.zip`).catch((e) => e);
+  assert.equal(missing.status, 400);
+  assert.equal(missing.response.message, "Missing or invalid backup file.");
+  assert.equal(await pb.backups.delete(name), true);
+  assert.equal(await pb.backups.delete(copy), true);
+  const gone = await pb.backups.delete(name).catch((e) => e);
+  assert.equal(gone.status, 400);
+  assert.match(gone.response.message, /^Invalid or already deleted backup file\./);
+  assert.ok(!(await pb.backups.getFullList()).some((b) => b.key === name || b.key === copy));
+});
+
 // --------------------------------------------------------------------------- batch
 
 const BATCH = `batch_${SUFFIX}`;

@@ -1,0 +1,77 @@
+"""Putting a checked archive back into the running instance: the database (SQLite
+through the online backup API, PostgreSQL through pg_restore in one transaction), then
+the stored files (the archive's written, the others removed), then every process is made
+to reload: the schema version moves past both the old and the restored one, so each
+process's schema store and response cache start afresh on their next request."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from shipyard.backups import archive, pg_copy, sqlite_copy
+from shipyard.records.schema import NOTIFY_CHANNEL
+from shipyard.tools.mime import HEAD_BYTES, detect
+from shipyard.tools.storage import check_key
+
+
+async def restore_database(
+    backups: Any, path: Path, manifest: Mapping[str, Any], checked: Path
+) -> None:
+    """`checked`: where verify.check left the extracted, checked SQLite files."""
+    svc = backups.svc
+    old = svc.store.version
+    if manifest["engine"] == "sqlite":
+        lives = (svc.raw_db.path, svc.aux_db.path)
+        for name, live in zip(archive.SQLITE_MEMBERS, lives, strict=True):
+            await anyio.to_thread.run_sync(sqlite_copy.restore_into, checked / name, live)
+    else:
+        dump = checked / archive.PG_MEMBER
+        tables = set(manifest["databases"][archive.PG_MEMBER])
+        await pg_copy.restore_into(
+            backups.settings.database_url, dump, await backups.pg_dump(), tables
+        )
+    await _reload(svc, old)
+
+
+async def _reload(svc: Any, old: int) -> None:
+    row = await svc.raw_db.fetchone(
+        """SELECT "value" FROM "_meta" WHERE "key" = 'schema_version'"""
+    )
+    restored = int(row[0]) if row else 0
+    async with svc.raw_db.transaction() as tx:
+        await tx.execute(
+            """UPDATE "_meta" SET "value" = ? WHERE "key" = 'schema_version'""",
+            (str(max(old, restored) + 1),),
+        )
+        if tx.dialect == "postgres":
+            await tx.execute(f"NOTIFY {NOTIFY_CHANNEL}")
+    await svc.store.reload()
+    svc.cache.clear()
+    await svc.runtime.refresh()
+
+
+async def restore_files(backups: Any, path: Path, manifest: Mapping[str, Any], tmp: Path) -> int:
+    """Make the file storage hold exactly the archive's files; how many it holds."""
+    storage = await backups.svc.extension("files").store.storage()
+    keep: set[str] = set()
+    part = tmp / "file.part"
+    for member in archive.storage_members(manifest):
+        key = member.removeprefix(archive.STORAGE)
+        try:
+            check_key(key)
+        except ValueError:
+            continue  # never a path outside the storage
+        await anyio.to_thread.run_sync(archive.extract, path, member, part)
+        with part.open("rb") as f:
+            ctype = detect(f.read(HEAD_BYTES))
+            await storage.put_file(key, f, part.stat().st_size, ctype)
+        keep.add(key)
+    extra = [i.key for i in await storage.listing() if i.key not in keep]
+    if extra:
+        await storage.delete(extra)
+    part.unlink(missing_ok=True)
+    return len(keep)

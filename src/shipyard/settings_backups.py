@@ -1,0 +1,49 @@
+"""The backups part of the settings (docs/backups.md): where archives go, when they are
+made, how many are kept, and the bounds on making, uploading and checking them. A base of
+`Settings`, kept apart so that settings.py stays one screen per concern. The schedule,
+the retention and the S3 target are also runtime settings (`backups` in /api/settings)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from shipyard.tools.cronexpr import CronError, check_schedule
+from shipyard.tools.settings_parse import SettingsError
+
+
+@dataclass(frozen=True)
+class BackupsSettings:
+    backups_dir: str = ""  # local archives; empty: <data_dir>/backups
+    backups_cron: str = ""  # a cron expression (UTC) for scheduled backups; "": none
+    backups_cron_max_keep: int = 3  # scheduled archives kept (older `@auto_` ones removed)
+    backups_s3_enabled: bool = False  # archives in an S3 bucket instead of backups_dir
+    backups_s3_bucket: str = ""
+    backups_s3_region: str = ""
+    backups_s3_endpoint: str = ""  # empty for AWS; the URL of any S3-compatible store
+    backups_s3_access_key: str = ""
+    backups_s3_secret: str = field(default="", repr=False)
+    backups_s3_force_path_style: bool = False
+    backups_verify: bool = True  # restore every new archive into a scratch place and check it
+    backups_max_upload_size: int = 8 * 1024**3  # bytes of an uploaded archive
+    backups_lock_timeout: float = 6 * 3600.0  # seconds after which a crashed run's lock lapses
+    backups_pg_dump: str = ""  # pg_dump binary; empty: the newest of PATH's and pgserver's
+
+
+def validate_backups(s: BackupsSettings) -> None:
+    if s.backups_cron:
+        try:
+            check_schedule(s.backups_cron, "SHIPYARD_BACKUPS_CRON")
+        except CronError as exc:
+            raise SettingsError(str(exc)) from None
+    if s.backups_cron_max_keep < 1:
+        raise SettingsError("SHIPYARD_BACKUPS_CRON_MAX_KEEP: must be at least 1")
+    if s.backups_max_upload_size < 1:
+        raise SettingsError("SHIPYARD_BACKUPS_MAX_UPLOAD_SIZE: must be positive")
+    if not 60 <= s.backups_lock_timeout <= 7 * 86400:  # also refuses nan
+        raise SettingsError("SHIPYARD_BACKUPS_LOCK_TIMEOUT: must be between 60 s and 7 days")
+    if s.backups_s3_enabled and not (
+        s.backups_s3_bucket and s.backups_s3_access_key and s.backups_s3_secret
+    ):
+        raise SettingsError(
+            "SHIPYARD_BACKUPS_S3_ENABLED: needs SHIPYARD_BACKUPS_S3_BUCKET, _ACCESS_KEY and _SECRET"
+        )
