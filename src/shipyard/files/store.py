@@ -5,11 +5,14 @@ PocketBase uses: `<collectionId>/<recordId>/<filename>`, thumbnails beside in
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from shipyard.kernel.runtime import RuntimeSettings
 from shipyard.tools.storage import LocalStorage, Storage
 from shipyard.tools.storage_s3 import S3Config, S3Storage
+
+DOWNLOAD_STALENESS = 1.0  # seconds a download may go on with settings read before
 
 
 def file_key(collection_id: str, record_id: str, name: str) -> str:
@@ -25,6 +28,16 @@ class FileStore:
         self.runtime = runtime
         self.local = LocalStorage(data_dir / "storage")
         self._s3: dict[S3Config, S3Storage] = {}
+        self._refreshed = -DOWNLOAD_STALENESS
+
+    async def storage_for_download(self) -> Storage:
+        """The storage for serving a file: the settings as of at most a second ago (one
+        indexed read a second per process instead of one per download, the hot path)."""
+        now = time.monotonic()
+        if now - self._refreshed >= DOWNLOAD_STALENESS:
+            await self.runtime.refresh()
+            self._refreshed = now
+        return await self.storage(refresh=False)
 
     async def storage(self, refresh: bool = True) -> Storage:
         """The storage in effect; without `refresh`, as of the last refresh (inside a write
