@@ -323,3 +323,42 @@ def test_an_import_with_delete_missing_removes_the_dropped_collections_files(
     )
     assert r.status_code == 204, r.text
     wait_until(lambda: not stored(client, key), what="the dropped collection's files removed")
+
+
+BROWSER = "image/avif,image/webp,image/apng,image/*,*/*;q=0.8"
+
+
+def varies(r: Any) -> set[str]:
+    return {v.strip().lower() for v in r.headers.get("vary", "").split(",") if v.strip()}
+
+
+def upload(client: TestClient, data: bytes, name: str = "pic.png") -> Any:
+    return client.post("/api/collections/posts/records", files=[("doc", (name, data, "x/y"))])
+
+
+def test_thumbnail_format_follows_accept(client: TestClient, su: dict[str, str]) -> None:
+    col = make_collection(client, su)
+    rec = upload(client, png(300, 200)).json()
+    url = f"/api/files/posts/{rec['id']}/{rec['doc']}?thumb=100x100"
+
+    plain = client.get(url, headers={"Accept": "*/*"})
+    assert plain.headers["content-type"] == "image/png"  # PocketBase's format
+    assert "accept" in varies(plain)
+    avif = client.get(url, headers={"Accept": BROWSER})
+    assert avif.headers["content-type"] == "image/avif"
+    assert "accept" in varies(avif)
+    assert avif.headers["content-disposition"] == f'inline; filename="100x100_{rec["doc"]}.avif"'
+    webp = client.get(url, headers={"Accept": "image/webp,*/*"})
+    assert webp.headers["content-type"] == "image/webp"
+    for r in (plain, avif, webp):
+        assert Image.open(io.BytesIO(r.content)).size == (100, 100)
+    assert len(webp.content) < len(plain.content)
+    # each format made once, stored beside the original, under PocketBase's name for its own
+    base = f"{col['id']}/{rec['id']}/thumbs_{rec['doc']}/100x100_{rec['doc']}"
+    for suffix in ("", ".avif", ".webp"):
+        assert stored(client, base + suffix), suffix
+    # the original is not negotiated
+    original = client.get(f"/api/files/posts/{rec['id']}/{rec['doc']}", headers={"Accept": BROWSER})
+    assert original.headers["content-type"] == "image/png"
+    assert "accept" not in varies(original)
+    assert original.headers["cross-origin-resource-policy"] == "cross-origin"

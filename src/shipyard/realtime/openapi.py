@@ -29,6 +29,20 @@ _SUBSCRIBE_DOC = (
 )
 
 
+# one server-sent event (`PB_CONNECT` first, then `collection/topic` events): what tools that
+# read the stream (schemathesis) check each event against
+SSE_EVENT = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "event": {"type": "string"},
+        "data": {"type": "string", "description": "the event's JSON"},
+        "retry": {"type": "integer"},
+    },
+    "required": ["data"],
+}
+
+
 def openapi(viewer: Viewer) -> list[OpenAPIPart]:
     paths = {
         "/api/realtime": {
@@ -41,7 +55,7 @@ def openapi(viewer: Viewer) -> list[OpenAPIPart]:
                 "responses": {
                     "200": {
                         "description": "The event stream",
-                        "content": {"text/event-stream": {"schema": STR}},
+                        "content": {"text/event-stream": {"schema": SSE_EVENT}},
                     },
                     **errors(503),
                 },

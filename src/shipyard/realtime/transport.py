@@ -284,6 +284,7 @@ class RedisPubSub:
                     await pubsub.aclose()
 
         async def publisher() -> None:
+            lost = 0  # events not published in the current outage: logged once, then counted
             while True:
                 payload = await self._out.get()
                 done = await self.redis.call(
@@ -291,7 +292,12 @@ class RedisPubSub:
                     True,
                 )
                 if done is None:
-                    log.warning("realtime: Redis is unreachable; an event was not published")
+                    if not lost:
+                        log.warning("realtime: events are not published while Redis is down")
+                    lost += 1
+                elif lost:
+                    log.warning("realtime: Redis is back; %d events were not published", lost)
+                    lost = 0
 
         self._loop.run(body, "Redis subscriber")
         self._publisher.run(publisher, "Redis publisher")
