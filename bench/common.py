@@ -368,10 +368,11 @@ def authenticate(server: Server) -> None:
     server.token = r.json()["token"]
 
 
-def create_collection(server: Server) -> None:
+def create_collection(server: Server, body: dict[str, Any] | None = None) -> None:
+    """Create `body` (the records benches' `items` collection by default) on `server`."""
     r = httpx.post(
         server.base + "/api/collections",
-        json=collection_body(),
+        json=collection_body() if body is None else body,
         headers={"Authorization": server.token},
         timeout=30,
     )

@@ -58,6 +58,7 @@ from common import (
     Server,
     WrkResult,
     authenticate,
+    create_collection,
     exit_cleanly_on_signals,
     fmt_ms,
     git_rev,
@@ -146,17 +147,6 @@ def collection_body() -> dict[str, Any]:
             },
         ],
     }
-
-
-def create_collection(server: Server) -> None:
-    r = httpx.post(
-        server.base + "/api/collections",
-        json=collection_body(),
-        headers={"Authorization": server.token},
-        timeout=30,
-    )
-    if r.status_code != 200:
-        raise BenchError(f"{server.name}: create collection failed: HTTP {r.status_code} {r.text}")
 
 
 def upload(server: Server, fld: str, up: Upload) -> str:
@@ -711,7 +701,7 @@ def main() -> int:
         for s in servers:
             wait_healthy(s)
             authenticate(s)
-            create_collection(s)
+            create_collection(s, collection_body())
             print(f"{s.name} up at {s.base} ({s.version})", file=sys.stderr)
         commands += ["# PocketBase", *pb.setup_cmds, pb.serve_cmd, "# Shipyard", *sy.setup_cmds]
 

@@ -11,7 +11,7 @@ from typing import Any
 from PIL import Image
 from starlette.testclient import TestClient
 
-from tests.helpers.files import make_collection, png, stored
+from tests.helpers.files import BROWSER, make_collection, png, stored, upload
 from tests.helpers.wait import wait_until
 
 NAME_RE = re.compile(r"^[a-z0-9_]+_[a-z0-9]{10}\.[a-zA-Z0-9.]+$")
@@ -325,15 +325,8 @@ def test_an_import_with_delete_missing_removes_the_dropped_collections_files(
     wait_until(lambda: not stored(client, key), what="the dropped collection's files removed")
 
 
-BROWSER = "image/avif,image/webp,image/apng,image/*,*/*;q=0.8"
-
-
 def varies(r: Any) -> set[str]:
     return {v.strip().lower() for v in r.headers.get("vary", "").split(",") if v.strip()}
-
-
-def upload(client: TestClient, data: bytes, name: str = "pic.png") -> Any:
-    return client.post("/api/collections/posts/records", files=[("doc", (name, data, "x/y"))])
 
 
 def test_thumbnail_format_follows_accept(client: TestClient, su: dict[str, str]) -> None:

@@ -6,16 +6,13 @@ and srcset, metadata stripped from thumbnails; SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import io
-from typing import Any
 
 import pytest
 from PIL import Image
 from starlette.testclient import TestClient
 
-from tests.helpers.files import make_collection, png
+from tests.helpers.files import BROWSER, make_collection, png, upload
 from tests.helpers.images import bands, encoded, png_header_only
-
-BROWSER = "image/avif,image/webp,image/apng,image/*,*/*;q=0.8"
 
 
 @pytest.fixture(params=["local"])
@@ -23,10 +20,6 @@ def storage_kind(request: pytest.FixtureRequest) -> str:
     """Local disk only: nothing here depends on the store (the stored formats are checked on
     both in tests/files/test_files.py)."""
     return str(request.param)
-
-
-def upload(client: TestClient, data: bytes, name: str = "pic.png", field: str = "doc") -> Any:
-    return client.post("/api/collections/posts/records", files=[(field, (name, data, "x/y"))])
 
 
 def test_responsive_widths_and_other_sizes(client: TestClient, su: dict[str, str]) -> None:

@@ -8,6 +8,13 @@ from typing import Any
 from PIL import Image
 from starlette.testclient import TestClient
 
+BROWSER = "image/avif,image/webp,image/apng,image/*,*/*;q=0.8"  # a browser's image Accept
+
+
+def upload(client: TestClient, data: bytes, name: str = "pic.png") -> Any:
+    """A record of `posts` with `data` in `doc` (its type detected from the content)."""
+    return client.post("/api/collections/posts/records", files=[("doc", (name, data, "x/y"))])
+
 
 def png(w: int = 300, h: int = 200) -> bytes:
     out = io.BytesIO()

@@ -73,22 +73,7 @@ def test_sqlite_outbox_between_two_connections(tmp_path: Path) -> None:
         writer = SQLiteOutbox(writer_db, 0.01, 60)
         reader = SQLiteOutbox(reader_db, 0.01, 60)
         await writer.migrate()
-        got_w: list[bytes] = []
-        got_r: list[bytes] = []
-
-        async def on_w(p: bytes) -> None:
-            got_w.append(p)
-
-        async def on_r(p: bytes) -> None:
-            got_r.append(p)
-
-        await writer.start(on_w)
-        await reader.start(on_r)
-        await _writes(WatchedDatabase(writer_db), writer)
-        await wait_until_async(lambda: _len(got_r, 3), what="the reader's events")
-        await wait_until_async(lambda: _len(got_w, 3), what="the writer's own events")
-        for t in (writer, reader):
-            await t.stop()
+        got_w, got_r = await _exchange(writer_db, writer, reader)
         await writer_db.close()
         await reader_db.close()
         return got_w, got_r
@@ -104,22 +89,7 @@ def test_redis_pubsub_between_two_processes(tmp_path: Path, redis_url: str) -> N
         redis_a = ResilientRedis(redis_url, 2.0, 1.0)
         redis_b = ResilientRedis(redis_url, 2.0, 1.0)
         a, b = RedisPubSub(db, redis_a, ns), RedisPubSub(db, redis_b, ns)
-        got_a: list[bytes] = []
-        got_b: list[bytes] = []
-
-        async def on_a(p: bytes) -> None:
-            got_a.append(p)
-
-        async def on_b(p: bytes) -> None:
-            got_b.append(p)
-
-        await a.start(on_a)
-        await b.start(on_b)
-        await _writes(WatchedDatabase(db), a)
-        await wait_until_async(lambda: _len(got_b, 3), what="the other process's events")
-        await wait_until_async(lambda: _len(got_a, 3), what="the writer's own events")
-        for t in (a, b):
-            await t.stop()
+        got_a, got_b = await _exchange(db, a, b)
         for r in (redis_a, redis_b):
             await r.close()
         await db.close()
@@ -127,6 +97,26 @@ def test_redis_pubsub_between_two_processes(tmp_path: Path, redis_url: str) -> N
 
     got_a, got_b = asyncio.run(main())
     assert got_a == got_b == [b"m0", b"m1", b"m2"]
+
+
+async def _exchange(
+    db: SQLiteDatabase, sender: SQLiteOutbox | RedisPubSub, other: SQLiteOutbox | RedisPubSub
+) -> tuple[list[bytes], list[bytes]]:
+    """Three committed writes published through `sender`: what `sender` and `other` (as if
+    in another process) each delivered, once both have all three."""
+    got: tuple[list[bytes], list[bytes]] = ([], [])
+    for transport, into in ((sender, got[0]), (other, got[1])):
+
+        async def deliver(p: bytes, into: list[bytes] = into) -> None:
+            into.append(p)
+
+        await transport.start(deliver)
+    await _writes(WatchedDatabase(db), sender)
+    await wait_until_async(lambda: _len(got[1], 3), what="the other process's events")
+    await wait_until_async(lambda: _len(got[0], 3), what="the writer's own events")
+    for t in (sender, other):
+        await t.stop()
+    return got
 
 
 async def _len(items: list[bytes], n: int) -> bool:

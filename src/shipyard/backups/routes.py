@@ -18,9 +18,9 @@ from starlette.routing import Route
 from shipyard.backups.service import BUSY, KEY_RE, NAME_RE, BackupError, Busy, iso
 from shipyard.files import tokens
 from shipyard.files.serve import respond
-from shipyard.kernel.errors import ApiError, FieldError, bad_request, not_found, too_large
+from shipyard.kernel.errors import ApiError, FieldError, bad_request, not_found
 from shipyard.kernel.uploads import Upload
-from shipyard.kernel.web import JSON, read_body, services
+from shipyard.kernel.web import JSON, limited, read_body, services
 from shipyard.records.collections import SUPERUSERS
 from shipyard.records.context import require_superuser
 
@@ -86,22 +86,8 @@ async def create(request: Request) -> Response:
 
 
 async def _form_file(request: Request, limit: int) -> Any:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise too_large(limit)
-    received = 0
-
-    async def receive() -> Any:
-        nonlocal received
-        message = await request.receive()
-        if message["type"] == "http.request":
-            received += len(message.get("body", b""))
-            if received > limit:
-                raise too_large(limit)
-        return message
-
     try:
-        form = await Request(request.scope, receive).form(max_files=1, max_fields=10)
+        form = await limited(request, limit).form(max_files=1, max_fields=10)
     except ApiError:
         raise
     except Exception as exc:  # malformed multipart of any kind is the client's error

@@ -5,7 +5,6 @@ PocketBase uses: `<collectionId>/<recordId>/<filename>`, thumbnails beside in
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from shipyard.kernel.runtime import RuntimeSettings
@@ -28,15 +27,11 @@ class FileStore:
         self.runtime = runtime
         self.local = LocalStorage(data_dir / "storage")
         self._s3: dict[S3Config, S3Storage] = {}
-        self._refreshed = -DOWNLOAD_STALENESS
 
     async def storage_for_download(self) -> Storage:
         """The storage for serving a file: the settings as of at most a second ago (one
         indexed read a second per process instead of one per download, the hot path)."""
-        now = time.monotonic()
-        if now - self._refreshed >= DOWNLOAD_STALENESS:
-            await self.runtime.refresh()
-            self._refreshed = now
+        await self.runtime.refresh(max_age=DOWNLOAD_STALENESS)
         return await self.storage(refresh=False)
 
     async def storage(self, refresh: bool = True) -> Storage:

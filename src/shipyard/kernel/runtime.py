@@ -21,6 +21,7 @@ import ipaddress
 import logging
 import math
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
@@ -228,6 +229,7 @@ class RuntimeSettings(Generic[S]):
         self.sources: Mapping[str, str] = getattr(base, "sources", {})
         self._sections: dict[str, Section] = {}
         self._version = -1
+        self._checked = -math.inf  # monotonic time of the last refresh
         self._stored: Documents = {}
         self._values: dict[str, dict[str, Any]] = {}
         self._current: S = base
@@ -262,8 +264,14 @@ class RuntimeSettings(Generic[S]):
 
     # -------------------------------------------------------------- reading
 
-    async def refresh(self) -> None:
-        """Catch up with writes of any process: one indexed read, a reload when it moved."""
+    async def refresh(self, max_age: float = 0.0) -> None:
+        """Catch up with writes of any process: one indexed read, a reload when it moved.
+        With `max_age`, nothing when this process refreshed less than that many seconds ago
+        (a hot path, such as a download, reads the settings table once a second at most)."""
+        now = time.monotonic()
+        if max_age and now - self._checked < max_age:
+            return
+        self._checked = now
         if await self.params.version() != self._version:
             version, stored = await self.params.load()
             if version >= self._version:  # a PATCH here may have applied a newer one meanwhile

@@ -91,7 +91,7 @@ async def parse_body(request: Request) -> dict[str, Any]:
     svc = services(request)
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "multipart/form-data":  # streamed: files spool to disk, never all in memory
-        return await _parse_form(_limited(request, svc.settings.files_max_upload_size))
+        return await _parse_form(limited(request, svc.settings.files_max_upload_size))
     body = await read_body(request, svc.settings.max_body_size)
     if ctype == "application/x-www-form-urlencoded":
         return await _parse_form(request)
@@ -108,7 +108,7 @@ async def parse_body(request: Request) -> dict[str, Any]:
     return data
 
 
-def _limited(request: Request, limit: int) -> Request:
+def limited(request: Request, limit: int) -> Request:
     """The request with its body counted as it streams: past `limit` bytes, a 413."""
     declared = request.headers.get("content-length")
     if declared is not None:

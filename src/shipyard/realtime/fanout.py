@@ -23,14 +23,14 @@ import orjson
 from shipyard.kernel.errors import ApiError
 from shipyard.realtime.clients import Client, Hub, frame
 from shipyard.realtime.topics import Topic, bases_for
-from shipyard.records import query
 from shipyard.records.auth import ANONYMOUS, Auth
 from shipyard.records.codecs import encode_stored
 from shipyard.records.collections import Collection
 from shipyard.records.context import RequestContext
 from shipyard.records.expand import Expander
 from shipyard.records.listquery import PLAIN, ViewQuery
-from shipyard.records.rules import Rules, request_info
+from shipyard.records.reading import filter_limits, visible_where
+from shipyard.records.rules import Rules
 from shipyard.records.schema import SchemaStore
 from shipyard.settings import Settings
 from shipyard.tools.db import Executor
@@ -66,13 +66,7 @@ class Fanout:
         self.hub = hub
         self.rules = Rules(store)
         self.expander = Expander(store, db, store.shapes, self.rules)
-        self.filter_limits = query.FilterLimits(
-            max_length=settings.max_filter_length,
-            max_expressions=settings.max_filter_expressions,
-            max_relation_depth=settings.max_expand_depth,
-            max_collection_joins=settings.max_filter_collection_joins,
-            max_back_relations=settings.max_filter_back_relations,
-        )
+        self.filter_limits = filter_limits(settings)
         self.delivered = 0  # frames queued for clients, since start
 
     async def record_event(self, collection_id: str, action: str, rec: dict[str, Any]) -> None:
@@ -135,28 +129,13 @@ class Fanout:
     ) -> bytes | None:
         """The `data:` of the event for this subscriber, or None when it may not see it."""
         ctx = RequestContext(auth=auth, headers=topic.headers, query=topic.query, method="GET")
-        conds: list[str] = []
-        args: list[Any] = []
-        rule = self.rules.sql(c, kind, ctx)  # ApiError (superusers only): not visible
-        if rule is not None:
-            conds.append(rule[0])
-            args += rule[1]
-        filt = topic.query.get("filter", "")
-        if filt.strip():
-            sql, fargs = query.compile_filter(
-                filt,
-                c,
-                self.store,
-                self.store.dialect,
-                request=request_info(ctx),
-                limits=self.filter_limits,
-                allow_hidden=auth.is_superuser,
-            )
-            conds.append(sql)
-            args += fargs
+        conds, args = visible_where(  # ApiError (superusers only): not visible
+            self.rules, self.store, c, kind, ctx, topic.query.get("filter", ""),
+            self.filter_limits,
+        )  # fmt: skip
         if conds:
             table, targs = derived_row(c, rec, self.store.dialect)
-            where = " AND ".join(f"({x})" for x in conds)
+            where = " AND ".join(conds)
             row = await self.db.fetchone(
                 f'SELECT 1 FROM {table} AS "_r" WHERE {where}', [*targs, *args]
             )

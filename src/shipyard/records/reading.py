@@ -23,6 +23,50 @@ from shipyard.settings import Settings
 from shipyard.tools.db import Executor
 
 
+def filter_limits(settings: Settings) -> query.FilterLimits:
+    """What one client filter may cost, from the settings (every path that compiles one)."""
+    return query.FilterLimits(
+        max_length=settings.max_filter_length,
+        max_expressions=settings.max_filter_expressions,
+        max_relation_depth=settings.max_expand_depth,
+        max_collection_joins=settings.max_filter_collection_joins,
+        max_back_relations=settings.max_filter_back_relations,
+    )
+
+
+def visible_where(
+    rules: Rules,
+    store: SchemaStore,
+    c: Collection,
+    kind: str,
+    ctx: RequestContext,
+    filt: str,
+    limits: query.FilterLimits,
+) -> tuple[list[str], list[Any]]:
+    """The conditions (each in parentheses) and arguments a record must meet to be seen by
+    `ctx`: the collection's `kind` rule ("list", "view") and the client's `filter`. Raises
+    the rule's ApiError when only superusers may see any."""
+    where: list[str] = []
+    args: list[Any] = []
+    rule = rules.sql(c, kind, ctx)
+    if rule is not None:
+        where.append(f"({rule[0]})")
+        args += rule[1]
+    if filt.strip():
+        sql, fargs = query.compile_filter(
+            filt,
+            c,
+            store,
+            store.dialect,
+            request=request_info(ctx),
+            limits=limits,
+            allow_hidden=ctx.auth.is_superuser,
+        )
+        where.append(f"({sql})")
+        args += fargs
+    return where, args
+
+
 class TotalsCache(Protocol):
     """Where list totals may be kept between writes (the response cache implements it)."""
 
@@ -69,37 +113,15 @@ class Reader:
         self.rules = rules
         self.expander = expander
         self.cache = totals  # keeps list totals between writes
-        self.filter_limits = query.FilterLimits(
-            max_length=settings.max_filter_length,
-            max_expressions=settings.max_filter_expressions,
-            max_relation_depth=settings.max_expand_depth,
-            max_collection_joins=settings.max_filter_collection_joins,
-            max_back_relations=settings.max_filter_back_relations,
-        )
+        self.filter_limits = filter_limits(settings)
         self._rowid = rowid_column(store.dialect)
 
     async def list_page(self, c: Collection, q: ListQuery, ctx: RequestContext) -> dict[str, Any]:
         auth = ctx.auth
         page, per_page = q.page, q.per_page
-        where: list[str] = []
-        args: list[Any] = []
-        rule = self.rules.sql(c, "list", ctx)
-        if rule is not None:
-            where.append(f"({rule[0]})")
-            args += rule[1]
-        filt = q.filter
-        if filt.strip():
-            sql, fargs = query.compile_filter(
-                filt,
-                c,
-                self.store,
-                self.store.dialect,
-                request=request_info(ctx),
-                limits=self.filter_limits,
-                allow_hidden=auth.is_superuser,
-            )
-            where.append(f"({sql})")
-            args += fargs
+        where, args = visible_where(
+            self.rules, self.store, c, "list", ctx, q.filter, self.filter_limits
+        )
         where_sql = (" WHERE " + " AND ".join(where)) if where else ""
 
         if q.cursor is not None:
@@ -141,7 +163,7 @@ class Reader:
             if self.cache is None:
                 total = await count()
             else:
-                total = await self.cache.count(c, auth, filt, (count_sql, *args), count)
+                total = await self.cache.count(c, auth, q.filter, (count_sql, *args), count)
             pages = math.ceil(total / per_page) if per_page else 0
         items = [decode_row(c, sh, r) for r in rows]
         await self.expander.finish(c, items, q, ctx)
