@@ -18,6 +18,7 @@ from shipyard.http.cors import Cors
 from shipyard.http.gateway import Gateway
 from shipyard.http.headers import SecurityHeaders
 from shipyard.http.openapi import without_collections
+from shipyard.http.router import IndexedRouter
 from shipyard.kernel.errors import ApiError
 from shipyard.kernel.proxies import TrustedProxies
 from shipyard.kernel.telemetry import UNMATCHED
@@ -97,6 +98,8 @@ def create_app(settings: Settings | None = None) -> Gateway:
             Exception: _server_error,
         },
     )
+    # the same routes, found by their first two path segments (http/router.py)
+    app.router = IndexedRouter(list(own_routes), lifespan=lifespan)
     not_found = app.router.default
     app.state.settings = settings
     return Gateway(

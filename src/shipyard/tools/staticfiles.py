@@ -204,17 +204,20 @@ class StaticDirectory:
         suffix = dict(ENCODINGS).get(coding, "")
         path = real + suffix
         st = os.stat(path)
+        # the time the content changed is the source's: a compressed sibling written a
+        # second later must not make the one resource look newer in one coding
+        changed = st.st_mtime if path == real else os.stat(real).st_mtime
         fingerprinted = name in self.manifest.current().fingerprinted
         out = {
             "cache-control": IMMUTABLE if fingerprinted else REVALIDATE,
             "etag": await self._etag(path, st),
-            "last-modified": formatdate(st.st_mtime, usegmt=True),
+            "last-modified": formatdate(changed, usegmt=True),
             "x-content-type-options": "nosniff",
             **self.headers,
         }
         if available:
             out["vary"] = "Accept-Encoding"
-        if not_modified(headers, out["etag"], st.st_mtime):
+        if not_modified(headers, out["etag"], changed):
             return Response(status_code=304, headers=out)
         if coding != "identity":
             out["content-encoding"] = coding

@@ -85,13 +85,15 @@ class LocalStorage:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._root = str(root)
 
     def _path(self, key: str) -> Path:
         return self.root.joinpath(*check_key(key).split("/"))
 
-    def local_path(self, key: str) -> Path:
-        """Where `key` lies on disk: a server may send it itself (ASGI `pathsend`)."""
-        return self._path(key)
+    def local_path(self, key: str) -> str:
+        """Where `key` lies on disk: a server may send it itself (ASGI `pathsend`). A
+        string join, not a Path: this runs on every download."""
+        return os.path.join(self._root, *check_key(key).split("/"))
 
     async def put_file(self, key: str, file: BinaryIO, size: int, content_type: str) -> None:
         await anyio.to_thread.run_sync(self._put_file, self._path(key), file)
@@ -117,13 +119,13 @@ class LocalStorage:
         await anyio.to_thread.run_sync(self._put_file, self._path(key), io.BytesIO(data))
 
     async def stat(self, key: str) -> Stat | None:
-        path = self._path(key)
+        path = self.local_path(key)
         try:
-            st = path.stat()  # a cached inode: cheaper than a hop to a thread
+            st = os.stat(path)  # a cached inode: cheaper than a hop to a thread
         except (FileNotFoundError, NotADirectoryError):
             return None
         etag = f'"{st.st_size:x}-{st.st_mtime_ns:x}"'
-        version = (str(path), st.st_size, st.st_mtime_ns)
+        version = (path, st.st_size, st.st_mtime_ns)
         kind = _types.get(version)
         if kind is None:
             try:
