@@ -515,6 +515,7 @@ def backup_restore(key: str) -> None:
 @click.option("--pg-user", default="", help="The role pgBackRest connects as.")
 @click.option("--retention-full", type=int, default=2, show_default=True)
 @click.option("--log-path", default="", help="pgBackRest's logs (default /var/log/pgbackrest).")
+@click.option("--lock-path", default="", help="pgBackRest's locks (default /tmp/pgbackrest).")
 @click.option("--owner", default="", help="OS user given the file and directories (as root).")
 def backup_pg_config(repo_type: str | None, **opts: Any) -> None:
     """Write pgBackRest's configuration for point-in-time recovery of the PostgreSQL

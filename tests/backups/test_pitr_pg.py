@@ -163,6 +163,7 @@ def _play(cluster: Cluster, user: OsUser, work: Path) -> Drill:
     r = pg_config(
         {"SHIPYARD_DATA_DIR": str(work / "cfg"), "SHIPYARD_DATABASE_URL": cluster.url},
         "--config", str(conf), "--repo", str(repo), "--log-path", str(logs),
+        "--lock-path", str(cluster.base / "lock"),
         "--stanza", stanza, "--pg-socket-path", str(cluster.base), *owner,
     )  # fmt: skip
     assert r.exit_code == 0, r.output

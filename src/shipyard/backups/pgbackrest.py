@@ -42,6 +42,7 @@ class PgConfigOptions:
     pg_user: str = ""  # the role pgBackRest connects as; empty: the OS user's name
     retention_full: int = 2  # full backups kept (and the WAL they need)
     log_path: str = ""  # empty: pgBackRest's (/var/log/pgbackrest)
+    lock_path: str = ""  # empty: pgBackRest's (/tmp/pgbackrest)
     owner: str = ""  # an OS user given the file and the directories (as root)
 
 
@@ -151,6 +152,8 @@ def render(opts: PgConfigOptions, settings: Any, pg_path: str) -> tuple[str, lis
         where = repo
     if opts.log_path:
         glob.append(f"log-path={_absolute(opts.log_path, '--log-path')}")
+    if opts.lock_path:
+        glob.append(f"lock-path={_absolute(opts.lock_path, '--lock-path')}")
     stanza = [f"pg1-path={_absolute(pg_path, '--pg-path')}", f"pg1-port={port}"]
     socket = opts.pg_socket_path or url_socket
     if socket:
@@ -212,8 +215,9 @@ def write_config(opts: PgConfigOptions, settings: Any) -> PgConfigResult:
     _write_private(config, text, uid, gid)
     if not where.startswith("s3://"):
         _make_dir(where, uid, gid)
-    if opts.log_path:
-        _make_dir(_absolute(opts.log_path, "--log-path"), uid, gid)
+    for path, what in ((opts.log_path, "--log-path"), (opts.lock_path, "--lock-path")):
+        if path:
+            _make_dir(_absolute(path, what), uid, gid)
     return PgConfigResult(text, instructions(opts, config, where), notes)
 
 
