@@ -504,5 +504,33 @@ def backup_restore(key: str) -> None:
     _echo_run(_backup_call("restore", key))
 
 
+@backup.command("pg-config")
+@click.option("--config", default="/etc/pgbackrest/pgbackrest.conf", show_default=True)
+@click.option("--stanza", default="shipyard", show_default=True)
+@click.option("--repo", default="", help="Repository: a directory, or the path in the S3 bucket.")
+@click.option("--repo-type", type=click.Choice(["posix", "s3"]), default=None, help="Default: s3 when SHIPYARD_BACKUPS_S3_ENABLED.")  # fmt: skip
+@click.option("--pg-path", default="", help="Data directory (default: SHOW data_directory).")
+@click.option("--pg-port", type=int, default=None, help="Default: the database URL's, or 5432.")
+@click.option("--pg-socket-path", default="", help="The server's Unix socket directory.")
+@click.option("--pg-user", default="", help="The role pgBackRest connects as.")
+@click.option("--retention-full", type=int, default=2, show_default=True)
+@click.option("--log-path", default="", help="pgBackRest's logs (default /var/log/pgbackrest).")
+@click.option("--lock-path", default="", help="pgBackRest's locks (default /tmp/pgbackrest).")
+@click.option("--owner", default="", help="OS user given the file and directories (as root).")
+def backup_pg_config(repo_type: str | None, **opts: Any) -> None:
+    """Write pgBackRest's configuration for point-in-time recovery of the PostgreSQL
+    cluster, and print the postgresql.conf lines and commands that go with it."""
+    from shipyard.backups.pgbackrest import PgConfigError, PgConfigOptions, write_config
+
+    try:  # start-up settings only: writing a configuration changes nothing in the database
+        result = write_config(PgConfigOptions(repo_type=repo_type or "", **opts), _settings())
+    except (PgConfigError, OSError) as exc:
+        click.echo(f"shipyard: {exc}", err=True)
+        sys.exit(2)
+    for note in result.notes:
+        click.echo(f"shipyard: {note}", err=True)
+    click.echo("\n".join(result.lines))
+
+
 if __name__ == "__main__":
     main()

@@ -1,4 +1,4 @@
-"""The fenced code blocks of docs/*.md and their markers.
+"""The fenced code blocks of docs/**/*.md (runbooks in docs/operations too) and their markers.
 
 Every block is preceded by an HTML comment on the line before it:
 `<!-- doc-test: <id> -->` names the test that runs it (tests/docs call `block("<id>")`),
@@ -35,7 +35,7 @@ class Block:
 @cache
 def all_blocks() -> tuple[Block, ...]:
     out: list[Block] = []
-    for path in sorted(DOCS.glob("*.md")):
+    for path in sorted(DOCS.rglob("*.md")):
         lines = path.read_text().splitlines()
         i = 0
         while i < len(lines):
@@ -52,7 +52,7 @@ def all_blocks() -> tuple[Block, ...]:
             marker = _MARKER.match(lines[start - 1]) if start > 0 else None
             out.append(
                 Block(
-                    file=path.name,
+                    file=str(path.relative_to(DOCS)),
                     line=start + 1,
                     info=m.group("info").strip(),
                     text=textwrap.dedent("\n".join(body)) + "\n",
