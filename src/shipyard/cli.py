@@ -532,5 +532,17 @@ def backup_pg_config(repo_type: str | None, **opts: Any) -> None:
     click.echo("\n".join(result.lines))
 
 
+@backup.command("drill")
+@click.argument("key", required=False, default="")
+def backup_drill(key: str) -> None:
+    """Restore a backup (default: the newest) into a scratch instance, start it, read
+    through its API; prints RTO and RPO (JSON), exits 1 if the drill failed."""
+    run = _backup_call("drill", key)
+    if run is None:
+        click.echo("shipyard: there is no backup to drill", err=True)
+        sys.exit(1)
+    _echo_run(run)
+
+
 if __name__ == "__main__":
     main()

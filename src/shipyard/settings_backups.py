@@ -27,6 +27,13 @@ class BackupsSettings:
     backups_max_upload_size: int = 8 * 1024**3  # bytes of an uploaded archive
     backups_lock_timeout: float = 6 * 3600.0  # seconds after which a crashed run's lock lapses
     backups_pg_dump: str = ""  # pg_dump binary; empty: the newest of PATH's and pgserver's
+    # bytes an archive may unpack to (declared sizes and bytes actually read): a zip bomb
+    # stops there instead of filling the disk
+    backups_max_unpacked_size: int = 32 * 1024**3
+    # restore drills (docs/operations/drills.md): when (cron, UTC; "": never), and how long
+    # the scratch instance may take to start and answer the sample reads
+    backups_drill_cron: str = "0 4 * * 0"
+    backups_drill_timeout: float = 600.0
 
 
 def validate_backups(s: BackupsSettings) -> None:
@@ -35,6 +42,15 @@ def validate_backups(s: BackupsSettings) -> None:
             check_schedule(s.backups_cron, "SHIPYARD_BACKUPS_CRON")
         except CronError as exc:
             raise SettingsError(str(exc)) from None
+    if s.backups_drill_cron:
+        try:
+            check_schedule(s.backups_drill_cron, "SHIPYARD_BACKUPS_DRILL_CRON")
+        except CronError as exc:
+            raise SettingsError(str(exc)) from None
+    if not 10 <= s.backups_drill_timeout <= 86400:  # also refuses nan
+        raise SettingsError("SHIPYARD_BACKUPS_DRILL_TIMEOUT: must be between 10 s and 1 day")
+    if s.backups_max_unpacked_size < 1024**2:
+        raise SettingsError("SHIPYARD_BACKUPS_MAX_UNPACKED_SIZE: must be at least 1 MiB")
     if s.backups_cron_max_keep < 1:
         raise SettingsError("SHIPYARD_BACKUPS_CRON_MAX_KEEP: must be at least 1")
     if s.backups_max_upload_size < 1:

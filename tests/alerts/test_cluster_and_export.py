@@ -105,8 +105,8 @@ def test_export_validates_with_promtool_and_amtool(database_url: str, tmp_path: 
     )
     assert check.returncode == 0, check.stdout + check.stderr
     assert (
-        "SUCCESS: 7 rules found" in check.stdout
-    )  # the defaults with PromQL (ShipyardBackupMissing: 7th)
+        "SUCCESS: 8 rules found" in check.stdout
+    )  # the defaults with PromQL (ShipyardBackupMissing, ShipyardBackupDrillFailed)
     check = subprocess.run(
         [amtool, "check-config", str(out / "alertmanager.yml")], capture_output=True, text=True
     )

@@ -68,7 +68,7 @@ def test_settings_section_and_one_job_per_tick(client: TestClient, su: dict[str,
     tick = 1_700_000_000 - 1_700_000_000 % 86400 + 3 * 3600  # some day, 03:00 UTC
     assert _call(client, ext.tick, tick + 30)
     assert not _call(client, ext.tick, tick + 40)  # this process fired it already
-    ext._fired = None  # another process, which has not: its insert of the same tick is a no-op
+    ext._fired = {}  # another process, which has not: its insert of the same tick is a no-op
     _call(client, ext.tick, tick + 50)
     assert not _call(client, ext.tick, tick + 400)  # a tick missed for too long is skipped
     jobs = wait_until(

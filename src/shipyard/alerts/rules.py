@@ -36,6 +36,7 @@ QUEUE_LAG = "shipyard_jobs_queue_lag_seconds"
 DISK_FREE = "shipyard_disk_free_bytes"
 ERRORS = "shipyard_errors_total"
 BACKUP_SUCCESS = "shipyard_backup_last_success_timestamp_seconds"  # docs/backups.md
+DRILL_FAILED = "shipyard_backup_drill_failed"  # docs/operations/drills.md
 DEAD_STATE = "discarded"  # shipyard_jobs_total{state} of a dead-lettered job (docs/metrics.md)
 
 SEVERITIES = ("critical", "warning", "info")
@@ -284,6 +285,14 @@ def _backup_age_promql(rule: Rule) -> str:
     return f"time() - max({BACKUP_SUCCESS}) > {_num(rule.threshold)}"
 
 
+def _drill_value(snap: Snapshot, rule: Rule) -> float | None:
+    return extreme(snap, DRILL_FAILED, {}, max)
+
+
+def _drill_promql(rule: Rule) -> str:
+    return f"max({DRILL_FAILED}) > {_num(rule.threshold)}"
+
+
 def _events_promql(rule: Rule) -> str:
     return f"sum(rate({ERRORS}[{_dur(rule.param('window'))}])) * 60 > {_num(rule.threshold)}"
 
@@ -350,6 +359,15 @@ TYPES: dict[str, RuleType] = {
             promql=_backup_age_promql,
         ),
         RuleType(
+            "backup_drill_failed",
+            ">",
+            "metrics",
+            {},
+            "1 when the latest restore drill failed, else 0 (absent before the first drill).",
+            instant=_drill_value,
+            promql=_drill_promql,
+        ),
+        RuleType(
             "error_new_issue",
             ">",
             "errors",
@@ -397,6 +415,8 @@ DEFAULT_RULES: tuple[Rule, ...] = (
              "Less than 1 GiB is free on the data directory's disk."),
     _default("ShipyardBackupMissing", "backup_age", 2 * 86400.0, 0.0, "critical",
              "No verified backup finished in the last 2 days."),
+    _default("ShipyardBackupDrillFailed", "backup_drill_failed", 0.0, 0.0, "critical",
+             "The latest restore drill failed: the latest backup may not bring the service back."),
     _default("ShipyardErrorNewIssue", "error_new_issue", 0.0, 0.0, "warning",
              "A new error issue appeared."),
     _default("ShipyardErrorRegression", "error_regression", 0.0, 0.0, "warning",

@@ -86,11 +86,35 @@ class _Member:
         self.writer.members[self.name] = {"size": self._h.size, "sha256": self._h.sha.hexdigest()}
 
 
-def read_manifest(path: Path) -> dict[str, Any]:
+class TooLarge(ArchiveError):
+    """The archive unpacks to more than `backups_max_unpacked_size` bytes."""
+
+
+def _too_large(limit: int) -> TooLarge:
+    return TooLarge(
+        f"it unpacks to more than {limit} bytes (SHIPYARD_BACKUPS_MAX_UNPACKED_SIZE)"
+    )
+
+
+def check_declared(z: zipfile.ZipFile, limit: int) -> None:
+    """Refuse an archive whose members declare more than `limit` bytes in all (cheap: the
+    central directory only); the bytes actually read are counted again as they come."""
+    if sum(max(i.file_size, 0) for i in z.infolist()) > limit:
+        raise _too_large(limit)
+    if any(i.file_size > 0 and i.compress_size == 0 for i in z.infolist()):
+        raise ArchiveError("a member declares a size but holds no bytes")
+
+
+def read_manifest(path: Path, limit: int = 0) -> dict[str, Any]:
     """The manifest of the archive at `path`; ArchiveError when there is none usable or
-    it comes from a newer format than this Shipyard reads."""
+    it comes from a newer format than this Shipyard reads; TooLarge when its members
+    declare more than `limit` bytes (0: unbounded)."""
     try:
         with zipfile.ZipFile(path) as z:
+            if limit:
+                check_declared(z, limit)
+            if z.getinfo(MANIFEST).file_size > 16 * 1024 * 1024:
+                raise ArchiveError("manifest.json is larger than 16 MiB")
             raw = z.read(MANIFEST)
     except (zipfile.BadZipFile, OSError) as exc:
         raise ArchiveError(f"not a zip archive: {exc}") from None
@@ -117,9 +141,12 @@ def read_manifest(path: Path) -> dict[str, Any]:
     return doc
 
 
-def check_members(path: Path, manifest: Mapping[str, Any]) -> list[str]:
-    """Every member's size and SHA-256 against the manifest: the problems found."""
+def check_members(path: Path, manifest: Mapping[str, Any], limit: int = 0) -> list[str]:
+    """Every member's size and SHA-256 against the manifest: the problems found. The bytes
+    read are counted: past `limit` (0: unbounded) it stops with TooLarge, whatever the
+    members declared."""
     problems: list[str] = []
+    total = 0
     listed: Mapping[str, Any] = manifest["members"]
     with zipfile.ZipFile(path) as z:
         present = set(z.namelist()) - {MANIFEST}
@@ -134,6 +161,9 @@ def check_members(path: Path, manifest: Mapping[str, Any]) -> list[str]:
                     while chunk := f.read(COPY_CHUNK):
                         sha.update(chunk)
                         size += len(chunk)
+                        total += len(chunk)
+                        if limit and total > limit:
+                            raise _too_large(limit)
             except (zipfile.BadZipFile, OSError) as exc:  # a CRC error: damaged bytes
                 problems.append(f"{name}: unreadable ({exc})")
                 continue
@@ -145,10 +175,19 @@ def check_members(path: Path, manifest: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def extract(path: Path, name: str, dest: Path) -> None:
-    """One member to `dest` (a path chosen by the caller, never the member's name)."""
+def extract(path: Path, name: str, dest: Path, limit: int = 0) -> None:
+    """One member to `dest` (a path chosen by the caller, never the member's name); past
+    `limit` bytes written (0: unbounded) it stops with TooLarge."""
     with zipfile.ZipFile(path) as z, z.open(name) as src, dest.open("wb") as out:
-        shutil.copyfileobj(src, out, COPY_CHUNK)
+        if not limit:
+            shutil.copyfileobj(src, out, COPY_CHUNK)
+            return
+        written = 0
+        while chunk := src.read(COPY_CHUNK):
+            written += len(chunk)
+            if written > limit:
+                raise _too_large(limit)
+            out.write(chunk)
 
 
 def storage_members(manifest: Mapping[str, Any]) -> list[str]:

@@ -33,8 +33,16 @@ from shipyard.tools.cronexpr import latest_tick, next_tick
 log = logging.getLogger("shipyard.backups")
 
 JOB_KIND = "backups_create"
+DRILL_KIND = "backups_drill"
 CATCH_UP = 300.0  # a tick missed while no process ran is still made if at most this old
 GAUGE = "shipyard_backup_last_success_timestamp_seconds"
+DRILL_SUCCESS = "shipyard_backup_drill_last_success_timestamp_seconds"
+DRILL_FAILED = "shipyard_backup_drill_failed"
+DRILL_RTO = "shipyard_backup_drill_rto_seconds"
+DRILL_RPO = "shipyard_backup_drill_rpo_seconds"
+# (cron setting, job kind, unique-key prefix) of each schedule the loop keeps
+SCHEDULES = (("backups_cron", JOB_KIND, "backups:cron"), ("backups_drill_cron", DRILL_KIND,
+             "backups:drill"))  # fmt: skip
 
 
 class BackupsExtension(Extension):
@@ -43,13 +51,33 @@ class BackupsExtension(Extension):
         self.roles = ("server", "worker")
         self.svc = services
         self.backups = Backups(services)
+        self.guard = guard_for(services, self.backups.state)
         self.gauge = services.telemetry.metrics.gauge(
             GAUGE,
             "When the latest verified backup finished (epoch seconds); 0 while a schedule "
             "is set and none has succeeded; absent with neither.",
             merge="max",
         )
-        self._fired: tuple[str, float] | None = None
+        m = services.telemetry.metrics
+        self.drill_gauges = {
+            DRILL_SUCCESS: m.gauge(
+                DRILL_SUCCESS, "When the latest successful restore drill finished (epoch s).",
+                merge="max",
+            ),
+            DRILL_FAILED: m.gauge(
+                DRILL_FAILED, "1 when the latest restore drill failed, else 0; absent "
+                "before the first drill.", merge="max",
+            ),
+            DRILL_RTO: m.gauge(
+                DRILL_RTO, "The latest successful drill's RTO: seconds until the restored "
+                "copy served its first read.", merge="max",
+            ),
+            DRILL_RPO: m.gauge(
+                DRILL_RPO, "The latest successful drill's RPO: seconds of writes a restore "
+                "of the latest backup would lose.", merge="max",
+            ),
+        }  # fmt: skip
+        self._fired: dict[str, tuple[str, float]] = {}
         self._task: asyncio.Task[None] | None = None
 
     def routes(self) -> Sequence[BaseRoute]:
@@ -59,7 +87,7 @@ class BackupsExtension(Extension):
         return openapi()
 
     def record_subscribers(self) -> Sequence[Any]:
-        return (guard_for(self.svc, self.backups.state),)
+        return (self.guard,)
 
     def settings_sections(self) -> Sequence[Section]:
         return (BACKUPS,)
@@ -67,6 +95,14 @@ class BackupsExtension(Extension):
     def functions(self) -> Functions:
         f = Functions()
         f.add_job(JOB_KIND, self._scheduled, builtin=True, queue="backups", max_attempts=1)
+        f.add_job(
+            DRILL_KIND,
+            self._scheduled_drill,
+            builtin=True,
+            queue="backups",
+            max_attempts=1,
+            timeout=self.backups.settings.backups_lock_timeout,
+        )
         return f
 
     async def migrate(self) -> None:
@@ -112,21 +148,33 @@ class BackupsExtension(Extension):
         await self.refresh_gauge()
         return {"key": run.key, "ok": run.ok, "removed": removed}
 
+    async def _scheduled_drill(self, ctx: Any, args: Any) -> dict[str, Any]:
+        run = await self.backups.drill()
+        await self.refresh_gauge()
+        if run is None:
+            log.warning("scheduled restore drill skipped: there is no backup")
+            return {"skipped": "no backup"}
+        return {"key": run.key, "ok": run.ok, "rto": run.detail.get("rto")}
+
     async def tick(self, now: float | None = None) -> bool:
-        """Enqueue the latest tick of the schedule unless done; True when enqueued here."""
+        """Enqueue the latest tick of each schedule (backups, drills) unless done; True
+        when one was enqueued here."""
         now = time.time() if now is None else now
         s = await self.svc.runtime.current()
-        cron = s.backups_cron
-        if not cron:
-            return False
-        t = latest_tick(cron, now)
-        if now - t > CATCH_UP or self._fired == (cron, t):
-            return False
-        await self.svc.jobs.enqueue(
-            JOB_KIND, {"tick": t}, unique_key=f"backups:cron:{int(t)}", keep_unique=True
-        )
-        self._fired = (cron, t)
-        return True
+        enqueued = False
+        for setting, kind, prefix in SCHEDULES:
+            cron = getattr(s, setting)
+            if not cron:
+                continue
+            t = latest_tick(cron, now)
+            if now - t > CATCH_UP or self._fired.get(kind) == (cron, t):
+                continue
+            await self.svc.jobs.enqueue(
+                kind, {"tick": t}, unique_key=f"{prefix}:{int(t)}", keep_unique=True
+            )
+            self._fired[kind] = (cron, t)
+            enqueued = True
+        return enqueued
 
     async def refresh_gauge(self) -> None:
         s = await self.svc.runtime.current()
@@ -136,6 +184,18 @@ class BackupsExtension(Extension):
             self.gauge.set(good.finished)
         elif s.backups_cron:
             self.gauge.set(0.0)
+        for g in self.drill_gauges.values():
+            g.values.clear()
+        last = await self.backups.state.latest("drill")
+        if last is None:
+            return
+        self.drill_gauges[DRILL_FAILED].set(0.0 if last.ok else 1.0)
+        drilled = last if last.ok else await self.backups.state.latest("drill", ok=True)
+        if drilled is not None:
+            self.drill_gauges[DRILL_SUCCESS].set(drilled.finished)
+            for name, key in ((DRILL_RTO, "rto"), (DRILL_RPO, "rpo")):
+                if isinstance(drilled.detail.get(key), int | float):
+                    self.drill_gauges[name].set(float(drilled.detail[key]))
 
     async def _loop(self) -> None:
         while True:
@@ -144,7 +204,8 @@ class BackupsExtension(Extension):
                 await self.refresh_gauge()
                 s = await self.svc.runtime.current()
                 now = time.time()
-                wake = next_tick(s.backups_cron, now) - now if s.backups_cron else 60.0
+                crons = [c for c in (s.backups_cron, s.backups_drill_cron) if c]
+                wake = min((next_tick(c, now) - now for c in crons), default=60.0)
             except Exception as exc:  # the database is away: try again later
                 log.warning("backup schedule: %s", exc)
                 wake = 60.0

@@ -20,6 +20,32 @@ _ZIP = {
     "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
 }
 _KEY = spec.path_param("key")
+_NUM = {"type": "number"}
+_DRILL = {
+    "type": "object",
+    "properties": {
+        "key": spec.STR,
+        "action": {"type": "string", "const": "drill"},
+        "ok": {"type": "boolean"},
+        "started": spec.STR,
+        "finished": spec.STR,
+        "size": spec.INT,
+        "rto": {**_NUM, "description": "Seconds from the drill's start to the first read."},
+        "rpo": {**_NUM, "description": "Seconds of live writes newer than the backup's."},
+        "problems": {"type": "array", "items": spec.STR},
+        "verified": {"type": "boolean"},
+        "integrity": spec.STR,
+        "tables": spec.INT,
+        "rows": spec.INT,
+        "collections": spec.INT,
+        "reads": spec.INT,
+        "backupNewest": spec.STR,
+        "liveNewest": spec.STR,
+        "startSeconds": _NUM,
+        "seconds": _NUM,
+    },
+    "required": ["key", "action", "ok", "started", "finished", "problems"],
+}
 
 
 def _op(op_id: str, summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -68,6 +94,13 @@ def openapi() -> list[OpenAPIPart]:
                 "Make a backup now (answers once it is made and checked)",
                 {**spec.NO_CONTENT, **bad},
                 requestBody={**spec.body(create), "required": False},
+            ),
+        },
+        "/api/backups/drills": {
+            "get": _op(
+                "listBackupDrills",
+                "The latest restore drills, newest first (docs/operations/drills.md)",
+                spec.json_ok({"type": "array", "items": _DRILL}, "Drills, newest first"),
             ),
         },
         "/api/backups/upload": {

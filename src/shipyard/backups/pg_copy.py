@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -147,23 +148,31 @@ def _with_database(url: str, name: str) -> str:
     return base.rsplit("/", 1)[0] + "/" + name + (sep + query if sep else "")
 
 
-async def check(url: str, dump: Path, pg_dump: str) -> tuple[str, dict[str, int]]:
-    """Restore `dump` into a scratch database beside `url`'s: ("ok", counts), or what
-    went wrong and no counts."""
+async def check(
+    url: str,
+    dump: Path,
+    pg_dump: str,
+    checked: Callable[[str, dict[str, int]], Awaitable[None]],
+) -> str:
+    """Restore `dump` into a scratch database beside `url`'s: "ok" once `checked` was
+    awaited with the scratch database's URL and row counts (before it is dropped), or
+    what went wrong."""
     name = "shipyard_verify_" + uuid.uuid4().hex[:12]
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
         try:
             await admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         except psycopg.Error as exc:
-            return f"no scratch database could be created: {exc}".strip(), {}
+            return f"no scratch database could be created: {exc}".strip()
         try:
             scratch = _with_database(url, name)
             try:
                 await _run(_restore_args(pg_dump, dump, clean=False), scratch)
             except PgToolError as exc:
-                return str(exc), {}
+                return str(exc)
             async with await psycopg.AsyncConnection.connect(scratch) as conn:
-                return "ok", await _counts(conn)
+                counts = await _counts(conn)
+            await checked(scratch, counts)
+            return "ok"
         finally:
             await admin.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))

@@ -65,7 +65,8 @@ async def restore_files(backups: Any, path: Path, manifest: Mapping[str, Any], t
             check_key(key)
         except ValueError:
             continue  # never a path outside the storage
-        await anyio.to_thread.run_sync(archive.extract, path, member, part)
+        limit = backups.settings.backups_max_unpacked_size
+        await anyio.to_thread.run_sync(archive.extract, path, member, part, limit)
         with part.open("rb") as f:
             ctype = detect(f.read(HEAD_BYTES))
             await storage.put_file(key, f, part.stat().st_size, ctype)

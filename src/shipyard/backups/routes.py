@@ -174,8 +174,21 @@ async def restore(request: Request) -> Response:
     return Response(status_code=204)
 
 
+DRILLS_SHOWN = 50
+
+
+async def list_drills(request: Request) -> Response:
+    """The latest restore drills, newest first (docs/operations/drills.md)."""
+    await require_superuser(request)
+    runs = await _backups(request).state.runs("drill", DRILLS_SHOWN)
+    return JSON(
+        [{**r.to_json(), "started": iso(r.started), "finished": iso(r.finished)} for r in runs]
+    )
+
+
 routes = [
     Route("/api/backups", list_backups, methods=["GET"]),
+    Route("/api/backups/drills", list_drills, methods=["GET"]),
     Route("/api/backups", create, methods=["POST"]),
     Route("/api/backups/upload", upload, methods=["POST"]),
     Route("/api/backups/{key}", download, methods=["GET", "HEAD"]),

@@ -17,6 +17,7 @@ import re
 import shutil
 import tempfile
 import time
+import zipfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -25,6 +26,7 @@ import anyio
 
 from shipyard import __version__
 from shipyard.backups import archive, pg_copy, sqlite_copy, verify
+from shipyard.backups.drill import Drill, Replay
 from shipyard.backups.restore import restore_database, restore_files
 from shipyard.backups.state import Run, State
 from shipyard.backups.target import Target
@@ -62,6 +64,9 @@ class Backups:
         self.target = Target(services.runtime, local)
         self.tmp_root = s.data_dir / ".backups-tmp"
         self._pg_dump = ""
+        # point-in-time recovery sets this: it brings a drill's scratch restore forward
+        # to now before the scratch instance starts (drill.py, docs/operations/drills.md)
+        self.replay: Replay | None = None
 
     # ------------------------------------------------------------------ helpers
 
@@ -168,13 +173,17 @@ class Backups:
             raise BackupError(f"The backup failed: {detail['error']}")
         return run
 
-    async def _check(self, path: Path, scratch: Path) -> verify.Verdict:
+    async def _check(
+        self, path: Path, scratch: Path, hold: verify.Hold | None = None
+    ) -> verify.Verdict:
         pg = self.engine == "postgres"
         return await verify.check(
             path,
             scratch,
             self.settings.database_url if pg else "",
             await self.pg_dump() if pg else "",
+            limit=self.settings.backups_max_unpacked_size,
+            hold=hold,
         )
 
     async def _write(self, path: Path, tmp: Path) -> dict[str, Any]:
@@ -227,9 +236,23 @@ class Backups:
     # ------------------------------------------------------------------ other operations
 
     async def upload(self, name: str, file: BinaryIO, size: int) -> None:
+        """Store an uploaded archive; BackupError when it is no zip or its members declare
+        more than `backups_max_unpacked_size` (the bytes are counted again on restore)."""
+        await anyio.to_thread.run_sync(self._check_upload, file)
         storage = await self.target.storage()
         await storage.put_file(name, file, size, "application/zip")
         await self.state.record(name, "upload", True, time.time(), size, {})
+
+    def _check_upload(self, file: BinaryIO) -> None:
+        try:
+            with zipfile.ZipFile(file) as z:
+                archive.check_declared(z, self.settings.backups_max_unpacked_size)
+        except archive.ArchiveError as exc:
+            raise BackupError(f"The backup cannot be stored: {exc}.") from None
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise BackupError(f"The backup cannot be stored: not a zip archive: {exc}.") from None
+        finally:
+            file.seek(0)
 
     async def delete(self, key: str) -> None:
         async with self.locked("delete"):
@@ -279,7 +302,9 @@ class Backups:
                 path = tmp / "restore.zip"
                 await self._fetch(key, path)
                 try:
-                    manifest = await anyio.to_thread.run_sync(archive.read_manifest, path)
+                    manifest = await anyio.to_thread.run_sync(
+                        archive.read_manifest, path, self.settings.backups_max_unpacked_size
+                    )
                 except archive.ArchiveError as exc:
                     raise BackupError(f"The backup cannot be restored: {exc}.") from None
                 if manifest["engine"] != self.engine:
@@ -301,11 +326,17 @@ class Backups:
                 detail = {"safetyBackup": safety.key, "files": files}
         return await self.state.record(key, "restore", True, started, 0, detail)
 
+    async def drill(self, key: str = "") -> Run | None:
+        """A restore drill of `key` (default: the newest archive) on a scratch instance;
+        None when there is no archive to drill."""
+        return await Drill(self, self.replay).run(key)
+
     # ------------------------------------------------------------------ health
 
     async def health(self) -> dict[str, Any]:
         last = await self.state.latest("create")
         good = await self.state.latest("create", ok=True)
+        drill = await self.state.latest("drill")
         return {
             "backups": {
                 "running": await self.state.running(),
@@ -313,5 +344,8 @@ class Backups:
                 if last is None
                 else {**last.to_json(), "finished": iso(last.finished)},
                 "lastSuccess": None if good is None else iso(good.finished),
+                "lastDrill": None
+                if drill is None
+                else {**drill.to_json(), "finished": iso(drill.finished)},
             }
         }

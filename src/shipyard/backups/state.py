@@ -40,7 +40,7 @@ def _ddl(dialect: str) -> list[str]:
 class Run:
     id: str
     key: str
-    action: str  # create | verify | restore | upload
+    action: str  # create | verify | restore | upload | drill
     ok: bool
     started: float
     finished: float
@@ -112,6 +112,15 @@ class State:
         )  # fmt: skip
         return run
 
+    async def runs(self, action: str, limit: int) -> list[Run]:
+        """The latest `limit` runs of `action`, newest first."""
+        rows = await self.db.fetchall(
+            f"""SELECT {_COLUMNS} FROM "_backup_runs" WHERE "action" = ?
+                ORDER BY "finished" DESC LIMIT ?""",
+            (action, limit),
+        )
+        return [_run(r) for r in rows]
+
     async def latest(self, action: str | None = None, ok: bool | None = None) -> Run | None:
         where: list[str] = []
         params: list[Any] = []
@@ -123,13 +132,17 @@ class State:
             params.append(int(ok))
         cond = ("WHERE " + " AND ".join(where)) if where else ""
         row = await self.db.fetchone(
-            f"""SELECT "id", "key", "action", "ok", "started", "finished", "size", "detail"
-                FROM "_backup_runs" {cond} ORDER BY "finished" DESC LIMIT 1""",
+            f"""SELECT {_COLUMNS} FROM "_backup_runs" {cond} ORDER BY "finished" DESC LIMIT 1""",
             params,
         )
-        if row is None:
-            return None
-        return Run(
-            str(row[0]), str(row[1]), str(row[2]), bool(row[3]), float(row[4]), float(row[5]),
-            int(row[6]), orjson.loads(row[7]),
-        )  # fmt: skip
+        return None if row is None else _run(row)
+
+
+_COLUMNS = '"id", "key", "action", "ok", "started", "finished", "size", "detail"'
+
+
+def _run(row: Any) -> Run:
+    return Run(
+        str(row[0]), str(row[1]), str(row[2]), bool(row[3]), float(row[4]), float(row[5]),
+        int(row[6]), orjson.loads(row[7]),
+    )  # fmt: skip

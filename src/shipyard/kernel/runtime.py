@@ -22,7 +22,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
@@ -233,6 +233,9 @@ class RuntimeSettings(Generic[S]):
         self._stored: Documents = {}
         self._values: dict[str, dict[str, Any]] = {}
         self._current: S = base
+        # awaited before every write; one may refuse it by raising (backups: 503 while a
+        # restore runs)
+        self.write_gates: list[Callable[[], Awaitable[None]]] = []
 
     def __repr__(self) -> str:  # the values hold secrets
         return f"RuntimeSettings(sections={list(self._sections)}, version={self._version})"
@@ -356,6 +359,8 @@ class RuntimeSettings(Generic[S]):
         changes, errors = self._parse(body)
         if errors:
             raise ApiError(400, LOADING, errors)
+        for gate in self.write_gates:
+            await gate()
         locked = self._locked_changes(changes)
         if not changes and not locked:
             await self.refresh()

@@ -128,6 +128,9 @@ class SchemaStore:
         self._data_version: Any = None
         self._listener: asyncio.Task[None] | None = None
         self.shapes = Shapes(self)  # what reads select per audience, per schema version
+        # awaited inside every schema write's transaction; one may refuse it by raising
+        # (backups: 503 while a restore runs)
+        self.write_gates: list[Callable[[Executor], Awaitable[None]]] = []
 
     # ------------------------------------------------------------------ reading
 
@@ -318,6 +321,8 @@ class SchemaStore:
         a write checked in the catalog (index names) still holds when it writes."""
         if self.dialect == "postgres":
             await tx.execute("SELECT pg_advisory_xact_lock(7412)")
+        for gate in self.write_gates:
+            await gate(tx)
 
     async def _write_new(self, tx: Executor, c: Collection) -> None:
         for stmt in [*table_ddl(c, self.dialect), *authids.trigger_ddl(c, self.dialect)]:
