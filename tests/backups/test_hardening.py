@@ -120,3 +120,32 @@ def test_bytes_read_are_counted_whatever_the_members_declare(tmp_path: Path) -> 
     assert archive.check_members(path, manifest, limit=4 * 1024 * 1024) == [
         "data.db: checksum differs from the manifest"
     ]
+
+
+def test_a_job_running_during_a_restore_is_not_run_twice(
+    client: TestClient, su: dict[str, str]
+) -> None:
+    """The archive holds the job pending; a worker claimed it since and runs it while the
+    restore runs: the restored row is given back to that worker (its attempt, a fresh
+    lease), so no other worker claims it again and its completion is recorded."""
+    import time
+
+    svc = client.app.state.services  # type: ignore[attr-defined]
+    queue = svc.jobs.queue
+    # far in the future: the in-process worker leaves it alone
+    enq = _call(client, lambda: svc.jobs.enqueue("backups_create", {}, delay=86400.0))
+    assert client.post("/api/backups", headers=su, json={"name": "j.zip"}).status_code == 204
+    lease = time.time() + 30
+    _call(
+        client,
+        queue.db.execute,
+        f'UPDATE "{queue.table}" SET "state" = \'running\', "attempt" = 1, '
+        '"worker" = \'worker-x\', "lease_until" = ? WHERE "id" = ?',
+        (lease, enq.id),
+    )  # as a worker's claim does
+    assert client.post("/api/backups/j.zip/restore", headers=su).status_code == 204
+    job = _call(client, queue.get, enq.id)
+    assert (job.state, job.attempt, job.worker) == ("running", 1, "worker-x")
+    assert job.lease_until > time.time()
+    assert _call(client, queue.complete, None, job, {"done": True})  # its completion counts
+    assert _call(client, queue.get, enq.id).state == "completed"

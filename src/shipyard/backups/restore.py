@@ -2,11 +2,22 @@
 through the online backup API, PostgreSQL through pg_restore in one transaction), then
 the stored files (the archive's written, the others removed), then every process is made
 to reload: the schema version moves past both the old and the restored one, so each
-process's schema store and response cache start afresh on their next request."""
+process's schema store and response cache start afresh on their next request.
+
+Jobs running in a worker while the restore runs are carried over (`_carry_running`):
+where the archive holds such a job (pending, or running an older attempt), its restored
+row is set back to what the live worker holds — running, its attempt, its worker, a fresh
+lease — so its heartbeat and completion still find it and no other worker runs it a second
+time. With SQLite this is written into the checked copy before it replaces the live file
+(one commit); with PostgreSQL right after pg_restore's transaction (a window of
+milliseconds in which a worker could claim such a row). Jobs the archive lacks (enqueued
+after the backup, like the writes that caused them) are not brought back."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import sqlite3
+import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +26,7 @@ import anyio
 from shipyard.backups import archive, pg_copy, sqlite_copy
 from shipyard.records.schema import NOTIFY_CHANNEL
 from shipyard.tools.mime import HEAD_BYTES, detect
+from shipyard.tools.queue_table import PENDING_SQL
 from shipyard.tools.storage import check_key
 
 
@@ -24,7 +36,16 @@ async def restore_database(
     """`checked`: where verify.check left the extracted, checked SQLite files."""
     svc = backups.svc
     old = svc.store.version
+    queue = svc.jobs.queue
+    running = await queue.db.fetchall(
+        f"""SELECT "id", "attempt", "attempted_at", "worker" FROM "{queue.table}"
+            WHERE "state" = 'running'"""  # noqa: S608
+    )
+    lease = svc.settings.jobs_lease
     if manifest["engine"] == "sqlite":
+        await anyio.to_thread.run_sync(
+            _carry_into_file, checked / archive.SQLITE_MEMBERS[0], queue.table, running, lease
+        )
         lives = (svc.raw_db.path, svc.aux_db.path)
         for name, live in zip(archive.SQLITE_MEMBERS, lives, strict=True):
             await anyio.to_thread.run_sync(sqlite_copy.restore_into, checked / name, live)
@@ -34,7 +55,38 @@ async def restore_database(
         await pg_copy.restore_into(
             backups.settings.database_url, dump, await backups.pg_dump(), tables
         )
+        async with queue.db.transaction() as tx:
+            for stmt, params in _carry_running(queue.table, running, lease):
+                await tx.execute(stmt, params)
     await _reload(svc, old)
+
+
+def _carry_running(
+    table: str, running: Sequence[Sequence[Any]], lease: float
+) -> list[tuple[str, tuple[Any, ...]]]:
+    """The statements that give the live workers' running jobs back to them."""
+    until = time.time() + lease
+    sql = (
+        f'UPDATE "{table}" SET "state" = \'running\', "attempt" = ?, "attempted_at" = ?, '  # noqa: S608
+        f'"worker" = ?, "lease_until" = ?, "finished_at" = NULL '
+        f'WHERE "id" = ? AND "state" IN ({PENDING_SQL}, \'running\')'
+    )
+    return [(sql, (r[1], r[2], r[3], until, r[0])) for r in running]
+
+
+def _carry_into_file(
+    path: Path, table: str, running: Sequence[Sequence[Any]], lease: float
+) -> None:
+    if not running:
+        return
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    try:
+        conn.execute("BEGIN")
+        for stmt, params in _carry_running(table, running, lease):
+            conn.execute(stmt, params)
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
 
 
 async def _reload(svc: Any, old: int) -> None:
