@@ -91,9 +91,7 @@ class TooLarge(ArchiveError):
 
 
 def _too_large(limit: int) -> TooLarge:
-    return TooLarge(
-        f"it unpacks to more than {limit} bytes (SHIPYARD_BACKUPS_MAX_UNPACKED_SIZE)"
-    )
+    return TooLarge(f"it unpacks to more than {limit} bytes (SHIPYARD_BACKUPS_MAX_UNPACKED_SIZE)")
 
 
 def check_declared(z: zipfile.ZipFile, limit: int) -> None:

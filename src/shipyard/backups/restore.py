@@ -39,7 +39,7 @@ async def restore_database(
     queue = svc.jobs.queue
     running = await queue.db.fetchall(
         f"""SELECT "id", "attempt", "attempted_at", "worker" FROM "{queue.table}"
-            WHERE "state" = 'running'"""  # noqa: S608
+            WHERE "state" = 'running'"""
     )
     lease = svc.settings.jobs_lease
     if manifest["engine"] == "sqlite":
@@ -67,7 +67,7 @@ def _carry_running(
     """The statements that give the live workers' running jobs back to them."""
     until = time.time() + lease
     sql = (
-        f'UPDATE "{table}" SET "state" = \'running\', "attempt" = ?, "attempted_at" = ?, '  # noqa: S608
+        f'UPDATE "{table}" SET "state" = \'running\', "attempt" = ?, "attempted_at" = ?, '
         f'"worker" = ?, "lease_until" = ?, "finished_at" = NULL '
         f'WHERE "id" = ? AND "state" IN ({PENDING_SQL}, \'running\')'
     )

@@ -85,7 +85,7 @@ async def newest_write(db: Database, collections: list[Collection]) -> str:
         for col in ("updated", "created"):
             if c.field(col) is None:
                 continue
-            row = await db.fetchone(f'SELECT max("{col}") FROM "{c.table}"')  # noqa: S608
+            row = await db.fetchone(f'SELECT max("{col}") FROM "{c.table}"')
             if row and row[0] and str(row[0]) > newest:
                 newest = str(row[0])
     return newest
@@ -97,7 +97,7 @@ async def _superuser_token(
     coll = next((c for c in collections if c.name == SUPERUSERS), None)
     if coll is None:
         return None
-    row = await db.fetchone(f'SELECT "id", "tokenKey" FROM "{coll.table}" LIMIT 1')  # noqa: S608
+    row = await db.fetchone(f'SELECT "id", "tokenKey" FROM "{coll.table}" LIMIT 1')
     if row is None:
         return None
     return issue_token(secret_key, coll, str(row[0]), str(row[1]), 3600, refreshable=False)
@@ -123,7 +123,7 @@ async def serve(
         "SHIPYARD_SECRET_KEY": secret_key,  # in the environment, never on a command line
     }
     log = (data_dir / "drill-server.log").open("wb")
-    proc = subprocess.Popen(  # noqa: S603
+    proc = subprocess.Popen(
         [sys.executable, "-m", "shipyard.cli", "serve"],
         env=dict(env),
         stdout=log,
