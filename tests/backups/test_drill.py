@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from click.testing import CliRunner
 from starlette.testclient import TestClient
 
 from shipyard.alerts.rules import DEFAULT_RULES
+from shipyard.backups.service import BackupError
 from shipyard.cli import main
 from shipyard.settings import Settings
 from tests.helpers.backups import add_post, file_token, make_posts, titles
@@ -157,3 +159,11 @@ def test_scheduled_drill_runs_once_per_tick(client: TestClient, su: dict[str, st
     assert done[0]["result"] == {"skipped": "no backup"}
     _call(client, ext.refresh_gauge)
     assert _drill_alert(client) is None  # no drill yet: nothing to alert on
+
+
+def test_drill_of_a_missing_archive_is_refused_not_failed(
+    client: TestClient, su: dict[str, str]
+) -> None:
+    with pytest.raises(BackupError, match=r"Missing or invalid backup file\."):
+        _call(client, _ext(client).backups.drill, "nope.zip")
+    assert client.get("/api/backups/drills", headers=su).json() == []

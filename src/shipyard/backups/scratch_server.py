@@ -1,9 +1,11 @@
 """A Shipyard started on a scratch restore for a drill (drill.py): `shipyard serve` in a
 subprocess on a free loopback port, over the scratch data directory or the scratch
 PostgreSQL database, with everything that acts on the outside world turned off — no job
-worker (pending jobs in the archive would send mail and webhooks again), no alert
-evaluation, no schedules, no Redis (its cache versions belong to the live instance),
-archives kept in the scratch directory — so it serves reads and does nothing else.
+worker (pending jobs in the archive would send mail and webhooks again), no mail, no
+alert evaluation, no schedules, no Redis (its cache versions belong to the live instance),
+no S3 (stored files and archives stay in the scratch directory), no CDN purges — so it
+serves reads and does nothing else. The environment wins over the runtime settings the
+archive holds, so these hold whatever the archive says.
 
 Reads go through HTTP as a client's would, as a superuser of the archive: the token is
 signed here with the instance's secret key and that superuser's token key, read from the
@@ -41,6 +43,9 @@ QUIET = {
     "SHIPYARD_BACKUPS_CRON": "",
     "SHIPYARD_BACKUPS_DRILL_CRON": "",
     "SHIPYARD_BACKUPS_S3_ENABLED": "false",
+    "SHIPYARD_S3_ENABLED": "false",  # files: local (and empty) in the scratch directory
+    "SHIPYARD_SMTP_HOST": "",  # no mail, whatever the archive's settings say
+    "SHIPYARD_CDN_CLOUDFLARE_TOKEN": "",  # no CDN purges
     "SHIPYARD_REDIS_URL": "",
     "SHIPYARD_REDIRECT_HTTP_PORT": "0",
     "SHIPYARD_TLS_CERT": "",

@@ -329,6 +329,8 @@ class Backups:
     async def drill(self, key: str = "") -> Run | None:
         """A restore drill of `key` (default: the newest archive) on a scratch instance;
         None when there is no archive to drill."""
+        if key and (not KEY_RE.match(key) or not await self.exists(key)):
+            raise BackupError("Missing or invalid backup file.")  # a typo is no failed drill
         return await Drill(self, self.replay).run(key)
 
     # ------------------------------------------------------------------ health
