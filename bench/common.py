@@ -579,7 +579,12 @@ def git_rev() -> str:
     `git status` can take the index lock while someone else commits)."""
     git = ROOT / ".git"
     try:
-        head = (git / "HEAD").read_text().strip()
+        if git.is_file():  # a worktree: `gitdir: …`; its refs live in the common directory
+            git = Path(git.read_text().split(":", 1)[1].strip())
+            head = (git / "HEAD").read_text().strip()
+            git = (git / (git / "commondir").read_text().strip()).resolve()
+        else:
+            head = (git / "HEAD").read_text().strip()
         if not head.startswith("ref: "):
             return head[:7]
         ref = head[5:]

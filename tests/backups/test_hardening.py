@@ -149,3 +149,20 @@ def test_a_job_running_during_a_restore_is_not_run_twice(
     assert job.lease_until > time.time()
     assert _call(client, queue.complete, None, job, {"done": True})  # its completion counts
     assert _call(client, queue.get, enq.id).state == "completed"
+
+
+def test_the_new_settings_are_checked() -> None:
+    from shipyard.settings import SettingsError, load_settings
+
+    s = load_settings(env={})
+    assert (s.backups_drill_cron, s.backups_drill_timeout) == ("0 4 * * 0", 600.0)
+    assert s.backups_max_unpacked_size == 32 * 1024**3
+    assert load_settings(env={"SHIPYARD_BACKUPS_DRILL_CRON": ""}).backups_drill_cron == ""
+    for name, value, says in (
+        ("SHIPYARD_BACKUPS_DRILL_CRON", "every sunday", "SHIPYARD_BACKUPS_DRILL_CRON"),
+        ("SHIPYARD_BACKUPS_DRILL_TIMEOUT", "1", "between 10 s and 1 day"),
+        ("SHIPYARD_BACKUPS_DRILL_TIMEOUT", "nan", "between 10 s and 1 day"),
+        ("SHIPYARD_BACKUPS_MAX_UNPACKED_SIZE", "1000", "at least 1 MiB"),
+    ):
+        with pytest.raises(SettingsError, match=says):
+            load_settings(env={name: value})

@@ -127,14 +127,14 @@ async def serve(
         "SHIPYARD_PORT": str(port),
         "SHIPYARD_SECRET_KEY": secret_key,  # in the environment, never on a command line
     }
-    log = (data_dir / "drill-server.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "shipyard.cli", "serve"],
-        env=dict(env),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own group: stopping it stops granian's workers too
-    )
+    with (data_dir / "drill-server.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "shipyard.cli", "serve"],
+            env=dict(env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own group: stopping it stops granian's workers too
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         await _wait_healthy(proc, url, data_dir, timeout)
@@ -142,7 +142,6 @@ async def serve(
     finally:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(_stop, proc)
-            log.close()
 
 
 async def _wait_healthy(
