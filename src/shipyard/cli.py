@@ -137,6 +137,7 @@ def serve(**flags: Any) -> None:
             f"  self-signed: trust the local CA {certs.ca} (curl --cacert, NODE_EXTRA_CA_CERTS)"
         )
     redirect = tls.start_redirect_listener(settings)
+    replication = _start_pitr(settings)
     try:
         Granian(
             "shipyard.app:app_factory",
@@ -153,7 +154,27 @@ def serve(**flags: Any) -> None:
             **granian_options(settings),  # the server's own limits (docs/limits.md)
         ).serve()
     finally:
+        if replication is not None:  # after the workers: their last commits are shipped
+            from shipyard.backups import pitr_supervisor
+
+            pitr_supervisor.stop(replication)
         tls.stop(redirect)
+
+
+def _start_pitr(settings: Settings) -> Any:
+    """Litestream's supervisor process when SHIPYARD_BACKUPS_PITR is on (docs/backups.md)."""
+    if not settings.backups_pitr:
+        return None
+    from shipyard.backups import pitr_supervisor
+    from shipyard.backups.pitr import PitrError, describe
+
+    try:
+        proc = pitr_supervisor.start(settings)
+    except PitrError as exc:
+        click.echo(f"shipyard: {exc}", err=True)
+        sys.exit(2)
+    click.echo(f"  point-in-time recovery: replicating SQLite to {describe(settings)}")
+    return proc
 
 
 @main.command()
@@ -498,10 +519,42 @@ def backup_verify(key: str) -> None:
 
 
 @backup.command("restore")
-@click.argument("key")
-def backup_restore(key: str) -> None:
-    """Replace the data with a stored backup's (a safety backup is taken first)."""
-    _echo_run(_backup_call("restore", key))
+@click.argument("key", required=False, default="")
+@click.option("--at", "at", default=None, help="ISO 8601 time: restore the replica to it (PITR).")
+@click.option("--from-replica", is_flag=True, help="Restore the latest of the PITR replica.")
+def backup_restore(key: str, at: str | None, from_replica: bool) -> None:
+    """Replace the data with a stored backup's KEY (a safety backup is taken first), or,
+    with --at or --from-replica and the server stopped, with the point-in-time replica's."""
+    if at is None and not from_replica:
+        if not key:
+            click.echo("shipyard: name a backup KEY, or use --at TIME / --from-replica", err=True)
+            sys.exit(2)
+        _echo_run(_backup_call("restore", key))
+        return
+    if key:
+        click.echo("shipyard: a KEY restores an archive; --at/--from-replica take none", err=True)
+        sys.exit(2)
+    import json
+
+    from shipyard.backups import pitr
+
+    settings = _settings()
+    if settings.is_postgres:
+        click.echo(
+            "shipyard: point-in-time restore is for SQLite (PostgreSQL: pgBackRest)", err=True
+        )
+        sys.exit(2)
+    try:
+        when = pitr.parse_time(at) if at is not None else None
+    except pitr.PitrError as exc:
+        click.echo(f"shipyard: {exc}", err=True)
+        sys.exit(2)
+    try:
+        result = pitr.restore(settings, when)
+    except pitr.PitrError as exc:
+        click.echo(f"shipyard: {exc}", err=True)
+        sys.exit(1)
+    click.echo(json.dumps(result, indent=2))
 
 
 @backup.command("pg-config")

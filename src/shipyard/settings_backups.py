@@ -5,10 +5,13 @@ the retention and the S3 target are also runtime settings (`backups` in /api/set
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from shipyard.tools.cronexpr import CronError, check_schedule
 from shipyard.tools.settings_parse import SettingsError
+
+_S3_PATH = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,15 @@ class BackupsSettings:
     # the scratch instance may take to start and answer the sample reads
     backups_drill_cron: str = "0 4 * * 0"
     backups_drill_timeout: float = 600.0
+    # point-in-time recovery of SQLite (docs/backups.md): Litestream run by `shipyard serve`
+    backups_pitr: bool = False
+    backups_pitr_dir: str = ""  # the local replica; empty: <data_dir>/pitr
+    backups_pitr_s3: bool = False  # replicate to the SHIPYARD_BACKUPS_S3_* bucket instead
+    backups_pitr_s3_path: str = "pitr"  # the key prefix in that bucket
+    backups_pitr_sync_interval: float = 1.0  # seconds between two syncs: the RPO
+    backups_pitr_retention: float = 7 * 86400.0  # seconds back a restore can reach
+    backups_pitr_snapshot_interval: float = 86400.0  # seconds between full snapshots
+    backups_pitr_litestream: str = ""  # the binary; empty: beside Python's, then PATH's
 
 
 def validate_backups(s: BackupsSettings) -> None:
@@ -62,4 +74,33 @@ def validate_backups(s: BackupsSettings) -> None:
     ):
         raise SettingsError(
             "SHIPYARD_BACKUPS_S3_ENABLED: needs SHIPYARD_BACKUPS_S3_BUCKET, _ACCESS_KEY and _SECRET"
+        )
+    validate_pitr(s)
+
+
+def validate_pitr(s: BackupsSettings) -> None:
+    if not 0.05 <= s.backups_pitr_sync_interval <= 3600:  # also refuses nan
+        raise SettingsError("SHIPYARD_BACKUPS_PITR_SYNC_INTERVAL: must be between 0.05 and 3600 s")
+    if not 3600 <= s.backups_pitr_retention <= 3650 * 86400:
+        raise SettingsError("SHIPYARD_BACKUPS_PITR_RETENTION: must be between 1 hour and 10 years")
+    if not 60 <= s.backups_pitr_snapshot_interval <= s.backups_pitr_retention:
+        raise SettingsError(
+            "SHIPYARD_BACKUPS_PITR_SNAPSHOT_INTERVAL: must be between 60 s and "
+            "SHIPYARD_BACKUPS_PITR_RETENTION (a restore needs a snapshot inside the window)"
+        )
+    if not _S3_PATH.match(s.backups_pitr_s3_path):
+        raise SettingsError(
+            "SHIPYARD_BACKUPS_PITR_S3_PATH: letters, digits, '.', '_', '-' and inner '/' only"
+        )
+    if s.backups_pitr_s3 and not (
+        s.backups_s3_bucket and s.backups_s3_access_key and s.backups_s3_secret
+    ):
+        raise SettingsError(
+            "SHIPYARD_BACKUPS_PITR_S3: needs SHIPYARD_BACKUPS_S3_BUCKET, _ACCESS_KEY and _SECRET"
+        )
+    url = str(getattr(s, "database_url", ""))  # the whole Settings at load time
+    if s.backups_pitr and url.startswith(("postgres://", "postgresql://")):
+        raise SettingsError(
+            "SHIPYARD_BACKUPS_PITR: Litestream replicates SQLite only; for PostgreSQL use "
+            "WAL archiving with pgBackRest (docs/backups.md#point-in-time-recovery-sqlite)"
         )

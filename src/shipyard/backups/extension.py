@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 from starlette.routing import BaseRoute
 
-from shipyard.backups import routes
+from shipyard.backups import pitr, routes
 from shipyard.backups.guard import guard_for
 from shipyard.backups.openapi import openapi
 from shipyard.backups.section import BACKUPS
@@ -133,7 +133,12 @@ class BackupsExtension(Extension):
         await self.backups.target.close()
 
     async def health_detail(self) -> Mapping[str, Any]:
-        return await self.backups.health()
+        out = await self.backups.health()
+        if self.svc.settings.backups_pitr:  # written by the supervisor (pitr_supervisor.py)
+            out["backups"]["pitr"] = await anyio.to_thread.run_sync(
+                pitr.read_status, self.svc.settings
+            )
+        return out
 
     # ------------------------------------------------------------------ schedule
 
