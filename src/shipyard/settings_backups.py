@@ -45,6 +45,9 @@ class BackupsSettings:
     backups_pitr_sync_interval: float = 1.0  # seconds between two syncs: the RPO
     backups_pitr_retention: float = 7 * 86400.0  # seconds back a restore can reach
     backups_pitr_snapshot_interval: float = 86400.0  # seconds between full snapshots
+    # seconds every single sync is kept: a restore to a moment within them is exact to the
+    # sync; older moments round down to a merged point (30 s, 5 min, 1 h)
+    backups_pitr_exact_window: float = 3600.0
     backups_pitr_litestream: str = ""  # the binary; empty: beside Python's, then PATH's
 
 
@@ -87,6 +90,11 @@ def validate_pitr(s: BackupsSettings) -> None:
         raise SettingsError(
             "SHIPYARD_BACKUPS_PITR_SNAPSHOT_INTERVAL: must be between 60 s and "
             "SHIPYARD_BACKUPS_PITR_RETENTION (a restore needs a snapshot inside the window)"
+        )
+    if not 60 <= s.backups_pitr_exact_window <= s.backups_pitr_retention:
+        raise SettingsError(
+            "SHIPYARD_BACKUPS_PITR_EXACT_WINDOW: must be between 60 s and "
+            "SHIPYARD_BACKUPS_PITR_RETENTION"
         )
     if not _S3_PATH.match(s.backups_pitr_s3_path):
         raise SettingsError(

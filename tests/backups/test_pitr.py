@@ -258,6 +258,7 @@ def test_pitr_settings_are_checked(tmp_path: Path) -> None:
     assert "SYNC_INTERVAL" in bad(backups_pitr_sync_interval=0)
     assert "RETENTION" in bad(backups_pitr_retention=60)
     assert "SNAPSHOT_INTERVAL" in bad(backups_pitr_snapshot_interval=30)
+    assert "EXACT_WINDOW" in bad(backups_pitr_exact_window=10)
     assert "S3_PATH" in bad(backups_pitr_s3_path="/abs")
     assert "needs SHIPYARD_BACKUPS_S3_BUCKET" in bad(backups_pitr_s3=True)
     msg = bad(backups_pitr=True, database_url="postgresql://u@127.0.0.1/x")

@@ -108,6 +108,7 @@ def config(settings: Any) -> dict[str, Any]:
             "interval": _duration(settings.backups_pitr_snapshot_interval),
             "retention": _duration(settings.backups_pitr_retention),
         },
+        "l0-retention": _duration(settings.backups_pitr_exact_window),
         "dbs": [{"path": str(db), "replica": _replica(settings, db)} for db in databases(settings)],
     }
 
