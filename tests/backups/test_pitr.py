@@ -74,11 +74,13 @@ def _replicated_ids(data_dir: Path, scratch: Path, env: dict[str, str] | None = 
 
 
 def _ids(db: Path) -> set[str]:
-    with sqlite3.connect(db) as conn:
-        try:
-            return {str(r[0]) for r in conn.execute("SELECT id FROM notes")}
-        except sqlite3.OperationalError:
-            return set()
+    conn = sqlite3.connect(db)
+    try:
+        return {str(r[0]) for r in conn.execute("SELECT id FROM notes")}
+    except sqlite3.OperationalError:
+        return set()
+    finally:
+        conn.close()  # an open connection would stop the next restore (seen as in use)
 
 
 def _all_notes(url: str) -> dict[str, dict[str, Any]]:
@@ -237,6 +239,16 @@ def test_restore_refuses_while_replication_runs_and_bad_input(tmp_path: Path) ->
     assert r.returncode == 1
     assert "cannot restore data.db" in r.stderr
 
+    # a process with the database open (a server without PITR, a worker) is seen too
+    db = tmp_path / "data" / "data.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("CREATE TABLE t (x)")
+        r = cli(env, "backup", "restore", "--from-replica")
+        assert r.returncode == 1
+        assert "data.db is open in another process" in r.stderr
+    conn.close()
+
     fd = open_lock(load_settings(data_dir=tmp_path / "data"))
     try:
         assert try_lock(fd)  # as a running supervisor holds it
@@ -309,3 +321,37 @@ def test_replication_to_s3(tmp_path: Path, s3_endpoint: str) -> None:
     r = cli(env, "backup", "restore", "--from-replica")
     assert r.returncode == 0, r.stderr
     assert ids <= _ids(data_dir / "data.db")
+
+
+def test_one_litestream_per_data_directory(tmp_path: Path) -> None:
+    """Two servers on one data directory: one Litestream; when its server stops, the other
+    server's supervisor takes over."""
+    data_dir = tmp_path / "data"
+    extra = {"SHIPYARD_BACKUPS_PITR": "true", "SHIPYARD_BACKUPS_PITR_DIR": str(tmp_path / "r")}
+    config = data_dir / ".pitr" / "litestream.yml"
+    first = start_server(data_dir, "", extra)
+    second = None
+    try:
+        token = first.superuser_token()
+        pid = wait_until(
+            lambda: (h := _pitr_health(first.url, token)).get("running") and h["pid"],
+            timeout=30,
+            what="replication running",
+        )
+        second = start_server(data_dir, "", extra)
+        assert wait_until(lambda: litestream_pids(config), timeout=30) == [pid]
+        token = second.superuser_token()  # its start set the superuser again: a new token
+        assert _pitr_health(second.url, token)["pid"] == pid  # the one status of the directory
+        stop_server(first)
+        new = wait_until(
+            lambda: (p := litestream_pids(config)) and p != [pid] and p,
+            timeout=30,
+            what="the second server's litestream",
+        )
+        assert len(new) == 1
+        wait_until(lambda: _pitr_health(second.url, token)["pid"] == new[0], timeout=30)
+    finally:
+        stop_server(first)
+        if second is not None:
+            stop_server(second)
+    wait_until(lambda: lock_free(data_dir), timeout=30, what="the lock free")

@@ -221,6 +221,12 @@ def restore(settings: Any, at: datetime | None = None) -> dict[str, Any]:
         binary = litestream_binary(settings)
         cfg = write_config(settings)
         dbs = databases(settings)
+        busy = [db.name for db in dbs if in_use(db)]
+        if busy:
+            raise PitrError(
+                f"{', '.join(busy)} is open in another process (a shipyard serve or worker?): "
+                "stop it first"
+            )
         made: list[tuple[Path, Path | None, str]] = []
         try:
             for db in dbs:
@@ -252,6 +258,28 @@ def restore(settings: Any, at: datetime | None = None) -> dict[str, Any]:
         }
     finally:
         os.close(fd)
+
+
+_SHM_DMS = 128  # SQLite's unix VFS: every connection to a WAL database holds a read lock
+# on this byte of `<db>-shm` while it is open (the "dead man switch")
+
+
+def in_use(db: Path) -> bool:
+    """Whether any process has `db` open (WAL mode): a write lock on the DMS byte of its
+    shared-memory file is refused then. POSIX locks are per process and this one has the
+    file open nowhere else, so closing it here drops nothing of ours."""
+    shm = Path(f"{db}-shm")
+    try:
+        fd = os.open(shm, os.O_RDWR)
+    except OSError:
+        return False  # no shared memory: nobody has it open in WAL mode
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, _SHM_DMS)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def _move_aside(db: Path, aside: Path) -> None:
