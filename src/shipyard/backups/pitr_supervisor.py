@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from shipyard.backups import pitr
+from shipyard.logs import lines as log_lines
 
 log = logging.getLogger("shipyard.pitr")
 
@@ -276,9 +277,7 @@ def main() -> None:
     if len(sys.argv) > 1 and os.getppid() != int(sys.argv[1]):
         return  # the server died before the line above
     settings = load_settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s"
-    )
+    log_lines.configure(settings.log_level, settings.log_format)  # as the server's lines
     sup = Supervisor(settings)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: sup.stopping.set())
