@@ -531,30 +531,16 @@ def backup_restore(key: str, at: str | None, from_replica: bool) -> None:
             sys.exit(2)
         _echo_run(_backup_call("restore", key))
         return
-    if key:
-        click.echo("shipyard: a KEY restores an archive; --at/--from-replica take none", err=True)
-        sys.exit(2)
-    import json
-
     from shipyard.backups import pitr
 
-    settings = _settings()
-    if settings.is_postgres:
-        click.echo(
-            "shipyard: point-in-time restore is for SQLite (PostgreSQL: pgBackRest)", err=True
-        )
-        sys.exit(2)
     try:
-        when = pitr.parse_time(at) if at is not None else None
+        if key:
+            raise pitr.PitrError("a KEY restores an archive; --at/--from-replica take none", 2)
+        result = pitr.restore_command(_settings(), at)
     except pitr.PitrError as exc:
         click.echo(f"shipyard: {exc}", err=True)
-        sys.exit(2)
-    try:
-        result = pitr.restore(settings, when)
-    except pitr.PitrError as exc:
-        click.echo(f"shipyard: {exc}", err=True)
-        sys.exit(1)
-    click.echo(json.dumps(result, indent=2))
+        sys.exit(exc.code)
+    click.echo(result)
 
 
 @backup.command("pg-config")

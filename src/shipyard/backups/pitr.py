@@ -30,7 +30,12 @@ STALE = 60.0  # seconds after which the supervisor's status no longer counts
 
 
 class PitrError(Exception):
-    """A restore that cannot be done; the message says why (no secrets in it)."""
+    """A restore that cannot be done; the message says why (no secrets in it). `code`:
+    the command's exit status (2: bad input, 1: refused or failed)."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def state_dir(settings: Any) -> Path:
@@ -163,10 +168,10 @@ def parse_time(text: str) -> datetime:
     try:
         t = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise PitrError(f"--at: not an ISO 8601 time: {text!r}") from None
+        raise PitrError(f"--at: not an ISO 8601 time: {text!r}", 2) from None
     t = t if t.tzinfo else t.replace(tzinfo=UTC)
     if t.timestamp() > time.time():
-        raise PitrError(f"--at: {t.isoformat()} is in the future")
+        raise PitrError(f"--at: {t.isoformat()} is in the future", 2)
     return t.astimezone(UTC)
 
 
@@ -287,6 +292,14 @@ def in_use(db: Path) -> bool:
     finally:
         os.close(fd)
     return False
+
+
+def restore_command(settings: Any, at: str | None) -> str:
+    """`shipyard backup restore --at TIME | --from-replica`: what it prints (JSON)."""
+    if settings.is_postgres:
+        raise PitrError("point-in-time restore here is for SQLite (PostgreSQL: pgBackRest)", 2)
+    result = restore(settings, parse_time(at) if at is not None else None)
+    return json.dumps(result, indent=2)
 
 
 def _move_aside(db: Path, aside: Path) -> None:
