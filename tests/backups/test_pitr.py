@@ -351,6 +351,17 @@ def test_one_litestream_per_data_directory(tmp_path: Path) -> None:
             timeout=30,
             what="replication running",
         )
+        # and as metrics (a gauge per process, the highest shown)
+        wait_until(
+            lambda: "shipyard_pitr_running 1" in httpx.get(first.url + "/metrics").text,
+            timeout=60,
+            step=0.5,
+            what="shipyard_pitr_running 1",
+        )
+        assert (
+            'shipyard_pitr_lag_seconds{database="data.db"}'
+            in httpx.get(first.url + "/metrics").text
+        )
         second = start_server(data_dir, "", extra)
         assert wait_until(lambda: litestream_pids(config), timeout=30) == [pid]
         token = second.superuser_token()  # its start set the superuser again: a new token

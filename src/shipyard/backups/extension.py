@@ -78,6 +78,20 @@ class BackupsExtension(Extension):
             ),
         }  # fmt: skip
         self._fired: dict[str, tuple[str, float]] = {}
+        if services.settings.backups_pitr:  # read at each snapshot from the supervisor's status
+            metrics = services.telemetry.metrics
+            self.pitr_running = metrics.gauge(
+                "shipyard_pitr_running",
+                "1 while Litestream replicates the SQLite files (SHIPYARD_BACKUPS_PITR), else 0.",
+                merge="max",
+            )
+            self.pitr_lag = metrics.gauge(
+                "shipyard_pitr_lag_seconds",
+                "How long the point-in-time replica of each SQLite file has been behind.",
+                ("database",),
+                merge="max",
+            )
+            metrics.collectors.append(self._collect_pitr)
         self._task: asyncio.Task[None] | None = None
 
     def routes(self) -> Sequence[BaseRoute]:
@@ -131,6 +145,12 @@ class BackupsExtension(Extension):
                 await self._task
             self._task = None
         await self.backups.target.close()
+
+    def _collect_pitr(self) -> None:
+        status = pitr.read_status(self.svc.settings)  # a small local file: cheap enough
+        self.pitr_running.set(1.0 if status.get("running") else 0.0)
+        for name, db in (status.get("databases") or {}).items():
+            self.pitr_lag.set(float(db.get("lagSeconds", 0.0)), (name,))
 
     async def health_detail(self) -> Mapping[str, Any]:
         out = await self.backups.health()
