@@ -239,11 +239,13 @@ class Supervisor:
     def _write_status(self) -> None:
         if not self.holding:
             return
-        with contextlib.suppress(OSError):
+        try:
             d = pitr.state_dir(self.settings)
             tmp = d / "status.tmp"
             tmp.write_text(json.dumps(self.status()))
             os.replace(tmp, d / "status.json")
+        except Exception as exc:  # a status is not worth stopping the replication for
+            log.warning("pitr: cannot write the status: %s", exc)
 
 
 # ---------------------------------------------------------------------- the processes
