@@ -209,6 +209,13 @@ def test_disaster_recovery_and_restore_to_a_moment(
         wait_until(lambda: _pitr_health(server.url, token)["running"], timeout=30)
         c = httpx.post(server.url + "/api/collections/notes/records", json={"body": "after"})
         assert c.status_code == 200, c.text
+        wait_until(  # shipped on top of the restored history
+            lambda: c.json()["id"] in _replicated_ids(data_dir, tmp_path / "after.db"),
+            timeout=30,
+            step=0.2,
+            what="the new write in the replica",
+        )
+        assert {rec["id"] for _, rec in recovered} <= _ids(tmp_path / "after.db")
     finally:
         stop_server(server)
     # a clean stop stops Litestream too
