@@ -43,6 +43,8 @@ QUIET = {
     "SHIPYARD_BACKUPS_CRON": "",
     "SHIPYARD_BACKUPS_DRILL_CRON": "",
     "SHIPYARD_BACKUPS_S3_ENABLED": "false",
+    # no Litestream: it would ship the scratch copy into the live instance's replica
+    "SHIPYARD_BACKUPS_PITR": "false",
     "SHIPYARD_S3_ENABLED": "false",  # files: local (and empty) in the scratch directory
     "SHIPYARD_SMTP_HOST": "",  # no mail, whatever the archive's settings say
     "SHIPYARD_CDN_CLOUDFLARE_TOKEN": "",  # no CDN purges
