@@ -38,6 +38,7 @@ from shipyard.records.modifiers import (
     apply_modifiers,
     autogenerate,
     coerce_multipart,
+    holds_upload,
     names_only,
     uploads_by_field,
     uploads_in,
@@ -118,7 +119,7 @@ class Writer:
                 continue
             if f.name in body:
                 try:
-                    if not isinstance(f, FileField) and uploads_in({f.name: body[f.name]}):
+                    if not isinstance(f, FileField) and holds_upload(body[f.name]):
                         raise FieldError("validation_invalid_value", "Not a file field.")
                     value = f.normalize(coerce_multipart(f, body[f.name]))
                     f.validate(value)
