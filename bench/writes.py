@@ -292,7 +292,8 @@ def report(configs: list[Config], args: argparse.Namespace, facts: dict[str, str
         f"of the run, on {m['nproc']} cores. Other work shared the machine, so requests/s are "
         "low and noisy; *server CPU per request* (the server's processes' CPU time from /proc "
         "over the run, divided by the 2xx answers) is the figure that compares across rows "
-        "on a busy machine. Re-run on a quiet machine for figures to quote.",
+        "on a busy machine (for PostgreSQL rows it leaves out PostgreSQL's own processes). "
+        "Re-run on a quiet machine for figures to quote.",
         "",
         f"wrk: one thread, {args.connections} connections, {args.duration} s per run, one "
         f"record per request; {args.preload:,} preloaded records are the targets of updates "
