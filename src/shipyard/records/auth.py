@@ -6,6 +6,7 @@ the record's tokenKey (done on every password change) invalidates every token it
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -101,6 +102,8 @@ def verify_token(secret_key: str, token: str, collection: Collection, token_key:
     exp = claims.get("exp")
     if _auth_shaped(claims) and isinstance(exp, int | float) and not {"nbf", "iat"} & set(claims):
         if len(_verified) >= _VERIFIED_MAX:
-            _verified.pop(next(iter(_verified)))
+            # another thread (a second app in one process) may be evicting too
+            with contextlib.suppress(StopIteration, RuntimeError):
+                _verified.pop(next(iter(_verified)), None)
         _verified[token] = (claims, key)
     return True
