@@ -313,6 +313,33 @@ def start_shipyard(tmp: Path, extra_env: dict[str, str] | None = None) -> Server
     )
 
 
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+def db_url(admin_url: str, name: str) -> str:
+    base, _, query = admin_url.partition("?")
+    return base.rsplit("/", 1)[0] + "/" + name + ("?" + query if query else "")
+
+
+def pg_reachable(url: str) -> bool:
+    import psycopg
+
+    try:
+        with psycopg.connect(url, connect_timeout=3, autocommit=True) as conn:
+            conn.execute("SELECT 1")
+        return True
+    except psycopg.Error:
+        return False
+
+
+def pg_admin(url: str, sql: str) -> Any:
+    import psycopg
+
+    with psycopg.connect(url, connect_timeout=10, autocommit=True) as conn:
+        cur = conn.execute(sql.encode())
+        return cur.fetchone() if cur.description else None
+
+
 # --------------------------------------------------------------------------- data
 
 

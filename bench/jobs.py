@@ -58,9 +58,12 @@ from common import (
     HERE,
     ROOT,
     BenchError,
+    db_url,
     exit_cleanly_on_signals,
     git_rev,
     machine_info,
+    pg_admin,
+    pg_reachable,
     pkg_version,
     system_busy_s,
     wait_quiet,
@@ -147,30 +150,6 @@ def fmt_ms(v: float) -> str:
     if v != v:  # nan
         return "-"
     return f"{v:.1f} ms" if v < 100 else f"{v:.0f} ms"
-
-
-def db_url(admin_url: str, name: str) -> str:
-    base, _, query = admin_url.partition("?")
-    return base.rsplit("/", 1)[0] + "/" + name + ("?" + query if query else "")
-
-
-def pg_reachable(url: str) -> bool:
-    import psycopg
-
-    try:
-        with psycopg.connect(url, connect_timeout=3, autocommit=True) as conn:
-            conn.execute("SELECT 1")
-        return True
-    except psycopg.Error:
-        return False
-
-
-def pg_admin(url: str, sql: str) -> Any:
-    import psycopg
-
-    with psycopg.connect(url, connect_timeout=10, autocommit=True) as conn:
-        cur = conn.execute(sql.encode())
-        return cur.fetchone() if cur.description else None
 
 
 class Cleanup:

@@ -15,7 +15,7 @@ from shipyard.files.store import FileStore, file_key, thumbs_prefix
 from shipyard.kernel.errors import ApiError, FieldError
 from shipyard.kernel.uploads import Upload
 from shipyard.records.collections import Collection
-from shipyard.records.events import Listener, RecordChange
+from shipyard.records.events import Listener, RecordChange, keeps_record
 from shipyard.tools.db import Executor, on_rollback
 
 DELETE_KIND = "files.delete"
@@ -64,6 +64,7 @@ class FileTriggers:
             return None
         return self.on_change
 
+    @keeps_record  # it writes `_file_meta` and storage, never the record
     async def on_change(self, tx: Executor, change: RecordChange) -> None:
         c, rid = change.collection, str(change.record["id"])
         if change.uploads:

@@ -16,7 +16,7 @@ from shipyard.jobs.jobs import IsolatedFailure, Jobs, call
 from shipyard.kernel.errors import ApiError, bad_request
 from shipyard.kernel.functions import RecordHandler, Reject
 from shipyard.records.collections import Collection
-from shipyard.records.events import Listener, RecordChange
+from shipyard.records.events import Listener, RecordChange, keeps_record
 from shipyard.tools.db import Executor
 from shipyard.tools.sandbox import IsolatedTimeout
 
@@ -61,7 +61,8 @@ class FunctionTriggers:
                 event = change.event
                 await self.jobs.enqueue(h.job.name, event, tx=tx, meta={"event": event["id"]})
 
-        return run
+        # a before_commit hook may change the record (ctx.tx); enqueueing alone does not
+        return run if before else keeps_record(run)
 
     async def _run_before(self, h: RecordHandler, tx: Executor, event: dict[str, Any]) -> None:
         timeout = (

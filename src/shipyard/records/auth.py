@@ -6,6 +6,7 @@ the record's tokenKey (done on every password change) invalidates every token it
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,27 +60,50 @@ def issue_token(
     return jwt.encode(claims, _signing_key(secret_key, collection, token_key), algorithm="HS256")
 
 
+# Verified tokens, so a request with a token seen before skips PyJWT's two decodes (two thirds
+# of a write's auth cost). The caller still reads the record each time: a hit only stands
+# when the signing key derived from the current tokenKey is the one that verified it, so a
+# rotated key (password change, in any process) or an expired token verifies afresh.
+_VERIFIED_MAX = 4096  # tokens; the oldest goes first, a miss only costs a decode
+_verified: dict[str, tuple[dict[str, Any], str]] = {}  # token -> (claims, signing key)
+
+
+def _auth_shaped(claims: Any) -> bool:
+    return (
+        isinstance(claims, dict)
+        and claims.get("type") == "auth"
+        and isinstance(claims.get("id"), str)
+        and isinstance(claims.get("collectionId"), str)
+    )
+
+
 def unverified_claims(token: str) -> dict[str, Any] | None:
     """Read claims only to find the record whose key verifies the signature next."""
+    hit = _verified.get(token)
+    if hit is not None:
+        return dict(hit[0])
     try:
         claims = jwt.decode(token, options={"verify_signature": False})
     except jwt.PyJWTError:
         return None
-    if not isinstance(claims, dict) or claims.get("type") != "auth":
-        return None
-    if not isinstance(claims.get("id"), str) or not isinstance(claims.get("collectionId"), str):
-        return None
-    return claims
+    return claims if _auth_shaped(claims) else None
 
 
 def verify_token(secret_key: str, token: str, collection: Collection, token_key: str) -> bool:
+    key = _signing_key(secret_key, collection, token_key)
+    hit = _verified.get(token)
+    if hit is not None and hit[1] == key and hit[0]["exp"] > time.time():
+        return True
     try:
-        jwt.decode(
-            token,
-            _signing_key(secret_key, collection, token_key),
-            algorithms=["HS256"],
-            options={"require": ["exp"]},
-        )
+        claims = jwt.decode(token, key, algorithms=["HS256"], options={"require": ["exp"]})
     except jwt.PyJWTError:
         return False
+    # only claims whose validity is the signature and `exp` alone (no `nbf`/`iat` checks)
+    exp = claims.get("exp")
+    if _auth_shaped(claims) and isinstance(exp, int | float) and not {"nbf", "iat"} & set(claims):
+        if len(_verified) >= _VERIFIED_MAX:
+            # another thread (a second app in one process) may be evicting too
+            with contextlib.suppress(StopIteration, RuntimeError):
+                _verified.pop(next(iter(_verified)), None)
+        _verified[token] = (claims, key)
     return True

@@ -105,6 +105,13 @@ def uploads_by_field(c: Collection, body: dict[str, Any]) -> dict[str, list[Uplo
     return out
 
 
+def holds_upload(v: Any) -> bool:
+    """Whether one body value is, or lists, an upload (the common case: neither, at once)."""
+    if isinstance(v, list):
+        return any(isinstance(i, Upload) for i in v)
+    return isinstance(v, Upload)
+
+
 def uploads_in(values: dict[str, Any]) -> list[Upload]:
     out: list[Upload] = []
     for v in values.values():

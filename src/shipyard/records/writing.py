@@ -22,6 +22,7 @@ from shipyard.records.auth import Auth
 from shipyard.records.codecs import encode_stored
 from shipyard.records.collections import Collection
 from shipyard.records.context import RequestContext
+from shipyard.records.events import all_keep_record
 from shipyard.records.expand import Expander
 from shipyard.records.fields import (
     AutodateField,
@@ -37,6 +38,7 @@ from shipyard.records.modifiers import (
     apply_modifiers,
     autogenerate,
     coerce_multipart,
+    holds_upload,
     names_only,
     uploads_by_field,
     uploads_in,
@@ -117,7 +119,7 @@ class Writer:
                 continue
             if f.name in body:
                 try:
-                    if not isinstance(f, FileField) and uploads_in({f.name: body[f.name]}):
+                    if not isinstance(f, FileField) and holds_upload(body[f.name]):
                         raise FieldError("validation_invalid_value", "Not a file field.")
                     value = f.normalize(coerce_multipart(f, body[f.name]))
                     f.validate(value)
@@ -327,8 +329,9 @@ class Writer:
                 ok = await self.reader.fetch_one(c, values["id"], ctx, rule, db=tx)
                 if ok is None:
                     raise bad_request("Failed to create record.")
-            await self._emit(tx, c, "create", values["id"], None, ctx, uploads)
-            rec = await self.reader.fetch_one(c, values["id"], ctx, None, db=tx)
+            rec = await self._emit(tx, c, "create", values["id"], None, ctx, uploads)
+            if rec is None:
+                rec = await self.reader.fetch_one(c, values["id"], ctx, None, db=tx)
         assert rec is not None  # noqa: S101  (narrows a type for mypy; established above)
         items = [rec]
         await self.expander.finish(c, items, q, ctx)
@@ -386,8 +389,9 @@ class Writer:
                     await tx.execute(f'UPDATE "{c.table}" SET {sets} WHERE "id" = ?', (*args, rid))
                 except IntegrityError as exc:
                     raise self._unique_error(c, exc, "update") from exc
-            await self._emit(tx, c, "update", rid, old, ctx, uploads)
-            rec = await reader.fetch_one(c, rid, ctx, None, db=tx)
+            rec = await self._emit(tx, c, "update", rid, old, ctx, uploads)
+            if rec is None:
+                rec = await reader.fetch_one(c, rid, ctx, None, db=tx)
         assert rec is not None  # noqa: S101  (narrows a type for mypy; established above)
         items = [rec]
         await self.expander.finish(c, items, q, ctx)
@@ -412,13 +416,29 @@ class Writer:
         old: dict[str, Any] | None,
         ctx: RequestContext,
         uploads: list[Upload],
-    ) -> None:
+    ) -> dict[str, Any] | None:
         """Record-change events, in this transaction (records/events.py); the uploads must
-        be stored by a listener (the files capability) or the write fails."""
+        be stored by a listener (the files capability) or the write fails. Answers the
+        record as `ctx` sees it when the event's read of it still stands (no listener may
+        have changed it), else None: the caller reads it again."""
         subs = await self.events.subscribers(tx, c, action) if self.events else None
+        seen = None
         if subs:
             rec = await self.reader.fetch_one(c, rid, ctx, None, db=tx, audience="internal")
             if rec is not None and self.events is not None:
                 await self.events.emit(tx, subs, c, action, rec, old, ctx.auth, uploads)
+                if all_keep_record(subs):
+                    seen = self._as_seen(c, rec, ctx)
         if any(not u.stored for u in uploads):
             raise bad_request("File uploads are not supported: the files capability is off.")
+        return seen
+
+    def _as_seen(
+        self, c: Collection, internal: dict[str, Any], ctx: RequestContext
+    ) -> dict[str, Any]:
+        """What `reader.fetch_one(c, id, ctx, None)` answers, from the internal read of the
+        same row: the asker's columns, in the same order."""
+        names = self.reader.shapes.of(c, ctx.auth.is_superuser).names
+        rec = {"collectionId": c.id, "collectionName": c.name}
+        rec.update((n, internal[n]) for n in names)
+        return rec

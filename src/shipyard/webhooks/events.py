@@ -7,7 +7,7 @@ transaction, so a delivery exists if and only if the write commits.
 from __future__ import annotations
 
 from shipyard.records.collections import Collection
-from shipyard.records.events import SECRET_FIELDS, Listener, RecordChange, without
+from shipyard.records.events import SECRET_FIELDS, Listener, RecordChange, keeps_record, without
 from shipyard.tools.db import Executor
 from shipyard.webhooks.webhooks import Webhooks
 
@@ -21,6 +21,7 @@ class WebhookTriggers:
         if not hooks:
             return None
 
+        @keeps_record
         async def deliver(tx: Executor, change: RecordChange) -> None:
             # leaving the server: hidden fields are left out, as the records API leaves them out
             hidden = SECRET_FIELDS | {f.name for f in change.collection.fields if f.hidden}
