@@ -386,3 +386,40 @@ def test_one_litestream_per_data_directory(tmp_path: Path) -> None:
         if second is not None:
             stop_server(second)
     wait_until(lambda: lock_free(data_dir), timeout=30, what="the lock free")
+
+
+def test_drill_serves_the_replicas_latest_state(tmp_path: Path) -> None:
+    """With PITR on, a drill restores the latest archive and then the replica's WAL up to
+    now: the scratch instance serves the writes made after the archive too."""
+    data_dir = tmp_path / "data"
+    server = start_server(data_dir, "", _env(data_dir, tmp_path / "replica"))
+    try:
+        token = server.superuser_token()
+        su = _su(server.url, token)
+        assert httpx.post(server.url + "/api/collections", json=NOTES, headers=su).is_success
+        wait_until(lambda: _pitr_health(server.url, token).get("running"), timeout=30)
+        for i in range(5):
+            r = httpx.post(server.url + "/api/collections/notes/records", json={"seq": i})
+            assert r.status_code == 200, r.text
+        r = httpx.post(server.url + "/api/backups", json={"name": "five.zip"}, headers=su)
+        assert r.status_code == 204, r.text
+        later = set()
+        for i in range(7):
+            r = httpx.post(server.url + "/api/collections/notes/records", json={"seq": 10 + i})
+            later.add(r.json()["id"])
+        wait_until(
+            lambda: later <= _replicated_ids(data_dir, tmp_path / "check.db"),
+            timeout=60,
+            what="the later writes in the replica",
+        )
+        r = cli(server.env, "backup", "drill")
+        assert r.returncode == 0, r.stdout + r.stderr
+        drill = json.loads(r.stdout)
+        assert drill["key"] == "five.zip"
+        assert drill["ok"] is True, drill
+        assert drill["replay"]["databases"][0]["txid"]
+        assert drill["records"]["notes"] == 12  # 5 in the archive, 7 from the WAL
+        assert drill["backupNewest"] == drill["liveNewest"]  # nothing written since
+        assert drill["rpo"] == 0
+    finally:
+        stop_server(server)

@@ -24,6 +24,7 @@ from shipyard.backups.guard import guard_for
 from shipyard.backups.openapi import openapi
 from shipyard.backups.section import BACKUPS
 from shipyard.backups.service import Backups, Busy
+from shipyard.backups.verify import Scratch
 from shipyard.kernel.extension import Extension
 from shipyard.kernel.functions import Functions
 from shipyard.kernel.runtime import Section
@@ -52,6 +53,8 @@ class BackupsExtension(Extension):
         self.svc = services
         self.backups = Backups(services)
         self.guard = guard_for(services, self.backups.state)
+        if services.settings.backups_pitr and self.backups.engine == "sqlite":
+            self.backups.replay = self._replay  # drills restore the replica's latest state
         self.gauge = services.telemetry.metrics.gauge(
             GAUGE,
             "When the latest verified backup finished (epoch seconds); 0 while a schedule "
@@ -145,6 +148,13 @@ class BackupsExtension(Extension):
                 await self._task
             self._task = None
         await self.backups.target.close()
+
+    async def _replay(self, scratch: Scratch) -> dict[str, Any]:
+        """A drill with PITR on serves the replica's latest state (archive + WAL up to now),
+        so its RPO is what a restore from the replica would lose."""
+        return await anyio.to_thread.run_sync(
+            pitr.restore_latest_into, self.svc.settings, scratch.data_dir
+        )
 
     def _collect_pitr(self) -> None:
         status = pitr.read_status(self.svc.settings)  # a small local file: cheap enough

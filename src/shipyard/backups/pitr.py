@@ -189,11 +189,11 @@ class Restored:
 
 
 def _restore_one(
-    settings: Any, binary: str, cfg: Path, db: Path, at: datetime | None
+    settings: Any, binary: str, cfg: Path, db: Path, at: datetime | None, out: Path | None = None
 ) -> tuple[Path | None, str]:
-    """Litestream restores `db`'s replica into a new file beside it; (that file, txid),
-    or (None, why) when the replica holds nothing."""
-    out = db.with_name(db.name + ".pitr-restore")
+    """Litestream restores `db`'s replica into a new file (`out`, default: beside it);
+    (that file, txid), or (None, why) when the replica holds nothing."""
+    out = out or db.with_name(db.name + ".pitr-restore")
     for leftover in (out, Path(f"{out}-wal"), Path(f"{out}-shm")):
         leftover.unlink(missing_ok=True)
     args = [binary, "restore", "-config", str(cfg), "-no-expand-env", "-json", "-o", str(out)]
@@ -270,6 +270,29 @@ def restore(settings: Any, at: datetime | None = None) -> dict[str, Any]:
         }
     finally:
         os.close(fd)
+
+
+def restore_latest_into(settings: Any, target: Path) -> dict[str, Any]:
+    """The replica's latest state of every replicated database, restored into `target`
+    (a drill's scratch directory, whose files it replaces): what a restore now would give.
+    The live files are not touched, and no lock is needed: Litestream only reads the
+    replica."""
+    binary = litestream_binary(settings)
+    cfg = write_config(settings)
+    out: list[dict[str, str]] = []
+    for db in databases(settings):
+        dest = target / db.name
+        new, info = _restore_one(settings, binary, cfg, db, None, target / (db.name + ".pitr"))
+        if new is None:
+            if db == databases(settings)[0]:
+                raise PitrError(f"cannot restore {db.name} from {describe(settings)}: {info}")
+            out.append(Restored(str(dest), "", skipped=info).to_json())
+            continue
+        for stale in (dest, Path(f"{dest}-wal"), Path(f"{dest}-shm")):
+            stale.unlink(missing_ok=True)
+        os.replace(new, dest)
+        out.append(Restored(str(dest), info).to_json())
+    return {"replica": describe(settings), "databases": out}
 
 
 _SHM_DMS = 128  # SQLite's unix VFS: every connection to a WAL database holds a read lock
