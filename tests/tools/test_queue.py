@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from shipyard.tools.db import Database, connect
-from shipyard.tools.queue import Job, Queue, QueueError, backoff
+from shipyard.tools.queue import RESTORE_GATE, Job, Queue, QueueError, backoff
 from shipyard.tools.worker import Discard, KindPolicy, Worker
 from tests.helpers.wait import wait_until_async as wait_for
 
@@ -184,6 +184,35 @@ def test_claim_serves_only_the_named_queues_and_due_jobs(target: Target) -> None
         assert await state(q, default.id) == "available"
         got = await q.claim("w", 10, 30, now=T0 + 60)
         assert [j.id for j in got] == [default.id]
+
+    run(target, body)
+
+
+def test_no_claim_while_a_restore_holds_the_gate(target: Target) -> None:
+    """PostgreSQL: while a restore holds RESTORE_GATE (backups/restore.py), claims of every
+    kind get nothing; once it lets go, the same jobs are claimed. SQLite needs no gate (the
+    restore's swap is one file replace)."""
+
+    async def body(q: Queue) -> None:
+        plain = await q.enqueue(q.db, "k", 1, now=T0)
+        capped = await q.enqueue(q.db, "capped", 2, now=T0)
+        if not q.pg:  # no gate in SQLite's claim; claims go on as ever
+            assert "advisory" not in q._due(T0, None, None, ())[0]
+            got = await q.claim("w", 10, 30, now=T0 + 1)
+            assert {j.id for j in got} == {plain.id, capped.id}
+            return
+        other = await target.open()
+        try:
+            async with other.transaction() as tx:
+                await tx.execute("SELECT pg_advisory_xact_lock(?)", (RESTORE_GATE,))
+                assert await q.claim("w", 10, 30, now=T0 + 1) == []
+                assert await q.claim_limited("w", "capped", 10, 5, 30, now=T0 + 1) == []
+            got = await q.claim("w", 10, 30, exclude_kinds=["capped"], now=T0 + 1)
+            assert [j.id for j in got] == [plain.id]
+            got = await q.claim_limited("w", "capped", 10, 5, 30, now=T0 + 1)
+            assert [j.id for j in got] == [capped.id]
+        finally:
+            await other.close()
 
     run(target, body)
 

@@ -9,8 +9,9 @@ where the archive holds such a job (pending, or running an older attempt), its r
 row is set back to what the live worker holds — running, its attempt, its worker, a fresh
 lease — so its heartbeat and completion still find it and no other worker runs it a second
 time. With SQLite this is written into the checked copy before it replaces the live file
-(one commit); with PostgreSQL right after pg_restore's transaction (a window of
-milliseconds in which a worker could claim such a row). Jobs the archive lacks (enqueued
+(one commit); with PostgreSQL right after pg_restore's transaction, while an advisory
+lock that every claim needs shared (tools/queue.py RESTORE_GATE) is held exclusively from
+before the load until the hand-back commits, so no worker claims such a row in between. Jobs the archive lacks (enqueued
 after the backup, like the writes that caused them) are not brought back."""
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import anyio
 from shipyard.backups import archive, pg_copy, sqlite_copy
 from shipyard.records.schema import NOTIFY_CHANNEL
 from shipyard.tools.mime import HEAD_BYTES, detect
+from shipyard.tools.queue import RESTORE_GATE
 from shipyard.tools.queue_table import PENDING_SQL
 from shipyard.tools.storage import check_key
 
@@ -52,10 +54,13 @@ async def restore_database(
     else:
         dump = checked / archive.PG_MEMBER
         tables = set(manifest["databases"][archive.PG_MEMBER])
-        await pg_copy.restore_into(
-            backups.settings.database_url, dump, await backups.pg_dump(), tables
-        )
+        pg_dump = await backups.pg_dump()
+        # no worker claims a job from the load of the table until the running ones are
+        # handed back: claims need RESTORE_GATE shared, held here exclusively (this
+        # transaction touches no table before pg_restore, so its DROPs do not wait on it)
         async with queue.db.transaction() as tx:
+            await tx.execute("SELECT pg_advisory_xact_lock(?)", (RESTORE_GATE,))
+            await pg_copy.restore_into(backups.settings.database_url, dump, pg_dump, tables)
             for stmt, params in _carry_running(queue.table, running, lease):
                 await tx.execute(stmt, params)
     await _reload(svc, old)

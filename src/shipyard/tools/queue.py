@@ -80,6 +80,11 @@ def backoff(attempt: int, base: float, cap: float, jitter: float = 0.2) -> float
     return max(0.0, delay * (1 + random.uniform(-jitter, jitter)))  # noqa: S311 (spreads retries)
 
 
+# PostgreSQL advisory lock key: claims take it shared, a restore exclusively, so no worker
+# claims a job between the restore's load of the table and its hand-back of running jobs
+RESTORE_GATE = 0x5348495059415244  # "SHIPYARD"
+
+
 class Queue:
     """The `_jobs` table and every statement on it. Stateless: any number of processes."""
 
@@ -266,6 +271,8 @@ class Queue:
         if exclude_kinds:
             where += f' AND "kind" NOT IN ({", ".join("?" for _ in exclude_kinds)})'
             args += list(exclude_kinds)
+        if self.pg:  # no claim while a restore swaps the table (backups/restore.py)
+            where += f" AND pg_try_advisory_xact_lock_shared({RESTORE_GATE})"
         return where, args
 
     async def analyze(self) -> None:
