@@ -272,7 +272,8 @@ class Queue:
             where += f' AND "kind" NOT IN ({", ".join("?" for _ in exclude_kinds)})'
             args += list(exclude_kinds)
         if self.pg:  # no claim while a restore swaps the table (backups/restore.py)
-            where += f" AND pg_try_advisory_xact_lock_shared({RESTORE_GATE})"
+            # an uncorrelated subquery: evaluated once per claim, not once per row scanned
+            where += f" AND (SELECT pg_try_advisory_xact_lock_shared({RESTORE_GATE}))"
         return where, args
 
     async def analyze(self) -> None:
