@@ -4,6 +4,7 @@ requests; the bytes stream from storage in chunks."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 from email.utils import formatdate, parsedate_to_datetime
@@ -182,11 +183,17 @@ class LocalChunks(Response):
         except (FileNotFoundError, NotADirectoryError):  # deleted since its stat
             await Response(status_code=404)(scope, receive, send)
             return
+        gone = asyncio.Event()
+        # granian drops what is sent after the client left without a word: without this
+        # watch, a client that hangs up on a large file would still have it all read
+        watch = (
+            asyncio.create_task(_until_disconnect(receive, gone)) if self._chunks() > 1 else None
+        )
         try:
             await send({"type": "http.response.start", "status": self.status_code,
                         "headers": self.raw_headers})  # fmt: skip
             at, left = self.start, self.end - self.start + 1
-            while left > 0:
+            while left > 0 and not gone.is_set():
                 data = os.pread(fd, min(CHUNK, left), at)
                 at, left = at + len(data), left - len(data)
                 more = bool(data) and left > 0
@@ -198,6 +205,17 @@ class LocalChunks(Response):
                     await send({"type": "http.response.body", "body": b""})
         finally:
             os.close(fd)
+            if watch is not None:
+                watch.cancel()
+
+    def _chunks(self) -> int:
+        return -(-(self.end - self.start + 1) // CHUNK)
+
+
+async def _until_disconnect(receive: Receive, gone: asyncio.Event) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    gone.set()
 
 
 class PathSend(Response):
