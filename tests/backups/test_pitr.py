@@ -162,8 +162,10 @@ def test_disaster_recovery_and_restore_to_a_moment(
         os.killpg(server.proc.pid, signal.SIGKILL)  # the machine dies mid-write
         killed = time.time()
         server.proc.wait(timeout=30)
+        # the writer keeps writing until it fails (stopping it first could end its loop
+        # cleanly between two requests, without ever seeing the server go)
+        wait_until(lambda: b.error, timeout=30, what="the writer saw the server go")
         b.stop()
-        assert b.error  # the writer saw the server go
         # Litestream dies with its supervisor (PR_SET_PDEATHSIG) and lets go of the lock
         wait_until(lambda: not litestream_pids(config), timeout=30, what="litestream gone")
         wait_until(lambda: lock_free(data_dir), timeout=30, what="the lock free")
