@@ -280,11 +280,12 @@ def restore_latest_into(settings: Any, target: Path) -> dict[str, Any]:
     binary = litestream_binary(settings)
     cfg = write_config(settings)
     out: list[dict[str, str]] = []
-    for db in databases(settings):
+    dbs = databases(settings)
+    for db in dbs:
         dest = target / db.name
         new, info = _restore_one(settings, binary, cfg, db, None, target / (db.name + ".pitr"))
         if new is None:
-            if db == databases(settings)[0]:
+            if db == dbs[0]:
                 raise PitrError(f"cannot restore {db.name} from {describe(settings)}: {info}")
             out.append(Restored(str(dest), "", skipped=info).to_json())
             continue

@@ -135,6 +135,7 @@ def respond(request: Request, storage: Storage, key: str, name: str, stat: Stat)
         keep = ("ETag", "Last-Modified", "Cache-Control", "Content-Security-Policy",
                 "Cross-Origin-Resource-Policy")  # fmt: skip
         return Response(status_code=304, headers={k: headers[k] for k in keep})
+    local = getattr(storage, "local_path", None)  # local disk: read here or by the server
     span = _range(request, stat)
     if span == "bad":
         return Response(status_code=416, headers={"Content-Range": f"bytes */{stat.size}"})
@@ -142,14 +143,12 @@ def respond(request: Request, storage: Storage, key: str, name: str, stat: Stat)
         start, end = span
         headers["Content-Range"] = f"bytes {start}-{end}/{stat.size}"
         headers["Content-Length"] = str(end - start + 1)
-        local = getattr(storage, "local_path", None)
         if local is not None:
             return LocalChunks(local(key), headers, start, end, status=206)
         return StreamingResponse(storage.read(key, start, end), status_code=206, headers=headers)
     headers["Content-Length"] = str(stat.size)
     if request.method == "HEAD":
         return Response(status_code=200, headers=headers)
-    local = getattr(storage, "local_path", None)
     if local is None:
         return StreamingResponse(storage.read(key), headers=headers)
     if stat.size <= PATHSEND_MAX and PATHSEND in request.scope.get("extensions", {}):
