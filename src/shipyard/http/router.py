@@ -4,9 +4,10 @@ Starlette tries every route in order with a regular expression: with each capabi
 contributing its routes (about 40 in all), a request near the end of the list (a file
 download) paid more for finding its route than for the rest of its handling (measured with
 cProfile in-process: about a quarter of a download's CPU time). The index keeps only the
-routes that could match a path, in their original order, so which route answers is exactly
-what Starlette would pick; a path no indexed route matches (a 404, a redirect to the
-trailing-slash form, the public directory) goes through Starlette's own full scan.
+routes that could match a path (the same first two segments and as many segments in all),
+in their original order, so which route answers is exactly what Starlette would pick; a
+path no indexed route matches (a 404, a redirect to the trailing-slash form, the public
+directory) goes through Starlette's own full scan.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from starlette.routing import BaseRoute, Match, Mount, Route, Router, WebSocketR
 from starlette.types import Receive, Scope, Send
 
 Key = tuple[str, ...]
-_ANY: Key = ()  # a route whose first two segments are not literal: tried for every path
+_ANY: Key = ()
+_MEMO = 1024  # (key, segment count) pairs remembered  # a route whose first two segments are not literal: tried for every path
 
 
 def path_key(path: str) -> Key:
@@ -38,6 +40,14 @@ def route_key(route: BaseRoute) -> Key:
     return tuple(whole[:2]) if len(whole) >= 2 else _ANY
 
 
+def route_segments(route: BaseRoute) -> int | None:
+    """How many `/` every path `route` matches has, or None when that varies (a mount, a
+    `{…:path}` parameter): a request path with another count cannot match it."""
+    if isinstance(route, Route | WebSocketRoute) and ":path}" not in route.path:
+        return route.path.count("/")
+    return None
+
+
 class IndexedRouter(Router):
     """A drop-in for the application's router (`routes` may grow at start-up: the index is
     rebuilt when the list changes)."""
@@ -45,6 +55,7 @@ class IndexedRouter(Router):
     _index: dict[Key, list[BaseRoute]]
     _wild: list[BaseRoute]
     _indexed: tuple[int, int] = (-1, 0)
+    _by_count: dict[tuple[Key, int], list[BaseRoute]]
 
     def _candidates(self, path: str) -> list[BaseRoute]:
         routes = self.routes
@@ -57,7 +68,14 @@ class IndexedRouter(Router):
                 for key in set(keys) - {_ANY}
             }
             self._indexed = signature
-        return self._index.get(path_key(path), self._wild)
+            self._by_count = {}
+        key, n = path_key(path), path.count("/")
+        found = self._by_count.get((key, n))
+        if found is None:
+            found = [r for r in self._index.get(key, self._wild) if route_segments(r) in (None, n)]
+            if len(self._by_count) < _MEMO:  # paths nobody routes must not grow it forever
+                self._by_count[(key, n)] = found
+        return found
 
     async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan" or scope.get("root_path"):
