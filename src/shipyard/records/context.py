@@ -9,7 +9,7 @@ authentication) makes every caller say whose request it serves, and lets interna
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from types import MappingProxyType
@@ -30,6 +30,31 @@ def rule_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     for k, v in raw:
         out.setdefault(k.decode("latin-1").lower().replace("-", "_"), v.decode("latin-1"))
     return out
+
+
+class RuleHeaders(Mapping[str, str]):
+    """`rule_headers` of a request, made when first read: most requests are never asked
+    about their headers (a superuser's, a rule without `@request.headers`)."""
+
+    __slots__ = ("_made", "_raw")
+
+    def __init__(self, raw: Iterable[tuple[bytes, bytes]]) -> None:
+        self._raw = raw
+        self._made: dict[str, str] | None = None
+
+    def _dict(self) -> dict[str, str]:
+        if self._made is None:
+            self._made = rule_headers(self._raw)
+        return self._made
+
+    def __getitem__(self, key: str) -> str:
+        return self._dict()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._dict())
+
+    def __len__(self) -> int:
+        return len(self._dict())
 
 
 @lru_cache(maxsize=1024)
@@ -59,7 +84,7 @@ class RequestContext:
         client = scope.get("client")
         return cls(
             auth=auth,
-            headers=rule_headers(scope["headers"]),
+            headers=RuleHeaders(scope["headers"]),
             query=query_of(scope.get("query_string", b"")),
             ip=str(client[0]) if client else "",
             method=str(scope["method"]),
