@@ -34,8 +34,11 @@ class RealtimeExtension(Extension):
         return (self,) if self.enabled else ()
 
     async def listener(self, tx: Executor, c: Collection, action: str) -> Listener | None:
-        """Every write of a records collection is published (views are never written)."""
-        return self.service.on_change if c.type != "view" else None
+        """Every write of a records collection is published (views are never written)
+        while any process has clients (presence.py)."""
+        if c.type == "view" or not await self.service.presence.anyone(tx):
+            return None
+        return self.service.on_change
 
     async def migrate(self) -> None:
         if self.enabled:

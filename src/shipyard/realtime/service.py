@@ -21,6 +21,7 @@ import orjson
 from shipyard.kernel.errors import ApiError, forbidden, not_found
 from shipyard.realtime.clients import Client, Hub
 from shipyard.realtime.fanout import SECRET, Fanout
+from shipyard.realtime.presence import Presence
 from shipyard.realtime.shutdown import before_stop
 from shipyard.realtime.topics import Topic
 from shipyard.realtime.transport import (
@@ -78,10 +79,12 @@ class Realtime:
         self.hub = Hub(settings.realtime_max_connections)
         self.fanout = Fanout(store, db, settings, self.hub)
         self.transport = choose_transport(settings, raw_db, redis)
+        self.presence = Presence(raw_db, enabled=not settings.is_postgres)
         self._watchdog: asyncio.Task[None] | None = None
 
     async def migrate(self) -> None:
         await self.transport.migrate()
+        await self.presence.migrate()
         await self.clients_db.execute(CLIENTS_DDL)
 
     async def start(self) -> None:
@@ -98,6 +101,11 @@ class Realtime:
         while True:
             await asyncio.sleep(step)
             self.hub.watch(loop.time(), idle, stall)
+            if self.hub.clients:
+                try:
+                    await self.presence.announce()  # a write only when the row is due
+                except Exception as exc:
+                    log.warning("realtime: could not renew this process's presence: %s", exc)
 
     def close_all(self) -> None:
         """End every open stream (shut-down: their clients reconnect elsewhere)."""
@@ -110,6 +118,7 @@ class Realtime:
             await asyncio.wait({self._watchdog}, timeout=5.0)
         await self.transport.stop()
         self.close_all()
+        await self.presence.withdraw()
 
     # ------------------------------------------------------------------ writes
 
@@ -147,6 +156,8 @@ class Realtime:
                 "Too many realtime connections on this server; try again shortly.",
                 headers={"Retry-After": "5"},
             )
+        # before the client can subscribe: from now on every write publishes (presence.py)
+        await self.presence.announce()
         client = Client(self.settings.realtime_buffer)
         self.hub.register(client)
         await self.clients_db.execute(
