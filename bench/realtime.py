@@ -6,14 +6,17 @@ One run, per server (PocketBase with its defaults; Shipyard, 1 process, embedded
      `items` collection (listRule "");
   2. opens `--subscribers` SSE connections to `/api/realtime` from one asyncio process
      (plain sockets, HTTP/1.1) and subscribes each to `items/*`;
-  3. one writer creates `--events` records one after another through the API; each record's
-     title carries the time its POST was sent;
+  3. one writer creates `--events` records one after another through the API, as fast as
+     the server answers (rate "max") or paced at a fixed rate (`--rates`: the same load
+     for both servers, so latency is compared at equal work: at "max" the faster server
+     also sends the client more events a second, and the client shares the machine);
+     each record's title carries the time its POST was sent;
   4. every subscriber records when each event arrived; latency = arrival - POST sent (the
      write's own time included), events/s = delivered events ÷ the time from the first POST
      to the last delivery;
   5. checks that every subscriber got every event, in order, and writes a markdown report.
 
-    python bench/realtime.py                         # 1,000 subscribers, 200 events
+    python bench/realtime.py                         # 1,000 subscribers, 200 events, max and 15/s
     python bench/realtime.py --subscribers 200 --events 50 --out /tmp/rt.md
 """
 
@@ -107,7 +110,7 @@ class Subscriber:
             self.writer.close()
 
 
-async def measure(server: Server, subscribers: int, events: int) -> dict[str, Any]:
+async def measure(server: Server, subscribers: int, events: int, rate: float) -> dict[str, Any]:
     host, port = server.base.removeprefix("http://").split(":")
     subs = [Subscriber() for _ in range(subscribers)]
     tasks = [asyncio.create_task(s.run(host, int(port))) for s in subs]
@@ -134,6 +137,8 @@ async def measure(server: Server, subscribers: int, events: int) -> dict[str, An
         refused = 0
         start = time.monotonic()
         for i in range(events):
+            if rate:  # paced: the i-th create is sent i/rate seconds after the first
+                await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
             title = f"e{i:06d}"
             sent[title] = time.monotonic()
             retries = 0
@@ -166,6 +171,7 @@ async def measure(server: Server, subscribers: int, events: int) -> dict[str, An
     return {
         "server": server.name,
         "version": server.version,
+        "rate": f"{rate:g}/s" if rate else "max",
         "subscribers": subscribers,
         "events": events,
         "delivered": delivered,
@@ -208,17 +214,19 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         "",
         f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, commit {git_rev()}, "
         f"{m['nproc']} CPUs ({m['cpu']}), {m['mem']}; client and servers on one machine.",
-        f"`python bench/realtime.py --subscribers {args.subscribers} --events {args.events}`: "
+        f"`python bench/realtime.py --subscribers {args.subscribers} --events {args.events} "
+        f"--rates {args.rates}`: "
         f"{args.subscribers} SSE subscribers on `items/*`, {args.events} creates one after "
-        "another; latency = event arrival - POST sent (the write included).",
+        "another, as fast as the server answers (max) and paced at a fixed rate; latency = "
+        "event arrival - POST sent (the write included).",
         "",
-        "| server | connects retried | delivered | in order | creates/s (503s retried) "
+        "| server | pace | connects retried | delivered | in order | creates/s (503s retried) "
         "| events/s delivered | p50 | p99 | max |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
-            f"| {r['server']} ({r['version']}) | {r['connect_retries']} | "
+            f"| {r['server']} ({r['version']}) | {r['rate']} | {r['connect_retries']} | "
             f"{r['delivered']}/{r['expected']} | "
             f"{'yes' if r['in_order'] else 'NO'} | {r['writes_per_s']:.0f} ({r['refused']}) | "
             f"{r['events_per_s']:.0f} | {r['p50']:.1f} ms | {r['p99']:.1f} ms | "
@@ -231,6 +239,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--subscribers", type=int, default=1000)
     ap.add_argument("--events", type=int, default=200)
+    ap.add_argument("--rates", default="max,15",
+                    help="creates/s per run, comma-separated; max: as fast as answered")  # fmt: skip
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "realtime.md"))
     ap.add_argument("--only", choices=["shipyard", "pocketbase"], default=None)
     args = ap.parse_args()
@@ -246,7 +256,9 @@ def main() -> None:
         server = start(tmp, extra) if name == "shipyard" else start(tmp)  # type: ignore[operator]
         try:
             prepare(server)
-            results.append(asyncio.run(measure(server, args.subscribers, args.events)))
+            for rate in args.rates.split(","):
+                pace = 0.0 if rate.strip() == "max" else float(rate)
+                results.append(asyncio.run(measure(server, args.subscribers, args.events, pace)))
         finally:
             server.stop()
     text = report(results, args)

@@ -128,8 +128,8 @@ async def main(args: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="writes-profile-"))
     settings = load_settings(
         env={}, data_dir=str(tmp / "data"), database_url=args.database_url or "",
-        ratelimit_enabled=False, max_queue_delay_ms=0,
-        **dict(kv.split("=", 1) for kv in args.set),
+        **{"ratelimit_enabled": False, "max_queue_delay_ms": 0,
+           **dict(kv.split("=", 1) for kv in args.set)},
     )  # fmt: skip
     app = create_app(settings)
     _, stop = await lifespan(app)
