@@ -8,12 +8,10 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from shipyard.settings import SettingsError, load_settings
 from tests.helpers.servers import SUPERUSER, pocketbase_server, start_server, stop_server
 
 COLLECTION = {
@@ -130,39 +128,3 @@ def test_single_quotes_and_percent_encoding_work_on_every_server(
     status, body = get_raw(shipyard[1], encoded)
     assert status == 200, body
     assert [i["n"] for i in json.loads(body)["items"]] == [2, 5]
-
-
-def test_the_http_server_setting() -> None:
-    assert load_settings(env={}).http_server == "granian"
-    assert load_settings(env={"SHIPYARD_HTTP_SERVER": "uvicorn"}).http_server == "uvicorn"
-    with pytest.raises(SettingsError) as exc:
-        load_settings(env={"SHIPYARD_HTTP_SERVER": "hypercorn"})
-    assert str(exc.value) == "SHIPYARD_HTTP_SERVER: must be one of granian, uvicorn"
-
-
-def test_the_head_bound_under_uvicorn(tmp_path: Path) -> None:
-    """uvicorn has no bound of its own on a request head: Shipyard's protocol adds one, an
-    empty 431 past the URL and header limits plus slack, as granian refuses a huge head."""
-    srv = start_server(tmp_path / "srv", "", {"SHIPYARD_HTTP_SERVER": "uvicorn"})
-    try:
-        host, port = srv.url.removeprefix("http://").split(":")
-        with socket.create_connection((host, int(port)), timeout=30) as sock:
-            sock.sendall(b"GET /api/health HTTP/1.1\r\nHost: x\r\n")
-            got = b""
-            try:
-                for i in range(2000):  # 2 MB of headers, far past 16 KiB + 32 KiB + slack
-                    sock.sendall(b"X-Pad-%d: " % i + b"a" * 1000 + b"\r\n")
-            except OSError:
-                pass  # closed by the server
-            try:
-                while chunk := sock.recv(65536):
-                    got += chunk
-            except OSError:
-                pass
-        assert got.startswith(b"HTTP/1.1 431 "), got
-        # within the bound, Shipyard's own exact limit answers in the error shape
-        r = httpx.get(srv.url + "/api/health", headers={"X-Big": "a" * 40_000})
-        assert r.status_code == 431
-        assert r.json()["status"] == 431
-    finally:
-        stop_server(srv)

@@ -11,6 +11,10 @@ so the protocol below adds them with the same settings:
 - a bound on the size of a request head (the URL and header limits plus slack, as granian's
   buffer): past it the client gets an empty 431 and the connection is closed.
 
+On SIGTERM uvicorn waits for open connections to finish; realtime streams never do, so the
+first connection told to shut down ends them (realtime/shutdown.py) and their clients
+reconnect elsewhere, as under granian.
+
 The exact URL and header limits, with answers in the error shape, stay with
 http/admission.py, whichever server runs.
 """
@@ -24,6 +28,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from shipyard.realtime.shutdown import close_streams
 from shipyard.settings import Settings, load_settings
 
 _HEAD_SLACK = 8192  # the request line and the header separators above the two limits
@@ -73,6 +78,10 @@ class Protocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._stop_head_clock()
         super().on_headers_complete()
+
+    def shutdown(self) -> None:
+        close_streams()  # the server is stopping: SSE streams end first
+        super().shutdown()
 
     def send_400_response(self, msg: str) -> None:
         if not self._refused:  # the parser's error for the exception raised by `_count`
