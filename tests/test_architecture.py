@@ -15,7 +15,7 @@ MAX_LINES = 600
 LEVELS: list[set[str]] = [
     {"tools", "images"},  # images: the pure image pipeline, beside the tools
     {"settings_observability", "settings_media", "settings_batch", "settings_realtime"}
-    | {"settings_backups"},
+    | {"settings_backups", "settings_http"},
     {"settings"},
     {"kernel"},
     {"records"},

@@ -123,10 +123,7 @@ def serve(**flags: Any) -> None:
             os.environ["SHIPYARD_" + key.upper()] = str(value)
     os.environ["SHIPYARD_DEMO"] = "0"
     os.environ["SHIPYARD_SCHEMA_FILE"] = ""
-    from granian import Granian
-    from granian.constants import Interfaces, SSLProtocols
-
-    from shipyard.http.server import granian_options
+    from shipyard.http import server
 
     scheme = "https" if certs else "http"
     click.echo(
@@ -139,20 +136,7 @@ def serve(**flags: Any) -> None:
     redirect = tls.start_redirect_listener(settings)
     replication = _start_pitr(settings)
     try:
-        Granian(
-            "shipyard.app:app_factory",
-            factory=True,
-            interface=Interfaces.ASGI,
-            address=settings.host,
-            port=settings.port,
-            workers=settings.workers,
-            log_level=settings.log_level.lower(),  # type: ignore[arg-type]
-            respawn_failed_workers=True,
-            ssl_cert=certs.cert if certs else None,
-            ssl_key=certs.key if certs else None,
-            ssl_protocol_min=SSLProtocols(f"tls{settings.tls_min_version}"),
-            **granian_options(settings),  # the server's own limits (docs/limits.md)
-        ).serve()
+        server.serve(settings, certs)  # granian, or uvicorn (SHIPYARD_HTTP_SERVER)
     finally:
         if replication is not None:  # after the workers: their last commits are shipped
             from shipyard.backups import pitr_supervisor

@@ -20,6 +20,7 @@ from shipyard.settings_backups import BackupsSettings, validate_backups
 
 # the value parsers live in tools (several capabilities use them); re-exported here
 from shipyard.settings_batch import BatchSettings, validate_batch
+from shipyard.settings_http import HttpServerSettings, validate_http_server
 from shipyard.settings_media import MediaSettings, validate_media
 from shipyard.settings_observability import ObservabilitySettings, validate_observability
 from shipyard.settings_realtime import RealtimeSettings, validate_realtime
@@ -36,7 +37,12 @@ from shipyard.tools.settings_parse import (
 
 @dataclass(frozen=True)
 class Settings(
-    ObservabilitySettings, MediaSettings, BatchSettings, RealtimeSettings, BackupsSettings
+    ObservabilitySettings,
+    MediaSettings,
+    BatchSettings,
+    RealtimeSettings,
+    BackupsSettings,
+    HttpServerSettings,
 ):
     data_dir: Path = Path("shipyard_data")
     database_url: str = ""  # empty: SQLite in data_dir; postgresql://… for PostgreSQL
@@ -440,6 +446,7 @@ def _validate(s: Settings) -> None:  # noqa: C901  (one independent check per se
     validate_batch(s)
     validate_realtime(s)
     validate_backups(s)
+    validate_http_server(s)
 
 
 def _validate_limits(s: Settings) -> None:

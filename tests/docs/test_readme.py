@@ -36,6 +36,20 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         stop_server(srv)
 
 
+@pytest.fixture(scope="module")
+def demo_uvicorn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The demo on uvicorn (SHIPYARD_HTTP_SERVER), which takes a raw `"` in the query."""
+    srv = start_server(
+        tmp_path_factory.mktemp("readme") / "srv",
+        "",
+        {"SHIPYARD_DEMO": "1", "SHIPYARD_HTTP_SERVER": "uvicorn"},
+    )
+    try:
+        yield srv
+    finally:
+        stop_server(srv)
+
+
 def run_curl(line: str, server: Server) -> object:
     assert BASE in line, f"the example does not call {BASE}: {line}"
     r = subprocess.run(
@@ -55,8 +69,29 @@ def test_the_readme_has_curl_examples() -> None:
 
 @pytest.mark.parametrize("line", curl_lines())
 def test_readme_curl_example(line: str, demo: Server) -> None:
+    check_example(line, demo)
+
+
+def double_quoted(line: str) -> str:
+    """The line with the filter's strings in double quotes (as PocketBase's docs write
+    them), escaped for the shell: curl then sends a raw `"` in the query."""
+    return re.sub(r"'([^']*)'", r'\\"\1\\"', line)
+
+
+def test_the_double_quoted_variant_has_raw_quotes() -> None:
+    line = double_quoted(curl_lines()[0])
+    assert 'filter=status=\\"published\\"&' in line, line
+
+
+@pytest.mark.parametrize("line", [double_quoted(line) for line in curl_lines()])
+def test_readme_curl_example_with_double_quotes_on_uvicorn(line: str, demo_uvicorn: Server) -> None:
+    """What PocketBase answers, Shipyard on uvicorn answers too (docs/limits.md)."""
+    check_example(line, demo_uvicorn)
+
+
+def check_example(line: str, server: Server) -> None:
     # `--fail-with-body`: any 4xx or 5xx fails the command, as a reader would notice
-    body = run_curl(line.replace("curl ", "curl -sS --fail-with-body ", 1), demo)
+    body = run_curl(line.replace("curl ", "curl -sS --fail-with-body ", 1), server)
     assert isinstance(body, dict)
     if "/records?" in line and "filter=status=" in line:
         items = body["items"]

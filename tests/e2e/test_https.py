@@ -57,12 +57,14 @@ def _wait_for_redirects(port: int, host: str = "127.0.0.1") -> None:
             time.sleep(0.1)
 
 
-def _serve_tls(data: Path, port: int, http_port: int, host: str = "127.0.0.1") -> Site:
+def _serve_tls(
+    data: Path, port: int, http_port: int, host: str = "127.0.0.1", http_server: str = "granian"
+) -> Site:
     ca = data / "tls" / "ca.pem"  # made by the server as it starts
     srv = start_server(
         data,
         "",
-        {"SHIPYARD_HOST": host, "SHIPYARD_PORT": port},
+        {"SHIPYARD_HOST": host, "SHIPYARD_PORT": port, "SHIPYARD_HTTP_SERVER": http_server},
         args=("--self-signed", "--redirect-http", str(http_port)),
         ca=ca,
     )
@@ -151,12 +153,51 @@ def test_observatory_follows_http_to_https_on_the_standard_ports(
         stop_server(s.server)
 
 
-def test_certificate_files_and_a_minimum_tls_version(tmp_path: Path) -> None:
+def test_uvicorn_serves_https_and_redirects_with_raw_quotes(tmp_path: Path) -> None:
+    """SHIPYARD_HTTP_SERVER=uvicorn: `--self-signed --redirect-http` as on granian, and both
+    listeners take a raw `"` in the query (docs/limits.md#characters-in-the-query)."""
+    site = _serve_tls(tmp_path, free_port(), free_port(), http_server="uvicorn")
+    query = b'/api/collections/posts/records?filter=id!="x"'
+    try:
+        with site.client() as c:
+            r = c.get(site.server.url + "/api/health")
+            assert r.status_code == 200
+            assert r.headers["strict-transport-security"] == HSTS
+        with socket.create_connection(("127.0.0.1", site.http_port), timeout=30) as sock:
+            sock.sendall(
+                b"GET " + query + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+            )
+            got = b""
+            while chunk := sock.recv(65536):
+                got += chunk
+        assert got.startswith(b"HTTP/1.1 308"), got
+        assert f"location: https://127.0.0.1:{site.port}".encode() + query in got.lower(), got
+        host = site.server.url.removeprefix("https://")
+        ctx = ssl.create_default_context(cafile=str(site.ca))
+        with (
+            socket.create_connection(("127.0.0.1", site.port), timeout=30) as raw,
+            ctx.wrap_socket(raw, server_hostname="127.0.0.1") as sock,
+        ):
+            sock.sendall(
+                b"GET " + query + b" HTTP/1.1\r\nHost: " + host.encode()
+                + b"\r\nConnection: close\r\n\r\n"
+            )  # fmt: skip
+            got = b""
+            while chunk := sock.recv(65536):
+                got += chunk
+        assert got.startswith(b"HTTP/1.1 200"), got
+        assert b'"items":[]' in got
+    finally:
+        stop_server(site.server)
+
+
+@pytest.mark.parametrize("http_server", ["granian", "uvicorn"])
+def test_certificate_files_and_a_minimum_tls_version(tmp_path: Path, http_server: str) -> None:
     made = local_cert(tmp_path / "certs", ["127.0.0.1"])  # any PEM pair: a CA's, certbot's…
     srv = start_server(
         tmp_path / "srv",
         "",
-        {"SHIPYARD_TLS_MIN_VERSION": "1.3"},
+        {"SHIPYARD_TLS_MIN_VERSION": "1.3", "SHIPYARD_HTTP_SERVER": http_server},
         args=("--tls-cert", str(made.cert), "--tls-key", str(made.key)),
         ca=made.ca,
     )

@@ -119,11 +119,18 @@ def _read_response(sock: socket.socket) -> bytes:
     return got
 
 
-@pytest.fixture
-def impatient(tmp_path: Path) -> Iterator[Server]:
-    """A server with one-second header and body timeouts (not backend-specific: SQLite)."""
+@pytest.fixture(params=["granian", "uvicorn"])
+def impatient(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
+    """A server with one-second header and body timeouts (not backend-specific: SQLite), on
+    each HTTP server (SHIPYARD_HTTP_SERVER): uvicorn's header clock is Shipyard's own."""
     srv = start_server(
-        tmp_path / "srv", "", {"SHIPYARD_HEADER_TIMEOUT": "1", "SHIPYARD_BODY_TIMEOUT": "1"}
+        tmp_path / "srv",
+        "",
+        {
+            "SHIPYARD_HEADER_TIMEOUT": "1",
+            "SHIPYARD_BODY_TIMEOUT": "1",
+            "SHIPYARD_HTTP_SERVER": request.param,
+        },
     )
     try:
         yield srv

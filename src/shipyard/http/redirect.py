@@ -2,7 +2,8 @@
 permanent redirect to the same path and query over HTTPS, on the same host name.
 
 It runs as its own small granian process (`python -m shipyard.http.redirect`, started and
-stopped by `shipyard serve`) so that HTTP parsing, timeouts and limits are granian's, and
+stopped by `shipyard serve`; uvicorn with SHIPYARD_HTTP_SERVER=uvicorn) so that HTTP
+parsing, timeouts and limits are the server's, and
 it never touches the database. `308` keeps the method (a `POST` stays a `POST`); the
 `Host` must be a plain host name or address, anything else gets a 400, so the answer can
 only ever point at the host the client itself asked for.
@@ -76,13 +77,18 @@ def _exit_with_parent(parent: int) -> None:
 
 
 def main() -> None:
-    from granian import Granian
-    from granian.constants import Interfaces
-
     from shipyard.settings import load_settings
 
     settings = load_settings()
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    if settings.http_server == "uvicorn":  # a raw `"` in a query is redirected too
+        from shipyard.http import server_uvicorn
+
+        server_uvicorn.serve_redirect(settings)
+        return
+    from granian import Granian
+    from granian.constants import Interfaces
+
     Granian(
         "shipyard.http.redirect:app_factory",
         factory=True,

@@ -5,7 +5,9 @@ shutdown, and an SSE stream never ends by itself: without this, a stop would wai
 every subscriber's idle timeout (or be killed). So, once the server has installed its
 signal handlers on the event loop, they are wrapped: the streams are closed first (the
 SDK reconnects to another process), then the server's own handler runs. Where the loop
-has no such handler (tests, other servers) nothing changes.
+has no such handler (tests, other servers) nothing changes there; a server that signals
+its shutdown otherwise calls `close_streams()` (uvicorn: http/server_uvicorn.py, whose
+signal handlers are not the loop's).
 """
 
 from __future__ import annotations
@@ -16,9 +18,20 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
+_CLOSERS: list[Callable[[], None]] = []  # this process's, for `close_streams`
+
+
+def close_streams() -> None:
+    """End this process's open streams now (once): the server is shutting down."""
+    while _CLOSERS:
+        with contextlib.suppress(Exception):
+            _CLOSERS.pop()()
+
 
 def before_stop(loop: asyncio.AbstractEventLoop, close: Callable[[], None]) -> bool:
-    """Call `close()` first on SIGTERM/SIGINT; whether a server handler was found."""
+    """Call `close()` first on SIGTERM/SIGINT, or at `close_streams()`; whether a server
+    handler was found on the loop."""
+    _CLOSERS.append(close)
     handlers: Any = getattr(loop, "_signal_handlers", None)  # asyncio's Unix loops
     if not isinstance(handlers, dict):
         return False
