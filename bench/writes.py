@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Write throughput: creates/s, updates/s and deletes/s (one record per request), and the
 p99 of reads while writes run, PocketBase vs Shipyard with 1, 2 and N processes, on SQLite
-and on PostgreSQL, in one run.
+(on granian, the default server, and on uvicorn) and on PostgreSQL, in one run.
 
 Every configuration, one after the other, on a fresh data directory (or database):
   1. start the server, create bench/common.py's `items` collection, preload `--preload`
@@ -72,6 +72,7 @@ DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 PATH = f"/api/collections/{COLLECTION}/records"
 NEW = {"title": "bench item", "category": "c1", "price": 1.5, "active": True, "tags": ["red"]}
 PHASES = ("creates", "updates", "deletes")
+UVICORN = "Shipyard (uvicorn)"  # SHIPYARD_HTTP_SERVER=uvicorn (docs/limits.md)
 
 # --------------------------------------------------------------------------- wrk scripts
 
@@ -244,6 +245,8 @@ def start(cfg: Config, tmp: Path, pg_url: str | None) -> tuple[Server, str | Non
     if cfg.system == "PocketBase":
         return start_pocketbase(tmp), None
     env = {"SHIPYARD_WORKERS": str(cfg.procs)}
+    if cfg.system == UVICORN:
+        env["SHIPYARD_HTTP_SERVER"] = "uvicorn"
     dbname = None
     if cfg.engine == "PostgreSQL":
         assert pg_url is not None  # configs with PostgreSQL only when it is there
@@ -359,6 +362,8 @@ def main() -> int:
                     help=f"PostgreSQL admin URL (default {DEFAULT_PG}); not reachable: a "
                     "throwaway pgserver")  # fmt: skip
     ap.add_argument("--no-pg", action="store_true", help="SQLite only")
+    ap.add_argument("--no-uvicorn", action="store_true",
+                    help="skip Shipyard on uvicorn (SHIPYARD_HTTP_SERVER=uvicorn, SQLite)")  # fmt: skip
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "writes.md"))
     args = ap.parse_args()
     exit_cleanly_on_signals()
@@ -369,6 +374,8 @@ def main() -> int:
     procs = sorted({1, 2, args.max_procs})
     configs = [Config("PocketBase", "PocketBase", "SQLite", 1)]
     configs += [Config(f"Shipyard SQLite x{n}", "Shipyard", "SQLite", n) for n in procs]
+    if not args.no_uvicorn:
+        configs += [Config(f"{UVICORN} SQLite x{n}", UVICORN, "SQLite", n) for n in procs]
     cleanups: list[Any] = []
     pg_url: str | None = None
     try:
