@@ -1,5 +1,6 @@
 """What Shipyard relies on from its HTTP server, on uvicorn (SHIPYARD_HTTP_SERVER) as on
-granian: the setting, a bound on the request head, open realtime streams ended on a stop,
+granian: the setting, a bound on the request head, open realtime streams ended on a stop
+(on both servers),
 file downloads (granian sends small files itself; uvicorn has no `pathsend`, so Shipyard
 reads them in chunks), several worker processes."""
 
@@ -55,12 +56,18 @@ def test_the_head_bound_under_uvicorn(tmp_path: Path) -> None:
         stop_server(srv)
 
 
-def test_a_stop_ends_open_realtime_streams_under_uvicorn(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("http_server", "group"),
+    [("granian", False), ("granian", True), ("uvicorn", False), ("uvicorn", True)],
+)
+def test_a_stop_ends_open_realtime_streams(tmp_path: Path, http_server: str, group: bool) -> None:
     """A subscriber's stream never ends by itself (idle timeout 300 s): SIGTERM must end
-    it, and the server exit, without waiting for it. uvicorn's signal handlers are not the
-    loop's, so its connections' shutdown ends the streams (http/server_uvicorn.py); under
-    granian the loop's handlers are wrapped (tests/realtime/test_transport.py)."""
-    srv = start_server(tmp_path / "srv", "", {"SHIPYARD_HTTP_SERVER": "uvicorn"})
+    it, and the server exit, without waiting for it; to `shipyard serve` alone, or to its
+    whole process group as systemd stops a service. uvicorn's signal handlers are not the
+    loop's, so its connections' shutdown ends the streams (http/server_uvicorn.py); granian's
+    workers have their signal set-up wrapped (realtime/shutdown.py: under uvloop the loop's
+    handlers cannot be read)."""
+    srv = start_server(tmp_path / "srv", "", {"SHIPYARD_HTTP_SERVER": http_server})
     try:
         with (
             httpx.Client(timeout=30) as c,
@@ -69,7 +76,10 @@ def test_a_stop_ends_open_realtime_streams_under_uvicorn(tmp_path: Path) -> None
             lines = stream.iter_lines()
             first = next(lines)
             assert first.startswith("id:"), first
-            srv.proc.terminate()  # SIGTERM to `shipyard serve`, as stop_server sends
+            if group:  # the server runs in its own session (tests/helpers/servers.py)
+                os.killpg(srv.proc.pid, signal.SIGTERM)
+            else:
+                srv.proc.terminate()  # SIGTERM to `shipyard serve`, as stop_server sends
             rest = list(lines)  # ends when the server closes the stream
             # stopped (by the signal it re-raises after its graceful shutdown, or with 0)
             assert srv.proc.wait(timeout=30) in (0, -signal.SIGTERM)

@@ -31,6 +31,9 @@ def serve(s: Settings, certs: ServerTls | None) -> None:
     from granian import Granian
     from granian.constants import Interfaces, SSLProtocols
 
+    from shipyard.realtime.shutdown import granian_closes_streams_first
+
+    granian_closes_streams_first()
     Granian(
         "shipyard.app:app_factory",
         factory=True,
