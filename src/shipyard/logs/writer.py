@@ -32,7 +32,7 @@ from shipyard.tools.db import Database
 from shipyard.tools.metrics import Counter
 
 from . import store
-from .requests import Options, render_request
+from .requests import Options, render_requests
 from .store import Row
 
 log = logging.getLogger("shipyard.logs")
@@ -140,15 +140,7 @@ class LogWriter:
             infos = infos[:room]
         if not infos:
             return
-        lines: list[str] = []
-        rows: list[Row] = []
-        want_lines = self.lines
-        for info in infos:
-            line, row = render_request(info, options, want_lines)
-            if line is not None:
-                lines.append(line)
-            if row is not None:
-                rows.append(row)
+        lines, rows = render_requests(infos, options, self.lines)
         self._submitted += len(infos)
         self._queue.put(_Batch(lines, rows, len(infos)))
 
