@@ -7,7 +7,7 @@ busy machine touches all alike; the median per configuration is reported, and th
 each against "off". The batched work (metrics counted, lines and `_logs` rows rendered and
 written) is inside the measured time: everything is flushed before the clock stops.
 
-    python bench/obs_profile.py                       # 20000 reads x 5 rounds, view + list
+    python bench/obs_profile.py                       # 2000 reads x 41 rounds, view + list
     python bench/obs_profile.py --profile /tmp/p      # + cProfile of "lines" (top entries)
 
 The JSON request lines go to /dev/null (fd 1 is pointed there while measuring); the report
@@ -140,12 +140,22 @@ def stdout_to_devnull() -> Iterator[None]:
         os.close(saved)
 
 
-async def main(args: argparse.Namespace) -> None:
+ENDPOINTS = ("one record by id", "list page 1")
+
+
+async def main(args: argparse.Namespace) -> dict[tuple[str, str], list[float]]:
+    """CPU seconds per read of each round, by (endpoint, configuration); printed too."""
     records = make_records(args.records)
-    endpoints = {
-        "one record by id": (f"/api/collections/{COLLECTION}/records/{records[0]['id']}", b""),
-        "list page 1": (f"/api/collections/{COLLECTION}/records", b"perPage=20"),
-    }
+    endpoints = dict(
+        zip(
+            ENDPOINTS,
+            [
+                (f"/api/collections/{COLLECTION}/records/{records[0]['id']}", b""),
+                (f"/api/collections/{COLLECTION}/records", b"perPage=20"),
+            ],
+            strict=True,
+        )
+    )
     names = args.config or DEFAULT
     with tempfile.TemporaryDirectory(prefix="obs-profile-") as tmp, stdout_to_devnull():
         readers = {name: Reader(name, Path(tmp)) for name in names}
@@ -182,22 +192,29 @@ async def main(args: argparse.Namespace) -> None:
         file=sys.stderr,
     )
     for endpoint in endpoints:
-        base = statistics.median(results[(endpoint, names[0])])
+        base = results[(endpoint, names[0])]
         for name in names:
             xs = results[(endpoint, name)]
             med = statistics.median(xs)
             print(
-                f"  {endpoint:>16} {name:>5}: {med * 1e6:6.2f} µs "
+                f"  {endpoint:>16} {name:>7}: {med * 1e6:6.2f} µs "
                 f"[{min(xs) * 1e6:.2f}-{max(xs) * 1e6:.2f}]  cost vs {names[0]}: "
-                f"{med / base - 1:+.1%}",
+                f"{paired_cost(base, xs):+.1%} (+{(med - statistics.median(base)) * 1e6:.2f} µs)",
                 file=sys.stderr,
             )
+    return results
+
+
+def paired_cost(base: list[float], xs: list[float]) -> float:
+    """Median over the rounds of each round's ratio to its own base run: drift on a busy
+    machine touches both runs of a round alike."""
+    return statistics.median(x / b - 1 for b, x in zip(base, xs, strict=True))
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument("-n", type=int, default=20000, help="measured reads per round")
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("-n", type=int, default=2000, help="measured reads per round")
+    ap.add_argument("--rounds", type=int, default=41)
     ap.add_argument("--warm", type=int, default=2000, help="unmeasured reads first")
     ap.add_argument("--concurrency", type=int, default=16, help="reads at once")
     ap.add_argument("--records", type=int, default=100)

@@ -164,7 +164,7 @@ def render_requests(
             pb = f"{pb_second}.{fraction:03d}Z"
             prefix = ""  # made for the first row of the millisecond
             last_ms = ms
-        body = f'"type":"request","execTime":{info.duration * 1000:.6f},{shape.middle}'
+        ms_taken = info.duration * 1000
         auth_id = info.auth_id
         if line:
             rid = info.request_id
@@ -173,12 +173,16 @@ def render_requests(
                 rid += f',"authId":{_json_text(auth_id)}'
             if not log_ip:
                 rid += f',"userIP":{_json_text(info.ip)}'
-            lines.append(f'{{"time":"{iso}",{shape.head},"requestId":{rid},{body}}}')
+            lines.append(
+                f'{{"time":"{iso}",{shape.head},"requestId":{rid},'
+                f'"type":"request","execTime":{ms_taken:.6f},{shape.middle}}}'
+            )
         if row_wanted:
+            data = f'{{"type":"request","execTime":{ms_taken:.6f},{shape.middle}'
             if auth_id and log_auth_id:
-                data = f'{{{body},"authId":{_json_text(auth_id)}}}'
+                data += f',"authId":{_json_text(auth_id)}}}'
             else:
-                data = f"{{{body}}}"
+                data += "}"
             if not prefix:
                 prefix = id_prefix(ms)
             rows.append((prefix + id_suffix(), pb, shape.level, shape.message, data))

@@ -10,6 +10,8 @@ it hold the GIL against the event loop: measured, cached reads lost a tenth more
 `auxiliary`), through a connection of this thread's own (SQLite) or through the event
 loop's pool (PostgreSQL: the thread waits, the loop does not).
 
+Lines are written LINES_PER_WRITE to an `os.write` (whole lines each).
+
 Bounded: past `max_pending` entries waiting, new ones are dropped and counted, never
 waited for. `flush()` waits until everything submitted before it is written.
 """
@@ -38,6 +40,7 @@ from .store import Row
 log = logging.getLogger("shipyard.logs")
 
 RowSink = Callable[[Sequence[Row]], None]  # writes rows (in the writer thread) or raises
+LINES_PER_WRITE = 256  # stdout lines joined into one `os.write` (~100 KB)
 
 
 def sqlite_sink(path: Path, busy_timeout_ms: int) -> RowSink:
@@ -233,13 +236,21 @@ class LogWriter:
         return stop
 
     def _write_lines(self, lines: list[str]) -> None:
+        """Whole lines, LINES_PER_WRITE to an `os.write`: a batch of thousands joined into
+        one string (and its bytes) needs megabytes fresh from the system, page-faulted in
+        each time — measured, 6x the CPU of joining and writing them in slices that
+        the allocator keeps reusing."""
+        written = 0
         try:
-            data = ("\n".join(lines) + "\n").encode("utf-8", "replace")
-            while data:
-                data = data[os.write(self.fd, data) :]
-            self.stdout.written += len(lines)
+            for start in range(0, len(lines), LINES_PER_WRITE):
+                chunk = lines[start : start + LINES_PER_WRITE]
+                data = ("\n".join(chunk) + "\n").encode("utf-8", "replace")
+                while data:
+                    data = data[os.write(self.fd, data) :]
+                written += len(chunk)
         except Exception:  # stdout closed or full: the lines are lost, the server goes on
-            self.stdout.dropped += len(lines)
+            self.stdout.dropped += len(lines) - written
+        self.stdout.written += written
 
     def _write_rows(self, rows: list[Row]) -> None:
         if self.sink is None:
