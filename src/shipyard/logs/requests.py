@@ -122,7 +122,7 @@ def _new_shape(info: RequestInfo, key: tuple[Any, ...], log_ip: bool) -> _Shape:
 
 def _json_text(value: str) -> str:
     """A JSON string literal (the fast path: nothing to escape, as in our own ids)."""
-    if value.isalnum() and value.isascii():
+    if value.isascii() and value.encode().isalnum():  # bytes': a table, not Unicode's
         return f'"{value}"'
     return orjson.dumps(value).decode()
 
@@ -168,7 +168,7 @@ def render_requests(
         auth_id = info.auth_id
         if line:
             rid = info.request_id
-            rid = f'"{rid}"' if rid.isalnum() and rid.isascii() else _json_text(rid)
+            rid = f'"{rid}"' if rid.isascii() and rid.encode().isalnum() else _json_text(rid)
             if auth_id:
                 rid += f',"authId":{_json_text(auth_id)}'
             if not log_ip:

@@ -38,6 +38,7 @@ class QueryMetrics:
         # statement text → its series (the histogram's own list, updated in place)
         self._by_sql: dict[str, list[float]] = {}
         self._buckets = self.histogram.buckets
+        self._first = self._buckets[0]
 
     def labels(self, sql: str) -> tuple[str, str]:
         labels = self._labels.get(sql)
@@ -61,7 +62,8 @@ class QueryMetrics:
         # Histogram.observe inlined, the series found by the statement's text in one
         # lookup: this runs for every statement
         series = self._by_sql.get(sql) or self._series_of(sql)
-        series[bisect_left(self._buckets, seconds)] += 1
+        # most statements take less than the first bucket's bound: no search for those
+        series[0 if seconds <= self._first else bisect_left(self._buckets, seconds)] += 1
         series[-1] += seconds
         inner = self.inner
         if inner is not None and seconds >= inner.threshold:
