@@ -7,10 +7,10 @@ knowing who listens: the metrics, logs and errors capabilities plug in from abov
 (`Extension.request_observers()` / `exception_sinks()`).
 
 A finished request costs the request one list append (`request_done`): the HTTP metrics
-are counted, and the observers called, for a whole batch at once (`flush`), every
-`interval` seconds by a background task and before every metrics snapshot (so a scrape
-never misses a finished request). Observers get the batch on the event loop and must not
-block: hand it to a writer (the request logs render and write in a thread of their own).
+are counted, and the observers called, for a whole batch at once (`flush`): every
+FLUSH_AT requests, every `interval` seconds by a background task, and before every metrics
+snapshot (so a scrape never misses a finished request). Observers get the batch on the event loop and must not
+block: hand it to a writer (the request logs write in a thread of their own).
 Measured (bench/observability.py): the per-request work of metrics and logs, done one by
 one on the request, cost cached reads 15-25 % of their throughput.
 """
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,7 @@ log = logging.getLogger("shipyard.telemetry")
 
 _METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
 UNMATCHED = "<unmatched>"  # the route label of a request no route matched (never its path)
+FLUSH_AT = 256  # finished requests that make a batch at once (else every `interval`)
 
 
 @dataclass(slots=True)
@@ -98,10 +100,17 @@ class Telemetry:
         return self.metrics_enabled or bool(self.observers)
 
     def request_done(self, info: RequestInfo) -> None:
-        """Keep a finished request for the next `flush` (one append, never a wait)."""
+        """Keep a finished request for the next `flush` (one append, never a wait); every
+        FLUSH_AT requests, flush now: a batch is handled while what its requests left
+        (their RequestInfo and its strings) is still in the CPU's caches — a batch of a
+        whole interval was handled from main memory (measured: half a microsecond a
+        request more)."""
         pending = self._pending
-        if len(pending) < self.max_pending:
+        n = len(pending)
+        if n < self.max_pending:
             pending.append(info)
+            if n + 1 >= FLUSH_AT:
+                self.flush()
         else:
             self.dropped += 1
 
@@ -123,12 +132,32 @@ class Telemetry:
                 log.exception("request observer %r failed", observe)
 
     def _count(self, batch: Sequence[RequestInfo]) -> None:
-        inc, observe = self.http_requests.inc, self.http_duration.observe
+        """The batch's requests grouped by (method, route, status) first — a few groups
+        for thousands of requests — so that the label tuples, the counter's update and the
+        histogram's series lookup happen once per group, not once per request."""
+        groups: dict[tuple[str, str, int], list[float]] = {}
         for info in batch:
+            key = (info.method, info.route, info.status)
+            durations = groups.get(key)
+            if durations is None:
+                groups[key] = [info.duration]
+            else:
+                durations.append(info.duration)
+        counts, series_of = self.http_requests.values, self.http_duration.values
+        buckets = self.http_duration.buckets
+        first, width = buckets[0], len(buckets) + 2
+        for (method, route, status), durations in groups.items():
             # a client picks the method: any other than HTTP's own would be a new series
-            method = info.method if info.method in _METHODS else "OTHER"
-            inc((method, info.route, str(info.status)))
-            observe(info.duration, (method, info.route))
+            if method not in _METHODS:
+                method = "OTHER"
+            labels = (method, route, str(status))
+            counts[labels] = counts.get(labels, 0.0) + len(durations)
+            series = series_of.get(labels[:2])
+            if series is None:
+                series = series_of[labels[:2]] = [0.0] * width
+            for d in durations:  # most in the first bucket: no search for those
+                series[0 if d <= first else bisect_left(buckets, d)] += 1
+            series[-1] += sum(durations)
 
     def start(self) -> None:
         if self._task is None and self.active:

@@ -1,9 +1,10 @@
 """Request and event logs as an extension: the stdout access log, PocketBase's request log
 (`_logs` and `/api/logs`), its runtime settings, and optional OpenTelemetry traces.
 
-- `request_observers()`: hands each batch of finished requests to the log writer (its
-  thread renders the stdout lines, SHIPYARD_ACCESS_LOG, and the `_logs` rows: writer.py),
-  and to the tracer when SHIPYARD_OTEL_ENDPOINT is set;
+- `request_observers()`: renders each batch of finished requests into the stdout lines
+  (SHIPYARD_ACCESS_LOG) and the `_logs` rows, handed every flush interval to the log
+  writer's thread (writer.py), and gives the batch to the tracer when
+  SHIPYARD_OTEL_ENDPOINT is set;
 - `start()`: the writer, the handler that records Shipyard's own warnings and errors in
   `_logs`, the settings refresh, and the retention clean-up (any process may run it: a
   DELETE);
@@ -16,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.routing import BaseRoute
@@ -30,13 +32,24 @@ from shipyard.tools.tasks import cancel
 
 from . import routes, store
 from .otel import Tracing
-from .requests import Options, event_row
+from .requests import Options, event_row, render_requests
 from .section import LOGS
-from .writer import LogWriter, loop_sink, sqlite_sink
+from .store import Row
+from .writer import LogWriter, encode_lines, loop_sink, sqlite_sink
 
 TAG = {"name": "logs", "description": "PocketBase's request log (superusers only)."}
 CLEANUP_INTERVAL = 3600.0  # seconds between retention clean-ups in each process
-RENDER_SLICE = 256  # requests rendered between two yields to the event loop
+
+
+@dataclass(slots=True)
+class _Rendered:
+    """A batch of finished requests, rendered under `options`."""
+
+    infos: Sequence[RequestInfo]
+    options: Options
+    data: bytes  # the stdout lines (writer.py's `encode_lines`)
+    lines: int  # how many
+    rows: list[Row]
 
 
 class _EventRecorder(logging.Handler):
@@ -84,7 +97,9 @@ class LogsExtension(Extension):
             )
             telemetry.metrics.collectors.append(self.writer.report)
         self._recorder = _EventRecorder(self)
-        self._waiting: list[RequestInfo] = []
+        # rendered, waiting for the next settings refresh to go to the writer
+        self._waiting: list[_Rendered] = []
+        self._held = 0  # the requests they hold
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
 
@@ -106,24 +121,34 @@ class LogsExtension(Extension):
         return out
 
     def observe(self, batch: Sequence[RequestInfo]) -> None:
-        """Finished requests wait here (bounded) until the next settings refresh, then go
-        to the writer with the settings then in effect."""
-        room = self.writer.room() - len(self._waiting)
+        """Finished requests are rendered at once (a batch is at most a few hundred:
+        telemetry's FLUSH_AT), while what they left is still in the CPU's caches, under the
+        settings in effect in this process, and wait (bounded) until the next settings
+        refresh: rendered again then if the settings changed meanwhile (another process's
+        PATCH), so a change applies to every entry written after it."""
+        options = Options.of(self.runtime)
+        room = self.writer.room() - self._held
         if len(batch) > room:
-            self.writer.lost(len(batch) - max(room, 0), Options.of(self.runtime).enabled)
+            self.writer.lost(len(batch) - max(room, 0), options.enabled)
             batch = batch[: max(room, 0)]
-        self._waiting.extend(batch)
+        if not batch:
+            return
+        lines, rows = render_requests(batch, options, self.writer.lines)
+        self._waiting.append(_Rendered(batch, options, encode_lines(lines), len(lines), rows))
+        self._held += len(batch)
 
     async def _submit(self) -> None:
         # the database may be down for a while: the settings last read hold
         with contextlib.suppress(Exception):
             await self.runtime.refresh()
-        waiting, self._waiting = self._waiting, []
+        waiting, self._waiting, self._held = self._waiting, [], 0
         options = Options.of(self.runtime)
-        for start in range(0, len(waiting), RENDER_SLICE):
-            if start:  # requests run between two slices of a large batch
-                await asyncio.sleep(0)
-            self.writer.submit(waiting[start : start + RENDER_SLICE], options)
+        for part in waiting:
+            data, n, rows = part.data, part.lines, part.rows
+            if part.options != options:  # the settings changed since it was rendered
+                lines, rows = render_requests(part.infos, options, self.writer.lines)
+                data, n = encode_lines(lines), len(lines)
+            self.writer.put(data, n, rows, len(part.infos))
 
     # -------------------------------------------------------------- life cycle
 

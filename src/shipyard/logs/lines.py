@@ -3,8 +3,8 @@ Shipyard's own events (the stdlib `logging` calls under `shipyard.*`), in one sh
 
     {"time": "2026-12-05T03:00:00.123Z", "level": "info", "msg": "...", ...}
 
-Request lines are rendered and written in batches by the log writer's thread (writer.py),
-one `os.write` per batch. Event lines are rare and are written at once (`JsonFormatter`
+Request lines are rendered in batches on the event loop and written by the log writer's
+thread (writer.py), a few hundred whole lines per `os.write`. Event lines are rare and are written at once (`JsonFormatter`
 on a `LineHandler`), never through Python's buffered `sys.stdout`; each `os.write` is
 whole lines, so the two kinds never mix within a line.
 

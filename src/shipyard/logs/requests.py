@@ -3,16 +3,16 @@ stdout, and an entry of PocketBase's request log — rendered together, from one
 
 The `_logs` entry is PocketBase's (0.40): message `GET /api/x?y=1` (the URL unescaped),
 level 0, or 8 when the request failed (4xx or 5xx); `data` with `type: "request"`,
-`execTime` (ms), `url`, `method`, `status`, `referer`, `userAgent`, `auth` (the auth
-collection's name or ""), `authId` with `logAuthId`, and `userIP` / `remoteIP` with
-`logIP`; Shipyard adds `requestId` (the X-Request-Id) and `route` (the route template).
+`execTime` (ms, written with 6 decimals), `url`, `method`, `status`, `referer`,
+`userAgent`, `auth` (the auth collection's name or ""), `authId` with `logAuthId`, and
+`userIP` / `remoteIP` with `logIP`; Shipyard adds `requestId` (the X-Request-Id) and `route` (the route template).
 Successful requests to `/api/logs` itself are not recorded, as in PocketBase.
 
 The stdout line is that same object with `time`, `level` and `msg` in front, and always
 `authId` and `userIP` (an operator's log, not the admin UI's):
 
     {"time":"2026-12-05T03:00:00.123Z","level":"info","msg":"GET /api/health 200",
-     "type":"request","execTime":0.41,"url":"/api/health","method":"GET","status":200,...}
+     "type":"request","execTime":0.410000,"url":"/api/health","method":"GET","status":200,...}
 
 Query strings lose the values of sensitive parameters in both.
 """
@@ -20,6 +20,7 @@ Query strings lose the values of sensitive parameters in both.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, NamedTuple
@@ -32,7 +33,7 @@ from shipyard.kernel.telemetry import RequestInfo
 from shipyard.settings import Settings
 
 from .lines import redact_query
-from .store import ERROR, INFO, WARN, Row, clean, make_row, times
+from .store import ERROR, INFO, WARN, Row, clean, id_prefix, id_suffix, make_row, second_texts
 
 MAX_URL = 3000
 MAX_TEXT = 2000
@@ -80,91 +81,121 @@ class _Shape(NamedTuple):
 
     middle: str  # the data object's members after execTime
     message: str  # PocketBase's message
-    line_msg: str  # the stdout line's "msg" and "route" members
-    method: str
-    level: int
+    head: str  # the stdout line's "level", "msg" and "route" members
+    level: int  # PocketBase's level
+    recorded: bool  # whether `_logs` records it at all (`recorded`)
 
 
-_shapes: dict[tuple[str, ...], _Shape] = {}
+_shapes: dict[tuple[Any, ...], _Shape] = {}
 _MAX_SHAPES = 4096
 
 
-def _shape(info: RequestInfo, log_ip: bool) -> _Shape:
-    key = (
-        info.method, info.path, info.query, str(info.status), info.referer, info.user_agent,
-        info.auth_collection, info.route, info.ip if log_ip else "",
-    )  # fmt: skip
-    shape = _shapes.get(key)
-    if shape is None:
-        url = url_of(info)[:MAX_URL]
-        method = info.method.upper()[:50]
-        data: dict[str, Any] = {
-            "url": url,
-            "method": method,
-            "status": info.status,
-            "referer": redact_query_url(info.referer)[:MAX_TEXT],
-            "userAgent": info.user_agent[:MAX_TEXT],
-            "auth": info.auth_collection,
-        }
-        if log_ip:
-            data["userIP"] = data["remoteIP"] = info.ip
-        shape = _Shape(
-            clean(orjson.dumps(data).decode())[1:-1],
-            clean(_message(method, url)),
-            f'"msg":{orjson.dumps(f"{method} {info.path} {info.status}").decode()},'
-            f'"route":{orjson.dumps(info.route).decode()}',
-            method,
-            ERROR if info.status >= 400 else INFO,
-        )
-        if len(_shapes) >= _MAX_SHAPES:
-            _shapes.clear()
-        _shapes[key] = shape
+def _new_shape(info: RequestInfo, key: tuple[Any, ...], log_ip: bool) -> _Shape:
+    url = url_of(info)[:MAX_URL]
+    method = info.method.upper()[:50]
+    status = info.status
+    data: dict[str, Any] = {
+        "url": url,
+        "method": method,
+        "status": status,
+        "referer": redact_query_url(info.referer)[:MAX_TEXT],
+        "userAgent": info.user_agent[:MAX_TEXT],
+        "auth": info.auth_collection,
+    }
+    if log_ip:
+        data["userIP"] = data["remoteIP"] = info.ip
+    level = "error" if status >= 500 else "warning" if status >= 400 else "info"
+    shape = _Shape(
+        clean(orjson.dumps(data).decode())[1:-1],
+        clean(_message(method, url)),
+        f'"level":"{level}",'
+        f'"msg":{orjson.dumps(f"{method} {info.path} {status}").decode()},'
+        f'"route":{orjson.dumps(info.route).decode()}',
+        ERROR if status >= 400 else INFO,
+        recorded(info),
+    )
+    if len(_shapes) >= _MAX_SHAPES:
+        _shapes.clear()
+    _shapes[key] = shape
     return shape
 
 
 def _json_text(value: str) -> str:
     """A JSON string literal (the fast path: nothing to escape, as in our own ids)."""
-    if value.isalnum() and value.isascii():
+    if value.isascii() and value.encode().isalnum():  # bytes': a table, not Unicode's
         return f'"{value}"'
     return orjson.dumps(value).decode()
+
+
+def render_requests(
+    infos: Iterable[RequestInfo], options: Options, line: bool = True
+) -> tuple[list[str], list[Row]]:
+    """The requests' stdout lines (with `line`) and their `_logs` rows (those recorded
+    under `options`), each from one serialized object.
+
+    The hot loop of the request logs (every request passes here once), hence written for
+    speed: what requests alike share is serialized once (`_Shape`), the time's text once
+    per millisecond, and a line is one f-string of the rest."""
+    lines: list[str] = []
+    rows: list[Row] = []
+    if not (line or options.enabled):
+        return lines, rows
+    log_ip, log_auth_id = options.log_ip, options.log_auth_id
+    rows_on, min_level = options.enabled, options.min_level
+    shapes = _shapes
+    last_ms = last_second = -1
+    iso = pb = prefix = iso_second = pb_second = ""
+    for info in infos:
+        key = (
+            info.method, info.path, info.query, info.status, info.referer, info.user_agent,
+            info.auth_collection, info.route, info.ip if log_ip else "",
+        )  # fmt: skip
+        shape = shapes.get(key) or _new_shape(info, key, log_ip)
+        row_wanted = rows_on and shape.recorded and shape.level >= min_level
+        if not (line or row_wanted):
+            continue
+        ms = int((info.started + info.duration) * 1000)  # when it ended
+        if ms != last_ms:
+            second, fraction = divmod(ms, 1000)
+            if second != last_second:
+                pb_second, iso_second = second_texts(second)
+                last_second = second
+            iso = f"{iso_second}.{fraction:03d}Z"
+            pb = f"{pb_second}.{fraction:03d}Z"
+            prefix = ""  # made for the first row of the millisecond
+            last_ms = ms
+        ms_taken = info.duration * 1000
+        auth_id = info.auth_id
+        if line:
+            rid = info.request_id
+            rid = f'"{rid}"' if rid.isascii() and rid.encode().isalnum() else _json_text(rid)
+            if auth_id:
+                rid += f',"authId":{_json_text(auth_id)}'
+            if not log_ip:
+                rid += f',"userIP":{_json_text(info.ip)}'
+            lines.append(
+                f'{{"time":"{iso}",{shape.head},"requestId":{rid},'
+                f'"type":"request","execTime":{ms_taken:.6f},{shape.middle}}}'
+            )
+        if row_wanted:
+            data = f'{{"type":"request","execTime":{ms_taken:.6f},{shape.middle}'
+            if auth_id and log_auth_id:
+                data += f',"authId":{_json_text(auth_id)}}}'
+            else:
+                data += "}"
+            if not prefix:
+                prefix = id_prefix(ms)
+            rows.append((prefix + id_suffix(), pb, shape.level, shape.message, data))
+    return lines, rows
 
 
 def render_request(
     info: RequestInfo, options: Options, line: bool = True
 ) -> tuple[str | None, Row | None]:
-    """The request's stdout line (with `line`) and its `_logs` row (None: not recorded
-    under `options`), from one serialized object."""
-    status = info.status
-    row_wanted = (
-        options.enabled
-        and (ERROR if status >= 400 else INFO) >= options.min_level
-        and recorded(info)
-    )
-    if not (line or row_wanted):
-        return None, None
-    log_ip = options.log_ip
-    shape = _shape(info, log_ip)
-    ended = info.started + info.duration
-    stamp = times(ended)
-    body = f'{{"type":"request","execTime":{round(info.duration * 1000, 6)!r},{shape.middle}'
-    out_line = None
-    if line:
-        level = "error" if status >= 500 else "warning" if status >= 400 else "info"
-        extra = f',"requestId":{_json_text(info.request_id)}'
-        if info.auth_id:
-            extra += f',"authId":{_json_text(info.auth_id)}'
-        if not log_ip:
-            extra += f',"userIP":{_json_text(info.ip)}'
-        out_line = f'{{"time":"{stamp.iso}","level":"{level}",{shape.line_msg}{extra},{body[1:]}}}'
-    row = None
-    if row_wanted:
-        data = body + (
-            f',"authId":{_json_text(info.auth_id)}}}'
-            if info.auth_id and options.log_auth_id
-            else "}"
-        )
-        row = (stamp.id, stamp.pb, shape.level, shape.message, data)
-    return out_line, row
+    """One request's stdout line (with `line`) and its `_logs` row (None: not recorded
+    under `options`): `render_requests` of one."""
+    lines, rows = render_requests((info,), options, line)
+    return (lines[0] if lines else None), (rows[0] if rows else None)
 
 
 @lru_cache(maxsize=1024)

@@ -21,7 +21,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 
@@ -72,33 +72,32 @@ def _base36(n: int, width: int) -> str:
     return "".join(reversed(out))
 
 
-class Stamp(NamedTuple):
-    """One moment as the logs write it: a new `_logs` id, PocketBase's date text, and
-    RFC 3339 (the stdout lines)."""
-
-    id: str
-    pb: str
-    iso: str
+_last_day: tuple[int, str, str] = (-(2**62), "", "")
 
 
-_last_stamp_ms: tuple[int, str, str, str] = (-1, "", "", "")
-
-
-def times(epoch: float) -> Stamp:
-    """The id and both date texts of `epoch`, the texts formatted once per millisecond."""
-    global _last_stamp_ms
-    ms = int(epoch * 1000)
-    cached = _last_stamp_ms  # one read: threads may replace it meanwhile
-    if cached[0] != ms:
-        second, frac = divmod(ms, 1000)
+def second_texts(second: int) -> tuple[str, str]:
+    """A whole second (epoch) as PocketBase's date text and as RFC 3339, both without the
+    fraction: `2026-12-05 03:00:00`, `2026-12-05T03:00:00` (formatted once per second)."""
+    global _last_day
+    cached = _last_day  # one read: threads may replace it meanwhile
+    if cached[0] != second:
         day = time.gmtime(second)
-        cached = _last_stamp_ms = (
-            ms,
-            _base36(ms, 9) + _PROCESS,
-            time.strftime("%Y-%m-%d %H:%M:%S", day) + f".{frac:03d}Z",
-            time.strftime("%Y-%m-%dT%H:%M:%S", day) + f".{frac:03d}Z",
+        cached = _last_day = (
+            second,
+            time.strftime("%Y-%m-%d %H:%M:%S", day),
+            time.strftime("%Y-%m-%dT%H:%M:%S", day),
         )
-    return Stamp(cached[1] + _PAIRS[next(_count) % 1296], cached[2], cached[3])
+    return cached[1], cached[2]
+
+
+def id_prefix(ms: int) -> str:
+    """The first 13 characters of the ids of one millisecond (see `new_id`)."""
+    return _base36(ms, 9) + _PROCESS
+
+
+def id_suffix() -> str:
+    """The last 2 characters of a new id: the counter's (see `new_id`)."""
+    return _PAIRS[next(_count) % 1296]
 
 
 def new_id(epoch: float | None = None) -> str:
@@ -184,10 +183,13 @@ __all__ = [
     "Row",
     "cleanup",
     "ensure_schema",
+    "id_prefix",
+    "id_suffix",
     "insert",
     "insert_statements",
     "make_row",
     "new_id",
     "pb_time",
     "row_to_json",
+    "second_texts",
 ]

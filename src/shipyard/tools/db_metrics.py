@@ -35,7 +35,10 @@ class QueryMetrics:
         )
         self._labels: dict[str, tuple[str, str]] = {}
         self._series = self.histogram.values
+        # statement text → its series (the histogram's own list, updated in place)
+        self._by_sql: dict[str, list[float]] = {}
         self._buckets = self.histogram.buckets
+        self._first = self._buckets[0]
 
     def labels(self, sql: str) -> tuple[str, str]:
         labels = self._labels.get(sql)
@@ -46,13 +49,21 @@ class QueryMetrics:
                 self._labels[sql] = labels
         return labels
 
-    def slow(self, sql: str, seconds: float, rows: int) -> None:
-        # Histogram.observe inlined: this runs for every statement
-        labels = self._labels.get(sql) or self.labels(sql)
+    def _series_of(self, sql: str) -> list[float]:
+        labels = self.labels(sql)
         series = self._series.get(labels)
         if series is None:
             series = self._series[labels] = [0.0] * (len(self._buckets) + 2)
-        series[bisect_left(self._buckets, seconds)] += 1
+        if len(self._by_sql) < _MAX_REMEMBERED:
+            self._by_sql[sql] = series
+        return series
+
+    def slow(self, sql: str, seconds: float, rows: int) -> None:
+        # Histogram.observe inlined, the series found by the statement's text in one
+        # lookup: this runs for every statement
+        series = self._by_sql.get(sql) or self._series_of(sql)
+        # most statements take less than the first bucket's bound: no search for those
+        series[0 if seconds <= self._first else bisect_left(self._buckets, seconds)] += 1
         series[-1] += seconds
         inner = self.inner
         if inner is not None and seconds >= inner.threshold:
