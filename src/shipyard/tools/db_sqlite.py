@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -40,7 +39,6 @@ from shipyard.tools.db_base import (
 from shipyard.tools.sqlite_writers import WaitTimeout, WriterQueue
 
 T = TypeVar("T")
-log = logging.getLogger("shipyard.db")
 
 # SQLite VM instructions between two deadline checks: a check costs ~0.1 us, and SQLite runs
 # tens of millions of instructions a second, so the overhead stays far below 1 % while an
@@ -186,14 +184,6 @@ class _Progress:
         return self.deadline != 0.0 and monotonic() >= self.deadline
 
 
-def _queue(path: Path | str) -> WriterQueue | None:
-    try:
-        return WriterQueue(path)
-    except OSError as exc:  # a read-only directory: writers fall back on busy retries
-        log.warning("SQLite writers of %s do not queue (%s)", path, exc)
-        return None
-
-
 def _in_memory(path: Path | str) -> bool:
     text = str(path)
     return text in ("", ":memory:") or text.startswith("file:")
@@ -223,7 +213,7 @@ class SQLiteDatabase(_SQLiteTx):
         super().__init__(conn, timer)
         self._lock = asyncio.Lock()
         # processes queue for the write lock in the kernel (tools/sqlite_writers.py)
-        self._writers = None if _in_memory(path) else _queue(path)
+        self._writers = None if _in_memory(path) else WriterQueue(path)
         self._progress = _Progress()
         conn.set_progress_handler(self._progress, _PROGRESS_STEPS)
 
