@@ -36,7 +36,6 @@ from shipyard.tools.db_base import (
     sharing,
     timed,
 )
-from shipyard.tools.sqlite_writers import WaitTimeout, WriterQueue
 
 T = TypeVar("T")
 
@@ -184,11 +183,6 @@ class _Progress:
         return self.deadline != 0.0 and monotonic() >= self.deadline
 
 
-def _in_memory(path: Path | str) -> bool:
-    text = str(path)
-    return text in ("", ":memory:") or text.startswith("file:")
-
-
 class SQLiteDatabase(_SQLiteTx):
     """One connection per process, in WAL mode, autocommit outside explicit transactions.
 
@@ -212,8 +206,6 @@ class SQLiteDatabase(_SQLiteTx):
         conn.execute("PRAGMA cache_size = -32000")
         super().__init__(conn, timer)
         self._lock = asyncio.Lock()
-        # processes queue for the write lock in the kernel (tools/sqlite_writers.py)
-        self._writers = None if _in_memory(path) else WriterQueue(path)
         self._progress = _Progress()
         conn.set_progress_handler(self._progress, _PROGRESS_STEPS)
 
@@ -275,40 +267,28 @@ class SQLiteDatabase(_SQLiteTx):
             async with savepoint(self) as tx:
                 yield tx
             return
-        deadline = monotonic() + self.busy_timeout_ms / 1000
-        writers = self._writers
-        if writers is not None:
-            try:
-                await writers.acquire(self.busy_timeout_ms / 1000)
-            except WaitTimeout:
-                raise DatabaseError("database is locked") from None
+        await self._begin()  # holds self._lock from here
         try:
-            await self._begin(deadline)  # holds self._lock from here
-            try:
-                async with sharing(self, _SQLiteTx(self._conn, self.timer), share) as tx:
-                    yield tx
-            except BaseException:
-                if self._conn.in_transaction:  # SQLite may have rolled back already
-                    self._conn.execute("ROLLBACK")
-                raise
-            else:
-                self._conn.execute("COMMIT")
-            finally:
-                self._lock.release()
+            async with sharing(self, _SQLiteTx(self._conn, self.timer), share) as tx:
+                yield tx
+        except BaseException:
+            if self._conn.in_transaction:  # SQLite may have rolled back already
+                self._conn.execute("ROLLBACK")
+            raise
+        else:
+            self._conn.execute("COMMIT")
         finally:
-            if writers is not None:
-                writers.release()
+            self._lock.release()
 
-    async def _begin(self, deadline: float) -> None:
+    async def _begin(self) -> None:
         """`BEGIN IMMEDIATE` with this process's lock held, without blocking the event loop.
 
         Another process may hold SQLite's write lock. SQLite's own busy handler would wait for
         it inside the call, up to the busy timeout, and stall every request of this process
         meanwhile. Instead each try does not wait, and between tries the process's lock is
         let go (reads and cached answers go on) while this coroutine sleeps a little longer
-        each time (0.5 ms doubling to 20 ms), until `deadline` (the busy timeout) has passed.
-        Shipyard's own processes queue before this (tools/sqlite_writers.py), so the tries
-        wait only for writers outside that queue."""
+        each time (0.5 ms doubling to 20 ms), until the busy timeout has passed."""
+        deadline = monotonic() + self.busy_timeout_ms / 1000
         pause = 0.0005
         while True:
             await self._lock.acquire()
@@ -338,5 +318,3 @@ class SQLiteDatabase(_SQLiteTx):
 
     async def close(self) -> None:
         self._conn.close()
-        if self._writers is not None:
-            self._writers.close()
