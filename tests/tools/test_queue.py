@@ -901,7 +901,10 @@ def test_stopping_a_busy_worker_leaves_no_job_running(target: Target) -> None:
                 "VALUES ('k', 'default', 'null', 'available', 0, 3, 60, 0, 0)",
                 [() for _ in range(2000)],
             )
-            w = make_worker(q, runner, concurrency=50)
+            # a lease well above the loop's stalls on a loaded 2-core machine: with 0.6 s the
+            # worker's own maintenance rescued its running jobs (retryable) before a renewal
+            # came, twice in full runs; jobs left running would still show as `running`
+            w = make_worker(q, runner, concurrency=50, lease=3.0)
             w.start()
             await asyncio.sleep(0.05 + trial * 0.021)  # somewhere in the middle
             await w.stop(grace=5)
