@@ -123,24 +123,35 @@ def _tls_context(config: Any, default: Any) -> ssl.SSLContext:
     return context
 
 
-def serve(s: Settings, cert: str | None, key: str | None, backpressure: int) -> None:
+def _run(s: Settings, target: str, port: int, **extra: Any) -> None:
+    """uvicorn with what every Shipyard listener shares: the protocol above, uvloop, no
+    websockets (realtime is Server-Sent Events), Shipyard's own request log."""
     import uvicorn
 
     uvicorn.run(
-        "shipyard.app:app_factory",
+        target,
         factory=True,
         host=s.host,
-        port=s.port,
-        workers=s.workers,
+        port=port,
         http=Protocol,
         loop="uvloop",
-        ws="none",  # realtime is Server-Sent Events
+        ws="none",
         lifespan="on",
         log_level=s.log_level.lower(),
         access_log=False,  # Shipyard logs each request itself (docs/logs.md)
         server_header=False,
         # granian's keep-alive idle is the header clock; uvicorn's runs between requests
         timeout_keep_alive=s.header_timeout if s.keep_alive else 0,  # type: ignore[arg-type]
+        **extra,
+    )
+
+
+def serve(s: Settings, cert: str | None, key: str | None, backpressure: int) -> None:
+    _run(
+        s,
+        "shipyard.app:app_factory",
+        s.port,
+        workers=s.workers,
         limit_concurrency=backpressure,
         ssl_certfile=cert,
         ssl_keyfile=key,
@@ -150,19 +161,4 @@ def serve(s: Settings, cert: str | None, key: str | None, backpressure: int) -> 
 
 def serve_redirect(s: Settings) -> None:
     """The plain-HTTP listener of http/redirect.py, on uvicorn."""
-    import uvicorn
-
-    uvicorn.run(
-        "shipyard.http.redirect:app_factory",
-        factory=True,
-        host=s.host,
-        port=s.redirect_http_port,
-        http=Protocol,
-        loop="uvloop",
-        ws="none",
-        lifespan="on",
-        log_level=s.log_level.lower(),
-        access_log=False,
-        server_header=False,
-        timeout_keep_alive=s.header_timeout if s.keep_alive else 0,  # type: ignore[arg-type]
-    )
+    _run(s, "shipyard.http.redirect:app_factory", s.redirect_http_port)

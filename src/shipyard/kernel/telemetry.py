@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -143,21 +142,12 @@ class Telemetry:
                 groups[key] = [info.duration]
             else:
                 durations.append(info.duration)
-        counts, series_of = self.http_requests.values, self.http_duration.values
-        buckets = self.http_duration.buckets
-        first, width = buckets[0], len(buckets) + 2
         for (method, route, status), durations in groups.items():
             # a client picks the method: any other than HTTP's own would be a new series
             if method not in _METHODS:
                 method = "OTHER"
-            labels = (method, route, str(status))
-            counts[labels] = counts.get(labels, 0.0) + len(durations)
-            series = series_of.get(labels[:2])
-            if series is None:
-                series = series_of[labels[:2]] = [0.0] * width
-            for d in durations:  # most in the first bucket: no search for those
-                series[0 if d <= first else bisect_left(buckets, d)] += 1
-            series[-1] += sum(durations)
+            self.http_requests.inc((method, route, str(status)), len(durations))
+            self.http_duration.observe_many(durations, (method, route))
 
     def start(self) -> None:
         if self._task is None and self.active:

@@ -127,10 +127,7 @@ class LogsExtension(Extension):
         refresh: rendered again then if the settings changed meanwhile (another process's
         PATCH), so a change applies to every entry written after it."""
         options = Options.of(self.runtime)
-        room = self.writer.room() - self._held
-        if len(batch) > room:
-            self.writer.lost(len(batch) - max(room, 0), options.enabled)
-            batch = batch[: max(room, 0)]
+        batch = self.writer.admit(batch, options.enabled, self._held)
         if not batch:
             return
         lines, rows = render_requests(batch, options, self.writer.lines)

@@ -143,10 +143,7 @@ class LogWriter:
     def submit(self, infos: Sequence[RequestInfo], options: Options) -> None:
         """A batch of finished requests (from the event loop), rendered here: as many as
         there is room for, the rest dropped and counted."""
-        room = self.room()
-        if len(infos) > room:
-            self.lost(len(infos) - room, options.enabled)
-            infos = infos[:room]
+        infos = self.admit(infos, options.enabled, 0)
         if not infos:
             return
         lines, rows = render_requests(infos, options, self.lines)
@@ -162,6 +159,15 @@ class LogWriter:
     def room(self) -> int:
         """How many more entries may wait."""
         return max(0, self.max_pending - (self._submitted - self._taken))
+
+    def admit(self, infos: Sequence[RequestInfo], rows: bool, held: int) -> Sequence[RequestInfo]:
+        """As many of `infos` as there is room for (`held` more already wait elsewhere for
+        this writer); the rest dropped and counted."""
+        room = max(self.room() - held, 0)
+        if len(infos) > room:
+            self.lost(len(infos) - room, rows)
+            infos = infos[:room]
+        return infos
 
     def lost(self, n: int, rows: bool) -> None:
         """Count `n` requests dropped before they reached the writer."""

@@ -15,7 +15,7 @@ from shipyard.tools.db_base import QueryTimer
 from shipyard.tools.metrics import Registry
 
 KINDS = ("select", "insert", "update", "delete")
-_MAX_REMEMBERED = 4096  # statement texts whose labels are kept (most SQL is constant text)
+_MAX_REMEMBERED = 4096  # statement texts whose series are kept (most SQL is constant text)
 
 
 class QueryMetrics:
@@ -33,27 +33,17 @@ class QueryMetrics:
             "(select, insert, update, delete, other).",
             ("engine", "kind"),
         )
-        self._labels: dict[str, tuple[str, str]] = {}
-        self._series = self.histogram.values
         # statement text → its series (the histogram's own list, updated in place)
         self._by_sql: dict[str, list[float]] = {}
         self._buckets = self.histogram.buckets
         self._first = self._buckets[0]
 
     def labels(self, sql: str) -> tuple[str, str]:
-        labels = self._labels.get(sql)
-        if labels is None:
-            word = sql.lstrip()[:6].lower()
-            labels = (self.engine, word if word in KINDS else "other")
-            if len(self._labels) < _MAX_REMEMBERED:
-                self._labels[sql] = labels
-        return labels
+        word = sql.lstrip()[:6].lower()
+        return (self.engine, word if word in KINDS else "other")
 
     def _series_of(self, sql: str) -> list[float]:
-        labels = self.labels(sql)
-        series = self._series.get(labels)
-        if series is None:
-            series = self._series[labels] = [0.0] * (len(self._buckets) + 2)
+        series = self.histogram.series(self.labels(sql))
         if len(self._by_sql) < _MAX_REMEMBERED:
             self._by_sql[sql] = series
         return series

@@ -82,12 +82,28 @@ class Histogram:
         self.buckets = tuple(sorted(buckets))
         self.values: dict[Labels, list[float]] = {}
 
-    def observe(self, value: float, labels: Labels = ()) -> None:
+    def series(self, labels: Labels = ()) -> list[float]:
+        """The label set's series, made on first use (callers on a hot path keep it)."""
         series = self.values.get(labels)
         if series is None:
             series = self.values[labels] = [0.0] * (len(self.buckets) + 2)
-        series[bisect_left(self.buckets, value)] += 1
-        series[-1] += value
+        return series
+
+    def observe(self, value: float, labels: Labels = ()) -> None:
+        self.observe_many((value,), labels)
+
+    def observe_many(self, values: Sequence[float], labels: Labels = ()) -> None:
+        """Several observations of one label set: the series found once."""
+        into(self.series(labels), self.buckets, values)
+
+
+def into(series: list[float], buckets: Sequence[float], values: Sequence[float]) -> None:
+    """Count `values` into a histogram series (Histogram.series). Most observations fall
+    in the first bucket (durations in seconds): those need no search."""
+    first = buckets[0]
+    for v in values:
+        series[0 if v <= first else bisect_left(buckets, v)] += 1
+    series[-1] += sum(values)
 
 
 Metric = Counter | Gauge | Histogram
