@@ -9,7 +9,7 @@ one per server, 1 worker each; their base URLs and the pid of each `shipyard ser
     python bench/http_server.py GRANIAN_URL GRANIAN_PID UVICORN_URL UVICORN_PID [--rounds 3]
         [--duration 5]
 
-For each endpoint and round, each server gets one wrk run (-t1 -c32), the order swapped
+For each endpoint and round, each server gets one wrk run (-t1, 32 connections unless --connections), the order swapped
 every round; the server's CPU (utime+stime of its process and all descendants, from
 /proc) over the run is divided by the requests wrk completed.
 """
@@ -47,10 +47,10 @@ def first_post(base: str) -> str:
 
 
 def run(
-    base: str, pid: int, path: str, duration: int, script: str | None
+    base: str, pid: int, path: str, duration: int, script: str | None, connections: int = 32
 ) -> tuple[float, float, float, float]:
     pids = [pid, *descendants(pid)]
-    cmd = ["wrk", "-t1", "-c32", f"-d{duration}s", "--latency"]
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency"]
     if script:
         cmd += ["-s", script]
     cmd.append(base + path)
@@ -74,6 +74,8 @@ def main() -> None:
     ap.add_argument("uvicorn_pid", type=int)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=5)
+    ap.add_argument("--connections", type=int, default=32, help="wrk connections")
+    ap.add_argument("--only", action="append", help="endpoints to run (default: all)")
     a = ap.parse_args()
     servers = {"granian": (a.granian_url, a.granian_pid), "uvicorn": (a.uvicorn_url, a.uvicorn_pid)}
     tmp = Path(tempfile.mkdtemp())
@@ -104,13 +106,15 @@ def main() -> None:
     )
     print("|---|---|---:|---:|---:|---:|---|")
     for case, per in cases.items():
+        if a.only and case not in a.only:
+            continue
         got: dict[str, list[tuple[float, float, float, float]]] = {"granian": [], "uvicorn": []}
         for i in range(a.rounds):
             order = ["granian", "uvicorn"] if i % 2 == 0 else ["uvicorn", "granian"]
             for name in order:
                 base, pid = servers[name]
                 path, script = per[name]
-                got[name].append(run(base, pid, path, a.duration, script))
+                got[name].append(run(base, pid, path, a.duration, script, a.connections))
         for name, runs in got.items():
             rps, cpu, cores, p99 = (statistics.median(r[i] for r in runs) for i in range(4))
             each = ", ".join(f"{r[1]:.0f}" for r in runs)

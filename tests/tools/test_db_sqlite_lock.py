@@ -8,6 +8,8 @@ same between connections of one process as between processes."""
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 import sqlite3
 from pathlib import Path
 
@@ -72,3 +74,30 @@ def test_past_the_busy_timeout_the_write_fails_clearly(tmp_path: Path) -> None:
             await db.close()
 
     asyncio.run(main())
+
+
+def test_a_statement_outside_transactions_waits_for_a_lock_as_before(tmp_path: Path) -> None:
+    """The connection has no busy handler between statements (a write's BEGIN must not
+    wait inside the call); a statement that meets another process's lock (here VACUUM, which
+    needs the write lock) is tried again with the handler, waiting up to the busy timeout."""
+
+    async def main() -> float:
+        db = SQLiteDatabase(tmp_path / "d.db", busy_timeout_ms=5000)
+        await db.execute('CREATE TABLE "t" ("x" INTEGER)')
+        other = sqlite3.connect(tmp_path / "d.db", isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")
+        timer = threading.Timer(0.3, lambda: other.execute("COMMIT"))
+        timer.start()
+        try:
+            start = time.monotonic()
+            await db.execute("VACUUM")
+            waited = time.monotonic() - start
+            # the handler is off again: a write's BEGIN still does not wait inside the call
+            assert await db.fetchone("PRAGMA busy_timeout") == (0,)
+            return waited
+        finally:
+            timer.join()
+            other.close()
+            await db.close()
+
+    assert asyncio.run(main()) >= 0.25  # it waited for the other connection, then ran

@@ -170,6 +170,12 @@ class _SQLiteTx:
         timed(self.timer, sql, start, len(rows))
 
 
+def _busy(exc: BaseException | None) -> bool:
+    """SQLITE_BUSY or one of its extended codes (…_RECOVERY, …_SNAPSHOT, …_TIMEOUT)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.OperationalError) and (code or 0) & 0xFF == sqlite3.SQLITE_BUSY
+
+
 class _Progress:
     """SQLite's progress handler, installed once per connection (installing one per statement
     costs more than the statement): interrupts while `deadline` is set and has passed."""
@@ -204,6 +210,10 @@ class SQLiteDatabase(_SQLiteTx):
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA temp_store = MEMORY")
         conn.execute("PRAGMA cache_size = -32000")
+        # no busy handler until a statement meets another process's lock: a write's `BEGIN`
+        # must not wait inside the call (`_begin`), and a read waits only when it tries again
+        # (`_waiting`), so a write does not switch the handler off and on around its BEGIN
+        conn.execute("PRAGMA busy_timeout = 0")
         super().__init__(conn, timer)
         self._lock = asyncio.Lock()
         self._progress = _Progress()
@@ -214,14 +224,29 @@ class SQLiteDatabase(_SQLiteTx):
         (an interrupted statement is reset; the connection and any transaction stay usable)."""
         deadline = DEADLINE.get()
         if not deadline:
-            return _call(self._conn, sql, params, answer, self.timer)
+            return self._waiting(sql, params, answer)
         if monotonic() >= deadline:
             raise over_budget()
         self._progress.deadline = deadline
         try:
-            return _call(self._conn, sql, params, answer, self.timer)
+            return self._waiting(sql, params, answer)
         finally:
             self._progress.deadline = 0.0
+
+    def _waiting(self, sql: str, params: Params, answer: _Answer[T]) -> T:
+        """The statement; met with another process's lock (a checkpoint, a WAL recovery,
+        VACUUM), once more with SQLite's busy handler waiting up to the busy timeout."""
+        try:
+            return _call(self._conn, sql, params, answer, self.timer)
+        except DatabaseError as exc:
+            if not _busy(exc.__cause__) or self._conn.in_transaction:
+                raise
+        conn = self._conn
+        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+        try:
+            return _call(conn, sql, params, answer, self.timer)
+        finally:
+            conn.execute("PRAGMA busy_timeout = 0")
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         if self._lock.locked():
@@ -303,18 +328,13 @@ class SQLiteDatabase(_SQLiteTx):
             pause = min(pause * 2, 0.02)
 
     def _try_begin(self, deadline: float) -> bool:
-        conn = self._conn
-        conn.execute("PRAGMA busy_timeout = 0")
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute("BEGIN IMMEDIATE")  # no busy handler: does not wait
             return True
         except sqlite3.OperationalError as exc:
-            busy = getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
-            if busy and monotonic() < deadline:
+            if _busy(exc) and monotonic() < deadline:
                 return False
             raise DatabaseError(str(exc)) from exc
-        finally:
-            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
 
     async def close(self) -> None:
         self._conn.close()
