@@ -8,9 +8,9 @@ same between connections of one process as between processes."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 import time
-import sqlite3
 from pathlib import Path
 
 import pytest
