@@ -501,6 +501,26 @@ def process_cpu_s(pids: list[int]) -> float:
     return total / CLK_TCK
 
 
+def context_switches(pids: list[int]) -> int:
+    """Voluntary context switches of every thread of `pids` so far: a thread that waits
+    (for the GIL, a lock, I/O) and is woken again counts one."""
+    total = 0
+    for pid in pids:
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/status") as f:
+                    for line in f:
+                        if line.startswith("voluntary_ctxt_switches:"):
+                            total += int(line.split()[1])
+            except (OSError, ValueError):
+                pass
+    return total
+
+
 def children_cpu_s() -> float:
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)  # waited children, i.e. wrk
     return ru.ru_utime + ru.ru_stime

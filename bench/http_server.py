@@ -9,9 +9,11 @@ one per server, 1 worker each; their base URLs and the pid of each `shipyard ser
     python bench/http_server.py GRANIAN_URL GRANIAN_PID UVICORN_URL UVICORN_PID [--rounds 3]
         [--duration 5]
 
-For each endpoint and round, each server gets one wrk run (-t1, 32 connections unless --connections), the order swapped
-every round; the server's CPU (utime+stime of its process and all descendants, from
-/proc) over the run is divided by the requests wrk completed.
+For each endpoint and round, each server gets one wrk run (-t1, 32 connections unless
+--connections), the order swapped every round; the server's CPU (utime+stime of its process
+and all descendants, from /proc) over the run is divided by the requests wrk completed, and
+so are the voluntary context switches of all their threads: granian hands each request
+between its Rust threads and the Python thread, uvicorn runs all of it on one.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import descendants, parse_wrk, process_cpu_s
+from common import context_switches, descendants, parse_wrk, process_cpu_s
 
 LIST = "/api/collections/posts/records?perPage=20&filter=status%3D%27published%27&sort=-views"
 DEMO_SUPERUSER = {"identity": "admin@example.com", "password": "shipyard-demo"}
@@ -48,22 +50,23 @@ def first_post(base: str) -> str:
 
 def run(
     base: str, pid: int, path: str, duration: int, script: str | None, connections: int = 32
-) -> tuple[float, float, float, float]:
+) -> tuple[float, float, float, float, float]:
     pids = [pid, *descendants(pid)]
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency"]
     if script:
         cmd += ["-s", script]
     cmd.append(base + path)
-    cpu0 = process_cpu_s(pids)
+    cpu0, cs0 = process_cpu_s(pids), context_switches(pids)
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    cpu1 = process_cpu_s(pids)
+    cpu1, cs1 = process_cpu_s(pids), context_switches(pids)
     res = parse_wrk(out, " ".join(cmd))
     if res.requests == 0 or res.non2xx > res.requests // 20:
         raise SystemExit(f"{base}{path}: {res.non2xx} non-2xx answers\n{out}")
     if res.non2xx:  # e.g. the overload admission's 503s, when the loop fell behind
         print(f"  ({base}{path}: {res.non2xx} of {res.requests} not 2xx)", file=sys.stderr)
     cores = (cpu1 - cpu0) / duration
-    return res.rps, (cpu1 - cpu0) / res.requests * 1e6, cores, res.p99_ms
+    per_request = (cpu1 - cpu0) / res.requests * 1e6
+    return res.rps, per_request, cores, res.p99_ms, (cs1 - cs0) / res.requests
 
 
 def main() -> None:
@@ -102,13 +105,13 @@ def main() -> None:
     }
     print(
         "| endpoint | server | req/s | server CPU µs/request | server cores busy | p99 ms "
-        "| CPU µs/request, each round |"
+        "| context switches/request | CPU µs/request, each round |"
     )
-    print("|---|---|---:|---:|---:|---:|---|")
+    print("|---|---|---:|---:|---:|---:|---:|---|")
     for case, per in cases.items():
         if a.only and case not in a.only:
             continue
-        got: dict[str, list[tuple[float, float, float, float]]] = {"granian": [], "uvicorn": []}
+        got: dict[str, list[tuple[float, ...]]] = {"granian": [], "uvicorn": []}
         for i in range(a.rounds):
             order = ["granian", "uvicorn"] if i % 2 == 0 else ["uvicorn", "granian"]
             for name in order:
@@ -116,10 +119,11 @@ def main() -> None:
                 path, script = per[name]
                 got[name].append(run(base, pid, path, a.duration, script, a.connections))
         for name, runs in got.items():
-            rps, cpu, cores, p99 = (statistics.median(r[i] for r in runs) for i in range(4))
+            rps, cpu, cores, p99, cs = (statistics.median(r[i] for r in runs) for i in range(5))
             each = ", ".join(f"{r[1]:.0f}" for r in runs)
             print(
-                f"| {case} | {name} | {rps:,.0f} | {cpu:.0f} | {cores:.2f} | {p99:.1f} | {each} |",
+                f"| {case} | {name} | {rps:,.0f} | {cpu:.0f} | {cores:.2f} | {p99:.1f} | {cs:.1f} "
+                f"| {each} |",
                 flush=True,
             )
 
