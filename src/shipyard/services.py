@@ -187,6 +187,7 @@ class Services:
         if settings.metrics_enabled:  # every statement timed into a histogram, slow ones logged
             engine = "postgres" if settings.is_postgres else "sqlite"
             timer = QueryMetrics(telemetry.metrics, engine, slowlog.timer)
+            telemetry.folds.append(timer.fold)
         raw = await connect(
             settings.database_url,
             settings.sqlite_path,

@@ -276,14 +276,27 @@ class ResponseCache:
         self._refs: dict[str, Refs | None] = {}  # client filter -> Refs (None: uncacheable)
         self._scopes_version = -1
         self.hits = self.misses = self.bypasses = 0
-        # counted by the read path (http/gateway.py), which knows each request's outcome
         self.requests = (metrics or Registry()).counter(
             "shipyard_cache_requests_total",
             "Cacheable record reads by the response cache's answer: hit, miss, or bypass "
             "(not cacheable, cache off, or the request asked to skip it).",
             ("result",),
         )
+        # counted by the read path (http/gateway.py), which knows each request's answer,
+        # as plain ints (a counter's update per read cost more), added to the counter
+        # before each snapshot
+        self.answers: dict[bytes, int] = dict.fromkeys((b"hit", b"miss", b"bypass"), 0)
+        if metrics is not None:
+            metrics.collectors.append(self.count_answers)
         self.counts: OrderedDict[Hashable, tuple[Hashable, int]] = OrderedDict()
+
+    def count_answers(self) -> None:
+        """The answers counted since the last snapshot, into `shipyard_cache_requests_total`."""
+        answers = self.answers
+        for answer, n in answers.items():
+            if n:
+                self.requests.inc((answer.decode(),), n)
+                answers[answer] = 0
 
     @property
     def enabled(self) -> bool:

@@ -51,8 +51,6 @@ PREFLIGHT = "<preflight>"  # the route label of a CORS preflight
 LIMITED = "<rate-limited>"  # the route label of a request refused by a rate limit
 # a client's X-Request-Id is kept when it is short, visible ASCII; otherwise one is made
 _ID_OK = re.compile(rb"[\x21-\x7e]{1,128}")
-# x-shipyard-cache → the label of shipyard_cache_requests_total
-_CACHE_RESULT = {b"hit": ("hit",), b"miss": ("miss",), b"bypass": ("bypass",)}
 
 
 class _Outcome:
@@ -333,7 +331,7 @@ class Gateway:
             )
         out.status = status
         if outcome and svc.telemetry.metrics_enabled:
-            cache.requests.inc(_CACHE_RESULT[outcome])
+            cache.answers[outcome] += 1  # counted at the next snapshot (cache.py)
         await _send(send, status, headers, body)
 
 

@@ -32,10 +32,10 @@ from shipyard.tools.tasks import cancel
 
 from . import routes, store
 from .otel import Tracing
-from .requests import Options, event_row, render_requests
+from .requests import Options, event_row, render_batch
 from .section import LOGS
 from .store import Row
-from .writer import LogWriter, encode_lines, loop_sink, sqlite_sink
+from .writer import LogWriter, loop_sink, sqlite_sink
 
 TAG = {"name": "logs", "description": "PocketBase's request log (superusers only)."}
 CLEANUP_INTERVAL = 3600.0  # seconds between retention clean-ups in each process
@@ -47,7 +47,7 @@ class _Rendered:
 
     infos: Sequence[RequestInfo]
     options: Options
-    data: bytes  # the stdout lines (writer.py's `encode_lines`)
+    data: bytes  # the stdout lines (requests.py's `render_batch`)
     lines: int  # how many
     rows: list[Row]
 
@@ -130,8 +130,8 @@ class LogsExtension(Extension):
         batch = self.writer.admit(batch, options.enabled, self._held)
         if not batch:
             return
-        lines, rows = render_requests(batch, options, self.writer.lines)
-        self._waiting.append(_Rendered(batch, options, encode_lines(lines), len(lines), rows))
+        data, lines, rows = render_batch(batch, options, self.writer.lines)
+        self._waiting.append(_Rendered(batch, options, data, lines, rows))
         self._held += len(batch)
 
     async def _submit(self) -> None:
@@ -143,8 +143,7 @@ class LogsExtension(Extension):
         for part in waiting:
             data, n, rows = part.data, part.lines, part.rows
             if part.options != options:  # the settings changed since it was rendered
-                lines, rows = render_requests(part.infos, options, self.writer.lines)
-                data, n = encode_lines(lines), len(lines)
+                data, n, rows = render_batch(part.infos, options, self.writer.lines)
             self.writer.put(data, n, rows, len(part.infos))
 
     # -------------------------------------------------------------- life cycle

@@ -20,10 +20,10 @@ Query strings lose the values of sensitive parameters in both.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import unquote
 
 import orjson
@@ -76,14 +76,20 @@ def recorded(info: RequestInfo) -> bool:
     return not (info.status < 400 and info.route.startswith("/api/logs"))
 
 
-class _Shape(NamedTuple):
-    """What requests alike share, serialized once: most clients repeat a few requests."""
+class _Shape:
+    """What requests alike share, serialized once: most clients repeat a few requests.
+    A slotted class, not a NamedTuple: its fields are read for every request, and the
+    interpreter reads a slot faster than a tuple's named item."""
 
-    middle: str  # the data object's members after execTime
-    message: str  # PocketBase's message
-    head: str  # the stdout line's "level", "msg" and "route" members
-    level: int  # PocketBase's level
-    recorded: bool  # whether `_logs` records it at all (`recorded`)
+    __slots__ = ("head", "level", "message", "middle", "recorded", "tail")
+
+    def __init__(self, middle: str, message: str, head: str, level: int, recorded: bool) -> None:
+        self.middle = middle  # the data object's members after execTime
+        self.message = message  # PocketBase's message
+        self.head = head  # the stdout line's "level", "msg" and "route" members
+        self.tail = f",{middle}}}\n"  # the stdout line's end: the members after execTime
+        self.level = level  # PocketBase's level
+        self.recorded = recorded  # whether `_logs` records it at all (`recorded`)
 
 
 _shapes: dict[tuple[Any, ...], _Shape] = {}
@@ -127,73 +133,145 @@ def _json_text(value: str) -> str:
     return orjson.dumps(value).decode()
 
 
-def render_requests(
-    infos: Iterable[RequestInfo], options: Options, line: bool = True
-) -> tuple[list[str], list[Row]]:
-    """The requests' stdout lines (with `line`) and their `_logs` rows (those recorded
-    under `options`), each from one serialized object.
+_EXEC = ',"type":"request","execTime":'  # between the request id and execTime
+_EXEC_QUOTED = '"' + _EXEC  # the same after a plain id (the id's closing quote)
 
-    The hot loop of the request logs (every request passes here once), hence written for
-    speed: what requests alike share is serialized once (`_Shape`), the time's text once
-    per millisecond, and a line is one f-string of the rest."""
-    lines: list[str] = []
-    rows: list[Row] = []
-    if not (line or options.enabled):
-        return lines, rows
-    log_ip, log_auth_id = options.log_ip, options.log_auth_id
-    rows_on, min_level = options.enabled, options.min_level
+
+def _plain_ids(infos: Sequence[RequestInfo]) -> bool:
+    """Whether every request id is a JSON string as it is (quotes around it, nothing to
+    escape: our own hex ids, a client's UUIDs), checked for the whole batch in C: orjson
+    writes each such id's characters as they are, so its text is exactly that long."""
+    ids = [info.request_id for info in infos]
+    try:
+        return len(orjson.dumps(ids)) == sum(map(len, ids)) + 3 * len(ids) + 1
+    except TypeError:  # a lone surrogate: not even UTF-8
+        return False
+
+
+def _ms_texts(ms: int) -> tuple[str, str]:
+    """A millisecond (since the epoch) as RFC 3339 and as PocketBase's date text."""
+    second, fraction = divmod(ms, 1000)
+    pb_second, iso_second = second_texts(second)  # formatted once per second
+    return f"{iso_second}.{fraction:03d}Z", f"{pb_second}.{fraction:03d}Z"
+
+
+def _id_members(info: RequestInfo, log_ip: bool) -> str:
+    """A line's `requestId` value, then `authId` (a user's request) and `userIP` (when
+    `_logs` leaves it out of the shared members)."""
+    out = _json_text(info.request_id)
+    if info.auth_id:
+        out += f',"authId":{_json_text(info.auth_id)}'
+    if not log_ip:
+        out += f',"userIP":{_json_text(info.ip)}'
+    return out
+
+
+def render_batch(
+    infos: Sequence[RequestInfo], options: Options, line: bool = True
+) -> tuple[bytes, int, list[Row]]:
+    """The requests' stdout lines (with `line`) as the writer takes them (UTF-8, each
+    ending with a newline) and how many, and their `_logs` rows (those recorded under
+    `options`), each from one serialized object (`_Shape`)."""
+    data, n = _lines(infos, options.log_ip) if line else (b"", 0)
+    return data, n, _rows(infos, options) if options.enabled else []
+
+
+def _lines(infos: Sequence[RequestInfo], log_ip: bool) -> tuple[bytes, int]:
+    """The stdout lines of a batch, and how many. The hot loop of the request logs (every
+    request passes here once), hence written for speed: what requests alike share is
+    serialized once (`_Shape`), the line's start once per millisecond and shape, the
+    request ids checked once per batch, the execTimes formatted all at once, and a line
+    is five pieces joined with all the others once, at the end."""
+    # a line's id in quotes, with nothing after it: ours are, unless `_logs` omits the IP
+    plain = log_ip and _plain_ids(infos)
     shapes = _shapes
-    last_ms = last_second = -1
-    iso = pb = prefix = iso_second = pb_second = ""
+    parts: list[Any] = []  # each line's five pieces: strings, its execTime a float till the end
+    last_key: tuple[Any, ...] = ()  # never a key: the first request looks its shape up
+    shape: _Shape
+    last_shape: _Shape | None = None  # the shape `start` was made for
+    lo = hi = -1.0  # the millisecond `start` was made for: [lo, hi) in ms since the epoch
+    iso = start = start_quoted = ""
     for info in infos:
         key = (
             info.method, info.path, info.query, info.status, info.referer, info.user_agent,
             info.auth_collection, info.route, info.ip if log_ip else "",
         )  # fmt: skip
-        shape = shapes.get(key) or _new_shape(info, key, log_ip)
-        row_wanted = rows_on and shape.recorded and shape.level >= min_level
-        if not (line or row_wanted):
+        # the previous request's shape, most often: compared, not hashed (a server's
+        # strings are new objects, their hashes not computed yet)
+        if key != last_key:
+            shape = shapes.get(key) or _new_shape(info, key, log_ip)
+            last_key = key
+        duration = info.duration
+        end = (info.started + duration) * 1000.0  # when it ended
+        if not lo <= end < hi or shape is not last_shape:
+            if not lo <= end < hi:  # (two comparisons cost less than int())
+                ms = int(end)
+                lo = float(ms)
+                hi = lo + 1.0
+                iso = _ms_texts(ms)[0]
+            start = f'{{"time":"{iso}",{shape.head},"requestId":'
+            start_quoted = start + '"'
+            last_shape = shape
+        if plain and not info.auth_id:
+            parts += (start_quoted, info.request_id, _EXEC_QUOTED, duration * 1000.0, shape.tail)
+        else:
+            parts += (start, _id_members(info, log_ip), _EXEC, duration * 1000.0, shape.tail)
+    n = len(parts) // 5
+    if n:  # one formatting for the batch: "%.6f" % x is f"{x:.6f}"
+        parts[3::5] = ("%.6f " * n % tuple(parts[3::5])).split()
+    return "".join(parts).encode("utf-8", "replace"), n
+
+
+def _rows(infos: Sequence[RequestInfo], options: Options) -> list[Row]:
+    """The `_logs` rows of a batch: those recorded under `options` (see `_lines`)."""
+    log_ip, log_auth_id, min_level = options.log_ip, options.log_auth_id, options.min_level
+    shapes = _shapes
+    rows: list[Row] = []
+    last_key: tuple[Any, ...] = ()
+    shape: _Shape
+    wanted = False
+    lo = hi = -1.0  # the millisecond whose texts are made, [lo, hi) in ms since the epoch
+    pb = prefix = ""
+    for info in infos:
+        key = (
+            info.method, info.path, info.query, info.status, info.referer, info.user_agent,
+            info.auth_collection, info.route, info.ip if log_ip else "",
+        )  # fmt: skip
+        if key != last_key:
+            shape = shapes.get(key) or _new_shape(info, key, log_ip)
+            wanted = shape.recorded and shape.level >= min_level
+            last_key = key
+        if not wanted:
             continue
-        ms = int((info.started + info.duration) * 1000)  # when it ended
-        if ms != last_ms:
-            second, fraction = divmod(ms, 1000)
-            if second != last_second:
-                pb_second, iso_second = second_texts(second)
-                last_second = second
-            iso = f"{iso_second}.{fraction:03d}Z"
-            pb = f"{pb_second}.{fraction:03d}Z"
-            prefix = ""  # made for the first row of the millisecond
-            last_ms = ms
-        ms_taken = info.duration * 1000
-        auth_id = info.auth_id
-        if line:
-            rid = info.request_id
-            rid = f'"{rid}"' if rid.isascii() and rid.encode().isalnum() else _json_text(rid)
-            if auth_id:
-                rid += f',"authId":{_json_text(auth_id)}'
-            if not log_ip:
-                rid += f',"userIP":{_json_text(info.ip)}'
-            lines.append(
-                f'{{"time":"{iso}",{shape.head},"requestId":{rid},'
-                f'"type":"request","execTime":{ms_taken:.6f},{shape.middle}}}'
-            )
-        if row_wanted:
-            data = f'{{"type":"request","execTime":{ms_taken:.6f},{shape.middle}'
-            if auth_id and log_auth_id:
-                data += f',"authId":{_json_text(auth_id)}}}'
-            else:
-                data += "}"
-            if not prefix:
-                prefix = id_prefix(ms)
-            rows.append((prefix + id_suffix(), pb, shape.level, shape.message, data))
-    return lines, rows
+        end = (info.started + info.duration) * 1000.0  # when it ended
+        if not lo <= end < hi:
+            ms = int(end)
+            lo = float(ms)
+            hi = lo + 1.0
+            pb = _ms_texts(ms)[1]
+            prefix = id_prefix(ms)
+        data = f'{{"type":"request","execTime":{info.duration * 1000.0:.6f},{shape.middle}'
+        if info.auth_id and log_auth_id:
+            data += f',"authId":{_json_text(info.auth_id)}}}'
+        else:
+            data += "}"
+        rows.append((prefix + id_suffix(), pb, shape.level, shape.message, data))
+    return rows
+
+
+def render_requests(
+    infos: Sequence[RequestInfo], options: Options, line: bool = True
+) -> tuple[list[str], list[Row]]:
+    """`render_batch` with the lines apart (tests, benchmarks)."""
+    data, _, rows = render_batch(infos, options, line)
+    return data.decode().split("\n")[:-1], rows
 
 
 def render_request(
     info: RequestInfo, options: Options, line: bool = True
 ) -> tuple[str | None, Row | None]:
     """One request's stdout line (with `line`) and its `_logs` row (None: not recorded
-    under `options`): `render_requests` of one."""
+    under `options`): `render_batch` of one."""
     lines, rows = render_requests((info,), options, line)
     return (lines[0] if lines else None), (rows[0] if rows else None)
 

@@ -39,7 +39,7 @@ from shipyard.tools.db import Database
 from shipyard.tools.metrics import Counter
 
 from . import store
-from .requests import Options, render_requests
+from .requests import Options, render_batch
 from .store import Row
 
 log = logging.getLogger("shipyard.logs")
@@ -146,11 +146,11 @@ class LogWriter:
         infos = self.admit(infos, options.enabled, 0)
         if not infos:
             return
-        lines, rows = render_requests(infos, options, self.lines)
-        self.put(encode_lines(lines), len(lines), rows, len(infos))
+        data, lines, rows = render_batch(infos, options, self.lines)
+        self.put(data, lines, rows, len(infos))
 
     def put(self, data: bytes, lines: int, rows: list[Row], count: int) -> None:
-        """The rendered lines (`encode_lines`) and rows of `count` requests, from the event
+        """The rendered lines (requests.py's `render_batch`) and rows of `count` requests, from the event
         loop (the caller made sure there was room: `room`), to be written."""
         if count:
             self._submitted += count
@@ -285,9 +285,4 @@ class LogWriter:
                 log.warning("could not write %d request log entries: %s", len(rows), exc)
 
 
-def encode_lines(lines: list[str]) -> bytes:
-    """Lines as the writer takes them: UTF-8, each ending with a newline."""
-    return ("\n".join(lines) + "\n").encode("utf-8", "replace") if lines else b""
-
-
-__all__ = ["LogWriter", "RowSink", "encode_lines", "loop_sink", "sqlite_sink"]
+__all__ = ["LogWriter", "RowSink", "loop_sink", "sqlite_sink"]

@@ -2,25 +2,29 @@
 
 The database seam already times each statement with two `perf_counter()` calls and tells a
 `QueryTimer` about those at or over its threshold (tools/db_base.py). `QueryMetrics` is such
-a timer with a threshold of 0: it hears of every statement, adds it to
-`shipyard_db_query_duration_seconds{engine, kind}` (a dict update), and passes the slow
-ones on to the timer it wraps (the slow-query log), so one pair of clock reads serves both.
+a timer with a threshold of 0: it hears of every statement, queues its duration (one list
+append: this runs for every statement, a cached read's `PRAGMA data_version` included),
+and passes the slow ones on to the timer it wraps (the slow-query log), so one pair of
+clock reads serves both. The queued durations are counted into
+`shipyard_db_query_duration_seconds{engine, kind}` a batch at a time (`fold`): with each
+batch of finished requests (kernel/telemetry.py) and before every snapshot.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left
+import math
 
 from shipyard.tools.db_base import QueryTimer
-from shipyard.tools.metrics import Registry
+from shipyard.tools.metrics import Labels, Registry, into
 
 KINDS = ("select", "insert", "update", "delete")
-_MAX_REMEMBERED = 4096  # statement texts whose series are kept (most SQL is constant text)
+_MAX_REMEMBERED = 4096  # statement texts whose queue is kept (most SQL is constant text)
 
 
 class QueryMetrics:
     """A `QueryTimer` for `tools.db.connect`: `engine` is sqlite or postgres; `inner` (may be
-    None) gets the statements at or over its own threshold, as it would without this."""
+    None) gets the statements at or over its own threshold (read once: it is fixed at
+    start), as it would without this."""
 
     threshold = 0.0
 
@@ -33,31 +37,44 @@ class QueryMetrics:
             "(select, insert, update, delete, other).",
             ("engine", "kind"),
         )
-        # statement text → its series (the histogram's own list, updated in place)
-        self._by_sql: dict[str, list[float]] = {}
-        self._buckets = self.histogram.buckets
-        self._first = self._buckets[0]
+        self._queues: dict[Labels, list[float]] = {}  # durations not counted yet, by labels
+        self._by_sql: dict[str, list[float]] = {}  # statement text → its labels' queue
+        self._inner_at = inner.threshold if inner is not None else math.inf
+        registry.collectors.append(self.fold)
 
     def labels(self, sql: str) -> tuple[str, str]:
         word = sql.lstrip()[:6].lower()
         return (self.engine, word if word in KINDS else "other")
 
-    def _series_of(self, sql: str) -> list[float]:
-        series = self.histogram.series(self.labels(sql))
+    def _queue_of(self, sql: str) -> list[float]:
+        labels = self.labels(sql)
+        self.histogram.series(labels)  # the series exists from its first statement on
+        queue = self._queues.get(labels)
+        if queue is None:
+            queue = self._queues[labels] = []
         if len(self._by_sql) < _MAX_REMEMBERED:
-            self._by_sql[sql] = series
-        return series
+            self._by_sql[sql] = queue
+        return queue
 
     def slow(self, sql: str, seconds: float, rows: int) -> None:
-        # Histogram.observe inlined, the series found by the statement's text in one
-        # lookup: this runs for every statement
-        series = self._by_sql.get(sql) or self._series_of(sql)
-        # most statements take less than the first bucket's bound: no search for those
-        series[0 if seconds <= self._first else bisect_left(self._buckets, seconds)] += 1
-        series[-1] += seconds
-        inner = self.inner
-        if inner is not None and seconds >= inner.threshold:
-            inner.slow(sql, seconds, rows)
+        queue = self._by_sql.get(sql)
+        if queue is None:
+            queue = self._queue_of(sql)
+        queue.append(seconds)
+        if seconds >= self._inner_at:  # never without an inner timer (infinite)
+            inner = self.inner
+            if inner is not None:
+                inner.slow(sql, seconds, rows)
+
+    def fold(self) -> None:
+        """Count the queued durations into the histogram (the event loop's thread; a
+        statement another thread runs meanwhile waits in its queue for the next fold)."""
+        buckets = self.histogram.buckets
+        for labels, queue in list(self._queues.items()):
+            n = len(queue)
+            if n:
+                into(self.histogram.series(labels), buckets, queue[:n])
+                del queue[:n]
 
 
 __all__ = ["KINDS", "QueryMetrics"]
