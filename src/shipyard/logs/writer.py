@@ -4,14 +4,14 @@ stdout lines and `_logs` rows, and writes both.
 Why a thread: a batch of thousands of rows inserted on the event loop held every request
 behind it (p99 of cached reads 13 ms → 90 ms, bench/observability.py). The lines and rows
 are rendered on the event loop, a batch of a few hundred requests at a time (requests.py
-`render_requests`, about a microsecond a request); the thread only writes them — `os.writev`
+`render_batch`, about a microsecond a request); the thread only writes them — `os.writev`
 and SQLite's own work run with the GIL released, in parallel with requests. (Rendering in
 the thread made it hold the GIL against the event loop: measured, cached reads lost a tenth
 more.) The `_logs` rows go to the auxiliary database (tools/db.py `auxiliary`), through a connection of this thread's own (SQLite) or through the event
 loop's pool (PostgreSQL: the thread waits, the loop does not).
 
-The lines reach the thread as bytes, joined and encoded on the event loop a batch at a
-time (a few hundred: telemetry's FLUSH_AT), and are written with one `os.writev` for all
+The lines reach the thread as bytes, one string per batch encoded once on the event loop
+(a batch of a few hundred: telemetry's FLUSH_AT), and are written with one `os.writev` for all
 that waits: the thread takes the GIL twice a write, not once per slice of lines (each time
 the loop must be made to let go of it: two thread switches), and no batch of thousands is
 ever joined into one string — megabytes fresh from the system, page-faulted in each time
