@@ -1,7 +1,8 @@
 """Raw `"`, `<` and `>` in a query, as curl and hand-written clients send them (issue 13):
 PocketBase answers them; with SHIPYARD_HTTP_SERVER=uvicorn Shipyard answers the same,
-while granian refuses them with an empty 400 before Shipyard sees the request
-(docs/limits.md#characters-in-the-query). Real servers, raw bytes on a socket."""
+while granian refuses them with an empty 400 before Shipyard sees the request; raw UTF-8
+reaches Shipyard on both (docs/limits.md#characters-in-the-query). Real servers, raw bytes
+on a socket."""
 
 from __future__ import annotations
 
@@ -130,19 +131,72 @@ def test_single_quotes_and_percent_encoding_work_on_every_server(
     assert [i["n"] for i in json.loads(body)["items"]] == [2, 5]
 
 
-def test_raw_utf8_in_the_query_is_the_other_way_round(
+def test_raw_utf8_in_the_query_is_taken_on_every_server(
     pocketbase: str, shipyard: tuple[str, str]
 ) -> None:
-    """Raw (unencoded) UTF-8 in a query, as curl sends `é` typed in a filter: PocketBase
-    and granian take it, uvicorn's parser (llhttp) refuses any byte over 0x7F with a 400
-    (docs/limits.md#characters-in-the-query: why granian stays the default)."""
+    """Raw (unencoded) UTF-8 in a query, as curl sends `é` typed in a filter: PocketBase and
+    granian take it; uvicorn's parser (llhttp) refuses any byte over 0x7F, so Shipyard's
+    protocol percent-encodes those of the request line before it (http/server_uvicorn.py)."""
     target = "/api/collections/items/records?filter=name!='é'&sort=n&fields=name,n".encode()
     status, body = get_raw(pocketbase, target)
     assert status == 200, body
-    server, url = shipyard
-    status, body = get_raw(url, target)
-    if server == "uvicorn":
-        assert (status, body) == (400, b"Invalid HTTP request received.")
-        return
+    assert json.loads(body)["totalItems"] == len(ITEMS)
+    status, body = get_raw(shipyard[1], target)
     assert status == 200, body
     assert json.loads(body)["totalItems"] == len(ITEMS)
+
+
+def _exchange(url: str, data: bytes, answers: int) -> list[tuple[int, bytes]]:
+    """Send `data` on one connection, read `answers` responses (content-length framed)."""
+    host, port = url.removeprefix("http://").split(":")
+    out: list[tuple[int, bytes]] = []
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(data)
+        buf = b""
+        while len(out) < answers:
+            while b"\r\n\r\n" not in buf:
+                buf += sock.recv(65536)
+            head, _, buf = buf.partition(b"\r\n\r\n")
+            length = next(
+                int(line.split(b":")[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            while len(buf) < length:
+                buf += sock.recv(65536)
+            out.append((int(head.split(b" ", 2)[1]), buf[:length]))
+            buf = buf[length:]
+    return out
+
+
+def test_utf8_in_bodies_and_keep_alive_requests_arrives_unchanged(
+    shipyard: tuple[str, str],
+) -> None:
+    """The line encoding touches request lines only: a UTF-8 JSON body sent in the same
+    chunk as the request before it (pipelined) is stored byte for byte, and the next
+    request on the kept-alive connection, with raw UTF-8 in its query, finds it."""
+    server, url = shipyard
+    token = httpx.post(
+        url + "/api/collections/_superusers/auth-with-password",
+        json={"identity": SUPERUSER[0], "password": SUPERUSER[1]},
+    ).json()["token"]
+    name = f"notes_{server}"
+    r = httpx.post(url + "/api/collections", headers={"Authorization": token},
+                   json={**COLLECTION, "name": name})  # fmt: skip
+    assert r.status_code == 200, r.text
+    body = json.dumps({"name": "é ü 日本 \u00ff", "n": 7}, ensure_ascii=False).encode()
+    post = (
+        f"POST /api/collections/{name}/records HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: {token}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    ping = b"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n"
+    find = (
+        f"GET /api/collections/{name}/records?filter=name~'日本'&fields=name,n HTTP/1.1\r\n"
+        "Host: x\r\nConnection: close\r\n\r\n"
+    ).encode()
+    (s1, b1), (s2, _) = _exchange(url, ping + post, 2)  # the POST begins inside the chunk
+    assert (s1, s2) == (200, 200), b1
+    [(s3, b3)] = _exchange(url, find, 1)
+    assert s3 == 200, b3
+    assert [(i["name"], i["n"]) for i in json.loads(b3)["items"]] == [("é ü 日本 \u00ff", 7)]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 import ssl
 from typing import Any
 
@@ -32,6 +33,7 @@ from shipyard.realtime.shutdown import close_streams
 from shipyard.settings import Settings, load_settings
 
 _HEAD_SLACK = 8192  # the request line and the header separators above the two limits
+_HIGH = re.compile(rb"[\x80-\xff]")  # bytes llhttp refuses in a request target
 _TOO_LARGE = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 
 
@@ -44,11 +46,16 @@ def _limits() -> tuple[float, int]:
 
 
 class Protocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a clock on the request head and a bound on its size."""
+    """uvicorn's httptools protocol with a clock on the request head and a bound on its size,
+    taking raw bytes over 0x7F in the request target (UTF-8 typed into a curl command) as
+    PocketBase and granian do: llhttp refuses them, so they are percent-encoded before it
+    sees them, which changes no decoded path or query."""
 
     _head_clock: asyncio.TimerHandle | None = None
     _head_bytes = 0
     _refused = False
+    _fresh = True  # the next byte received is part of a request line
+    _last_complete = False  # the parser's last event was the end of a message
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -59,13 +66,38 @@ class Protocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if not self._refused:  # after a 431, nothing more is read
-            super().data_received(data)
+        if self._refused:  # after a 431, nothing more is read
+            return
+        if self._fresh:
+            data = self._encode_line(data)
+        self._last_complete = False
+        super().data_received(data)
+        if self._last_complete:  # ended with a whole message: a request line comes next
+            self._fresh = True
+
+    def _encode_line(self, data: bytes) -> bytes:
+        """`data` with the bytes over 0x7F up to the end of the request line as %XX. Only
+        where the line is known to start (the connection's start, or right after a whole
+        message): a request line that begins inside a chunk, after a pipelined request, is
+        left as it came (and refused as before) rather than risk touching a header or body."""
+        end = data.find(b"\n")
+        line = data if end < 0 else data[:end]
+        if end >= 0:
+            self._fresh = False
+        if line.isascii():
+            return data
+        encoded = _HIGH.sub(lambda m: b"%%%02X" % m[0][0], line)
+        return encoded if end < 0 else encoded + data[end:]
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._last_complete = False
         self._head_bytes = 0
         self._start_head_clock()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._last_complete = True
 
     def on_url(self, url: bytes) -> None:
         self._count(len(url))
