@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -81,17 +80,23 @@ def test_a_statement_outside_transactions_waits_for_a_lock_as_before(tmp_path: P
     wait inside the call); a statement that meets another process's lock (here VACUUM, which
     needs the write lock) is tried again with the handler, waiting up to the busy timeout."""
 
-    async def main() -> float:
+    async def main() -> bool:
         db = SQLiteDatabase(tmp_path / "d.db", busy_timeout_ms=5000)
         await db.execute('CREATE TABLE "t" ("x" INTEGER)')
         other = sqlite3.connect(tmp_path / "d.db", isolation_level=None, check_same_thread=False)
         other.execute("BEGIN IMMEDIATE")
-        timer = threading.Timer(0.3, lambda: other.execute("COMMIT"))
+        releasing = threading.Event()  # set just before the lock goes: VACUUM cannot run sooner
+
+        def commit() -> None:
+            releasing.set()
+            other.execute("COMMIT")
+
+        timer = threading.Timer(0.3, commit)
         timer.start()
         try:
-            start = time.monotonic()
             await db.execute("VACUUM")
-            waited = time.monotonic() - start
+            # it ran only once the other connection let go (without the retry it fails)
+            waited = releasing.is_set()
             # the handler is off again: a write's BEGIN still does not wait inside the call
             assert await db.fetchone("PRAGMA busy_timeout") == (0,)
             return waited
@@ -100,4 +105,4 @@ def test_a_statement_outside_transactions_waits_for_a_lock_as_before(tmp_path: P
             other.close()
             await db.close()
 
-    assert asyncio.run(main()) >= 0.25  # it waited for the other connection, then ran
+    assert asyncio.run(main())  # it waited for the other connection, then ran

@@ -172,25 +172,19 @@ def render_batch(
     """The requests' stdout lines (with `line`) as the writer takes them (UTF-8, each
     ending with a newline) and how many, and their `_logs` rows (those recorded under
     `options`), each from one serialized object (`_Shape`)."""
-    data, n = _lines(infos, options.log_ip) if line else (b"", 0)
-    return data, n, _rows(infos, options) if options.enabled else []
+    if not (line or options.enabled):
+        return b"", 0, []
+    shapes = _shapes_of(infos, options.log_ip)
+    data, n = _lines(infos, shapes, options.log_ip) if line else (b"", 0)
+    return data, n, _rows(infos, shapes, options) if options.enabled else []
 
 
-def _lines(infos: Sequence[RequestInfo], log_ip: bool) -> tuple[bytes, int]:
-    """The stdout lines of a batch, and how many. The hot loop of the request logs (every
-    request passes here once), hence written for speed: what requests alike share is
-    serialized once (`_Shape`), the line's start once per millisecond and shape, the
-    request ids checked once per batch, the execTimes formatted all at once, and a line
-    is five pieces joined with all the others once, at the end."""
-    # a line's id in quotes, with nothing after it: ours are, unless `_logs` omits the IP
-    plain = log_ip and _plain_ids(infos)
+def _shapes_of(infos: Sequence[RequestInfo], log_ip: bool) -> list[_Shape]:
+    """Each request's `_Shape`, looked up once for its line and its row alike."""
     shapes = _shapes
-    parts: list[Any] = []  # each line's five pieces: strings, its execTime a float till the end
+    out: list[_Shape] = []
     last_key: tuple[Any, ...] = ()  # never a key: the first request looks its shape up
     shape: _Shape
-    last_shape: _Shape | None = None  # the shape `start` was made for
-    lo = hi = -1.0  # the millisecond `start` was made for: [lo, hi) in ms since the epoch
-    iso = start = start_quoted = ""
     for info in infos:
         key = (
             info.method, info.path, info.query, info.status, info.referer, info.user_agent,
@@ -201,6 +195,23 @@ def _lines(infos: Sequence[RequestInfo], log_ip: bool) -> tuple[bytes, int]:
         if key != last_key:
             shape = shapes.get(key) or _new_shape(info, key, log_ip)
             last_key = key
+        out.append(shape)
+    return out
+
+
+def _lines(infos: Sequence[RequestInfo], shapes: list[_Shape], log_ip: bool) -> tuple[bytes, int]:
+    """The stdout lines of a batch, and how many. The hot loop of the request logs (every
+    request passes here once), hence written for speed: what requests alike share is
+    serialized once (`_Shape`), the line's start once per millisecond and shape, the
+    request ids checked once per batch, the execTimes formatted all at once, and a line
+    is five pieces joined with all the others once, at the end."""
+    # a line's id in quotes, with nothing after it: ours are, unless `_logs` omits the IP
+    plain = log_ip and _plain_ids(infos)
+    parts: list[Any] = []  # each line's five pieces: strings, its execTime a float till the end
+    last_shape: _Shape | None = None  # the shape `start` was made for
+    lo = hi = -1.0  # the millisecond `start` was made for: [lo, hi) in ms since the epoch
+    iso = start = start_quoted = ""
+    for info, shape in zip(infos, shapes, strict=True):
         duration = info.duration
         end = (info.started + duration) * 1000.0  # when it ended
         if not lo <= end < hi or shape is not last_shape:
@@ -222,26 +233,14 @@ def _lines(infos: Sequence[RequestInfo], log_ip: bool) -> tuple[bytes, int]:
     return "".join(parts).encode("utf-8", "replace"), n
 
 
-def _rows(infos: Sequence[RequestInfo], options: Options) -> list[Row]:
+def _rows(infos: Sequence[RequestInfo], shapes: list[_Shape], options: Options) -> list[Row]:
     """The `_logs` rows of a batch: those recorded under `options` (see `_lines`)."""
-    log_ip, log_auth_id, min_level = options.log_ip, options.log_auth_id, options.min_level
-    shapes = _shapes
+    log_auth_id, min_level = options.log_auth_id, options.min_level
     rows: list[Row] = []
-    last_key: tuple[Any, ...] = ()
-    shape: _Shape
-    wanted = False
     lo = hi = -1.0  # the millisecond whose texts are made, [lo, hi) in ms since the epoch
     pb = prefix = ""
-    for info in infos:
-        key = (
-            info.method, info.path, info.query, info.status, info.referer, info.user_agent,
-            info.auth_collection, info.route, info.ip if log_ip else "",
-        )  # fmt: skip
-        if key != last_key:
-            shape = shapes.get(key) or _new_shape(info, key, log_ip)
-            wanted = shape.recorded and shape.level >= min_level
-            last_key = key
-        if not wanted:
+    for info, shape in zip(infos, shapes, strict=True):
+        if not (shape.recorded and shape.level >= min_level):
             continue
         end = (info.started + info.duration) * 1000.0  # when it ended
         if not lo <= end < hi:

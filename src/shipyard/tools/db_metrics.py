@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 
 from shipyard.tools.db_base import QueryTimer
-from shipyard.tools.metrics import Labels, Registry, into
+from shipyard.tools.metrics import Labels, Registry
 
 KINDS = ("select", "insert", "update", "delete")
 _MAX_REMEMBERED = 4096  # statement texts whose queue is kept (most SQL is constant text)
@@ -69,11 +69,10 @@ class QueryMetrics:
     def fold(self) -> None:
         """Count the queued durations into the histogram (the event loop's thread; a
         statement another thread runs meanwhile waits in its queue for the next fold)."""
-        buckets = self.histogram.buckets
         for labels, queue in list(self._queues.items()):
             n = len(queue)
             if n:
-                into(self.histogram.series(labels), buckets, queue[:n])
+                self.histogram.observe_many(queue[:n], labels)
                 del queue[:n]
 
 

@@ -277,6 +277,5 @@ __all__ = [
     "Registry",
     "exposition",
     "fold_counters",
-    "into",
     "merge",
 ]
